@@ -1,0 +1,257 @@
+"""The request machinery shared by every route of :class:`loom.client.Client`.
+
+Holds the connection settings, builds URLs (each path segment percent-encoded), adds the
+auth, holder, fencing and idempotency headers, retries failures that are safe to retry, and
+maps error envelopes to the typed exceptions of :mod:`loom.errors`. No route lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+
+from loom.client._errors import ConnectionFailed
+from loom.client._retry import RetryPolicy, parse_retry_after
+from loom.errors import LoomError, ValidationError, error_from_envelope
+
+__all__ = ["API_PREFIX", "BaseClient"]
+
+API_PREFIX = "/api/v1"
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_log = logging.getLogger("loom.client")
+
+
+def _redact_url(url: str) -> str:
+    """The URL without any ``user:password@`` part."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def _segment(value: str | int) -> str:
+    """One URL path segment, validated and percent-encoded."""
+    text = str(value)
+    if text in ("", ".", ".."):
+        raise ValidationError(f"invalid path segment {text!r}", kind="invalid_id")
+    return quote(text, safe="")
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for one logical operation (a UUID4, valid for headers and event bodies)."""
+    return str(uuid.uuid4())
+
+
+class BaseClient:
+    """Connection settings, headers, retries and error mapping.
+
+    Args:
+        base_url: server root, e.g. ``http://127.0.0.1:9010`` (``/api/v1`` is added).
+        token: bearer token (admin or project token). Never shown in reprs or errors.
+        project: ``"org/repo"``; needed by every project route.
+        holder: lease holder identity sent on writes (``X-Loom-Holder``).
+        timeout: seconds for each HTTP request.
+        retries: extra attempts after a retryable failure.
+        transport: an httpx transport (tests use ``httpx.MockTransport``).
+        sleep: called with the seconds to wait between attempts (tests inject a recorder).
+        retry_policy: replaces the default policy built from ``retries``.
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:9010",
+        token: str | None = None,
+        project: str | None = None,
+        *,
+        holder: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.__token = token
+        self.project = project
+        self.holder = holder
+        self.timeout = timeout
+        self.retry_policy = retry_policy or RetryPolicy(retries=retries)
+        self._sleep = sleep
+        self._fencing: dict[str, int] = {}
+        self._http = httpx.Client(
+            base_url=self.base_url + API_PREFIX,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the underlying connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        token = "None" if self.__token is None else "'***'"
+        return (
+            f"{type(self).__name__}(base_url={_redact_url(self.base_url)!r}, "
+            f"project={self.project!r}, holder={self.holder!r}, token={token})"
+        )
+
+    @property
+    def has_token(self) -> bool:
+        """True when a token is configured (the token itself is never exposed)."""
+        return bool(self.__token)
+
+    # --- fencing tokens ------------------------------------------------------------
+
+    def remember_fencing_token(self, change_id: str, token: int | None) -> None:
+        """Send ``token`` as ``X-Loom-Fencing-Token`` on later writes to ``change_id``."""
+        if token is None:
+            self._fencing.pop(change_id, None)
+        else:
+            self._fencing[change_id] = token
+
+    def fencing_token(self, change_id: str) -> int | None:
+        """The fencing token this client knows for ``change_id``, if any."""
+        return self._fencing.get(change_id)
+
+    # --- URL building --------------------------------------------------------------
+
+    def _project_path(self, *segments: str | int) -> str:
+        if not self.project or self.project.count("/") != 1:
+            raise ValidationError(
+                "no project configured: pass project='org/repo' (or --project / LOOM_PROJECT)",
+                kind="project_missing",
+            )
+        org, repo = self.project.split("/")
+        parts = ["projects", _segment(org), _segment(repo), *(_segment(s) for s in segments)]
+        return "/" + "/".join(parts)
+
+    def _write_headers(self, change_id: str | None, fencing_token: int | None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.holder:
+            headers["X-Loom-Holder"] = self.holder
+        token = fencing_token
+        if token is None and change_id is not None:
+            token = self._fencing.get(change_id)
+        if token is not None:
+            headers["X-Loom-Fencing-Token"] = str(token)
+        return headers
+
+    # --- the request loop ----------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        retry: bool = True,
+        accept: frozenset[int] = frozenset(),
+    ) -> httpx.Response:
+        """Send one logical request, retrying when safe, and return a 2xx response.
+
+        Mutating requests get one ``Idempotency-Key`` (given or generated) that is reused
+        by every attempt, so the server applies the operation at most once. Statuses in
+        ``accept`` are returned instead of raised.
+        """
+        send_headers: dict[str, str] = {"Accept": "application/json"}
+        if self.__token:
+            send_headers["Authorization"] = f"Bearer {self.__token}"
+        if method in _MUTATING:
+            send_headers["Idempotency-Key"] = idempotency_key or new_idempotency_key()
+        if headers:
+            send_headers.update(headers)
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        policy = self.retry_policy
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    method,
+                    path,
+                    params=query or None,
+                    json=json,
+                    headers=send_headers,
+                )
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                raise ConnectionFailed(
+                    f"invalid server URL {_redact_url(self.base_url)!r}: {exc}"
+                ) from None
+            except httpx.TransportError as exc:
+                if retry and attempt < policy.retries:
+                    wait = policy.delay(attempt)
+                    _log.debug("%s %s failed (%s); retry in %.2fs", method, path, exc, wait)
+                    self._sleep(wait)
+                    attempt += 1
+                    continue
+                raise ConnectionFailed(
+                    f"cannot reach the Loom server at {_redact_url(self.base_url)}: "
+                    f"{type(exc).__name__}: {exc}",
+                ) from None
+            status = response.status_code
+            _log.debug("%s %s -> %d (attempt %d)", method, path, status, attempt + 1)
+            if 200 <= status < 300 or status in accept:
+                return response
+            if retry and attempt < policy.retries and self._retryable(response):
+                wait = policy.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
+                self._sleep(wait)
+                attempt += 1
+                continue
+            raise self._error(response)
+
+    def _retryable(self, response: httpx.Response) -> bool:
+        if self.retry_policy.should_retry_status(response.status_code):
+            return True
+        if response.status_code == 409:
+            body = self._body(response)
+            return isinstance(body, dict) and body.get("kind") == "idempotency_in_flight"
+        return False
+
+    @staticmethod
+    def _body(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    def _error(self, response: httpx.Response) -> LoomError:
+        body = self._body(response)
+        if not isinstance(body, dict):
+            text = response.text.strip()[:200]
+            body = {"error": f"HTTP {response.status_code}" + (f": {text}" if text else "")}
+        return error_from_envelope(response.status_code, body)
+
+    def _json(self, response: httpx.Response) -> Any:
+        body = self._body(response)
+        if body is None and response.content:
+            raise ValidationError(
+                f"the server sent a non-JSON response (HTTP {response.status_code})",
+                kind="bad_response",
+            )
+        return body

@@ -1,0 +1,22 @@
+"""Client-only errors, added to Loom's shared error tree (:mod:`loom.errors`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loom.errors import Unavailable
+
+__all__ = ["ConnectionFailed"]
+
+
+class ConnectionFailed(Unavailable):
+    """The server could not be reached (refused, DNS, timeout, dropped connection).
+
+    Raised after the retries are used up. Its ``http_status`` is 0: no response came back.
+    """
+
+    default_kind = "connection_failed"
+
+    def __init__(self, message: str, *, kind: str | None = None, **details: Any) -> None:
+        super().__init__(message, kind=kind, **details)
+        self.http_status = 0
