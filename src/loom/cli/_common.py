@@ -1,0 +1,363 @@
+"""Shared machinery of the agent commands: global options, output, errors and exit codes.
+
+Every agent command is registered with :func:`agent_command`, which adds the connection
+options (each with its environment variable shown in ``--help``) and ``--json``, builds the
+:class:`loom.client.Client` lazily from the resolved configuration, and turns Loom errors
+into a message on stderr and the documented exit code:
+
+0 ok, 1 error, 2 usage, 3 conflict (lease/revision), 4 not found, 5 unreachable, 6 auth.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, get_type_hints
+
+import typer
+
+from loom.client import Client
+from loom.client._config import ClientConfig, resolve_config
+from loom.client._state import LeaseStore, state_dir
+from loom.errors import (
+    Conflict,
+    Forbidden,
+    LoomError,
+    NotFound,
+    PreconditionRequired,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
+
+__all__ = [
+    "EXIT_AUTH",
+    "EXIT_CONFLICT",
+    "EXIT_ERROR",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "Ctx",
+    "agent_command",
+    "agent_group_callback",
+    "exit_code_for",
+]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONFLICT = 3
+EXIT_NOT_FOUND = 4
+EXIT_UNREACHABLE = 5
+EXIT_AUTH = 6
+
+_USAGE_KINDS = frozenset({"project_missing", "holder_missing", "invalid_config"})
+F = TypeVar("F", bound=Callable[..., Any])
+_PANEL = "Connection"
+
+
+def exit_code_for(error: LoomError) -> int:
+    """The documented exit code of a Loom error."""
+    if isinstance(error, Unauthorized | Forbidden):
+        return EXIT_AUTH
+    if isinstance(error, Conflict | PreconditionRequired):
+        return EXIT_CONFLICT
+    if isinstance(error, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(error, Unavailable | RateLimited):
+        return EXIT_UNREACHABLE
+    if error.kind in _USAGE_KINDS:
+        return EXIT_USAGE
+    return EXIT_ERROR
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def stdout_is_tty() -> bool:
+    """True when stdout is an interactive terminal (Rich tables and progress bars)."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def out(text: str = "") -> None:
+    """Data to stdout."""
+    typer.echo(text)
+
+
+def err(text: str) -> None:
+    """Diagnostics to stderr."""
+    typer.echo(text, err=True)
+
+
+def emit_json(data: Any) -> None:
+    """Data as JSON on stdout (one document, indented)."""
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None
+) -> None:
+    """A Rich table on a terminal; aligned plain-text columns when piped."""
+    cells = [["" if c is None else str(c) for c in row] for row in rows]
+    if stdout_is_tty():
+        from rich.console import Console
+        from rich.table import Table
+
+        rich_table = Table(title=title)
+        for header in headers:
+            rich_table.add_column(header)
+        for row in cells:
+            rich_table.add_row(*row)
+        Console().print(rich_table)
+        return
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
+    for row in [list(headers), *cells]:
+        out("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+
+
+# --- context ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Ctx:
+    """What a command gets: command-line connection flags, ``--json``, lazy config/client."""
+
+    flags: dict[str, Any]
+    json: bool = False
+    _config: ClientConfig | None = None
+    _client: Client | None = None
+    extra_cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def config(self) -> ClientConfig:
+        """The resolved configuration (resolved on first use)."""
+        if self._config is None:
+            self._config = resolve_config(self.flags)
+        return self._config
+
+    @property
+    def client(self) -> Client:
+        """A client for the configured server and project (built on first use)."""
+        if self._client is None:
+            self._client = self.config.client()
+        return self._client
+
+    @property
+    def state(self) -> Path:
+        """The client state directory."""
+        return state_dir()
+
+    def leases(self) -> LeaseStore:
+        """The leases remembered for this project."""
+        project = self.config.project.value or "_/_"
+        return LeaseStore(self.state, project)
+
+    def fencing_token(self, change_id: str) -> int | None:
+        """The fencing token of a lease this holder took on ``change_id`` (from ``loom claim``)."""
+        lease = self.leases().load(change_id)
+        if lease is None or lease.holder != self.config.holder.value:
+            return None
+        return lease.fencing_token
+
+    def ito_dir(self, given: Path | None) -> Path:
+        """The ``.ito`` directory: ``given``, else ``<repo root>/.ito``."""
+        return given if given is not None else self.config.root / ".ito"
+
+    def close(self) -> None:
+        for cleanup in self.extra_cleanup:
+            cleanup()
+        if self._client is not None:
+            self._client.close()
+
+
+# --- the command decorator ----------------------------------------------------------------
+
+_GLOBALS: list[inspect.Parameter] = [
+    inspect.Parameter(
+        "url",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option("--url", envvar="LOOM_URL", help="Server URL.", rich_help_panel=_PANEL),
+        ],
+    ),
+    inspect.Parameter(
+        "token",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option(
+                "--token",
+                envvar=["LOOM_TOKEN", "ITO_BACKEND_TOKEN"],
+                help="Bearer token (admin or project token).",
+                show_default=False,
+                rich_help_panel=_PANEL,
+            ),
+        ],
+    ),
+    inspect.Parameter(
+        "project",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option(
+                "--project",
+                envvar="LOOM_PROJECT",
+                help="Project ORG/REPO (default: .ito/config.json, then git origin).",
+                rich_help_panel=_PANEL,
+            ),
+        ],
+    ),
+    inspect.Parameter(
+        "holder",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option(
+                "--holder",
+                envvar="LOOM_HOLDER",
+                help="Lease holder identity (default user@host:worktree).",
+                rich_help_panel=_PANEL,
+            ),
+        ],
+    ),
+    inspect.Parameter(
+        "timeout",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            float | None,
+            typer.Option(
+                "--timeout",
+                envvar="LOOM_TIMEOUT",
+                help="Seconds per HTTP request (default 30).",
+                rich_help_panel=_PANEL,
+            ),
+        ],
+    ),
+    inspect.Parameter(
+        "retries",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            int | None,
+            typer.Option(
+                "--retries",
+                envvar="LOOM_RETRIES",
+                help="Retries after a connection error or 429/502/503/504 (default 3).",
+                rich_help_panel=_PANEL,
+            ),
+        ],
+    ),
+]
+_GLOBAL_NAMES = tuple(p.name for p in _GLOBALS)
+_JSON_PARAM = inspect.Parameter(
+    "json_output",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=False,
+    annotation=Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON (the API's shapes).")
+    ],
+)
+_CTX_PARAM = inspect.Parameter(
+    "typer_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context
+)
+
+
+def _report(error: LoomError, cx: Ctx) -> int:
+    code = exit_code_for(error)
+    if cx.json:
+        err(json.dumps(error.to_envelope() | {"exit_code": code}, default=str))
+    else:
+        err(f"error: {error.message}")
+        details = error.details
+        if "holder" in details:
+            err(f"  held by {details['holder']} until {details.get('expires_at', '?')}")
+        if code == EXIT_AUTH:
+            err("  check --token / LOOM_TOKEN and --project / LOOM_PROJECT (`loom config show`)")
+    return code
+
+
+def _wrap(fn: Callable[..., Any], data: bool, callback: bool) -> Callable[..., None]:
+    hints = get_type_hints(fn, include_extras=True)
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in list(inspect.signature(fn).parameters.values())[1:]
+    ]
+    extra = [*_GLOBALS, *([_JSON_PARAM] if data else []), _CTX_PARAM]
+    signature = inspect.Signature([*own, *extra])
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> None:
+        context: typer.Context = kwargs.pop("typer_context")
+        if callback and context.invoked_subcommand is not None:
+            return
+        flags: dict[str, Any] = {}
+        for option in _GLOBAL_NAMES:
+            value = kwargs.pop(option)
+            source = context.get_parameter_source(option)
+            if source is not None and source.name == "COMMANDLINE":
+                flags[option] = value
+        cx = Ctx(flags=flags, json=bool(kwargs.pop("json_output", False)))
+        code = EXIT_OK
+        try:
+            result = fn(cx, **kwargs)
+            code = result if isinstance(result, int) else EXIT_OK
+        except LoomError as error:
+            code = _report(error, cx)
+        except KeyboardInterrupt:
+            code = 130
+        finally:
+            cx.close()
+        if code:
+            raise typer.Exit(code)
+
+    wrapper.__signature__ = signature  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    return wrapper
+
+
+def agent_command(
+    group: typer.Typer,
+    name: str,
+    *,
+    data: bool = True,
+    **command_kwargs: Any,
+) -> Callable[[F], F]:
+    """Register ``fn(cx: Ctx, ...)`` on ``group`` as command ``name``.
+
+    Adds the connection options (and ``--json`` when ``data``), resolves configuration
+    lazily, maps :class:`LoomError` to exit codes, and closes the client afterwards.
+    ``fn`` may return an int exit code.
+    """
+
+    def decorate(fn: F) -> F:
+        group.command(name, **command_kwargs)(_wrap(fn, data, callback=False))
+        return fn
+
+    return decorate
+
+
+def agent_group_callback(group: typer.Typer, *, data: bool = True) -> Callable[[F], F]:
+    """Like :func:`agent_command`, for a group run without a subcommand (``loom events``)."""
+
+    def decorate(fn: F) -> F:
+        group.callback(invoke_without_command=True)(_wrap(fn, data, callback=True))
+        return fn
+
+    return decorate

@@ -1,0 +1,177 @@
+"""``loom status``, ``loom changes``, ``loom show``: read-only views of the server."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from loom.cli._app import app
+from loom.cli._common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    Ctx,
+    agent_command,
+    emit_json,
+    err,
+    exit_code_for,
+    out,
+    table,
+)
+from loom.client import ChangeSummary, LeaseInfo
+from loom.errors import LoomError
+
+__all__ = ["format_lease", "format_time"]
+
+
+def format_time(value: datetime | None) -> str:
+    """A timestamp as ``YYYY-MM-DD HH:MM:SSZ`` (UTC), or ``-``."""
+    if value is None:
+        return "-"
+    return value.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def format_lease(lease: LeaseInfo | None) -> str:
+    """``holder (until time)`` or ``-``."""
+    if lease is None:
+        return "-"
+    return f"{lease.holder} (until {format_time(lease.expires_at)})"
+
+
+@agent_command(app, "status")
+def status(cx: Ctx) -> int:
+    """Check server health, readiness and the token's scope for the project.
+
+    Exits 0 only when all are good (5 when unreachable, 6 on an auth failure).
+    """
+    config = cx.config
+    report: dict[str, Any] = {
+        "url": config.url.value,
+        "project": config.project.value,
+        "holder": config.holder.value,
+        "health": None,
+        "ready": None,
+        "auth": None,
+        "errors": [],
+    }
+    code = EXIT_OK
+    client = cx.client
+    try:
+        report["health"] = client.health().to_json()
+        ready = client.ready()
+        report["ready"] = ready.to_json()
+        if not ready.ok:
+            report["errors"].append(f"server not ready: {ready.reason or ready.status}")
+            code = EXIT_ERROR
+        report["auth"] = client.verify().to_json()
+    except LoomError as error:
+        report["errors"].append(error.message)
+        code = exit_code_for(error)
+    report["ok"] = code == EXIT_OK
+    if cx.json:
+        emit_json(report)
+        return code
+    out(f"server:  {report['url']}")
+    health = report["health"]
+    health_text = f"{health['status']} {health.get('version')}" if health else "unreachable"
+    out(f"health:  {health_text}")
+    ready_data = report["ready"]
+    out(f"ready:   {ready_data['status'] if ready_data else '-'}")
+    auth = report["auth"]
+    out(f"auth:    {auth['scope'] + ' token' if auth else 'failed'}")
+    out(f"project: {report['project'] or '-'}")
+    out(f"holder:  {report['holder']}")
+    for problem in report["errors"]:
+        err(f"error: {problem}")
+    return code
+
+
+def _progress(summary: ChangeSummary) -> str:
+    if summary.total_tasks == 0:
+        return "-"
+    return f"{summary.completed_tasks}/{summary.total_tasks}"
+
+
+@agent_command(app, "changes")
+def changes(
+    cx: Ctx,
+    all_: Annotated[bool, typer.Option("--all", help="Active and archived changes.")] = False,
+    archived: Annotated[bool, typer.Option("--archived", help="Archived changes only.")] = False,
+    module: Annotated[
+        str | None, typer.Option("--module", help="Only changes of module NNN.")
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            help="Only these work statuses (draft, ready, in-progress, paused, complete); "
+            "repeat or comma-separate.",
+        ),
+    ] = None,
+) -> None:
+    """List changes with progress, work status, revision and lease holder."""
+    if all_ and archived:
+        raise typer.BadParameter("use either --all or --archived")
+    lifecycle = "all" if all_ else "archived" if archived else "active"
+    statuses = [s for value in status or [] for s in value.split(",") if s.strip()]
+    items = list(
+        cx.client.iter_changes(lifecycle=lifecycle, module=module, status=statuses or None)
+    )
+    if cx.json:
+        emit_json([item.to_json() for item in items])
+        return
+    if not items:
+        err("no changes")
+        return
+    rows = [
+        (
+            item.id,
+            item.work_status + (" (archived)" if item.archived_at else ""),
+            _progress(item),
+            item.revision or "-",
+            format_lease(item.lease),
+        )
+        for item in items
+    ]
+    table(["CHANGE", "STATUS", "TASKS", "REV", "LEASE"], rows)
+
+
+_MARK = {"complete": "[x]", "in-progress": "[~]", "shelved": "[-]", "pending": "[ ]"}
+
+
+@agent_command(app, "show")
+def show(
+    cx: Ctx,
+    change: Annotated[str, typer.Argument(help="Change id (short forms like 1-2 work).")],
+) -> None:
+    """Show one change: artifacts, progress, tasks and lease."""
+    detail = cx.client.get_change(change, lifecycle="all")
+    tasks = cx.client.get_tasks(detail.id)
+    if cx.json:
+        emit_json({"change": detail.to_json(), "tasks": tasks.to_json()})
+        return
+    progress = detail.progress
+    out(f"change:    {detail.id}")
+    out(f"module:    {detail.sub_module_id or detail.module_id or '-'}")
+    out(f"status:    {detail.work_status or '-'}")
+    out(f"revision:  {detail.revision or '-'}")
+    if detail.archived_at is not None:
+        out(f"archived:  {format_time(detail.archived_at)}")
+    out(f"lease:     {format_lease(detail.lease)}")
+    artifacts = [
+        name
+        for name, present in (("proposal", detail.proposal), ("design", detail.design))
+        if present
+    ]
+    out(f"artifacts: {', '.join(artifacts) or '-'}")
+    out(f"specs:     {', '.join(s.name for s in detail.specs) or '-'}")
+    out(
+        f"progress:  {progress.complete}/{progress.total} complete, "
+        f"{progress.in_progress} in progress, {progress.shelved} shelved, "
+        f"{progress.pending} pending"
+    )
+    if tasks.tasks:
+        out("tasks:")
+        for task in tasks.tasks:
+            out(f"  {_MARK.get(task.status, '[?]')} {task.id} {task.name}")

@@ -1,0 +1,34 @@
+"""``loom config show``: the resolved client configuration and where each value came from."""
+
+from __future__ import annotations
+
+import typer
+
+from loom.cli._app import app
+from loom.cli._common import Ctx, agent_command, emit_json, table
+
+__all__ = ["config_app"]
+
+config_app = typer.Typer(
+    name="config",
+    help="Client configuration (flags, LOOM_* env, .ito/config.json, .loom.toml, user config).",
+    no_args_is_help=True,
+)
+app.add_typer(config_app)
+
+
+@agent_command(config_app, "show")
+def show(cx: Ctx) -> None:
+    """Print every resolved setting and its source (the token is redacted).
+
+    Precedence: flag > env > project files (.loom.toml, .ito/config.json) > git origin
+    (project only) > user config (~/.config/loom/config.toml) > default.
+    """
+    data = cx.config.as_dict()
+    if cx.json:
+        emit_json(data | {"root": str(cx.config.root)})
+        return
+    rows = [
+        (name, "" if v["value"] is None else v["value"], v["source"]) for name, v in data.items()
+    ]
+    table(["SETTING", "VALUE", "SOURCE"], rows)

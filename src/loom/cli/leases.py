@@ -1,0 +1,186 @@
+"""Lease commands: ``claim``, ``heartbeat``, ``release``, ``allocate``, ``keepalive``."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from typing import Annotated
+
+import typer
+
+from loom.cli._app import app
+from loom.cli._common import (
+    EXIT_CONFLICT,
+    EXIT_USAGE,
+    Ctx,
+    agent_command,
+    emit_json,
+    err,
+    out,
+)
+from loom.cli.changes import format_time
+from loom.client import ClaimResult
+from loom.client._keepalive import LeaseKeeper, renew_interval
+from loom.errors import LoomError
+
+__all__: list[str] = []
+
+TtlOption = Annotated[
+    int | None,
+    typer.Option("--ttl", help="Lease time-to-live in seconds (server default 900).", min=1),
+]
+ChangeArg = Annotated[str, typer.Argument(help="Change id.")]
+
+
+def _print_claim(cx: Ctx, claim: ClaimResult, verb: str) -> None:
+    if cx.json:
+        emit_json(claim.to_json())
+        return
+    out(
+        f"{verb} {claim.change_id}: holder {claim.holder}, expires {format_time(claim.expires_at)}"
+        f", fencing token {claim.fencing_token}"
+    )
+
+
+@agent_command(app, "claim")
+def claim(cx: Ctx, change: ChangeArg, ttl: TtlOption = None) -> None:
+    """Acquire (or renew) the lease on a change; prints holder, expiry and fencing token."""
+    result = cx.client.claim(change, ttl_seconds=ttl)
+    cx.leases().save(result)
+    _print_claim(cx, result, "claimed")
+
+
+@agent_command(app, "heartbeat")
+def heartbeat(cx: Ctx, change: ChangeArg, ttl: TtlOption = None) -> None:
+    """Renew a lease this holder has (same fencing token)."""
+    result = cx.client.heartbeat(change, ttl_seconds=ttl)
+    cx.leases().save(result)
+    _print_claim(cx, result, "renewed")
+
+
+@agent_command(app, "release")
+def release(
+    cx: Ctx,
+    change: ChangeArg,
+    force: Annotated[
+        bool, typer.Option("--force", help="Release another holder's lease (admin token).")
+    ] = False,
+) -> None:
+    """Release a lease (idempotent: releasing a free change succeeds)."""
+    result = cx.client.release(change, force=force)
+    cx.leases().forget(change)
+    if cx.json:
+        emit_json(result.to_json())
+        return
+    out(f"released {result.change_id}" if result.released else f"{result.change_id}: no lease held")
+
+
+@agent_command(app, "allocate")
+def allocate(
+    cx: Ctx,
+    module: Annotated[
+        str | None, typer.Option("--module", help="Only changes of module NNN.")
+    ] = None,
+    change: Annotated[
+        list[str] | None,
+        typer.Option("--change", help="Only these changes (repeatable)."),
+    ] = None,
+    ttl: TtlOption = None,
+) -> None:
+    """Lease the next available change and print its id ("no work" and exit 0 when none)."""
+    result = cx.client.allocate(ttl_seconds=ttl, module=module, changes=change or None)
+    if result.claim is not None:
+        cx.leases().save(result.claim)
+    if cx.json:
+        emit_json(result.to_json())
+        return
+    if result.claim is None:
+        err("no work: no change is available for allocation")
+        return
+    out(result.claim.change_id)
+    err(
+        f"leased to {result.claim.holder} until {format_time(result.claim.expires_at)}, "
+        f"fencing token {result.claim.fencing_token}"
+    )
+
+
+def _terminate(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@agent_command(
+    app,
+    "keepalive",
+    data=False,
+    context_settings={"allow_interspersed_args": False},
+)
+def keepalive(
+    cx: Ctx,
+    change: ChangeArg,
+    command: Annotated[list[str], typer.Argument(help="The command to run (after --).")],
+    ttl: TtlOption = None,
+) -> int:
+    """Hold the lease while COMMAND runs: heartbeat at TTL/3, release at the end.
+
+    Exits with COMMAND's exit code; if the lease is lost, COMMAND is terminated and the exit
+    code is 3. Usage: loom keepalive CHANGE -- CMD ARGS...
+    """
+    if not command:
+        err("error: no command given (loom keepalive CHANGE -- CMD ...)")
+        return EXIT_USAGE
+    client = cx.client
+    first = client.claim(change, ttl_seconds=ttl)
+    store = cx.leases()
+    store.save(first)
+    err(f"holding {change} as {first.holder} (fencing token {first.fencing_token})")
+    lost = threading.Event()
+    process_box: list[subprocess.Popen[bytes]] = []
+
+    def on_lost(error: LoomError) -> None:
+        lost.set()
+        err(f"error: lease on {change} lost: {error.message}; stopping the command")
+        if process_box:
+            _terminate(process_box[0])
+
+    keeper = LeaseKeeper(
+        client,
+        change,
+        interval=renew_interval(first),
+        ttl_seconds=ttl,
+        on_lost=on_lost,
+        on_renew=store.save,
+    )
+    try:
+        process = subprocess.Popen(command)
+    except OSError as exc:
+        client.release(change)
+        store.forget(change)
+        err(f"error: cannot run {command[0]!r}: {exc}")
+        return 127
+    process_box.append(process)
+    keeper.start()
+    try:
+        returncode = process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        returncode = process.wait()
+    finally:
+        keeper.stop()
+    if lost.is_set():
+        store.forget(change)
+        return EXIT_CONFLICT
+    try:
+        client.release(change)
+    finally:
+        store.forget(change)
+    if returncode < 0:
+        return 128 - returncode
+    return returncode

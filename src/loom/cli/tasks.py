@@ -1,0 +1,161 @@
+"""``loom tasks …``: task operations on the server (status, next, start, complete, ...)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from loom.cli._app import app
+from loom.cli._common import Ctx, agent_command, emit_json, err, out, table
+from loom.client import TaskItem, TaskMutationResult
+
+__all__ = ["tasks_app"]
+
+tasks_app = typer.Typer(
+    name="tasks",
+    help="Task operations on the server (each write bumps the change's revision).",
+    no_args_is_help=True,
+)
+app.add_typer(tasks_app)
+
+ChangeArg = Annotated[str, typer.Argument(help="Change id.")]
+TaskArg = Annotated[str, typer.Argument(help="Task id (e.g. 1.2; checkbox lists: 1-based index).")]
+
+
+def _print_mutation(cx: Ctx, result: TaskMutationResult, verb: str) -> None:
+    if cx.json:
+        emit_json(result.to_json())
+        return
+    rev = f" (revision {result.revision})" if result.revision else ""
+    task = result.task
+    out(f"{verb} {result.change_id} task {task.id}: {task.name} [{task.status}]{rev}")
+
+
+@agent_command(tasks_app, "status")
+def status(cx: Ctx, change: ChangeArg) -> None:
+    """List the tasks of a change with their status, progress and diagnostics."""
+    view = cx.client.get_tasks(change)
+    if cx.json:
+        emit_json(view.to_json())
+        return
+    p = view.progress
+    rows = [(t.id, t.wave if t.wave is not None else "-", t.status, t.name) for t in view.tasks]
+    if rows:
+        table(["TASK", "WAVE", "STATUS", "NAME"], rows)
+    out(
+        f"{view.change_id} ({view.format}): {p.complete}/{p.total} complete, "
+        f"{p.in_progress} in progress, {p.shelved} shelved, {p.pending} pending"
+    )
+    for task_id, reasons in view.blocked.items():
+        err(f"blocked {task_id}: {'; '.join(reasons)}")
+    for diag in view.diagnostics:
+        where = f" (task {diag.task_id})" if diag.task_id else ""
+        err(f"{diag.level}: {diag.message}{where}")
+
+
+@agent_command(tasks_app, "next")
+def next_task(cx: Ctx, change: ChangeArg) -> None:
+    """Show the task to work on: the one in progress, else the first ready one."""
+    view = cx.client.get_tasks(change)
+    chosen: TaskItem | None = next((t for t in view.tasks if t.status == "in-progress"), None)
+    reason = "in-progress"
+    if chosen is None:
+        by_id = {t.id: t for t in view.tasks}
+        chosen = next((by_id[i] for i in view.ready if i in by_id), None)
+        reason = "ready"
+    if cx.json:
+        emit_json(
+            {
+                "change_id": view.change_id,
+                "task": chosen.to_json() if chosen else None,
+                "reason": reason if chosen else "none",
+            }
+        )
+        return
+    if chosen is None:
+        err(f"{view.change_id}: no task is ready")
+        return
+    out(f"{chosen.id} {chosen.name}")
+    err(f"({reason})")
+
+
+@agent_command(tasks_app, "start")
+def start(cx: Ctx, change: ChangeArg, task: TaskArg) -> None:
+    """Mark a task in progress."""
+    result = cx.client.start_task(change, task, fencing_token=cx.fencing_token(change))
+    _print_mutation(cx, result, "started")
+
+
+@agent_command(tasks_app, "complete")
+def complete(
+    cx: Ctx,
+    change: ChangeArg,
+    task: TaskArg,
+    note: Annotated[str | None, typer.Option("--note", help="Kept in the audit event.")] = None,
+) -> None:
+    """Mark a task complete."""
+    result = cx.client.complete_task(
+        change, task, note=note, fencing_token=cx.fencing_token(change)
+    )
+    _print_mutation(cx, result, "completed")
+
+
+@agent_command(tasks_app, "shelve")
+def shelve(
+    cx: Ctx,
+    change: ChangeArg,
+    task: TaskArg,
+    reason: Annotated[str | None, typer.Option("--reason", help="Kept in the audit event.")] = None,
+) -> None:
+    """Shelve a task (enhanced format only)."""
+    result = cx.client.shelve_task(
+        change, task, reason=reason, fencing_token=cx.fencing_token(change)
+    )
+    _print_mutation(cx, result, "shelved")
+
+
+@agent_command(tasks_app, "unshelve")
+def unshelve(cx: Ctx, change: ChangeArg, task: TaskArg) -> None:
+    """Return a shelved task to pending."""
+    result = cx.client.unshelve_task(change, task, fencing_token=cx.fencing_token(change))
+    _print_mutation(cx, result, "unshelved")
+
+
+@agent_command(tasks_app, "add")
+def add(
+    cx: Ctx,
+    change: ChangeArg,
+    title: Annotated[str, typer.Argument(help="Title of the new task.")],
+    wave: Annotated[int | None, typer.Option("--wave", help="Wave (default 1).")] = None,
+) -> None:
+    """Append a task to a wave of an enhanced-format task list."""
+    result = cx.client.add_task(change, title, wave=wave, fencing_token=cx.fencing_token(change))
+    _print_mutation(cx, result, "added")
+
+
+@agent_command(tasks_app, "init")
+def init(cx: Ctx, change: ChangeArg) -> None:
+    """Write the enhanced tasks.md template when the change has no tasks yet."""
+    result = cx.client.init_tasks(change, fencing_token=cx.fencing_token(change))
+    if cx.json:
+        emit_json(result.to_json())
+        return
+    out(
+        f"{result.change_id}: tasks already existed"
+        if result.existed
+        else f"{result.change_id}: tasks template written"
+    )
+
+
+@agent_command(tasks_app, "raw")
+def raw(cx: Ctx, change: ChangeArg) -> None:
+    """Print the change's tasks.md as stored on the server."""
+    result = cx.client.get_tasks_raw(change)
+    if cx.json:
+        emit_json(result.to_json())
+        return
+    if result.content is None:
+        err(f"{result.change_id}: no tasks.md")
+        return
+    typer.echo(result.content, nl=False)

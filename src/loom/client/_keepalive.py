@@ -1,0 +1,81 @@
+"""Keep a lease alive from a background thread while some work runs (``loom keepalive``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from loom.client._client import Client
+from loom.client._models import ClaimResult
+from loom.errors import Conflict, LoomError, NotFound
+
+__all__ = ["LeaseKeeper", "renew_interval"]
+
+_log = logging.getLogger("loom.client")
+
+
+def renew_interval(claim: ClaimResult) -> float:
+    """Seconds between heartbeats: one third of the lease's TTL (at least one second)."""
+    ttl = claim.ttl_seconds
+    if ttl is None and claim.acquired_at is not None:
+        ttl = int((claim.expires_at - claim.acquired_at).total_seconds())
+    return max(1.0, (ttl or 900) / 3)
+
+
+class LeaseKeeper:
+    """Heartbeats ``change_id`` every ``interval`` seconds until stopped or the lease is lost.
+
+    The lease is *lost* when a heartbeat is refused with a conflict (another holder, or the
+    change was archived) or the change disappeared; ``on_lost`` is then called once, from
+    the keeper thread, with the error. Transient failures (server unreachable after the
+    client's own retries) are logged and retried at the next tick.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        change_id: str,
+        *,
+        interval: float,
+        ttl_seconds: int | None = None,
+        on_lost: Callable[[LoomError], None] | None = None,
+        on_renew: Callable[[ClaimResult], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.change_id = change_id
+        self.interval = interval
+        self.ttl_seconds = ttl_seconds
+        self.on_lost = on_lost
+        self.on_renew = on_renew
+        self.lost: LoomError | None = None
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"loom-keepalive-{change_id}")
+        self._thread.daemon = True
+
+    def start(self) -> None:
+        """Start heartbeating in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop heartbeating and wait for the thread to finish."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                claim = self.client.heartbeat(self.change_id, ttl_seconds=self.ttl_seconds)
+            except (Conflict, NotFound) as error:
+                self.lost = error
+                if self.on_lost is not None:
+                    self.on_lost(error)
+                return
+            except LoomError as error:
+                _log.warning("heartbeat of %s failed: %s", self.change_id, error.message)
+                continue
+            self.renewals += 1
+            if self.on_renew is not None:
+                self.on_renew(claim)
