@@ -1,0 +1,243 @@
+"""Audit events: validation, batch fingerprints and the server's own events.
+
+An event is one JSON object (ito-domain.md §6.1, ito-server.md §6.1, API.md §2.8)::
+
+    {"v": 1, "ts": "2026-02-28T10:00:00.000Z", "entity": "task", "entity_id": "1.1",
+     "scope": "001-01_alpha", "op": "status_change", "from": "pending", "to": "in-progress",
+     "actor": "cli", "by": "@alice", "meta": {...}, "count": 2, "ctx": {"session_id": "s-1"}}
+
+Upstream checks JSON types only and silently drops unknown fields. Loom validates values too
+(``v`` must be 1, ``ts`` strict RFC 3339, required strings non-blank, ``count`` positive) and
+keeps unknown fields, top level and in ``ctx``. Strings may not hold NUL or lone surrogates
+and numbers must be finite, so every accepted event can be stored and re-served as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Final, NoReturn
+
+from loom.errors import ValidationError
+
+__all__ = [
+    "EVENT_VERSION",
+    "SERVER_ACTOR",
+    "SERVER_BY",
+    "fingerprint_batch",
+    "format_event_ts",
+    "make_event",
+    "parse_event_ts",
+    "validate_event",
+]
+
+EVENT_VERSION: Final = 1
+SERVER_ACTOR: Final = "server"
+SERVER_BY: Final = "@loom"
+
+_REQUIRED_STRINGS: Final = ("entity", "entity_id", "op", "actor", "by")
+_OPTIONAL_STRINGS: Final = ("scope", "from", "to")
+_CTX_OPTIONAL_STRINGS: Final = ("harness_session_id", "branch", "worktree", "commit")
+_RFC3339: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+
+
+def _fail(index: int, field: str, problem: str) -> NoReturn:
+    raise ValidationError(
+        f"event {index}: {problem}", kind="invalid_event", index=index, field=field
+    )
+
+
+def parse_event_ts(text: str) -> datetime:
+    """Parse a strict RFC 3339 timestamp (``T``, seconds and a ``Z`` or ``±HH:MM`` offset are
+    required; up to 9 fraction digits, truncated to microseconds) to an aware UTC datetime.
+
+    Raises ``ValueError`` on anything else, including leap seconds (``:60``).
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {text[:60]!r}")
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    micro = int((match.group(7) or "0")[:6].ljust(6, "0"))
+    if match.group(8):
+        tz = UTC
+    else:
+        off_h, off_m = int(match.group(10)), int(match.group(11))
+        if off_h > 23 or off_m > 59:
+            raise ValueError(f"invalid UTC offset in {text[:60]!r}")
+        offset = timedelta(hours=off_h, minutes=off_m)
+        tz = timezone(-offset if match.group(9) == "-" else offset)
+    try:
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).astimezone(UTC)
+    except OverflowError as exc:  # a valid local time that falls outside years 1-9999 in UTC
+        raise ValueError(f"timestamp out of range: {text[:60]!r}") from exc
+
+
+def format_event_ts(ts: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC (Ito's event timestamp form)."""
+    if ts.tzinfo is None:
+        raise ValueError("event timestamps must be timezone-aware")
+    utc = ts.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _bad_string(value: str) -> str | None:
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an unpaired surrogate"
+    return None
+
+
+def _check_json(value: object, index: int, field: str) -> None:
+    """Iteratively check that ``value`` is plain, storable JSON."""
+    stack: list[tuple[object, str]] = [(value, field)]
+    while stack:
+        item, path = stack.pop()
+        if item is None or isinstance(item, bool | int):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                _fail(index, path, f"{path} contains a non-finite number")
+        elif isinstance(item, str):
+            problem = _bad_string(item)
+            if problem:
+                _fail(index, path, f"{path} {problem}")
+        elif isinstance(item, list):
+            stack.extend((child, path) for child in item)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str) or _bad_string(key):
+                    _fail(index, path, f"{path} has an invalid key")
+                stack.append((child, path))
+        else:
+            _fail(index, path, f"{path} is not JSON ({type(item).__name__})")
+
+
+def _required_string(obj: Mapping[str, Any], key: str, index: int, field: str) -> None:
+    if key not in obj:
+        _fail(index, field, f"missing required field '{field}'")
+    value = obj[key]
+    if not isinstance(value, str):
+        _fail(index, field, f"'{field}' must be a string")
+    if not value.strip():
+        _fail(index, field, f"'{field}' must not be empty")
+
+
+def _optional_string(obj: Mapping[str, Any], key: str, index: int, field: str) -> None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        _fail(index, field, f"'{field}' must be a string or null")
+
+
+def validate_event(obj: object, index: int) -> dict[str, Any]:
+    """Check one event of a batch (``index`` is its position) and return it unchanged.
+
+    Required: ``v`` == 1 (an integer, not a boolean), ``ts`` (strict RFC 3339), non-blank
+    strings ``entity``, ``entity_id``, ``op``, ``actor``, ``by``, and ``ctx`` an object with a
+    non-blank string ``session_id``. Optional: ``scope``/``from``/``to`` (string or null),
+    ``meta`` (any JSON), ``count`` (positive integer), and in ``ctx`` ``harness_session_id``,
+    ``branch``, ``worktree``, ``commit`` (string or null). Unknown fields are kept.
+
+    Raises ``ValidationError(kind="invalid_event", index=index, field=<field>)``.
+    """
+    if not isinstance(obj, dict):
+        _fail(index, "event", "must be a JSON object")
+    if "v" not in obj:
+        _fail(index, "v", "missing required field 'v'")
+    version = obj["v"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        _fail(index, "v", "'v' must be an integer")
+    if version != EVENT_VERSION:
+        _fail(index, "v", f"unsupported event version {version} (expected {EVENT_VERSION})")
+    _required_string(obj, "ts", index, "ts")
+    try:
+        parse_event_ts(obj["ts"])
+    except ValueError:
+        _fail(index, "ts", f"'ts' is not an RFC 3339 timestamp: {obj['ts'][:60]!r}")
+    for key in _REQUIRED_STRINGS:
+        _required_string(obj, key, index, key)
+    for key in _OPTIONAL_STRINGS:
+        _optional_string(obj, key, index, key)
+    if "count" in obj:
+        count = obj["count"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            _fail(index, "count", "'count' must be a positive integer")
+    if "ctx" not in obj:
+        _fail(index, "ctx", "missing required field 'ctx'")
+    ctx = obj["ctx"]
+    if not isinstance(ctx, dict):
+        _fail(index, "ctx", "'ctx' must be an object")
+    _required_string(ctx, "session_id", index, "ctx.session_id")
+    for key in _CTX_OPTIONAL_STRINGS:
+        _optional_string(ctx, key, index, f"ctx.{key}")
+    for key, value in obj.items():
+        if not isinstance(key, str) or _bad_string(key):
+            _fail(index, "event", "has an invalid field name")
+        _check_json(value, index, key)
+    return obj
+
+
+def fingerprint_batch(events: Sequence[Mapping[str, Any]]) -> str:
+    """SHA-256 (hex) of the canonical JSON of a batch: sorted keys, compact separators.
+
+    Key order and whitespace do not matter; list order and values do.
+    """
+    canonical = json.dumps(
+        list(events), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def make_event(
+    *,
+    ts: datetime,
+    entity: str,
+    entity_id: str,
+    op: str,
+    session_id: str,
+    scope: str | None = None,
+    from_: str | None = None,
+    to: str | None = None,
+    meta: Any = None,
+    count: int = 1,
+    actor: str = SERVER_ACTOR,
+    by: str = SERVER_BY,
+) -> dict[str, Any]:
+    """Build an event the server records itself, in Ito's field order.
+
+    ``ts`` must be timezone-aware; it is written as ``YYYY-MM-DDTHH:MM:SS.mmmZ``. None fields
+    are omitted and ``count`` is omitted when it is 1, as Ito writes them. The result passes
+    :func:`validate_event` (a ``ValidationError`` otherwise).
+    """
+    event: dict[str, Any] = {
+        "v": EVENT_VERSION,
+        "ts": format_event_ts(ts),
+        "entity": entity,
+        "entity_id": entity_id,
+    }
+    if scope is not None:
+        event["scope"] = scope
+    event["op"] = op
+    if from_ is not None:
+        event["from"] = from_
+    if to is not None:
+        event["to"] = to
+    event["actor"] = actor
+    event["by"] = by
+    if meta is not None:
+        event["meta"] = meta
+    if count < 1:
+        raise ValueError("count must be positive")
+    if count > 1:
+        event["count"] = count
+    event["ctx"] = {"session_id": session_id}
+    return validate_event(event, 0)
