@@ -1,0 +1,69 @@
+"""LeaseKeeper: heartbeats at an interval, reports a lost lease once."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+from loom.client import ClaimResult, LeaseConflict
+from loom.client._keepalive import LeaseKeeper, renew_interval
+
+from ._fakes import Recorder, error, make_client
+
+CLAIM = {
+    "change_id": "001-01_a",
+    "holder": "agent-1",
+    "expires_at": "2030-01-01T00:15:00Z",
+    "fencing_token": 2,
+}
+
+
+def test_renew_interval_is_a_third_of_the_ttl() -> None:
+    assert renew_interval(ClaimResult.model_validate({**CLAIM, "ttl_seconds": 900})) == 300
+    derived = ClaimResult.model_validate({**CLAIM, "acquired_at": "2030-01-01T00:14:30Z"})
+    assert renew_interval(derived) == 10
+    assert renew_interval(ClaimResult.model_validate({**CLAIM, "ttl_seconds": 1})) == 1.0
+
+
+def test_keeper_heartbeats_until_stopped() -> None:
+    beats = threading.Semaphore(0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path.endswith("/heartbeat")
+        beats.release()
+        return httpx.Response(200, json=CLAIM)
+
+    renewed: list[ClaimResult] = []
+    keeper = LeaseKeeper(
+        make_client(Recorder(handler=handler)), "001-01_a", interval=0.01, on_renew=renewed.append
+    )
+    keeper.start()
+    for _ in range(3):
+        assert beats.acquire(timeout=5)
+    keeper.stop()
+    assert keeper.renewals >= 3 and keeper.lost is None
+    assert len(renewed) == keeper.renewals
+
+
+def test_keeper_reports_lost_lease_and_survives_transient_errors() -> None:
+    rec = Recorder(
+        [
+            httpx.Response(503, json={}),  # transient: logged, next tick
+            error(409, "conflict", "not_lease_holder", holder="other"),
+        ]
+    )
+    lost = threading.Event()
+    seen: list[Exception] = []
+
+    def on_lost(exc: Exception) -> None:
+        seen.append(exc)
+        lost.set()
+
+    keeper = LeaseKeeper(make_client(rec, retries=0), "001-01_a", interval=0.01, on_lost=on_lost)
+    keeper.start()
+    assert lost.wait(5)
+    keeper.stop()
+    assert len(seen) == 1 and isinstance(seen[0], LeaseConflict)
+    assert isinstance(keeper.lost, LeaseConflict)
+    assert len(rec.requests) == 2
