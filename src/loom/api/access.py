@@ -1,0 +1,176 @@
+"""Per-request access: path ids validated first (400), then the token (401/403)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from loom.api.auth import Scope, authorize, derive_project_token, parse_bearer
+from loom.domain import ids
+from loom.errors import Forbidden, Unauthorized, ValidationError
+from loom.service._context import Actor, Project, ServiceContext
+from loom.service.idempotency import run_idempotent
+from loom.settings import Settings
+from loom.store.schema import projects
+
+__all__ = ["Access", "project_access", "read", "write"]
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._: -]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Access:
+    project: Project
+    scope: Scope
+    actor: Actor
+
+
+def _validate_target(value: str) -> str:
+    """Read routes accept canonical ids and Ito's short forms (``1-2``, ``12.2-5_x``)."""
+    try:
+        return ids.validate_change_id(value)
+    except ValidationError:
+        if _TARGET.match(value) and ".." not in value:
+            return value
+        raise
+
+
+def _validate_path(request: Request) -> tuple[str, str]:
+    params = request.path_params
+    org = ids.validate_org(params["org"])
+    repo = ids.validate_repo(params["repo"])
+    change_id = params.get("change_id")
+    if change_id is not None:
+        if request.method == "GET":
+            _validate_target(change_id)
+        else:
+            ids.validate_change_id(change_id)
+    if "task_id" in params:
+        ids.validate_task_id(params["task_id"])
+    if "module_id" in params:
+        ids.validate_module_id(params["module_id"])
+    if "spec_id" in params:
+        ids.validate_spec_id(params["spec_id"])
+    return org, repo
+
+
+def _known_projects(ctx: ServiceContext) -> list[tuple[str, str]]:
+    with ctx.db.read() as conn:
+        return [(r[0], r[1]) for r in conn.execute(select(projects.c.org, projects.c.repo))]
+
+
+def _token_of_other_project(
+    settings: Settings, header: str | None, org: str, repo: str, known: list[tuple[str, str]]
+) -> bool:
+    token = parse_bearer(header)
+    if token is None or settings.token_seed is None:
+        return False
+    seed = settings.token_seed.get_secret_value()
+    candidates = set(known)
+    for entry in settings.allow_projects:
+        o, _, r = entry.partition("/")
+        candidates.add((o, r))
+    candidates.discard((org, repo))
+    import hmac
+
+    return any(
+        hmac.compare_digest(token.encode(), derive_project_token(seed, o, r).encode())
+        for o, r in sorted(candidates)
+    )
+
+
+async def project_access(request: Request) -> Access:
+    """FastAPI dependency for every project route."""
+    org, repo = _validate_path(request)
+    settings: Settings = request.app.state.settings
+    ctx: ServiceContext = request.app.state.ctx
+    header = request.headers.get("authorization")
+    try:
+        scope = authorize(settings, header, org, repo)
+    except Unauthorized as err:
+        if err.kind == "invalid_token" and settings.token_seed is not None:
+            known = await ctx.db.run_read(_known_projects, ctx)
+            if _token_of_other_project(settings, header, org, repo, known):
+                raise Forbidden(
+                    "this token is not allowed to access this project", kind="forbidden"
+                ) from None
+        raise
+    holder = request.headers.get("x-loom-holder")
+    if holder is not None:
+        holder = ids.validate_holder(holder)
+    token_header = request.headers.get("x-loom-fencing-token")
+    fencing: int | None = None
+    if token_header is not None:
+        if not token_header.strip().isdigit() or len(token_header.strip()) > 18:
+            raise ValidationError(
+                "X-Loom-Fencing-Token must be a non-negative integer", kind="invalid_fencing_token"
+            )
+        fencing = int(token_header.strip())
+    return Access(Project(org, repo), scope, Actor(holder, fencing, scope.admin))
+
+
+async def read(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    ctx: ServiceContext = request.app.state.ctx
+    return await ctx.db.run_read(functools.partial(fn, ctx, *args, **kwargs))
+
+
+async def _fingerprint(request: Request) -> str:
+    h = hashlib.sha256()
+    body = await request.body()
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+        body = canonical.encode()
+    except ValueError:
+        pass
+    for part in (
+        request.method,
+        request.url.path,
+        str(sorted(request.query_params.multi_items())),
+        request.headers.get("x-loom-holder", ""),
+        request.headers.get("x-loom-fencing-token", ""),
+        request.headers.get("if-match", ""),
+    ):
+        h.update(part.encode())
+        h.update(b"\x00")
+    h.update(body)
+    return h.hexdigest()
+
+
+async def write(
+    request: Request,
+    access: Access,
+    fn: Callable[..., Any],
+    *args: Any,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> JSONResponse:
+    """Run a mutating use case on the writer executor, honouring ``Idempotency-Key``."""
+    ctx: ServiceContext = request.app.state.ctx
+    call = functools.partial(fn, ctx, access.project, *args, **kwargs)
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        body = await ctx.db.run_write(call)
+        return JSONResponse(body, headers=headers)
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ValidationError(
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+            kind="invalid_idempotency_key",
+        )
+    fingerprint = await _fingerprint(request)
+    status, body, replayed = await ctx.db.run_write(
+        run_idempotent, ctx, access.project, key, fingerprint, call
+    )
+    out = dict(headers or {})
+    if replayed:
+        out["Idempotent-Replayed"] = "true"
+    return JSONResponse(body, status_code=status, headers=out)

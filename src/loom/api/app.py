@@ -1,0 +1,87 @@
+"""The application factory: ``create_app(settings)`` owns the database in its lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from loom import __version__
+from loom.api.errors import install_error_handlers
+from loom.api.middleware import BodyGuard
+from loom.api.routes_changes import router as changes_router
+from loom.api.routes_leases import router as leases_router
+from loom.api.routes_project import router as project_router
+from loom.service._context import Policy, ServiceContext, system_clock_us
+from loom.settings import Settings
+from loom.store import migrate
+from loom.store.engine import Database
+
+__all__ = ["create_app"]
+
+
+def _policy(settings: Settings) -> Policy:
+    return Policy(
+        lease_ttl=settings.lease_ttl,
+        lease_ttl_min=settings.lease_ttl_min,
+        lease_ttl_max=settings.lease_ttl_max,
+        lease_enforcement=settings.lease_enforcement,
+        allow_blind_push=settings.allow_blind_push,
+        idempotency_ttl=settings.idempotency_ttl,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], int] | None = None,
+    run_migrations: bool = True,
+) -> FastAPI:
+    """Build the ASGI app. ``clock`` (µs since the epoch) is injectable for tests."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        if run_migrations:
+            migrate.upgrade(db)
+        app.state.ctx = ServiceContext(db, _policy(settings), clock or system_clock_us)
+        try:
+            yield
+        finally:
+            db.dispose()
+
+    app = FastAPI(
+        title="Loom",
+        version=__version__,
+        description="Coordination server for agents working on Ito spec-driven changes.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    @app.get("/api/v1/health", summary="Liveness (never touches the database)")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/api/v1/ready", summary="Readiness (runs a trivial database query)")
+    async def ready(request: Request) -> Any:
+        ctx: ServiceContext = request.app.state.ctx
+        try:
+            await ctx.db.run_read(ctx.db.ping)
+        except Exception:
+            return JSONResponse(
+                {"status": "not_ready", "reason": "database unavailable"}, status_code=503
+            )
+        return {"status": "ready"}
+
+    app.include_router(changes_router)
+    app.include_router(leases_router)
+    app.include_router(project_router)
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,77 @@
+"""One place that maps every error to the JSON envelope (API.md §0), framework ones included."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loom.errors import (
+    InternalError,
+    LoomError,
+    MethodNotAllowed,
+    NotFound,
+    Unprocessable,
+    ValidationError,
+    error_from_envelope,
+)
+
+__all__ = ["error_response", "install_error_handlers"]
+
+log = logging.getLogger("loom.api")
+
+
+def error_response(err: LoomError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(err.to_envelope(), status_code=err.status, headers=headers)
+
+
+def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
+    out = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ())]
+        out.append({"loc": loc, "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))})
+    return out
+
+
+async def _on_loom_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LoomError)
+    return error_response(exc)
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _clean_validation_errors(exc.errors())
+    if any(e["type"] == "json_invalid" for e in errors):
+        return error_response(ValidationError("malformed JSON body", kind="invalid_json"))
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
+    return error_response(
+        Unprocessable(f"invalid {where}: {first['msg']}", kind="validation_error", errors=errors)
+    )
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 404:
+        return error_response(NotFound("no such route", kind="route_not_found"), headers)
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed("method not allowed for this route"), headers)
+    err = error_from_envelope(exc.status_code, {"error": str(exc.detail)})
+    return JSONResponse(err.to_envelope(), status_code=exc.status_code, headers=headers)
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+    return error_response(InternalError("internal server error"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LoomError, _on_loom_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,109 @@
+"""Request bodies. Unknown fields are ignored (Ito compatibility)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+__all__ = [
+    "AddTaskBody",
+    "AllocateBody",
+    "ClaimBody",
+    "CompleteBody",
+    "EventsBody",
+    "ImportBody",
+    "ImportChangeIn",
+    "ImportModuleIn",
+    "ImportSpecIn",
+    "ModulePut",
+    "ReleaseBody",
+    "ShelveBody",
+    "SpecPut",
+    "SyncPush",
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class SyncPush(_Body):
+    proposal: str | None = None
+    design: str | None = None
+    tasks: str | None = None
+    specs: list[tuple[str, str]]
+    revision: str | None = None
+
+
+class CompleteBody(_Body):
+    note: str | None = Field(default=None, max_length=10_000)
+
+
+class ShelveBody(_Body):
+    reason: str | None = Field(default=None, max_length=10_000)
+
+
+class AddTaskBody(_Body):
+    title: str = Field(max_length=500)
+    wave: StrictInt | None = Field(default=None, ge=1, le=9999)
+
+
+class ClaimBody(_Body):
+    holder: str
+    ttl_seconds: StrictInt | None = None
+
+
+class ReleaseBody(_Body):
+    holder: str
+
+
+class AllocateBody(_Body):
+    holder: str
+    ttl_seconds: StrictInt | None = None
+    module: str | None = None
+    changes: list[str] | None = Field(default=None, max_length=10_000)
+
+
+class ModulePut(_Body):
+    name: str
+    description: str | None = None
+    markdown: str | None = None
+
+
+class SpecPut(_Body):
+    markdown: str
+
+
+class ImportModuleIn(_Body):
+    id: str
+    name: str
+    markdown: str | None = None
+    description: str | None = None
+
+
+class ImportSpecIn(_Body):
+    id: str
+    markdown: str
+
+
+class ImportChangeIn(_Body):
+    id: str
+    proposal: str | None = None
+    design: str | None = None
+    tasks: str | None = None
+    specs: list[tuple[str, str]] = []
+    metadata: str | None = None
+    archived_at: str | None = None
+
+
+class ImportBody(_Body):
+    mode: Literal["create-only", "overwrite"] = "create-only"
+    modules: list[ImportModuleIn] = []
+    specs: list[ImportSpecIn] = []
+    changes: list[ImportChangeIn] = []
+
+
+class EventsBody(_Body):
+    events: list[Any]
+    idempotency_key: str = ""

@@ -1,0 +1,190 @@
+"""Routes for changes, bundle sync, archive and tasks (API.md §2.2–2.5)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from loom.api.access import Access, project_access, read, write
+from loom.api.models import AddTaskBody, CompleteBody, ShelveBody, SyncPush
+from loom.domain.ids import validate_module_id
+from loom.errors import ValidationError
+from loom.service import archive, changes, tasks
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/projects/{org}/{repo}")
+AccessDep = Annotated[Access, Depends(project_access)]
+
+
+def _lifecycle(value: str | None) -> str:
+    text = (value or "active").strip().lower()
+    if text not in changes.LIFECYCLES:
+        raise ValidationError(
+            f"Invalid lifecycle '{(value or '')[:40]}'. Expected active, archived, or all.",
+            kind="invalid_lifecycle",
+        )
+    return text
+
+
+@router.get("/changes", summary="List change summaries (canonical id order, paged)")
+async def list_changes(
+    request: Request,
+    access: AccessDep,
+    lifecycle: str | None = None,
+    module: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> Response:
+    statuses = None
+    if status:
+        statuses = [s.strip() for s in status.split(",") if s.strip()]
+        bad = [s for s in statuses if s not in changes.WORK_STATUSES]
+        if bad:
+            raise ValidationError(
+                f"unknown work status '{bad[0][:40]}'",
+                kind="invalid_status",
+                allowed=list(changes.WORK_STATUSES),
+            )
+    module_id = validate_module_id(module) if module else None
+    items, next_cursor = await read(
+        request,
+        changes.list_summaries,
+        access.project,
+        lifecycle=_lifecycle(lifecycle),
+        module=module_id,
+        statuses=statuses,
+        limit=limit,
+        cursor=cursor,
+    )
+    headers = {"X-Next-Cursor": next_cursor} if next_cursor else None
+    return JSONResponse(items, headers=headers)
+
+
+@router.get("/changes/{change_id}", summary="One change with artifacts, progress and lease")
+async def get_change(
+    request: Request, access: AccessDep, change_id: str, lifecycle: str | None = None
+) -> Any:
+    return await read(
+        request, changes.change_detail, access.project, change_id, _lifecycle(lifecycle)
+    )
+
+
+@router.get("/changes/{change_id}/sync", summary="Pull the artifact bundle (ETag = revision)")
+async def pull(request: Request, access: AccessDep, change_id: str) -> Response:
+    body = await read(request, changes.pull_bundle, access.project, change_id)
+    return JSONResponse(body, headers={"ETag": f'"{body["revision"]}"'})
+
+
+@router.post("/changes/{change_id}/sync", summary="Push the artifact bundle (full replace)")
+async def push(
+    request: Request,
+    access: AccessDep,
+    change_id: str,
+    body: SyncPush,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    revision = changes.parse_revision(body.revision)
+    if not revision:
+        revision = changes.parse_revision(if_match)
+    bundle = changes.Bundle(
+        body.proposal, body.design, body.tasks, tuple((c, m) for c, m in body.specs)
+    )
+    return await write(
+        request, access, changes.push_bundle, change_id, bundle, revision or None, access.actor
+    )
+
+
+@router.post("/changes/{change_id}/archive", summary="Archive: merge deltas, mark archived")
+async def archive_change(request: Request, access: AccessDep, change_id: str) -> Response:
+    return await write(request, access, archive.archive_change, change_id, access.actor)
+
+
+@router.get("/changes/{change_id}/tasks", summary="Parsed tasks, waves, readiness, diagnostics")
+async def get_tasks(request: Request, access: AccessDep, change_id: str) -> Any:
+    return await read(request, tasks.get_tasks, access.project, change_id)
+
+
+@router.get("/changes/{change_id}/tasks/raw", summary="The raw tasks.md")
+async def get_tasks_raw(request: Request, access: AccessDep, change_id: str) -> Any:
+    return await read(request, tasks.get_tasks_raw, access.project, change_id)
+
+
+@router.post("/changes/{change_id}/tasks/init", summary="Write the enhanced template if absent")
+async def init_tasks(request: Request, access: AccessDep, change_id: str) -> Response:
+    return await write(request, access, tasks.init_tasks, change_id, access.actor)
+
+
+@router.post("/changes/{change_id}/tasks/add", summary="Add a task to a wave")
+async def add_task(
+    request: Request, access: AccessDep, change_id: str, body: AddTaskBody
+) -> Response:
+    return await write(
+        request,
+        access,
+        tasks.mutate_task,
+        change_id,
+        "add",
+        access.actor,
+        title=body.title,
+        wave=body.wave,
+    )
+
+
+@router.post("/changes/{change_id}/tasks/{task_id}/start", summary="Start a task")
+async def start_task(request: Request, access: AccessDep, change_id: str, task_id: str) -> Response:
+    return await write(
+        request, access, tasks.mutate_task, change_id, "start", access.actor, task_id=task_id
+    )
+
+
+@router.post("/changes/{change_id}/tasks/{task_id}/complete", summary="Complete a task")
+async def complete_task(
+    request: Request,
+    access: AccessDep,
+    change_id: str,
+    task_id: str,
+    body: CompleteBody | None = None,
+) -> Response:
+    return await write(
+        request,
+        access,
+        tasks.mutate_task,
+        change_id,
+        "complete",
+        access.actor,
+        task_id=task_id,
+        note=body.note if body else None,
+    )
+
+
+@router.post("/changes/{change_id}/tasks/{task_id}/shelve", summary="Shelve a task")
+async def shelve_task(
+    request: Request,
+    access: AccessDep,
+    change_id: str,
+    task_id: str,
+    body: ShelveBody | None = None,
+) -> Response:
+    return await write(
+        request,
+        access,
+        tasks.mutate_task,
+        change_id,
+        "shelve",
+        access.actor,
+        task_id=task_id,
+        reason=body.reason if body else None,
+    )
+
+
+@router.post("/changes/{change_id}/tasks/{task_id}/unshelve", summary="Unshelve a task")
+async def unshelve_task(
+    request: Request, access: AccessDep, change_id: str, task_id: str
+) -> Response:
+    return await write(
+        request, access, tasks.mutate_task, change_id, "unshelve", access.actor, task_id=task_id
+    )

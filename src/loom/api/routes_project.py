@@ -1,0 +1,145 @@
+"""Routes for auth verify, modules, specs, bulk import/export and events (API.md §2.1, 2.6, 2.8)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from loom.api.access import Access, project_access, read, write
+from loom.api.models import EventsBody, ImportBody, ModulePut, SpecPut
+from loom.domain.timefmt import parse_rfc3339_us
+from loom.errors import ValidationError
+from loom.service import catalog, events, imports
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/projects/{org}/{repo}")
+AccessDep = Annotated[Access, Depends(project_access)]
+
+
+@router.get("/auth/verify", summary="Check the token and report its scope")
+async def verify(access: AccessDep) -> Any:
+    body: dict[str, Any] = {"valid": True, "scope": access.scope.kind}
+    if access.scope.kind == "project":
+        body["org"] = access.project.org
+        body["repo"] = access.project.repo
+    body["project_id"] = access.project.name
+    return body
+
+
+@router.get("/modules", summary="Modules with sub-modules and active change counts")
+async def list_modules(request: Request, access: AccessDep) -> Any:
+    return await read(request, catalog.list_modules, access.project)
+
+
+@router.get("/modules/{module_id}", summary="One module (or sub-module)")
+async def get_module(request: Request, access: AccessDep, module_id: str) -> Any:
+    return await read(request, catalog.get_module, access.project, module_id)
+
+
+@router.put("/modules/{module_id}", summary="Create or replace a module or sub-module")
+async def put_module(
+    request: Request, access: AccessDep, module_id: str, body: ModulePut
+) -> Response:
+    return await write(
+        request,
+        access,
+        catalog.put_module,
+        module_id,
+        name=body.name,
+        description=body.description,
+        markdown=body.markdown,
+    )
+
+
+@router.get("/specs", summary="Promoted specs, sorted by id")
+async def list_specs(request: Request, access: AccessDep) -> Any:
+    return await read(request, catalog.list_specs, access.project)
+
+
+@router.get("/specs/{spec_id}", summary="One promoted spec")
+async def get_spec(request: Request, access: AccessDep, spec_id: str) -> Any:
+    return await read(request, catalog.get_spec, access.project, spec_id)
+
+
+@router.put("/specs/{spec_id}", summary="Create or replace a promoted spec")
+async def put_spec(request: Request, access: AccessDep, spec_id: str, body: SpecPut) -> Response:
+    return await write(request, access, catalog.put_spec, spec_id, body.markdown)
+
+
+def _archived_us(value: str | None, change_id: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339_us(value)
+    except ValueError as exc:
+        raise ValidationError(
+            f"change '{change_id[:130]}': archived_at is not an RFC 3339 timestamp",
+            kind="invalid_timestamp",
+        ) from exc
+
+
+@router.post("/import", summary="Bulk-load a whole .ito/ tree's state (one transaction)")
+async def import_tree(request: Request, access: AccessDep, body: ImportBody) -> Response:
+    from loom.domain.ids import validate_change_id, validate_spec_id
+
+    changes = [
+        imports.ImportChange(
+            id=validate_change_id(c.id),
+            proposal=c.proposal,
+            design=c.design,
+            tasks=c.tasks,
+            specs=tuple((cap, md) for cap, md in c.specs),
+            metadata=c.metadata,
+            archived_us=_archived_us(c.archived_at, c.id),
+        )
+        for c in body.changes
+    ]
+    specs = [imports.ImportSpec(validate_spec_id(s.id), s.markdown) for s in body.specs]
+    modules = [imports.ImportModule(m.id, m.name, m.markdown, m.description) for m in body.modules]
+    return await write(
+        request,
+        access,
+        imports.import_tree,
+        mode=body.mode,
+        modules=modules,
+        specs=specs,
+        changes=changes,
+        actor=access.actor,
+    )
+
+
+@router.get("/export", summary="The whole project in the POST /import body shape")
+async def export(request: Request, access: AccessDep) -> Any:
+    return await read(request, imports.export_project, access.project)
+
+
+@router.post("/events", summary="Ingest a batch of audit events (idempotent per key)")
+async def ingest(request: Request, access: AccessDep, body: EventsBody) -> Response:
+    return await write(request, access, events.ingest_events, body.events, body.idempotency_key)
+
+
+@router.get("/events", summary="Audit events in append order, with seq")
+async def list_events(
+    request: Request,
+    access: AccessDep,
+    since: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=5000)] = None,
+    entity: Annotated[str | None, Query(max_length=100)] = None,
+    scope: Annotated[str | None, Query(max_length=200)] = None,
+    op: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    items, next_since = await read(
+        request,
+        events.read_events,
+        access.project,
+        since=since,
+        limit=limit,
+        entity=entity,
+        scope=scope,
+        op=op,
+    )
+    headers = {"X-Next-Since": str(next_since)} if next_since is not None else None
+    return JSONResponse(items, headers=headers)

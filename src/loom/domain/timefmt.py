@@ -1,0 +1,41 @@
+"""RFC 3339 formatting of the integer-microsecond UTC timestamps Loom stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+__all__ = ["date_of_us", "datetime_to_us", "format_us", "parse_rfc3339_us"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def format_us(us: int | None) -> str | None:
+    """``2026-11-27T10:00:00.123456Z`` (microsecond precision, ``Z``), or None."""
+    if us is None:
+        return None
+    seconds, micro = divmod(us, 1_000_000)
+    dt = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micro)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def datetime_to_us(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        raise ValueError("timestamp must carry a timezone")
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def parse_rfc3339_us(text: str) -> int:
+    """Parse an RFC 3339 timestamp (``Z`` or offset required) to microseconds."""
+    value = text.strip()
+    if value.endswith(("z", "Z")):
+        value = value[:-1] + "+00:00"
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp without timezone: {text!r}")
+    return datetime_to_us(dt)
+
+
+def date_of_us(us: int) -> date:
+    """The UTC calendar date of a timestamp."""
+    return datetime.fromtimestamp(us // 1_000_000, tz=UTC).date()

@@ -1,0 +1,138 @@
+"""Running the server: uvicorn with graceful shutdown, startup summary, optional workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from loom.settings import Settings
+from loom.store import migrate
+from loom.store.engine import Database, redact_url
+
+__all__ = ["run", "worker_app"]
+
+_SETTINGS_ENV = "LOOM__WORKER_SETTINGS"
+
+_LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "access": {
+            "()": "uvicorn.logging.AccessFormatter",
+            "fmt": '%(asctime)s access %(client_addr)s "%(request_line)s" %(status_code)s',
+        },
+    },
+    "handlers": {
+        "default": {
+            "class": "logging.StreamHandler",
+            "formatter": "default",
+            "stream": "ext://sys.stderr",
+        },
+        "access": {
+            "class": "logging.StreamHandler",
+            "formatter": "access",
+            "stream": "ext://sys.stderr",
+        },
+    },
+    "loggers": {
+        "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        "loom": {"handlers": ["default"], "level": "INFO", "propagate": False},
+    },
+}
+
+
+def _summary(settings: Settings) -> list[str]:
+    auth = (
+        f"auth: {len(settings.admin_tokens)} admin token(s), project tokens "
+        f"{'enabled' if settings.token_seed else 'disabled (no seed)'}, "
+        + (
+            f"allowlist {len(settings.allow_orgs)} org(s) / {len(settings.allow_projects)} "
+            "project(s)"
+            if settings.allowlist_active
+            else "all projects allowed"
+        )
+    )
+    return [
+        f"database: {settings.database_kind} ({redact_url(settings.database_url)})",
+        auth,
+        f"leases: ttl {settings.lease_ttl}s (max {settings.lease_ttl_max}s), "
+        f"enforcement {settings.lease_enforcement}",
+    ]
+
+
+class _Server(uvicorn.Server):
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                shown = f"[{host}]" if ":" in str(host) else host
+                print(f"loom: listening on http://{shown}:{port}", file=sys.stderr, flush=True)
+
+
+def _prepare(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    try:
+        migrate.upgrade(db)
+    finally:
+        db.dispose()
+
+
+def run(settings: Settings) -> None:
+    """Migrate, print the summary, then serve until SIGINT/SIGTERM (graceful)."""
+    _prepare(settings)
+    for line in _summary(settings):
+        print(f"loom: {line}", file=sys.stderr, flush=True)
+    if settings.workers > 1:
+        os.environ[_SETTINGS_ENV] = _dump(settings)
+        uvicorn.run(
+            "loom.server:worker_app",
+            factory=True,
+            host=settings.bind,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=_LOG_CONFIG,
+            timeout_graceful_shutdown=10,
+        )
+        return
+    from loom.api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings, run_migrations=False),
+        host=settings.bind,
+        port=settings.port,
+        log_config=_LOG_CONFIG,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=10,
+    )
+    _Server(config).run()
+
+
+def _dump(settings: Settings) -> str:
+    data = settings.model_dump(mode="json")
+    data["admin_tokens"] = [t.get_secret_value() for t in settings.admin_tokens]
+    data["token_seed"] = settings.token_seed.get_secret_value() if settings.token_seed else None
+    return json.dumps(data)
+
+
+def worker_app() -> FastAPI:
+    """App factory for worker processes (settings handed over by the parent)."""
+    from loom.api.app import create_app
+
+    raw = os.environ.get(_SETTINGS_ENV)
+    if not raw:
+        raise RuntimeError("loom worker started without settings")
+    return create_app(Settings.model_validate_json(raw), run_migrations=False)
+
+
+logging.getLogger("loom").addHandler(logging.NullHandler())

@@ -1,0 +1,130 @@
+"""Helpers shared by the use cases: id resolution, lease checks, server audit events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from loom.domain.ids import resolve_change_target
+from loom.domain.leases import LeaseState, check_write
+from loom.domain.timefmt import format_us
+from loom.errors import ArchivedConflict, NotFound
+from loom.service._context import Actor, Project, ServiceContext
+from loom.store.changes import ChangeRow, get_change, list_change_ids
+from loom.store.events import append_events
+from loom.store.leases import get_lease
+
+__all__ = [
+    "SERVER_SESSION",
+    "change_not_found",
+    "check_lease",
+    "record",
+    "require_change",
+    "resolve_read_target",
+    "server_event",
+    "write_pid",
+]
+
+SERVER_SESSION = "loom-server"
+
+
+def change_not_found(change_id: str) -> NotFound:
+    return NotFound(f"change not found: {change_id}", kind="change_not_found", change_id=change_id)
+
+
+def write_pid(ctx: ServiceContext, project: Project) -> int:
+    """The project id for a write, creating the project row in its own small transaction."""
+    key = (project.org, project.repo)
+    cached = ctx._project_ids.get(key)
+    if cached is not None:
+        return cached
+    with ctx.db.write() as conn:
+        pid = ctx.project_id(conn, project, create=True)
+    assert pid is not None
+    ctx.remember_project(project, pid)
+    return pid
+
+
+def require_change(
+    conn: Connection, pid: int, change_id: str, *, for_update: bool = True, writable: bool = True
+) -> ChangeRow:
+    row = get_change(conn, pid, change_id, for_update=for_update)
+    if row is None:
+        raise change_not_found(change_id)
+    if writable and row.archived_us is not None:
+        raise ArchivedConflict(
+            f"change '{change_id}' is archived and can no longer be changed",
+            change_id=change_id,
+            archived_at=format_us(row.archived_us),
+        )
+    return row
+
+
+def resolve_read_target(conn: Connection, pid: int | None, target: str, lifecycle: str) -> str:
+    """Exact id first, then Ito's short-form resolution among the lifecycle's ids."""
+    if pid is None:
+        raise change_not_found(target)
+    row = get_change(conn, pid, target)
+    if row is not None:
+        archived = row.archived_us is not None
+        if lifecycle == "all" or (lifecycle == "archived") == archived:
+            return target
+    return resolve_change_target(target, list_change_ids(conn, pid, lifecycle))
+
+
+def check_lease(
+    ctx: ServiceContext, conn: Connection, pid: int, change_id: str, actor: Actor
+) -> LeaseState | None:
+    """Strict mode: refuse a write that is not from the active holder or has a stale token."""
+    state = get_lease(conn, pid, change_id)
+    if ctx.policy.lease_enforcement == "advisory":
+        return state
+    check_write(
+        state or LeaseState(),
+        change_id=change_id,
+        holder=actor.holder,
+        fencing_token=actor.fencing_token,
+        now_us=ctx.now_us(),
+    )
+    return state
+
+
+def server_event(
+    now_us: int,
+    *,
+    entity: str,
+    entity_id: str,
+    op: str,
+    by: str,
+    scope: str | None = None,
+    from_: str | None = None,
+    to: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An audit event written by the server itself (actor ``server``)."""
+    ts = format_us(now_us)
+    assert ts is not None
+    ev: dict[str, Any] = {
+        "v": 1,
+        "ts": ts[:23] + "Z",
+        "entity": entity,
+        "entity_id": entity_id,
+    }
+    if scope is not None:
+        ev["scope"] = scope
+    ev["op"] = op
+    if from_ is not None:
+        ev["from"] = from_
+    if to is not None:
+        ev["to"] = to
+    ev["actor"] = "server"
+    ev["by"] = by
+    if meta:
+        ev["meta"] = meta
+    ev["ctx"] = {"session_id": SERVER_SESSION}
+    return ev
+
+
+def record(conn: Connection, pid: int, now_us: int, *events: dict[str, Any]) -> None:
+    append_events(conn, pid, list(events), now_us)

@@ -1,0 +1,116 @@
+"""Archive a change: merge its deltas, tick its module checklist, mark it archived. Atomic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loom.domain.ids import archive_dir_name, module_of, sub_module_of
+from loom.domain.leases import release
+from loom.domain.modules import tick_change
+from loom.domain.specs import apply_delta
+from loom.domain.timefmt import date_of_us, format_us
+from loom.service._common import (
+    change_not_found,
+    check_lease,
+    record,
+    server_event,
+    write_pid,
+)
+from loom.service._context import Actor, Project, ServiceContext
+from loom.store.catalog import delete_spec, get_module, get_spec, upsert_module, upsert_spec
+from loom.store.changes import get_change, get_specs, update_change
+from loom.store.leases import save_lease
+
+__all__ = ["archive_change"]
+
+
+def archive_change(
+    ctx: ServiceContext, project: Project, change_id: str, actor: Actor
+) -> dict[str, Any]:
+    """All or nothing: any invalid delta raises before anything is written."""
+    pid = write_pid(ctx, project)
+    now = ctx.now_us()
+    with ctx.db.write() as conn:
+        row = get_change(conn, pid, change_id, for_update=True)
+        if row is None:
+            raise change_not_found(change_id)
+        if row.archived_us is not None:
+            return {"change_id": change_id, "archived_at": format_us(row.archived_us)}
+        lease = check_lease(ctx, conn, pid, change_id, actor)
+
+        merged: list[tuple[str, str | None]] = []
+        for capability, delta in get_specs(conn, pid, change_id):
+            base = get_spec(conn, pid, capability)
+            merged.append(
+                (
+                    capability,
+                    apply_delta(None if base is None else base.markdown, delta, capability),
+                )
+            )
+        for capability, markdown in merged:
+            if markdown is None:
+                delete_spec(conn, pid, capability)
+            else:
+                upsert_spec(conn, pid, capability, markdown, now)
+
+        module_id = sub_module_of(change_id) or module_of(change_id)
+        if module_id is not None:
+            module = get_module(conn, pid, module_id, for_update=True)
+            if module is not None and module.markdown:
+                ticked = tick_change(module.markdown, change_id)
+                if ticked != module.markdown:
+                    upsert_module(
+                        conn,
+                        pid,
+                        module_id,
+                        parent_id=module.parent_id,
+                        name=module.name,
+                        description=module.description,
+                        markdown=ticked,
+                        now_us=now,
+                    )
+
+        events: list[dict[str, Any]] = []
+        if lease is not None and lease.holder is not None:
+            outcome = release(
+                lease, change_id=change_id, holder=lease.holder, now_us=now, force=True
+            )
+            save_lease(conn, pid, change_id, outcome.state, exists=True)
+            for name, holder in outcome.events:
+                events.append(
+                    server_event(
+                        now,
+                        entity="change",
+                        entity_id=change_id,
+                        op=name if name != "force_release" else "release",
+                        by=actor.by,
+                        meta={"holder": holder, "reason": "archived"},
+                    )
+                )
+        update_change(
+            conn, pid, change_id, archived_us=now, revision=row.revision + 1, updated_us=now
+        )
+        archive_name = archive_dir_name(date_of_us(now), change_id)
+        events.append(
+            server_event(
+                now,
+                entity="change",
+                entity_id=change_id,
+                op="archive",
+                by=actor.by,
+                meta={"archive_name": archive_name, "specs": [c for c, _ in merged]},
+            )
+        )
+        if module_id is not None:
+            events.append(
+                server_event(
+                    now,
+                    entity="module",
+                    entity_id=module_id,
+                    op="change_completed",
+                    by=actor.by,
+                    meta={"change_id": change_id},
+                )
+            )
+        record(conn, pid, now, *events)
+    return {"change_id": change_id, "archived_at": format_us(now)}

@@ -1,0 +1,341 @@
+"""Use cases for changes: list, detail, pull and push of the artifact bundle."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from loom.domain.ids import module_of, sub_module_of, validate_capability
+from loom.domain.tasks import parse_tasks
+from loom.domain.timefmt import format_us
+from loom.errors import (
+    PreconditionRequired,
+    RevisionConflict,
+    ValidationError,
+)
+from loom.service._common import (
+    change_not_found,
+    check_lease,
+    record,
+    require_change,
+    resolve_read_target,
+    server_event,
+    write_pid,
+)
+from loom.service._context import Actor, Project, ServiceContext
+from loom.service._derive import derive
+from loom.store.catalog import get_module, upsert_module
+from loom.store.changes import (
+    ChangeRow,
+    get_change,
+    get_specs,
+    insert_change,
+    list_changes,
+    replace_specs,
+    update_change,
+)
+from loom.store.leases import ActiveLease, active_leases_for
+
+__all__ = [
+    "Bundle",
+    "change_detail",
+    "lease_json",
+    "list_summaries",
+    "parse_revision",
+    "pull_bundle",
+    "push_bundle",
+    "summary_json",
+]
+
+LIFECYCLES = ("active", "archived", "all")
+WORK_STATUSES = ("draft", "ready", "in-progress", "paused", "complete")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    proposal: str | None
+    design: str | None
+    tasks: str | None
+    specs: tuple[tuple[str, str], ...]
+
+
+def lease_json(lease: ActiveLease | None) -> dict[str, Any] | None:
+    if lease is None:
+        return None
+    return {
+        "holder": lease.holder,
+        "acquired_at": format_us(lease.acquired_us),
+        "expires_at": format_us(lease.expires_us),
+        "fencing_token": lease.fencing_token,
+    }
+
+
+def summary_json(row: ChangeRow, lease: ActiveLease | None) -> dict[str, Any]:
+    return {
+        "id": row.change_id,
+        "module_id": row.module_id,
+        "sub_module_id": row.sub_module_id,
+        "completed_tasks": row.completed_tasks,
+        "shelved_tasks": row.shelved_tasks,
+        "in_progress_tasks": row.in_progress_tasks,
+        "pending_tasks": row.pending_tasks,
+        "total_tasks": row.total_tasks,
+        "has_proposal": row.has_proposal,
+        "has_design": row.has_design,
+        "has_specs": row.has_specs,
+        "has_tasks": row.total_tasks > 0,
+        "work_status": row.work_status,
+        "last_modified": format_us(row.updated_us),
+        "revision": str(row.revision),
+        "archived_at": format_us(row.archived_us),
+        "lease": lease_json(lease),
+    }
+
+
+def encode_cursor(sort_key: str) -> str:
+    return base64.urlsafe_b64encode(sort_key.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.urlsafe_b64decode(padded.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValidationError("invalid cursor", kind="invalid_cursor") from exc
+
+
+def list_summaries(
+    ctx: ServiceContext,
+    project: Project,
+    *,
+    lifecycle: str,
+    module: str | None,
+    statuses: Sequence[str] | None,
+    limit: int | None,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Change summaries in canonical order, one page, and the next cursor (if any)."""
+    after = decode_cursor(cursor) if cursor else None
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+        if pid is None:
+            return [], None
+        rows = list_changes(
+            conn,
+            pid,
+            lifecycle=lifecycle,
+            module=module,
+            statuses=statuses,
+            after_sort_key=after,
+            limit=None if limit is None else limit + 1,
+        )
+        more = limit is not None and len(rows) > limit
+        if more:
+            rows = rows[:limit]
+        leases = active_leases_for(conn, pid, [r.change_id for r in rows], ctx.now_us())
+    items = [summary_json(r, leases.get(r.change_id)) for r in rows]
+    next_cursor = encode_cursor(rows[-1].sort_key) if more and rows else None
+    return items, next_cursor
+
+
+def change_detail(
+    ctx: ServiceContext, project: Project, target: str, lifecycle: str
+) -> dict[str, Any]:
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+        change_id = resolve_read_target(conn, pid, target, lifecycle)
+        assert pid is not None
+        row = get_change(conn, pid, change_id)
+        if row is None:
+            raise change_not_found(target)
+        specs = get_specs(conn, pid, change_id)
+        lease = active_leases_for(conn, pid, [change_id], ctx.now_us()).get(change_id)
+    progress = parse_tasks(row.tasks).progress
+    return {
+        "id": row.change_id,
+        "module_id": row.module_id,
+        "sub_module_id": row.sub_module_id,
+        "proposal": row.proposal,
+        "design": row.design,
+        "specs": [{"name": name, "content": content} for name, content in specs],
+        "progress": progress.to_dict(),
+        "last_modified": format_us(row.updated_us),
+        "revision": str(row.revision),
+        "work_status": row.work_status,
+        "archived_at": format_us(row.archived_us),
+        "lease": lease_json(lease),
+    }
+
+
+def pull_bundle(ctx: ServiceContext, project: Project, target: str) -> dict[str, Any]:
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+        change_id = resolve_read_target(conn, pid, target, "all")
+        assert pid is not None
+        row = get_change(conn, pid, change_id)
+        if row is None:
+            raise change_not_found(target)
+        specs = get_specs(conn, pid, change_id)
+    return {
+        "change_id": row.change_id,
+        "proposal": row.proposal,
+        "design": row.design,
+        "tasks": row.tasks,
+        "specs": [[name, content] for name, content in specs],
+        "revision": str(row.revision),
+    }
+
+
+def parse_revision(value: str | None) -> str | None:
+    """Normalise a revision from the body or ``If-Match`` (quotes stripped); '' means none."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    return text.strip()
+
+
+def validate_bundle_specs(specs: Sequence[Sequence[str]]) -> tuple[tuple[str, str], ...]:
+    seen: set[str] = set()
+    out: list[tuple[str, str]] = []
+    for index, pair in enumerate(specs):
+        if len(pair) != 2:
+            raise ValidationError(
+                f"specs[{index}] must be a [capability, markdown] pair", kind="invalid_request"
+            )
+        cap, markdown = pair[0], pair[1]
+        validate_capability(cap)
+        if cap in seen:
+            raise ValidationError(
+                f"duplicate capability '{cap}' in specs",
+                kind="duplicate_capability",
+                capability=cap,
+            )
+        seen.add(cap)
+        out.append((cap, markdown))
+    return tuple(sorted(out))
+
+
+def ensure_module_rows(conn: Connection, pid: int, change_id: str, now_us: int) -> None:
+    """A change's module (and sub-module) row, created with a placeholder name if missing."""
+    module_id = module_of(change_id)
+    if module_id is None:
+        return
+    if get_module(conn, pid, module_id) is None:
+        upsert_module(
+            conn,
+            pid,
+            module_id,
+            parent_id=None,
+            name=module_id,
+            description=None,
+            markdown=None,
+            now_us=now_us,
+        )
+    sub_id = sub_module_of(change_id)
+    if sub_id is not None and get_module(conn, pid, sub_id) is None:
+        upsert_module(
+            conn,
+            pid,
+            sub_id,
+            parent_id=module_id,
+            name=sub_id,
+            description=None,
+            markdown=None,
+            now_us=now_us,
+        )
+
+
+def push_bundle(
+    ctx: ServiceContext,
+    project: Project,
+    change_id: str,
+    bundle: Bundle,
+    revision: str | None,
+    actor: Actor,
+) -> dict[str, Any]:
+    """Full replace of a change's artifacts, checked against the base revision. Atomic."""
+    specs = validate_bundle_specs(bundle.specs)
+    pid = write_pid(ctx, project)
+    now = ctx.now_us()
+    with ctx.db.write() as conn:
+        row = get_change(conn, pid, change_id, for_update=True)
+        derived = derive(change_id, bundle.proposal, bundle.design, bundle.tasks, specs)
+        if row is None:
+            if revision:
+                raise change_not_found(change_id)
+            insert_change(
+                conn,
+                pid,
+                change_id,
+                proposal=bundle.proposal,
+                design=bundle.design,
+                tasks=bundle.tasks,
+                metadata=None,
+                derived=derived,
+                revision=1,
+                now_us=now,
+            )
+            replace_specs(conn, pid, change_id, specs)
+            ensure_module_rows(conn, pid, change_id, now)
+            record(
+                conn,
+                pid,
+                now,
+                server_event(
+                    now,
+                    entity="change",
+                    entity_id=change_id,
+                    op="create",
+                    by=actor.by,
+                    meta={"source": "push"},
+                ),
+            )
+            return {"change_id": change_id, "new_revision": "1"}
+        row = require_change(conn, pid, change_id)
+        check_lease(ctx, conn, pid, change_id, actor)
+        if not revision:
+            if not ctx.policy.allow_blind_push:
+                raise PreconditionRequired(
+                    f"change '{change_id}' exists: name the revision the push is based on "
+                    "(body 'revision' or If-Match)",
+                    change_id=change_id,
+                    server_revision=str(row.revision),
+                )
+        elif revision != str(row.revision):
+            raise RevisionConflict(
+                f"revision conflict for '{change_id}': local={revision}, server={row.revision}",
+                change_id=change_id,
+                local_revision=revision,
+                server_revision=str(row.revision),
+            )
+        new_revision = row.revision + 1
+        done = update_change(
+            conn,
+            pid,
+            change_id,
+            expected_revision=row.revision,
+            proposal=bundle.proposal,
+            design=bundle.design,
+            tasks=bundle.tasks,
+            revision=new_revision,
+            updated_us=now,
+            **derived.values(),
+        )
+        if not done:  # only reachable if the row lock was not held; never silently lose it
+            raise RevisionConflict(
+                f"revision conflict for '{change_id}'",
+                change_id=change_id,
+                local_revision=revision or "",
+                server_revision=str(row.revision),
+            )
+        replace_specs(conn, pid, change_id, specs)
+    return {"change_id": change_id, "new_revision": str(new_revision)}

@@ -1,0 +1,71 @@
+"""Use cases for the audit log: validated, idempotent batch ingest and paged reads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from loom.domain.events import fingerprint_batch, validate_event
+from loom.errors import Unprocessable, ValidationError
+from loom.service._common import write_pid
+from loom.service._context import Project, ServiceContext
+from loom.store.events import append_events, get_batch_key, insert_batch_key, list_events
+
+__all__ = ["ingest_events", "read_events"]
+
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def ingest_events(
+    ctx: ServiceContext, project: Project, raw_events: Sequence[Any], key: str | None
+) -> dict[str, int]:
+    """Validate every event first; append the batch once per key (same key + same batch →
+    duplicates; same key + different batch → 422). One transaction."""
+    events = [validate_event(ev, index) for index, ev in enumerate(raw_events)]
+    if not events:
+        return {"accepted": 0, "duplicates": 0}
+    if not key:
+        raise ValidationError("idempotency_key must not be empty", kind="invalid_idempotency_key")
+    if not _KEY.match(key):
+        raise ValidationError(
+            "idempotency_key contains invalid characters (1-128 of [A-Za-z0-9_-])",
+            kind="invalid_idempotency_key",
+        )
+    fingerprint = fingerprint_batch(events)
+    pid = write_pid(ctx, project)
+    now = ctx.now_us()
+    with ctx.db.write() as conn:
+        if insert_batch_key(conn, pid, key, fingerprint, len(events), now):
+            append_events(conn, pid, events, now)
+            return {"accepted": len(events), "duplicates": 0}
+        existing = get_batch_key(conn, pid, key)
+        assert existing is not None
+        if existing.fingerprint != fingerprint:
+            raise Unprocessable(
+                f"idempotency_key '{key}' was already used for a different batch",
+                kind="idempotency_key_reused",
+            )
+        return {"accepted": 0, "duplicates": len(events)}
+
+
+def read_events(
+    ctx: ServiceContext,
+    project: Project,
+    *,
+    since: int | None,
+    limit: int | None,
+    entity: str | None,
+    scope: str | None,
+    op: str | None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Events in append order; with ``limit``, also the cursor for the next page."""
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+        if pid is None:
+            return [], (since or 0) if limit is not None else None
+        items = list_events(conn, pid, since=since, limit=limit, entity=entity, scope=scope, op=op)
+    if limit is None:
+        return items, None
+    next_since = int(items[-1]["seq"]) if items else (since or 0)
+    return items, next_since

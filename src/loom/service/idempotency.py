@@ -1,0 +1,129 @@
+"""``Idempotency-Key`` handling around any mutating use case (PRODUCT.md §3.4).
+
+1. A short transaction records the key as *in flight* with the request's fingerprint (or
+   finds the stored record: replay it, 422 if the fingerprint differs, 409 while the first
+   request still runs).
+2. The use case runs, and its response is stored against the key, in ONE transaction: the
+   effect and the record commit together or not at all.
+3. An error response below 500 is stored too (the effect was rolled back). A 5xx forgets the
+   in-flight record, so the client may retry; a record left in flight by a crashed process
+   is taken over after a timeout (its effect never committed).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from loom.errors import IdempotencyInFlight, LoomError, Unprocessable
+from loom.service._common import write_pid
+from loom.service._context import Project, ServiceContext
+from loom.store import idempotency as store
+
+__all__ = ["Replay", "run_idempotent"]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A response served from the idempotency store."""
+
+    status: int
+    body: Any
+
+
+def _begin(ctx: ServiceContext, pid: int, key: str, fingerprint: str, owner: str) -> Replay | None:
+    now = ctx.now_us()
+    expires = now + ctx.policy.idempotency_ttl * 1_000_000
+    with ctx.db.write() as conn:
+        if store.claim_key(
+            conn, pid, key, fingerprint=fingerprint, owner=owner, now_us=now, expires_us=expires
+        ):
+            return None
+        rec = store.get_key(conn, pid, key, lock=True)
+        if rec is None or rec.expires_us <= now:
+            # Vanished (released) or expired: this request owns the key now.
+            if rec is None:
+                if not store.claim_key(
+                    conn,
+                    pid,
+                    key,
+                    fingerprint=fingerprint,
+                    owner=owner,
+                    now_us=now,
+                    expires_us=expires,
+                ):
+                    raise IdempotencyInFlight(
+                        "a request with this Idempotency-Key is still in progress"
+                    )
+            else:
+                store.take_over_key(
+                    conn,
+                    pid,
+                    key,
+                    fingerprint=fingerprint,
+                    owner=owner,
+                    now_us=now,
+                    expires_us=expires,
+                )
+            return None
+        if rec.fingerprint != fingerprint:
+            raise Unprocessable(
+                "Idempotency-Key was already used for a different request",
+                kind="idempotency_key_reused",
+            )
+        if rec.state == "done":
+            assert rec.status is not None and rec.body is not None
+            return Replay(rec.status, json.loads(rec.body))
+        stale = rec.created_us + ctx.policy.idempotency_in_flight_timeout * 1_000_000 <= now
+        if not stale:
+            raise IdempotencyInFlight("a request with this Idempotency-Key is still in progress")
+        store.take_over_key(
+            conn, pid, key, fingerprint=fingerprint, owner=owner, now_us=now, expires_us=expires
+        )
+        return None
+
+
+def _finish(ctx: ServiceContext, pid: int, key: str, owner: str, status: int, body: Any) -> None:
+    with ctx.db.write() as conn:
+        store.finish_key(conn, pid, key, owner=owner, status=status, body=json.dumps(body))
+
+
+def run_idempotent(
+    ctx: ServiceContext,
+    project: Project,
+    key: str,
+    fingerprint: str,
+    operation: Callable[[], Any],
+    *,
+    success_status: int = 200,
+) -> tuple[int, Any, bool]:
+    """Run ``operation`` at most once per (project, key). Returns (status, body, replayed)."""
+    pid = write_pid(ctx, project)
+    owner = secrets.token_hex(8)
+    replay = _begin(ctx, pid, key, fingerprint, owner)
+    if replay is not None:
+        return replay.status, replay.body, True
+    try:
+        with ctx.db.write() as conn:
+            body = operation()
+            store.finish_key(
+                conn, pid, key, owner=owner, status=success_status, body=json.dumps(body)
+            )
+    except LoomError as err:
+        if err.status < 500:
+            _finish(ctx, pid, key, owner, err.status, err.to_envelope())
+        else:
+            _forget(ctx, pid, key, owner)
+        raise
+    except BaseException:
+        _forget(ctx, pid, key, owner)
+        raise
+    return success_status, body, False
+
+
+def _forget(ctx: ServiceContext, pid: int, key: str, owner: str) -> None:
+    with ctx.db.write() as conn:
+        store.release_key(conn, pid, key, owner=owner)

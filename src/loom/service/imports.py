@@ -1,0 +1,249 @@
+"""Bulk import of a whole `.ito/` tree's state (one transaction) and export of a project."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from loom.domain.ids import validate_module_id
+from loom.domain.modules import parse_module_md
+from loom.domain.timefmt import format_us
+from loom.service._common import record, server_event, write_pid
+from loom.service._context import Actor, Project, ServiceContext
+from loom.service._derive import derive
+from loom.service.changes import ensure_module_rows, validate_bundle_specs
+from loom.store import catalog
+from loom.store.changes import (
+    get_change,
+    get_specs,
+    insert_change,
+    list_changes,
+    replace_specs,
+    update_change,
+)
+
+__all__ = ["ImportChange", "ImportModule", "ImportSpec", "export_project", "import_tree"]
+
+
+@dataclass(frozen=True)
+class ImportModule:
+    id: str
+    name: str
+    markdown: str | None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportSpec:
+    id: str
+    markdown: str
+
+
+@dataclass(frozen=True)
+class ImportChange:
+    id: str
+    proposal: str | None
+    design: str | None
+    tasks: str | None
+    specs: tuple[tuple[str, str], ...]
+    metadata: str | None
+    archived_us: int | None
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.created = 0
+        self.updated = 0
+        self.unchanged = 0
+        self.conflicts: list[dict[str, str]] = []
+
+    def conflict(self, kind: str, item_id: str, reason: str) -> None:
+        self.conflicts.append({"kind": kind, "id": item_id, "reason": reason})
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "conflicts": self.conflicts,
+        }
+
+
+def _module_description(markdown: str | None) -> str | None:
+    if not markdown:
+        return None
+    return parse_module_md(markdown).description
+
+
+def import_tree(
+    ctx: ServiceContext,
+    project: Project,
+    *,
+    mode: Literal["create-only", "overwrite"],
+    modules: Sequence[ImportModule],
+    specs: Sequence[ImportSpec],
+    changes: Sequence[ImportChange],
+    actor: Actor,
+) -> dict[str, Any]:
+    """Load state as it is (no delta merge, no checklist ticking, no lease checks)."""
+    checked = [(c, validate_bundle_specs(c.specs)) for c in changes]
+    module_ids = [(validate_module_id(m.id), m) for m in modules]
+    tally = _Tally()
+    pid = write_pid(ctx, project)
+    now = ctx.now_us()
+    overwrite = mode == "overwrite"
+    with ctx.db.write() as conn:
+        # Parents first, so sub-modules always find theirs.
+        for module_id, m in sorted(module_ids, key=lambda x: x[0]):
+            parent = module_id.split(".")[0] if "." in module_id else None
+            description = (
+                m.description if m.description is not None else _module_description(m.markdown)
+            )
+            existing = catalog.get_module(conn, pid, module_id, for_update=True)
+            if existing is not None and (existing.name, existing.markdown) == (m.name, m.markdown):
+                tally.unchanged += 1
+                continue
+            if existing is not None and not overwrite and existing.markdown is not None:
+                tally.conflict("module", module_id, "exists with different content")
+                continue
+            catalog.upsert_module(
+                conn,
+                pid,
+                module_id,
+                parent_id=parent,
+                name=m.name,
+                description=description,
+                markdown=m.markdown,
+                now_us=now,
+            )
+            if existing is None:
+                tally.created += 1
+            else:
+                tally.updated += 1
+        for s in specs:
+            spec_row = catalog.get_spec(conn, pid, s.id)
+            if spec_row is not None and spec_row.markdown == s.markdown:
+                tally.unchanged += 1
+            elif spec_row is not None and not overwrite:
+                tally.conflict("spec", s.id, "exists with different content")
+            else:
+                catalog.upsert_spec(conn, pid, s.id, s.markdown, now)
+                if spec_row is None:
+                    tally.created += 1
+                else:
+                    tally.updated += 1
+        for c, c_specs in checked:
+            _import_change(ctx, conn, pid, c, c_specs, overwrite, tally, now, actor)
+    return tally.json()
+
+
+def _import_change(
+    ctx: ServiceContext,
+    conn: Any,
+    pid: int,
+    c: ImportChange,
+    specs: tuple[tuple[str, str], ...],
+    overwrite: bool,
+    tally: _Tally,
+    now: int,
+    actor: Actor,
+) -> None:
+    row = get_change(conn, pid, c.id, for_update=True)
+    derived = derive(c.id, c.proposal, c.design, c.tasks, specs)
+    if row is None:
+        insert_change(
+            conn,
+            pid,
+            c.id,
+            proposal=c.proposal,
+            design=c.design,
+            tasks=c.tasks,
+            metadata=c.metadata,
+            derived=derived,
+            revision=1,
+            now_us=now,
+            archived_us=c.archived_us,
+        )
+        replace_specs(conn, pid, c.id, specs)
+        ensure_module_rows(conn, pid, c.id, now)
+        record(
+            conn,
+            pid,
+            now,
+            server_event(
+                now,
+                entity="change",
+                entity_id=c.id,
+                op="create",
+                by=actor.by,
+                meta={"source": "import", "archived": c.archived_us is not None},
+            ),
+        )
+        tally.created += 1
+        return
+    same = (row.proposal, row.design, row.tasks, row.metadata, row.archived_us) == (
+        c.proposal,
+        c.design,
+        c.tasks,
+        c.metadata,
+        c.archived_us,
+    ) and tuple(get_specs(conn, pid, c.id)) == specs
+    if same:
+        tally.unchanged += 1
+        return
+    if not overwrite:
+        tally.conflict("change", c.id, "exists with different content")
+        return
+    update_change(
+        conn,
+        pid,
+        c.id,
+        proposal=c.proposal,
+        design=c.design,
+        tasks=c.tasks,
+        metadata=c.metadata,
+        archived_us=c.archived_us,
+        revision=row.revision + 1,
+        updated_us=now,
+        **derived.values(),
+    )
+    replace_specs(conn, pid, c.id, specs)
+    tally.updated += 1
+
+
+def export_project(ctx: ServiceContext, project: Project) -> dict[str, Any]:
+    """The project's whole state, in the ``POST /import`` body shape."""
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+        if pid is None:
+            return {"modules": [], "specs": [], "changes": []}
+        modules = catalog.list_modules(conn, pid)
+        spec_rows = [catalog.get_spec(conn, pid, sid) for sid, _ in catalog.list_specs(conn, pid)]
+        rows = list_changes(conn, pid, lifecycle="all", with_artifacts=True)
+        change_specs = {r.change_id: get_specs(conn, pid, r.change_id) for r in rows}
+    return {
+        "modules": [
+            {
+                "id": m.module_id,
+                "name": m.name,
+                "description": m.description,
+                "markdown": m.markdown,
+            }
+            for m in modules
+        ],
+        "specs": [{"id": s.spec_id, "markdown": s.markdown} for s in spec_rows if s is not None],
+        "changes": [
+            {
+                "id": r.change_id,
+                "proposal": r.proposal,
+                "design": r.design,
+                "tasks": r.tasks,
+                "specs": [[cap, md] for cap, md in change_specs[r.change_id]],
+                "metadata": r.metadata,
+                "archived_at": format_us(r.archived_us),
+                "revision": str(r.revision),
+            }
+            for r in rows
+        ],
+    }

@@ -1,0 +1,252 @@
+"""Use cases for leases: claim, heartbeat, release, read, list, and atomic allocation.
+
+Every operation is one write transaction that holds the change's lock (``BEGIN IMMEDIATE`` on
+SQLite, ``SELECT … FOR UPDATE`` on the change row on PostgreSQL) while the pure rules in
+:mod:`loom.domain.leases` decide; the server clock is the only authority on expiry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from loom.domain import leases as rules
+from loom.domain.timefmt import format_us
+from loom.errors import LeaseConflict, NotFound, ValidationError
+from loom.service._common import record, require_change, server_event, write_pid
+from loom.service._context import Actor, Project, ServiceContext
+from loom.store.changes import get_change
+from loom.store.leases import (
+    allocation_candidates,
+    get_lease,
+    held_by,
+    list_active,
+    save_lease,
+)
+
+__all__ = [
+    "allocate",
+    "claim",
+    "claim_json",
+    "get_active_lease",
+    "heartbeat",
+    "list_leases",
+    "release",
+    "resolve_ttl",
+]
+
+_ALLOCATE_BATCH = 8
+
+
+def resolve_ttl(ctx: ServiceContext, ttl_seconds: int | None) -> int:
+    policy = ctx.policy
+    if ttl_seconds is None:
+        return policy.lease_ttl
+    if not policy.lease_ttl_min <= ttl_seconds <= policy.lease_ttl_max:
+        raise ValidationError(
+            f"ttl_seconds must be between {policy.lease_ttl_min} and {policy.lease_ttl_max}",
+            kind="invalid_ttl",
+            min=policy.lease_ttl_min,
+            max=policy.lease_ttl_max,
+        )
+    return ttl_seconds
+
+
+def claim_json(change_id: str, state: rules.LeaseState) -> dict[str, Any]:
+    return {
+        "change_id": change_id,
+        "holder": state.holder,
+        "acquired_at": format_us(state.acquired_us),
+        "expires_at": format_us(state.expires_us),
+        "ttl_seconds": state.ttl_seconds,
+        "fencing_token": state.fencing_token,
+    }
+
+
+def _lease_events(
+    now: int,
+    change_id: str,
+    events: Sequence[tuple[str, str]],
+    by: str,
+    *,
+    allocate: bool,
+    fencing_token: int,
+) -> list[dict[str, Any]]:
+    out = []
+    for name, holder in events:
+        op = "allocate" if (allocate and name == "claim") else name
+        meta: dict[str, Any] = {"holder": holder}
+        if name == "claim":
+            meta["fencing_token"] = fencing_token
+        out.append(server_event(now, entity="change", entity_id=change_id, op=op, by=by, meta=meta))
+    return out
+
+
+def _apply_claim(
+    ctx: ServiceContext,
+    conn: Connection,
+    pid: int,
+    change_id: str,
+    holder: str,
+    ttl: int,
+    now: int,
+    *,
+    allocate: bool,
+) -> dict[str, Any]:
+    stored = get_lease(conn, pid, change_id)
+    outcome = rules.claim(
+        stored or rules.LeaseState(),
+        change_id=change_id,
+        holder=holder,
+        now_us=now,
+        ttl_seconds=ttl,
+    )
+    save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
+    events = _lease_events(
+        now,
+        change_id,
+        outcome.events,
+        f"@{holder}",
+        allocate=allocate,
+        fencing_token=outcome.state.fencing_token,
+    )
+    if events:
+        record(conn, pid, now, *events)
+    return claim_json(change_id, outcome.state)
+
+
+def claim(
+    ctx: ServiceContext, project: Project, change_id: str, holder: str, ttl_seconds: int | None
+) -> dict[str, Any]:
+    ttl = resolve_ttl(ctx, ttl_seconds)
+    pid = write_pid(ctx, project)
+    with ctx.db.write() as conn:
+        now = ctx.now_us()
+        require_change(conn, pid, change_id)
+        return _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=False)
+
+
+def heartbeat(
+    ctx: ServiceContext, project: Project, change_id: str, holder: str, ttl_seconds: int | None
+) -> dict[str, Any]:
+    ttl = resolve_ttl(ctx, ttl_seconds)
+    pid = write_pid(ctx, project)
+    with ctx.db.write() as conn:
+        now = ctx.now_us()
+        require_change(conn, pid, change_id)
+        stored = get_lease(conn, pid, change_id)
+        outcome = rules.heartbeat(
+            stored or rules.LeaseState(),
+            change_id=change_id,
+            holder=holder,
+            now_us=now,
+            ttl_seconds=ttl,
+        )
+        save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
+        return claim_json(change_id, outcome.state)
+
+
+def release(
+    ctx: ServiceContext,
+    project: Project,
+    change_id: str,
+    holder: str,
+    *,
+    force: bool,
+    actor: Actor,
+) -> dict[str, Any]:
+    pid = write_pid(ctx, project)
+    with ctx.db.write() as conn:
+        now = ctx.now_us()
+        require_change(conn, pid, change_id, writable=False)
+        stored = get_lease(conn, pid, change_id)
+        if stored is None:
+            return {"change_id": change_id, "released": False}
+        outcome = rules.release(stored, change_id=change_id, holder=holder, now_us=now, force=force)
+        if outcome.changed:
+            save_lease(conn, pid, change_id, outcome.state, exists=True)
+            events = _lease_events(
+                now,
+                change_id,
+                outcome.events,
+                actor.by if force else f"@{holder}",
+                allocate=False,
+                fencing_token=outcome.state.fencing_token,
+            )
+            record(conn, pid, now, *events)
+        released = any(name in ("release", "force_release") for name, _ in outcome.events)
+        return {"change_id": change_id, "released": released}
+
+
+def get_active_lease(ctx: ServiceContext, project: Project, change_id: str) -> dict[str, Any]:
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+        if pid is None or get_change(conn, pid, change_id) is None:
+            raise NotFound(
+                f"change not found: {change_id}", kind="change_not_found", change_id=change_id
+            )
+        state = get_lease(conn, pid, change_id)
+    if state is None or not state.is_active(ctx.now_us()):
+        raise NotFound(
+            f"change '{change_id}' has no active lease",
+            kind="lease_not_found",
+            change_id=change_id,
+        )
+    return claim_json(change_id, state)
+
+
+def list_leases(ctx: ServiceContext, project: Project) -> list[dict[str, Any]]:
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+        if pid is None:
+            return []
+        active = list_active(conn, pid, ctx.now_us())
+    return [
+        {
+            "change_id": a.change_id,
+            "holder": a.holder,
+            "acquired_at": format_us(a.acquired_us),
+            "expires_at": format_us(a.expires_us),
+            "ttl_seconds": a.ttl_seconds,
+            "fencing_token": a.fencing_token,
+        }
+        for a in active
+    ]
+
+
+def allocate(
+    ctx: ServiceContext,
+    project: Project,
+    holder: str,
+    ttl_seconds: int | None,
+    *,
+    module: str | None = None,
+    changes: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Pick the first eligible change and lease it to ``holder`` in the same transaction.
+
+    A holder that already holds an active lease within the filters gets that lease back
+    (renewed) instead of a second one: an agent that restarts resumes its work, and no agent
+    ever holds two changes through allocation.
+    """
+    ttl = resolve_ttl(ctx, ttl_seconds)
+    pid = write_pid(ctx, project)
+    with ctx.db.write() as conn:
+        now = ctx.now_us()
+        mine = held_by(conn, pid, holder, now, module=module, change_ids=changes)
+        if mine is not None:
+            require_change(conn, pid, mine)
+            return {"claim": _apply_claim(ctx, conn, pid, mine, holder, ttl, now, allocate=True)}
+        candidates = allocation_candidates(
+            conn, pid, now, module=module, change_ids=changes, limit=_ALLOCATE_BATCH
+        )
+        for change_id in candidates:
+            try:
+                result = _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True)
+            except LeaseConflict:
+                # Taken between the candidate query and the row lock (PostgreSQL only).
+                continue
+            return {"claim": result}
+        return {"claim": None}

@@ -1,0 +1,163 @@
+"""Modules (and sub-modules) and promoted specs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, RowMapping, delete, func, select
+
+from loom.store._upsert import upsert
+from loom.store.schema import changes, modules, specs
+
+__all__ = [
+    "ModuleRow",
+    "SpecRow",
+    "change_counts",
+    "delete_spec",
+    "get_module",
+    "get_spec",
+    "list_module_change_ids",
+    "list_modules",
+    "list_specs",
+    "upsert_module",
+    "upsert_spec",
+]
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    module_id: str
+    parent_id: str | None
+    name: str
+    description: str | None
+    markdown: str | None
+    updated_us: int
+
+
+@dataclass(frozen=True)
+class SpecRow:
+    spec_id: str
+    markdown: str
+    updated_us: int
+
+
+def _module(r: RowMapping) -> ModuleRow:
+    return ModuleRow(
+        r["module_id"],
+        r["parent_id"],
+        r["name"],
+        r["description"],
+        r["markdown"],
+        int(r["updated_us"]),
+    )
+
+
+def list_modules(conn: Connection, project_id: int) -> list[ModuleRow]:
+    rows = conn.execute(
+        select(modules).where(modules.c.project_id == project_id).order_by(modules.c.module_id)
+    ).mappings()
+    return [_module(r) for r in rows]
+
+
+def get_module(
+    conn: Connection, project_id: int, module_id: str, *, for_update: bool = False
+) -> ModuleRow | None:
+    stmt = select(modules).where(
+        modules.c.project_id == project_id, modules.c.module_id == module_id
+    )
+    if for_update and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).mappings().first()
+    return None if row is None else _module(row)
+
+
+def upsert_module(
+    conn: Connection,
+    project_id: int,
+    module_id: str,
+    *,
+    parent_id: str | None,
+    name: str,
+    description: str | None,
+    markdown: str | None,
+    now_us: int,
+) -> None:
+    values = {
+        "parent_id": parent_id,
+        "name": name,
+        "description": description,
+        "markdown": markdown,
+        "updated_us": now_us,
+    }
+    upsert(conn, modules, {"project_id": project_id, "module_id": module_id}, values)
+
+
+def change_counts(conn: Connection, project_id: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Active change counts per module (module-level changes only) and per sub-module."""
+    active = changes.c.archived_us.is_(None)
+    per_module = {
+        r[0]: int(r[1])
+        for r in conn.execute(
+            select(changes.c.module_id, func.count())
+            .where(
+                changes.c.project_id == project_id,
+                active,
+                changes.c.module_id.is_not(None),
+                changes.c.sub_module_id.is_(None),
+            )
+            .group_by(changes.c.module_id)
+        )
+    }
+    per_sub = {
+        r[0]: int(r[1])
+        for r in conn.execute(
+            select(changes.c.sub_module_id, func.count())
+            .where(changes.c.project_id == project_id, active, changes.c.sub_module_id.is_not(None))
+            .group_by(changes.c.sub_module_id)
+        )
+    }
+    return per_module, per_sub
+
+
+def list_module_change_ids(conn: Connection, project_id: int, module_id: str) -> list[str]:
+    """Every change (active or archived) of a module or sub-module, in canonical order."""
+    col = changes.c.sub_module_id if "." in module_id else changes.c.module_id
+    rows = conn.execute(
+        select(changes.c.change_id)
+        .where(changes.c.project_id == project_id, col == module_id)
+        .order_by(changes.c.sort_key)
+    )
+    return [r[0] for r in rows]
+
+
+def list_specs(conn: Connection, project_id: int) -> list[tuple[str, int]]:
+    rows = conn.execute(
+        select(specs.c.spec_id, specs.c.updated_us)
+        .where(specs.c.project_id == project_id)
+        .order_by(specs.c.spec_id)
+    )
+    return [(r[0], int(r[1])) for r in rows]
+
+
+def get_spec(conn: Connection, project_id: int, spec_id: str) -> SpecRow | None:
+    row = conn.execute(
+        select(specs.c.spec_id, specs.c.markdown, specs.c.updated_us).where(
+            specs.c.project_id == project_id, specs.c.spec_id == spec_id
+        )
+    ).first()
+    return None if row is None else SpecRow(row[0], row[1], int(row[2]))
+
+
+def upsert_spec(
+    conn: Connection, project_id: int, spec_id: str, markdown: str, now_us: int
+) -> None:
+    upsert(
+        conn,
+        specs,
+        {"project_id": project_id, "spec_id": spec_id},
+        {"markdown": markdown, "updated_us": now_us},
+    )
+
+
+def delete_spec(conn: Connection, project_id: int, spec_id: str) -> None:
+    conn.execute(delete(specs).where(specs.c.project_id == project_id, specs.c.spec_id == spec_id))

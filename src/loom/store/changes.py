@@ -1,0 +1,228 @@
+"""Changes, their spec deltas, and the derived summary columns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, insert, select, update
+
+from loom.store.schema import change_specs, changes
+
+__all__ = [
+    "ChangeRow",
+    "Derived",
+    "get_change",
+    "get_specs",
+    "insert_change",
+    "list_change_ids",
+    "list_changes",
+    "replace_specs",
+    "update_change",
+]
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Columns computed from the artifacts by the service on every write."""
+
+    sort_key: str
+    module_id: str | None
+    sub_module_id: str | None
+    tasks_format: str
+    total_tasks: int
+    completed_tasks: int
+    shelved_tasks: int
+    in_progress_tasks: int
+    pending_tasks: int
+    has_proposal: bool
+    has_design: bool
+    has_specs: bool
+    work_status: str
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "sort_key": self.sort_key,
+            "module_id": self.module_id,
+            "sub_module_id": self.sub_module_id,
+            "tasks_format": self.tasks_format,
+            "total_tasks": self.total_tasks,
+            "completed_tasks": self.completed_tasks,
+            "shelved_tasks": self.shelved_tasks,
+            "in_progress_tasks": self.in_progress_tasks,
+            "pending_tasks": self.pending_tasks,
+            "has_proposal": self.has_proposal,
+            "has_design": self.has_design,
+            "has_specs": self.has_specs,
+            "work_status": self.work_status,
+        }
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    change_id: str
+    sort_key: str
+    module_id: str | None
+    sub_module_id: str | None
+    proposal: str | None
+    design: str | None
+    tasks: str | None
+    metadata: str | None
+    revision: int
+    tasks_format: str
+    total_tasks: int
+    completed_tasks: int
+    shelved_tasks: int
+    in_progress_tasks: int
+    pending_tasks: int
+    has_proposal: bool
+    has_design: bool
+    has_specs: bool
+    work_status: str
+    archived_us: int | None
+    created_us: int
+    updated_us: int
+
+
+_SUMMARY_COLS = [c for c in changes.c if c.name != "project_id"]
+
+
+def _row(mapping: Any) -> ChangeRow:
+    return ChangeRow(**{c.name: mapping[c.name] for c in _SUMMARY_COLS})
+
+
+def get_change(
+    conn: Connection, project_id: int, change_id: str, *, for_update: bool = False
+) -> ChangeRow | None:
+    stmt = select(*_SUMMARY_COLS).where(
+        changes.c.project_id == project_id, changes.c.change_id == change_id
+    )
+    if for_update and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).mappings().first()
+    return None if row is None else _row(row)
+
+
+def list_change_ids(conn: Connection, project_id: int, lifecycle: str) -> list[str]:
+    stmt = select(changes.c.change_id).where(changes.c.project_id == project_id)
+    if lifecycle == "active":
+        stmt = stmt.where(changes.c.archived_us.is_(None))
+    elif lifecycle == "archived":
+        stmt = stmt.where(changes.c.archived_us.is_not(None))
+    return [r[0] for r in conn.execute(stmt.order_by(changes.c.sort_key))]
+
+
+def list_changes(
+    conn: Connection,
+    project_id: int,
+    *,
+    lifecycle: str,
+    module: str | None = None,
+    statuses: Sequence[str] | None = None,
+    after_sort_key: str | None = None,
+    limit: int | None = None,
+    with_artifacts: bool = False,
+) -> list[ChangeRow]:
+    cols = _SUMMARY_COLS
+    if not with_artifacts:
+        cols = [c for c in _SUMMARY_COLS if c.name not in ("proposal", "design", "tasks")]
+    stmt = select(*cols).where(changes.c.project_id == project_id)
+    if lifecycle == "active":
+        stmt = stmt.where(changes.c.archived_us.is_(None))
+    elif lifecycle == "archived":
+        stmt = stmt.where(changes.c.archived_us.is_not(None))
+    if module is not None:
+        if "." in module:
+            stmt = stmt.where(changes.c.sub_module_id == module)
+        else:
+            stmt = stmt.where(changes.c.module_id == module)
+    if statuses:
+        stmt = stmt.where(changes.c.work_status.in_(list(statuses)))
+    if after_sort_key is not None:
+        stmt = stmt.where(changes.c.sort_key > after_sort_key)
+    stmt = stmt.order_by(changes.c.sort_key)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    out: list[ChangeRow] = []
+    for m in conn.execute(stmt).mappings():
+        data = dict(m)
+        data.setdefault("proposal", None)
+        data.setdefault("design", None)
+        data.setdefault("tasks", None)
+        out.append(_row(data))
+    return out
+
+
+def insert_change(
+    conn: Connection,
+    project_id: int,
+    change_id: str,
+    *,
+    proposal: str | None,
+    design: str | None,
+    tasks: str | None,
+    metadata: str | None,
+    derived: Derived,
+    revision: int,
+    now_us: int,
+    archived_us: int | None = None,
+) -> None:
+    conn.execute(
+        insert(changes).values(
+            project_id=project_id,
+            change_id=change_id,
+            proposal=proposal,
+            design=design,
+            tasks=tasks,
+            metadata=metadata,
+            revision=revision,
+            archived_us=archived_us,
+            created_us=now_us,
+            updated_us=now_us,
+            **derived.values(),
+        )
+    )
+
+
+def update_change(
+    conn: Connection,
+    project_id: int,
+    change_id: str,
+    *,
+    expected_revision: int | None = None,
+    **values: Any,
+) -> bool:
+    """Update one change; with ``expected_revision`` only if it still matches. True if done."""
+    cond = and_(changes.c.project_id == project_id, changes.c.change_id == change_id)
+    if expected_revision is not None:
+        cond = and_(cond, changes.c.revision == expected_revision)
+    result = conn.execute(update(changes).where(cond).values(**values))
+    return bool(result.rowcount == 1)
+
+
+def get_specs(conn: Connection, project_id: int, change_id: str) -> list[tuple[str, str]]:
+    rows = conn.execute(
+        select(change_specs.c.capability, change_specs.c.content)
+        .where(change_specs.c.project_id == project_id, change_specs.c.change_id == change_id)
+        .order_by(change_specs.c.capability)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def replace_specs(
+    conn: Connection, project_id: int, change_id: str, specs: Sequence[tuple[str, str]]
+) -> None:
+    conn.execute(
+        delete(change_specs).where(
+            change_specs.c.project_id == project_id, change_specs.c.change_id == change_id
+        )
+    )
+    if specs:
+        conn.execute(
+            insert(change_specs),
+            [
+                {"project_id": project_id, "change_id": change_id, "capability": c, "content": m}
+                for c, m in specs
+            ],
+        )

@@ -1,0 +1,143 @@
+"""Engines and transactions for SQLite (embedded default) and PostgreSQL.
+
+SQLite: WAL, ``busy_timeout``, foreign keys ON, and write transactions that take the write
+lock up front (``BEGIN IMMEDIATE``), so a check-then-write can never interleave with another
+writer. Writes of one process go through a single writer thread (no lock waits inside the
+process); reads run concurrently on a small pool.
+
+PostgreSQL: READ COMMITTED transactions; correctness comes from row locks
+(``SELECT … FOR UPDATE [SKIP LOCKED]``) and conditional writes issued by the store functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+__all__ = ["Database", "normalize_database_url", "redact_url"]
+
+T = TypeVar("T")
+
+_SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def normalize_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain ``postgresql://`` URLs."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password hidden, for logs and startup output."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL is not printed at all
+        return "<unparseable database url>"
+
+
+class Database:
+    """An engine plus the executors that run blocking database work off the event loop."""
+
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        self.url = normalize_database_url(url)
+        self.kind = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        self.engine: Engine = self._make_engine(pool_size)
+        writers = 1 if self.kind == "sqlite" else pool_size
+        self._write_pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="loom-w")
+        self._read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loom-r")
+        self._local = threading.local()
+
+    def _make_engine(self, pool_size: int) -> Engine:
+        if self.kind == "sqlite":
+            engine = create_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                connect_args={"check_same_thread": False, "timeout": 10},
+            )
+            event.listen(engine, "connect", _sqlite_on_connect)
+            event.listen(engine, "begin", _sqlite_on_begin)
+            return engine
+        return create_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+        )
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on any exception.
+
+        Re-entrant per thread: a use case called inside another's transaction (for example
+        inside the idempotency wrapper) joins it, so both commit or roll back together.
+        """
+        current: Connection | None = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(loom_write=True)
+            with conn.begin():
+                self._local.conn = conn
+                try:
+                    yield conn
+                finally:
+                    self._local.conn = None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (one consistent snapshot); inside a write, the write's own."""
+        current: Connection | None = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the writer executor (one thread for SQLite)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args))
+
+    async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_pool, functools.partial(fn, *args))
+
+    def ping(self) -> None:
+        """Raise if a trivial query fails."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1")).scalar_one()
+
+    def dispose(self) -> None:
+        self._write_pool.shutdown(wait=True)
+        self._read_pool.shutdown(wait=True)
+        self.engine.dispose()
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's implicit BEGIN is off).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get("loom_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")

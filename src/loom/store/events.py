@@ -1,0 +1,106 @@
+"""The append-only audit log and event-batch idempotency keys."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from loom.store.projects import reserve_event_seqs
+from loom.store.schema import event_batches, events
+
+__all__ = ["BatchKey", "append_events", "get_batch_key", "insert_batch_key", "list_events"]
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    fingerprint: str
+    event_count: int
+
+
+def append_events(
+    conn: Connection, project_id: int, items: Sequence[dict[str, Any]], now_us: int
+) -> int:
+    """Append events in order with consecutive per-project ``seq``; returns the first seq."""
+    if not items:
+        return 0
+    first = reserve_event_seqs(conn, project_id, len(items))
+    rows = []
+    for offset, ev in enumerate(items):
+        scope = ev.get("scope")
+        rows.append(
+            {
+                "project_id": project_id,
+                "seq": first + offset,
+                "entity": str(ev.get("entity", ""))[:100],
+                "scope": scope[:200] if isinstance(scope, str) else None,
+                "op": str(ev.get("op", ""))[:100],
+                "body": json.dumps(ev, separators=(",", ":"), ensure_ascii=False),
+                "created_us": now_us,
+            }
+        )
+    conn.execute(insert(events), rows)
+    return first
+
+
+def list_events(
+    conn: Connection,
+    project_id: int,
+    *,
+    since: int | None,
+    limit: int | None,
+    entity: str | None,
+    scope: str | None,
+    op: str | None,
+) -> list[dict[str, Any]]:
+    stmt = select(events.c.seq, events.c.body).where(events.c.project_id == project_id)
+    if since is not None:
+        stmt = stmt.where(events.c.seq > since)
+    if entity is not None:
+        stmt = stmt.where(events.c.entity == entity)
+    if scope is not None:
+        stmt = stmt.where(events.c.scope == scope)
+    if op is not None:
+        stmt = stmt.where(events.c.op == op)
+    stmt = stmt.order_by(events.c.seq)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    out: list[dict[str, Any]] = []
+    for seq, body in conn.execute(stmt):
+        ev = json.loads(body)
+        ev["seq"] = int(seq)
+        out.append(ev)
+    return out
+
+
+def get_batch_key(conn: Connection, project_id: int, key: str) -> BatchKey | None:
+    row = conn.execute(
+        select(event_batches.c.fingerprint, event_batches.c.event_count).where(
+            event_batches.c.project_id == project_id, event_batches.c.key == key
+        )
+    ).first()
+    return None if row is None else BatchKey(row[0], int(row[1]))
+
+
+def insert_batch_key(
+    conn: Connection, project_id: int, key: str, fingerprint: str, count: int, now_us: int
+) -> bool:
+    """Claim the key for this batch. False if it already exists (waits for a racing insert)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    module: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = (
+        module.insert(event_batches)
+        .values(
+            project_id=project_id,
+            key=key,
+            fingerprint=fingerprint,
+            event_count=count,
+            created_us=now_us,
+        )
+        .on_conflict_do_nothing(index_elements=["project_id", "key"])
+    )
+    return bool(conn.execute(stmt).rowcount == 1)

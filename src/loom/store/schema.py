@@ -1,0 +1,187 @@
+"""The database schema, as SQLAlchemy Core metadata. Alembic revisions build exactly this.
+
+Times are stored as integer microseconds since the Unix epoch (UTC): portable across SQLite
+and PostgreSQL, exact, and cheap to compare in lease conditions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "change_specs",
+    "changes",
+    "event_batches",
+    "events",
+    "idempotency",
+    "leases",
+    "metadata",
+    "modules",
+    "projects",
+    "specs",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("org", String(100), nullable=False),
+    Column("repo", String(100), nullable=False),
+    Column("event_seq", BigInteger, nullable=False, server_default="0"),
+    Column("created_us", BigInteger, nullable=False),
+    UniqueConstraint("org", "repo"),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("change_id", String(160), nullable=False),
+    Column("sort_key", String(200), nullable=False),
+    Column("module_id", String(3), nullable=True),
+    Column("sub_module_id", String(6), nullable=True),
+    Column("proposal", Text, nullable=True),
+    Column("design", Text, nullable=True),
+    Column("tasks", Text, nullable=True),
+    Column("metadata", Text, nullable=True),
+    Column("revision", BigInteger, nullable=False),
+    # Derived from the artifacts on every write (same transaction), so lists need no parsing.
+    Column("tasks_format", String(10), nullable=False, server_default="checkbox"),
+    Column("total_tasks", Integer, nullable=False, server_default="0"),
+    Column("completed_tasks", Integer, nullable=False, server_default="0"),
+    Column("shelved_tasks", Integer, nullable=False, server_default="0"),
+    Column("in_progress_tasks", Integer, nullable=False, server_default="0"),
+    Column("pending_tasks", Integer, nullable=False, server_default="0"),
+    Column("has_proposal", Boolean, nullable=False, server_default="0"),
+    Column("has_design", Boolean, nullable=False, server_default="0"),
+    Column("has_specs", Boolean, nullable=False, server_default="0"),
+    Column("work_status", String(12), nullable=False),
+    Column("archived_us", BigInteger, nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("project_id", "change_id"),
+    Index("ix_changes_project_sort", "project_id", "sort_key"),
+)
+
+change_specs = Table(
+    "change_specs",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("change_id", String(160), nullable=False),
+    Column("capability", String(128), nullable=False),
+    Column("content", Text, nullable=False),
+    PrimaryKeyConstraint("project_id", "change_id", "capability"),
+    ForeignKeyConstraint(
+        ["project_id", "change_id"],
+        ["changes.project_id", "changes.change_id"],
+        ondelete="CASCADE",
+    ),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("change_id", String(160), nullable=False),
+    Column("holder", String(200), nullable=True),
+    Column("acquired_us", BigInteger, nullable=True),
+    Column("expires_us", BigInteger, nullable=True),
+    Column("ttl_seconds", Integer, nullable=True),
+    # Per-change counter: increases on every ownership transition, never on renewal.
+    Column("fencing_token", BigInteger, nullable=False, server_default="0"),
+    Column("previous_holder", String(200), nullable=True),
+    # The last holder stays recorded after expiry so lazy expiry can be reported once.
+    Column("expiry_recorded", Boolean, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("project_id", "change_id"),
+    ForeignKeyConstraint(
+        ["project_id", "change_id"],
+        ["changes.project_id", "changes.change_id"],
+        ondelete="CASCADE",
+    ),
+)
+
+modules = Table(
+    "modules",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("module_id", String(6), nullable=False),
+    Column("parent_id", String(3), nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("markdown", Text, nullable=True),
+    Column("updated_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("project_id", "module_id"),
+)
+
+specs = Table(
+    "specs",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("spec_id", String(128), nullable=False),
+    Column("markdown", Text, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("project_id", "spec_id"),
+)
+
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(10), nullable=False),  # in_flight | done
+    Column("owner", String(32), nullable=True),
+    Column("status", Integer, nullable=True),
+    Column("body", Text, nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("project_id", "key"),
+    Index("ix_idempotency_expires", "expires_us"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("entity", String(100), nullable=False),
+    Column("scope", String(200), nullable=True),
+    Column("op", String(100), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("project_id", "seq"),
+)
+
+event_batches = Table(
+    "event_batches",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("event_count", Integer, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("project_id", "key"),
+)

@@ -1,0 +1,279 @@
+"""Shared fixtures: real SQLite files, a real PostgreSQL, in-process apps and real servers.
+
+PostgreSQL: ``LOOM_TEST_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/
+postgres``) names an administrative connection; each test run creates its own database and
+drops it at the end. Unreachable PostgreSQL skips those tests, unless
+``LOOM_REQUIRE_POSTGRES=1`` (set by ``.ci/run``), which makes them fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from loom.api.auth import derive_project_token
+from loom.settings import Settings
+
+ADMIN = "test-admin-token"
+SEED = "test-seed"
+ORG, REPO = "acme", "widgets"
+PG_ADMIN_URL = os.environ.get(
+    "LOOM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_PG = os.environ.get("LOOM_REQUIRE_POSTGRES") == "1"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def project_token(org: str = ORG, repo: str = REPO, seed: str = SEED) -> str:
+    return derive_project_token(seed, org, repo)
+
+
+def auth(token: str = ADMIN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class _PgState:
+    url: str | None = None
+    error: str | None = None
+    created: list[str] = field(default_factory=list)
+
+
+_PG = _PgState()
+
+
+def _pg_database() -> str:
+    """A fresh database for this test run (created once per session)."""
+    if _PG.url is not None:
+        return _PG.url
+    if _PG.error is not None:
+        _pg_unavailable(_PG.error)
+    name = f"loom_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+    except Exception as exc:  # unreachable or refused
+        _PG.error = f"PostgreSQL unavailable at {PG_ADMIN_URL}: {type(exc).__name__}: {exc}"
+        _pg_unavailable(_PG.error)
+    _PG.created.append(name)
+    _PG.url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    return _PG.url
+
+
+def _pg_unavailable(reason: str) -> None:
+    if REQUIRE_PG:
+        pytest.fail(reason + " (LOOM_REQUIRE_POSTGRES=1)")
+    pytest.skip(reason)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _PG.created:
+        return
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for name in _PG.created:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+_TABLES = "idempotency, event_batches, events, leases, change_specs, changes, modules, specs, projects"
+
+
+def _reset_pg(url: str) -> None:
+    from loom.store import migrate
+    from loom.store.engine import Database
+
+    db = Database(url, pool_size=1)
+    try:
+        migrate.upgrade(db)
+        with db.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
+    finally:
+        db.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A clean database of each kind: a new SQLite file, or the run's PostgreSQL (emptied)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'loom.db'}"
+    url = _pg_database()
+    _reset_pg(url)
+    return url
+
+
+@pytest.fixture
+def pg_url() -> str:
+    url = _pg_database()
+    _reset_pg(url)
+    return url
+
+
+# --------------------------------------------------------------------------- in-process app
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "admin_tokens": (SecretStr(ADMIN),),
+        "token_seed": SecretStr(SEED),
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class FakeClock:
+    """An injectable server clock (microseconds since the epoch)."""
+
+    def __init__(self, start_us: int = 1_790_000_000_000_000) -> None:
+        self.now = start_us
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += int(seconds * 1_000_000)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def app_factory(
+    database_url: str, tmp_path: Path, clock: FakeClock
+) -> Iterator[Callable[..., Any]]:
+    """Build a TestClient for an app on ``database_url`` with settings overrides."""
+    from fastapi.testclient import TestClient
+
+    from loom.api.app import create_app
+
+    clients: list[Any] = []
+
+    def build(**overrides: Any) -> Any:
+        settings = make_settings(database_url, tmp_path, **overrides)
+        client = TestClient(create_app(settings, clock=clock), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield build
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def api(app_factory: Callable[..., Any]) -> Any:
+    """A TestClient on a default app (admin token ``ADMIN``, seed ``SEED``)."""
+    return app_factory()
+
+
+# --------------------------------------------------------------------------- real servers
+
+_LISTEN = re.compile(r"loom: listening on (http://\S+)")
+
+
+@dataclass
+class LiveServer:
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[str]
+    database_url: str
+    admin_token: str = ADMIN
+    seed: str = SEED
+    log: list[str] = field(default_factory=list)
+
+    def project_token(self, org: str = ORG, repo: str = REPO) -> str:
+        return derive_project_token(self.seed, org, repo)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def start_server(data_dir: Path, database_url: str | None = None, *args: str) -> LiveServer:
+    """Start ``loom serve`` as a real process on an ephemeral port and wait until it listens."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db_url = database_url or f"sqlite:///{data_dir / 'loom.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
+    cmd = [
+        sys.executable, "-m", "loom", "serve", "--port", "0", "--data-dir", str(data_dir),
+        "--database-url", db_url, "--admin-token", ADMIN, "--token-seed", SEED, *args,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stderr is not None
+    log: list[str] = []
+    deadline = time.monotonic() + 60
+    url = None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        log.append(line)
+        m = _LISTEN.search(line)
+        if m:
+            url = m.group(1)
+            break
+    if url is None:
+        proc.kill()
+        raise RuntimeError("server did not start:\n" + "".join(log))
+    server = LiveServer(url, data_dir, proc, db_url, log=log)
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.append(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real ``loom serve`` process on SQLite (admin token ``ADMIN``, seed ``SEED``)."""
+    server = start_server(tmp_path / "server")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_server_on(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
+    """A real ``loom serve`` process on each database backend."""
+    server = start_server(tmp_path / "server", database_url)
+    yield server
+    server.stop()
