@@ -96,7 +96,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     engine.dispose()
 
 
-_TABLES = "idempotency, event_batches, events, leases, change_specs, changes, modules, specs, projects"
+_TABLES = (
+    "idempotency, event_batches, events, leases, change_specs, changes, modules, specs, projects"
+)
 
 
 def _reset_pg(url: str) -> None:
@@ -228,8 +230,21 @@ def start_server(data_dir: Path, database_url: str | None = None, *args: str) ->
     db_url = database_url or f"sqlite:///{data_dir / 'loom.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
     cmd = [
-        sys.executable, "-m", "loom", "serve", "--port", "0", "--data-dir", str(data_dir),
-        "--database-url", db_url, "--admin-token", ADMIN, "--token-seed", SEED, *args,
+        sys.executable,
+        "-m",
+        "loom",
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        "--database-url",
+        db_url,
+        "--admin-token",
+        ADMIN,
+        "--token-seed",
+        SEED,
+        *args,
     ]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
