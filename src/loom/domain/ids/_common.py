@@ -47,17 +47,18 @@ NON_ALNUM_RE = re.compile(r"[^a-z0-9]+")
 
 
 def show(value: str) -> str:
-    """Quote ``value`` for an error message, cut to ~100 characters."""
-    if len(value) > MAX_ECHO:
-        value = value[:MAX_ECHO] + "…"
-    return repr(value)
+    """Quote ``value`` for an error message (escaped), cut to ~100 characters."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 1] + "…"
 
 
 def invalid(field: str, message: str, **details: object) -> ValidationError:
+    """The ``invalid_id`` error for ``field``."""
     return ValidationError(message, kind="invalid_id", field=field, **details)
 
 
 def require_str(value: object, field: str) -> str:
+    """``value`` if it is a string, else ``invalid_id``."""
     if not isinstance(value, str):
         raise invalid(field, f"{field} must be a string")
     return value
