@@ -1,0 +1,199 @@
+"""Local tree commands: ``pull``, ``push``, ``archive``, ``import``, ``export``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loom.cli._app import app
+from loom.cli._common import (
+    EXIT_CONFLICT,
+    Ctx,
+    agent_command,
+    emit_json,
+    err,
+    out,
+    stdout_is_tty,
+    table,
+)
+from loom.cli.changes import format_time
+from loom.client._sync import archive_change, pull_change, push_change
+from loom.client._transfer import export_tree, import_tree
+from loom.errors import RevisionConflict
+
+__all__: list[str] = []
+
+ChangeArg = Annotated[str, typer.Argument(help="Change id.")]
+ItoDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ito-dir",
+        envvar="LOOM_ITO_DIR",
+        help="The .ito directory (default: .ito in the repository root).",
+    ),
+]
+
+
+@agent_command(app, "pull")
+def pull(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> None:
+    """Write the server's copy of a change to .ito/changes/<id>/ (local files backed up first)."""
+    outcome = pull_change(cx.client, change, cx.ito_dir(ito_dir), cx.state)
+    if cx.json:
+        emit_json(
+            {
+                "change_id": outcome.change_id,
+                "revision": outcome.revision,
+                "path": str(outcome.path),
+                "backup": str(outcome.backup) if outcome.backup else None,
+            }
+        )
+        return
+    out(f"pulled {outcome.change_id} at revision {outcome.revision} into {outcome.path}")
+    if outcome.backup is not None:
+        err(f"previous local files backed up to {outcome.backup}")
+
+
+@agent_command(app, "push")
+def push(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> int:
+    """Send .ito/changes/<id>/ to the server, based on its .backend-revision.
+
+    On a revision conflict nothing changes; pull, re-apply your edits, and push again.
+    """
+    ito = cx.ito_dir(ito_dir)
+    try:
+        outcome = push_change(cx.client, change, ito, fencing_token=cx.fencing_token(change))
+    except RevisionConflict as conflict:
+        local = conflict.details.get("local_revision", "?")
+        server = conflict.details.get("server_revision", "?")
+        if cx.json:
+            emit_json(conflict.to_envelope() | {"exit_code": EXIT_CONFLICT})
+        else:
+            err(f"error: revision conflict on {change}: local revision {local}, server {server}")
+            err("nothing was changed. To recover:")
+            err(f"  1. `loom pull {change}` (your local files are backed up first)")
+            err(f"  2. re-apply your edits to .ito/changes/{change}/")
+            err(f"  3. `loom push {change}`")
+        return EXIT_CONFLICT
+    if cx.json:
+        emit_json(
+            {
+                "change_id": outcome.change_id,
+                "base_revision": outcome.base_revision,
+                "new_revision": outcome.result.new_revision,
+            }
+        )
+        return 0
+    base = outcome.base_revision or "(new)"
+    out(f"pushed {outcome.change_id}: revision {base} -> {outcome.result.new_revision}")
+    return 0
+
+
+@agent_command(app, "archive")
+def archive(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> None:
+    """Archive a change on the server, then move it locally and write the merged specs."""
+    ito = cx.ito_dir(ito_dir)
+    outcome = archive_change(
+        cx.client, change, ito, cx.state, fencing_token=cx.fencing_token(change)
+    )
+    cx.leases().forget(outcome.result.change_id)
+    if cx.json:
+        emit_json(
+            outcome.result.to_json() | {"path": str(outcome.path), "specs": list(outcome.specs)}
+        )
+        return
+    out(f"archived {outcome.result.change_id} at {format_time(outcome.result.archived_at)}")
+    out(f"  local copy: {outcome.path}")
+    if outcome.specs:
+        out(f"  specs updated: {', '.join(outcome.specs)}")
+
+
+@contextmanager
+def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@agent_command(app, "import")
+def import_(
+    cx: Ctx,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="The .ito directory to import (default ./.ito)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read and report; send nothing.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace items that differ on the server.")
+    ] = False,
+) -> None:
+    """Import an .ito/ tree: modules, specs, active and archived changes (idempotent)."""
+    ito = path if path is not None else Path.cwd() / ".ito"
+    with _progress(stdout_is_tty() and not cx.json and not dry_run, "importing") as progress:
+        report = import_tree(
+            cx.client, ito, overwrite=overwrite, dry_run=dry_run, on_progress=progress
+        )
+    if cx.json:
+        emit_json(report.to_json())
+        return
+    found = (
+        f"{report.modules} modules, {report.specs} specs, {report.active_changes} active and "
+        f"{report.archived_changes} archived changes"
+    )
+    if dry_run:
+        out(f"dry run: would send {found} in {report.requests} request(s)")
+    else:
+        result = report.result
+        table(
+            ["CREATED", "UPDATED", "UNCHANGED", "CONFLICTS", "SKIPPED FILES"],
+            [
+                (
+                    result.created,
+                    result.updated,
+                    result.unchanged,
+                    len(result.conflicts),
+                    len(report.skipped),
+                )
+            ],
+        )
+        err(f"read {found}; sent {report.requests} request(s)")
+        for conflict in result.conflicts:
+            err(f"conflict: {conflict.kind} {conflict.id}: {conflict.reason}")
+        if result.conflicts and not overwrite:
+            err("re-run with --overwrite to replace the differing items")
+    for skipped in report.skipped:
+        err(f"skipped: {skipped}")
+
+
+@agent_command(app, "export")
+def export(
+    cx: Ctx,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="The .ito directory to write (default ./.ito)."),
+    ] = None,
+) -> None:
+    """Write the project as an .ito/ tree that `loom import` reads back identically."""
+    ito = path if path is not None else Path.cwd() / ".ito"
+    report = export_tree(cx.client, ito)
+    if cx.json:
+        emit_json(report.to_json())
+        return
+    out(
+        f"exported {report.modules} modules, {report.specs} specs, {report.active_changes} "
+        f"active and {report.archived_changes} archived changes to {report.path}"
+    )

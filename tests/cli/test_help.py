@@ -1,0 +1,82 @@
+"""Every command and subcommand has help text; agent commands show their env variables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from loom.cli import app
+
+ENV_VARS = (
+    "LOOM_URL",
+    "LOOM_TOKEN",
+    "ITO_BACKEND_TOKEN",
+    "LOOM_PROJECT",
+    "LOOM_HOLDER",
+    "LOOM_TIMEOUT",
+    "LOOM_RETRIES",
+)
+AGENT_COMMANDS = {
+    "status",
+    "changes",
+    "show",
+    "claim",
+    "heartbeat",
+    "release",
+    "allocate",
+    "keepalive",
+    "pull",
+    "push",
+    "archive",
+    "import",
+    "export",
+    "events",
+    "events forward",
+    "config show",
+    "tasks status",
+    "tasks next",
+    "tasks start",
+    "tasks complete",
+    "tasks shelve",
+    "tasks unshelve",
+    "tasks add",
+    "tasks init",
+    "tasks raw",
+}
+
+
+def _walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _walk(sub, (*path, name))
+
+
+ALL = [(" ".join(p), c) for p, c in _walk(typer.main.get_command(app)) if p]
+
+
+def test_all_agent_commands_exist() -> None:
+    names = {name for name, _ in ALL}
+    assert AGENT_COMMANDS <= names, AGENT_COMMANDS - names
+
+
+@pytest.mark.parametrize(("name", "command"), ALL, ids=[n for n, _ in ALL])
+def test_command_has_help(name: str, command: Any) -> None:
+    assert (command.help or "").strip(), f"{name} has no help text"
+    result = CliRunner().invoke(app, [*name.split(), "--help"], env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+    if name in AGENT_COMMANDS:
+        for var in ENV_VARS:
+            assert var in result.output, f"{name} --help does not mention {var}"
+
+
+def test_data_commands_have_json() -> None:
+    no_json = {"keepalive"}
+    for name, command in ALL:
+        if name in AGENT_COMMANDS and name not in no_json:
+            opts = {o for p in command.params for o in getattr(p, "opts", [])}
+            assert "--json" in opts, name
