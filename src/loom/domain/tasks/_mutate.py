@@ -17,7 +17,6 @@ from loom.domain.tasks._ready import task_blockers, tasks_invalid
 from loom.domain.tasks._text import (
     dominant_eol,
     insert_lines,
-    is_blank_or_break,
     iso_day,
     line_ending,
     raw_lines,
@@ -117,28 +116,20 @@ def _set_value(raw: str, value: str) -> str:
 def _rewrite_enhanced(
     raws: list[str], layout: TaskLayout, status: TaskStatus, day: str
 ) -> list[str]:
+    """Rewrite the Status line and the Updated At line (inserted above Status if missing).
+
+    A task without a Status line is a parse error, so mutations never reach one.
+    """
     out = list(raws)
-    eol = dominant_eol(out)
-    mark = _ENHANCED_MARK[status]
     s, u = layout.status_line, layout.updated_line
-    if s is not None:
-        out[s] = _set_value(out[s], mark)
+    if s is None:  # pragma: no cover - refused earlier as "Invalid or missing status"
+        raise AssertionError("task without a Status line")
+    out[s] = _set_value(out[s], _ENHANCED_MARK[status])
     if u is not None:
         out[u] = _set_value(out[u], day)
-    if s is not None and u is None:
-        prefix = _prefix_of(out[s])
-        insert_lines(out, s, [f"{prefix}**Updated At**: {day}"], line_ending(out[s]) or eol)
-    elif s is None and u is not None:
-        prefix = _prefix_of(out[u])
-        insert_lines(out, u + 1, [f"{prefix}**Status**: {mark}"], line_ending(out[u]) or eol)
-    elif s is None and u is None:
-        prefix = layout.field_prefix if layout.field_prefix is not None else "- "
-        at = layout.end
-        while at > layout.header + 1 and is_blank_or_break(strip_eol(out[at - 1])):
-            at -= 1
-        insert_lines(
-            out, at, [f"{prefix}**Updated At**: {day}", f"{prefix}**Status**: {mark}"], eol
-        )
+    else:
+        eol = line_ending(out[s]) or dominant_eol(out)
+        insert_lines(out, s, [f"{_prefix_of(out[s])}**Updated At**: {day}"], eol)
     return out
 
 
