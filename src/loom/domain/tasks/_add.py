@@ -138,6 +138,8 @@ def add_task(markdown: str | None, title: str, wave: int | None, today: date) ->
         at, insert = _end_of_wave(parsed, w), block
     else:
         at, insert = _new_wave_section(parsed, w, block)
+    if at < len(parsed.lines) and not is_blank_or_break(parsed.lines[at]):
+        insert = [*insert, ""]
     raws = raw_lines(markdown)
     insert_lines(raws, at, insert, dominant_eol(raws))
     out = "".join(raws)
