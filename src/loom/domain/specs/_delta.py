@@ -17,7 +17,6 @@ from loom.domain.specs._markdown import (
     document_prefix,
     is_level_two,
     is_managed,
-    is_marker,
     join_lines,
     looks_like_operation,
     requirement_name,
@@ -175,9 +174,8 @@ class _DeltaParser:
 
 
 def _ends_delta_block(line: Line) -> bool:
-    return (
-        requirement_name(line) is not None or is_level_two(line) or is_marker(line, ITO_END_MARKER)
-    )
+    key = line.key
+    return line.requirement is not None or key.startswith("## ") or key == ITO_END_MARKER
 
 
 def _clean_rename(value: str) -> str:

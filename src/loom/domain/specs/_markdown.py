@@ -124,15 +124,6 @@ class Line(NamedTuple):
     requirement: str | None  # the name of a well-formed requirement heading
 
 
-def _line(text: str, number: int, code: bool) -> Line:
-    stripped = text.strip()
-    key = "" if code else stripped
-    name = None
-    if key.startswith(REQUIREMENT_PREFIX):
-        name = key[len(REQUIREMENT_PREFIX) :].strip() or None
-    return Line(text, number, code, stripped, key, name)
-
-
 class Fail:
     """Raises ``delta_invalid`` errors for one capability."""
 
@@ -177,28 +168,51 @@ def _closes_fence(text: str, char: str, size: int) -> bool:
     return len(s) >= size and s == char * len(s)
 
 
+def _fenced(texts: list[str]) -> set[int]:
+    """Indexes of the lines inside matched code fences (delimiters included)."""
+    fenced: set[int] = set()
+    candidates = [i for i, text in enumerate(texts) if "```" in text or "~~~" in text]
+    position = 0
+    while position < len(candidates):
+        i = candidates[position]
+        opener = _fence_opener(texts[i])
+        position += 1
+        if opener is None:
+            continue
+        close = next(
+            (
+                (k, j)
+                for k, j in enumerate(candidates[position:], start=position)
+                if _closes_fence(texts[j], *opener)
+            ),
+            None,
+        )
+        if close is None:  # an unmatched opener is ordinary text
+            continue
+        fenced.update(range(i, close[1] + 1))
+        position = close[0] + 1
+    return fenced
+
+
 def scan(document: str) -> list[Line]:
     """Split into lines (like Rust ``lines()``) and mark those inside matched code fences."""
     texts = normalize_newlines(document).split("\n")
     if texts and texts[-1] == "":
         texts.pop()
-    code = [False] * len(texts)
-    i = 0
-    while i < len(texts):
-        opener = _fence_opener(texts[i])
-        if opener is None:
-            i += 1
-            continue
-        close = next(
-            (j for j in range(i + 1, len(texts)) if _closes_fence(texts[j], *opener)), None
-        )
-        if close is None:  # an unmatched opener is ordinary text
-            i += 1
-            continue
-        for j in range(i, close + 1):
-            code[j] = True
-        i = close + 1
-    return [_line(text, n + 1, c) for n, (text, c) in enumerate(zip(texts, code, strict=True))]
+    fenced = _fenced(texts) if "```" in document or "~~~" in document else set()
+    lines: list[Line] = []
+    append = lines.append
+    prefix_len = len(REQUIREMENT_PREFIX)
+    for number, text in enumerate(texts, start=1):
+        stripped = text.strip()
+        if number - 1 in fenced:
+            append(Line(text, number, True, stripped, "", None))
+        elif stripped.startswith(REQUIREMENT_PREFIX):
+            name = stripped[prefix_len:].strip() or None
+            append(Line(text, number, False, stripped, stripped, name))
+        else:
+            append(Line(text, number, False, stripped, stripped, None))
+    return lines
 
 
 def requirement_name(line: Line) -> str | None:
