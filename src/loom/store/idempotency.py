@@ -69,8 +69,11 @@ def claim_key(
             expires_us=expires_us,
         )
         .on_conflict_do_nothing(index_elements=["project_id", "key"])
+        # RETURNING, not rowcount: SQLAlchemy does not keep an INSERT's rowcount on psycopg
+        # (it reads -1), which made every key look taken on PostgreSQL.
+        .returning(idempotency.c.key)
     )
-    return bool(conn.execute(stmt).rowcount == 1)
+    return conn.execute(stmt).first() is not None
 
 
 def take_over_key(
