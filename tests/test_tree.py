@@ -335,7 +335,7 @@ def test_write_tree_round_trip(ito: Path, tmp_path: Path) -> None:
 
 
 _TEXT = st.lists(
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
     | st.sampled_from(["\r\n", "\r", "\n", "\ufeff"]),
     max_size=8,
 ).map("".join)

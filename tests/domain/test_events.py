@@ -242,7 +242,7 @@ def test_format_event_ts() -> None:
 
 
 def test_fingerprint_is_canonical() -> None:
-    a = [{"v": 1, "b": [1, {"y": 2, "x": 1}]}, {"z": "é"}]
+    a: list[dict[str, Any]] = [{"v": 1, "b": [1, {"y": 2, "x": 1}]}, {"z": "é"}]
     b = json.loads('[{"b":[1,{"x":1,"y":2}],"v":1},{"z":"\\u00e9"}]')
     assert fingerprint_batch(a) == fingerprint_batch(b)
     assert len(fingerprint_batch(a)) == 64

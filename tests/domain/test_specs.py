@@ -156,6 +156,13 @@ def test_new_managed_spec_without_preamble_has_title_inside_markers() -> None:
     assert merged.endswith(f"### Requirement: New\nNew.\n{ITO_END_MARKER}\n")
 
 
+@pytest.mark.parametrize("base", [None, "", "  \n\n"])
+def test_blank_base_is_a_new_spec(base: str | None) -> None:
+    merged = apply_delta(base, "## ADDED Requirements\n### Requirement: A\na\n", "cap")
+    assert merged is not None
+    assert merged.startswith("# cap\n\n## Purpose\n\n")
+
+
 def test_new_spec_keeps_delta_preamble_as_prefix() -> None:
     delta = "# Wallets\n\n## Purpose\nPay.\n\n## ADDED Requirements\n### Requirement: W\nw\n"
     merged = apply_delta(None, delta, "wallets")

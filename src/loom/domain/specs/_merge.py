@@ -111,11 +111,11 @@ def apply_delta(base: str | None, delta: str, capability: str) -> str | None:
 
     Renames apply first, then ADDED/MODIFIED/REMOVED in document order. Returns the new spec
     (LF line endings), or None when every requirement of a non-empty base was removed, i.e.
-    the spec file is to be deleted.
+    the spec file is to be deleted. A blank base counts as a new capability.
     """
     fail = Fail(capability, "delta")
     parsed = validate_delta(delta, capability)
-    doc = parse_spec(base, capability) if base is not None else None
+    doc = parse_spec(base, capability) if base is not None and base.strip() else None
     requirements = list(doc.requirements) if doc is not None else []
     initial = len(requirements)
     for rename in parsed.renames:
