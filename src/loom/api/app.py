@@ -13,6 +13,7 @@ from loom import __version__
 from loom.api.errors import install_error_handlers
 from loom.api.middleware import BodyGuard
 from loom.api.routes_changes import router as changes_router
+from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
 from loom.api.routes_project import router as project_router
 from loom.service._context import Policy, ServiceContext, system_clock_us
@@ -80,8 +81,11 @@ def create_app(
             )
         return {"status": "ready"}
 
-    app.include_router(changes_router)
-    app.include_router(leases_router)
-    app.include_router(project_router)
+    # The routes are added to the app's own router (not nested with include_router): matching
+    # a request then walks one flat list, hottest routes first (leases), which measurably
+    # lowers per-request overhead.
+    app.router.routes[:0] = fast_routes()
+    for router in (leases_router, changes_router, project_router):
+        app.router.routes.extend(router.routes)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app

@@ -7,6 +7,7 @@ cannot be probed). Comparisons are constant-time; tokens are never logged or ech
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable
@@ -29,8 +30,9 @@ class Scope:
         return self.kind == "admin"
 
 
+@functools.lru_cache(maxsize=4096)
 def derive_project_token(seed: str, org: str, repo: str) -> str:
-    """Lowercase hex HMAC-SHA256(key=seed, message="org/repo"), as upstream Ito."""
+    """Lowercase hex HMAC-SHA256(key=seed, message="org/repo"), as upstream Ito (memoised)."""
     return hmac.new(seed.encode(), f"{org}/{repo}".encode(), hashlib.sha256).hexdigest()
 
 

@@ -1,65 +1,145 @@
-"""Routes for leases and allocation (API.md §2.7)."""
+"""Routes for leases and allocation (API.md §2.7).
+
+These are the hottest routes under load, so their handlers take the bare ``Request`` and do
+the little FastAPI would do for them (access check, body parsing with the same pydantic
+models and the same error envelope). They are served by plain Starlette routes placed first
+in the app's route list (``fast_routes``): measured in-process, FastAPI's ``APIRoute``
+machinery cost ~120 µs per request on top of Starlette's, a quarter of a claim. The same
+handlers are also registered as FastAPI routes, so they appear in the OpenAPI document with
+their request body schemas (``openapi_extra``).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from starlette.routing import BaseRoute, Route
 
-from loom.api.access import Access, project_access, read, write
+from loom.api.access import project_access, read, write
 from loom.api.models import AllocateBody, ClaimBody, ReleaseBody
 from loom.domain.ids import validate_change_id, validate_holder, validate_module_id
-from loom.errors import Forbidden
+from loom.errors import Forbidden, Unprocessable, ValidationError
 from loom.service import leases
 
-__all__ = ["router"]
+__all__ = ["fast_routes", "router"]
 
 router = APIRouter(prefix="/api/v1/projects/{org}/{repo}")
-AccessDep = Annotated[Access, Depends(project_access)]
+M = TypeVar("M", bound=BaseModel)
 
 
-@router.post("/changes/{change_id}/claim", summary="Acquire or renew a lease")
-async def claim(request: Request, access: AccessDep, change_id: str, body: ClaimBody) -> Response:
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+async def _parse(request: Request, model: type[M]) -> M:
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw)
+    except PydanticValidationError as exc:
+        errors = [
+            {"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise ValidationError("malformed JSON body", kind="invalid_json") from None
+        where = ".".join(errors[0]["loc"][1:]) or "body"
+        raise Unprocessable(
+            f"invalid {where}: {errors[0]['msg']}", kind="validation_error", errors=errors
+        ) from None
+
+
+@router.post(
+    "/changes/{change_id}/claim",
+    summary="Acquire or renew a lease",
+    openapi_extra=_body_doc(ClaimBody),
+)
+async def claim(request: Request) -> Response:
+    access = await project_access(request)
+    body = await _parse(request, ClaimBody)
     holder = validate_holder(body.holder)
+    change_id = request.path_params["change_id"]
     return await write(request, access, leases.claim, change_id, holder, body.ttl_seconds)
 
 
-@router.post("/changes/{change_id}/heartbeat", summary="Renew the holder's lease")
-async def heartbeat(
-    request: Request, access: AccessDep, change_id: str, body: ClaimBody
-) -> Response:
+@router.post(
+    "/changes/{change_id}/heartbeat",
+    summary="Renew the holder's lease",
+    openapi_extra=_body_doc(ClaimBody),
+)
+async def heartbeat(request: Request) -> Response:
+    access = await project_access(request)
+    body = await _parse(request, ClaimBody)
     holder = validate_holder(body.holder)
+    change_id = request.path_params["change_id"]
     return await write(request, access, leases.heartbeat, change_id, holder, body.ttl_seconds)
 
 
-@router.post("/changes/{change_id}/release", summary="Release a lease (force: admin only)")
-async def release(
-    request: Request, access: AccessDep, change_id: str, body: ReleaseBody, force: bool = False
-) -> Response:
+@router.post(
+    "/changes/{change_id}/release",
+    summary="Release a lease (?force=true: admin only)",
+    openapi_extra=_body_doc(ReleaseBody),
+)
+async def release(request: Request) -> Response:
+    access = await project_access(request)
+    body = await _parse(request, ReleaseBody)
     holder = validate_holder(body.holder)
+    force_param = request.query_params.get("force", "false").lower()
+    if force_param not in ("true", "false", "1", "0"):
+        raise ValidationError("force must be true or false", kind="invalid_request")
+    force = force_param in ("true", "1")
     if force and not access.scope.admin:
         raise Forbidden("force release needs an admin token", kind="admin_required")
+    change_id = request.path_params["change_id"]
     return await write(
         request, access, leases.release, change_id, holder, force=force, actor=access.actor
     )
 
 
 @router.get("/changes/{change_id}/lease", summary="The active lease of a change")
-async def get_lease(request: Request, access: AccessDep, change_id: str) -> Any:
-    return await read(request, leases.get_active_lease, access.project, change_id)
+async def get_lease(request: Request) -> Any:
+    access = await project_access(request)
+    return await read(
+        request, leases.get_active_lease, access.project, request.path_params["change_id"]
+    )
 
 
 @router.get("/leases", summary="Active leases, soonest expiry first")
-async def list_leases(request: Request, access: AccessDep) -> Any:
+async def list_leases(request: Request) -> Any:
+    access = await project_access(request)
     return await read(request, leases.list_leases, access.project)
 
 
-@router.post("/allocate", summary="Lease the next eligible change (atomic)")
-async def allocate(request: Request, access: AccessDep, body: AllocateBody) -> Response:
+@router.post(
+    "/allocate",
+    summary="Lease the next eligible change (atomic)",
+    openapi_extra=_body_doc(AllocateBody),
+)
+async def allocate(request: Request) -> Response:
+    access = await project_access(request)
+    body = await _parse(request, AllocateBody)
     holder = validate_holder(body.holder)
     module = validate_module_id(body.module) if body.module else None
     wanted = [validate_change_id(c) for c in body.changes] if body.changes is not None else None
     return await write(
         request, access, leases.allocate, holder, body.ttl_seconds, module=module, changes=wanted
     )
+
+
+def fast_routes() -> list[BaseRoute]:
+    """Starlette routes serving the hot lease endpoints (placed before the FastAPI routes)."""
+    prefix = router.prefix
+    return [
+        Route(f"{prefix}/changes/{{change_id}}/claim", claim, methods=["POST"]),
+        Route(f"{prefix}/changes/{{change_id}}/heartbeat", heartbeat, methods=["POST"]),
+        Route(f"{prefix}/changes/{{change_id}}/release", release, methods=["POST"]),
+        Route(f"{prefix}/allocate", allocate, methods=["POST"]),
+    ]

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 __all__ = ["date_of_us", "datetime_to_us", "format_us", "parse_rfc3339_us"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
 
 
 def format_us(us: int | None) -> str | None:
     """``2026-11-27T10:00:00.123456Z`` (microsecond precision, ``Z``), or None."""
     if us is None:
         return None
-    seconds, micro = divmod(us, 1_000_000)
-    dt = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micro)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime; this is on every lease response.
+    return (_EPOCH_NAIVE + timedelta(microseconds=us)).isoformat(timespec="microseconds") + "Z"
 
 
 def datetime_to_us(dt: datetime) -> int:

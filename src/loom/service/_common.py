@@ -11,7 +11,7 @@ from loom.domain.leases import LeaseState, check_write
 from loom.domain.timefmt import format_us
 from loom.errors import ArchivedConflict, NotFound
 from loom.service._context import Actor, Project, ServiceContext
-from loom.store.changes import ChangeRow, get_change, list_change_ids
+from loom.store.changes import ChangeRow, get_change, get_change_archived, list_change_ids
 from loom.store.events import append_events
 from loom.store.leases import get_lease
 
@@ -21,6 +21,7 @@ __all__ = [
     "check_lease",
     "record",
     "require_change",
+    "require_live_change",
     "resolve_read_target",
     "server_event",
     "write_pid",
@@ -59,6 +60,19 @@ def require_change(
             archived_at=format_us(row.archived_us),
         )
     return row
+
+
+def require_live_change(conn: Connection, pid: int, change_id: str) -> None:
+    """Lock the change (PostgreSQL row lock) and check it exists and is not archived."""
+    exists, archived_us = get_change_archived(conn, pid, change_id, for_update=True)
+    if not exists:
+        raise change_not_found(change_id)
+    if archived_us is not None:
+        raise ArchivedConflict(
+            f"change '{change_id}' is archived and can no longer be changed",
+            change_id=change_id,
+            archived_at=format_us(archived_us),
+        )
 
 
 def resolve_read_target(conn: Connection, pid: int | None, target: str, lifecycle: str) -> str:

@@ -15,9 +15,15 @@ from sqlalchemy import Connection
 from loom.domain import leases as rules
 from loom.domain.timefmt import format_us
 from loom.errors import LeaseConflict, NotFound, ValidationError
-from loom.service._common import record, require_change, server_event, write_pid
+from loom.service._common import (
+    change_not_found,
+    record,
+    require_live_change,
+    server_event,
+    write_pid,
+)
 from loom.service._context import Actor, Project, ServiceContext
-from loom.store.changes import get_change
+from loom.store.changes import get_change, get_change_archived
 from loom.store.leases import (
     allocation_candidates,
     get_lease,
@@ -124,7 +130,7 @@ def claim(
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
-        require_change(conn, pid, change_id)
+        require_live_change(conn, pid, change_id)
         return _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=False)
 
 
@@ -135,7 +141,7 @@ def heartbeat(
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
-        require_change(conn, pid, change_id)
+        require_live_change(conn, pid, change_id)
         stored = get_lease(conn, pid, change_id)
         outcome = rules.heartbeat(
             stored or rules.LeaseState(),
@@ -160,7 +166,9 @@ def release(
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
-        require_change(conn, pid, change_id, writable=False)
+        exists, _ = get_change_archived(conn, pid, change_id, for_update=True)
+        if not exists:
+            raise change_not_found(change_id)
         stored = get_lease(conn, pid, change_id)
         if stored is None:
             return {"change_id": change_id, "released": False}
@@ -237,7 +245,7 @@ def allocate(
         now = ctx.now_us()
         mine = held_by(conn, pid, holder, now, module=module, change_ids=changes)
         if mine is not None:
-            require_change(conn, pid, mine)
+            require_live_change(conn, pid, mine)
             return {"claim": _apply_claim(ctx, conn, pid, mine, holder, ttl, now, allocate=True)}
         candidates = allocation_candidates(
             conn, pid, now, module=module, change_ids=changes, limit=_ALLOCATE_BATCH

@@ -8,12 +8,14 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
+from loom.store import _raw
 from loom.store.schema import change_specs, changes
 
 __all__ = [
     "ChangeRow",
     "Derived",
     "get_change",
+    "get_change_archived",
     "get_specs",
     "insert_change",
     "list_change_ids",
@@ -92,16 +94,41 @@ def _row(mapping: Any) -> ChangeRow:
     return ChangeRow(**{c.name: mapping[c.name] for c in _SUMMARY_COLS})
 
 
+_COL_NAMES = [c.name for c in _SUMMARY_COLS]
+_BOOL_COLS = {"has_proposal", "has_design", "has_specs"}
+_GET = _raw.SQL(
+    f"SELECT {', '.join(_COL_NAMES)} FROM changes WHERE project_id = ? AND change_id = ?"
+)
+_GET_FOR_UPDATE = _raw.SQL(_GET.qmark + " FOR UPDATE")
+
+
 def get_change(
     conn: Connection, project_id: int, change_id: str, *, for_update: bool = False
 ) -> ChangeRow | None:
-    stmt = select(*_SUMMARY_COLS).where(
-        changes.c.project_id == project_id, changes.c.change_id == change_id
-    )
-    if for_update and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = conn.execute(stmt).mappings().first()
-    return None if row is None else _row(row)
+    """One change (hot path: raw SQL). ``for_update`` locks the row on PostgreSQL."""
+    stmt = _GET_FOR_UPDATE if for_update and conn.dialect.name == "postgresql" else _GET
+    row = _raw.fetchone(conn, stmt, (project_id, change_id))
+    if row is None:
+        return None
+    data = dict(zip(_COL_NAMES, row, strict=True))
+    for name in _BOOL_COLS:
+        data[name] = bool(data[name])
+    return ChangeRow(**data)
+
+
+_STATE = _raw.SQL("SELECT archived_us FROM changes WHERE project_id = ? AND change_id = ?")
+_STATE_FOR_UPDATE = _raw.SQL(_STATE.qmark + " FOR UPDATE")
+
+
+def get_change_archived(
+    conn: Connection, project_id: int, change_id: str, *, for_update: bool = False
+) -> tuple[bool, int | None]:
+    """(exists, archived_us) without loading the artifacts; ``for_update`` locks (PostgreSQL)."""
+    stmt = _STATE_FOR_UPDATE if for_update and conn.dialect.name == "postgresql" else _STATE
+    row = _raw.fetchone(conn, stmt, (project_id, change_id))
+    if row is None:
+        return False, None
+    return True, row[0]
 
 
 def list_change_ids(conn: Connection, project_id: int, lifecycle: str) -> list[str]:

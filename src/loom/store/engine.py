@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 __all__ = ["Database", "normalize_database_url", "redact_url"]
@@ -56,6 +57,9 @@ class Database:
         self._write_pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="loom-w")
         self._read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loom-r")
         self._local = threading.local()
+        self.inline_writes = self.kind == "sqlite"
+        self._writers: list[Connection] = []
+        self._writers_lock = threading.Lock()
 
     def _make_engine(self, pool_size: int) -> Engine:
         if self.kind == "sqlite":
@@ -81,19 +85,73 @@ class Database:
 
         Re-entrant per thread: a use case called inside another's transaction (for example
         inside the idempotency wrapper) joins it, so both commit or roll back together.
+        Each writer thread keeps its own connection (no pool round trip per transaction).
         """
         current: Connection | None = getattr(self._local, "conn", None)
         if current is not None:
             yield current
             return
-        with self.engine.connect() as conn:
-            conn.execution_options(loom_write=True)
-            with conn.begin():
-                self._local.conn = conn
-                try:
+        conn = self._writer_connection()
+        try:
+            if self.kind == "sqlite":
+                with self._sqlite_transaction(conn):
                     yield conn
-                finally:
-                    self._local.conn = None
+            else:
+                with conn.begin():
+                    self._local.conn = conn
+                    try:
+                        yield conn
+                    finally:
+                        self._local.conn = None
+        except DBAPIError as exc:
+            if exc.connection_invalidated or conn.invalidated or conn.closed:
+                self._drop_writer_connection()
+            raise
+
+    @contextlib.contextmanager
+    def _sqlite_transaction(self, conn: Connection) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` straight on the driver connection.
+
+        SQLAlchemy's own transaction bookkeeping costs ~35 µs per transaction, a tenth of a
+        claim. Core statements run inside still work: SQLAlchemy then "autobegins" (the begin
+        listener sees the open transaction and emits nothing) and is committed or rolled back
+        here with the rest.
+        """
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        dbapi.execute("BEGIN IMMEDIATE")
+        self._local.conn = conn
+        try:
+            yield
+        except BaseException:
+            self._local.conn = None
+            if conn.in_transaction():
+                conn.rollback()
+            else:
+                dbapi.rollback()
+            raise
+        self._local.conn = None
+        if conn.in_transaction():
+            conn.commit()
+        else:
+            dbapi.commit()
+
+    def _writer_connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "writer", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self.engine.connect()
+            conn.execution_options(loom_write=True)
+            self._local.writer = conn
+            with self._writers_lock:
+                self._writers.append(conn)
+        return conn
+
+    def _drop_writer_connection(self) -> None:
+        conn: Connection | None = getattr(self._local, "writer", None)
+        self._local.writer = None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -106,7 +164,15 @@ class Database:
             yield conn
 
     async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the writer executor (one thread for SQLite)."""
+        """Run a write use case.
+
+        SQLite: inline on the event loop thread. Writes are serialised by the database lock
+        anyway and take a fraction of a millisecond; running them inline avoids a thread
+        hand-off and GIL ping-pong per request (measured: the single biggest cost of a claim).
+        PostgreSQL: on a pool of writer threads (network round trips must not block the loop).
+        """
+        if self.inline_writes:
+            return fn(*args)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args))
 
@@ -122,6 +188,11 @@ class Database:
     def dispose(self) -> None:
         self._write_pool.shutdown(wait=True)
         self._read_pool.shutdown(wait=True)
+        with self._writers_lock:
+            for conn in self._writers:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._writers.clear()
         self.engine.dispose()
 
 
@@ -137,7 +208,11 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    if dbapi.in_transaction:
+        return  # joined a transaction opened by Database._sqlite_transaction
     if conn.get_execution_options().get("loom_write"):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi.execute("BEGIN IMMEDIATE")
     else:
-        conn.exec_driver_sql("BEGIN")
+        dbapi.execute("BEGIN")

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
+from loom.store import _raw
 from loom.store.projects import reserve_event_seqs
 from loom.store.schema import event_batches, events
 
@@ -32,18 +33,24 @@ def append_events(
     for offset, ev in enumerate(items):
         scope = ev.get("scope")
         rows.append(
-            {
-                "project_id": project_id,
-                "seq": first + offset,
-                "entity": str(ev.get("entity", ""))[:100],
-                "scope": scope[:200] if isinstance(scope, str) else None,
-                "op": str(ev.get("op", ""))[:100],
-                "body": json.dumps(ev, separators=(",", ":"), ensure_ascii=False),
-                "created_us": now_us,
-            }
+            (
+                project_id,
+                first + offset,
+                str(ev.get("entity", ""))[:100],
+                scope[:200] if isinstance(scope, str) else None,
+                str(ev.get("op", ""))[:100],
+                json.dumps(ev, separators=(",", ":"), ensure_ascii=False),
+                now_us,
+            )
         )
-    conn.execute(insert(events), rows)
+    _raw.executemany(conn, _APPEND, rows)
     return first
+
+
+_APPEND = _raw.SQL(
+    "INSERT INTO events (project_id, seq, entity, scope, op, body, created_us)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def list_events(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, case, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, or_, select
 
 from loom.domain.leases import LeaseState
+from loom.store import _raw
 from loom.store.schema import changes, leases
 
 __all__ = ["ActiveLease", "allocation_candidates", "get_lease", "list_active", "save_lease"]
@@ -23,25 +24,35 @@ class ActiveLease:
     fencing_token: int
 
 
+_GET = _raw.SQL(
+    "SELECT holder, acquired_us, expires_us, ttl_seconds, fencing_token, previous_holder,"
+    " expiry_recorded FROM leases WHERE project_id = ? AND change_id = ?"
+)
+_UPDATE = _raw.SQL(
+    "UPDATE leases SET holder = ?, acquired_us = ?, expires_us = ?, ttl_seconds = ?,"
+    " fencing_token = ?, previous_holder = ?, expiry_recorded = ?"
+    " WHERE project_id = ? AND change_id = ?"
+)
+_INSERT = _raw.SQL(
+    "INSERT INTO leases (holder, acquired_us, expires_us, ttl_seconds, fencing_token,"
+    " previous_holder, expiry_recorded, project_id, change_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def get_lease(conn: Connection, project_id: int, change_id: str) -> LeaseState | None:
-    """The stored state, or None when the change never had a lease row."""
-    row = (
-        conn.execute(
-            select(leases).where(leases.c.project_id == project_id, leases.c.change_id == change_id)
-        )
-        .mappings()
-        .first()
-    )
+    """The stored state, or None when the change never had a lease row (hot path: raw SQL)."""
+    row = _raw.fetchone(conn, _GET, (project_id, change_id))
     if row is None:
         return None
     return LeaseState(
-        holder=row["holder"],
-        acquired_us=row["acquired_us"],
-        expires_us=row["expires_us"],
-        ttl_seconds=row["ttl_seconds"],
-        fencing_token=int(row["fencing_token"]),
-        previous_holder=row["previous_holder"],
-        expiry_recorded=bool(row["expiry_recorded"]),
+        holder=row[0],
+        acquired_us=row[1],
+        expires_us=row[2],
+        ttl_seconds=row[3],
+        fencing_token=int(row[4]),
+        previous_holder=row[5],
+        expiry_recorded=bool(row[6]),
     )
 
 
@@ -49,23 +60,18 @@ def save_lease(
     conn: Connection, project_id: int, change_id: str, state: LeaseState, *, exists: bool
 ) -> None:
     """Write the state. The caller holds the change's lock, so plain writes are safe."""
-    values = {
-        "holder": state.holder,
-        "acquired_us": state.acquired_us,
-        "expires_us": state.expires_us,
-        "ttl_seconds": state.ttl_seconds,
-        "fencing_token": state.fencing_token,
-        "previous_holder": state.previous_holder,
-        "expiry_recorded": state.expiry_recorded,
-    }
-    if exists:
-        conn.execute(
-            update(leases)
-            .where(leases.c.project_id == project_id, leases.c.change_id == change_id)
-            .values(**values)
-        )
-    else:
-        conn.execute(insert(leases).values(project_id=project_id, change_id=change_id, **values))
+    params = (
+        state.holder,
+        state.acquired_us,
+        state.expires_us,
+        state.ttl_seconds,
+        state.fencing_token,
+        state.previous_holder,
+        bool(state.expiry_recorded),
+        project_id,
+        change_id,
+    )
+    _raw.execute(conn, _UPDATE if exists else _INSERT, params)
 
 
 def list_active(conn: Connection, project_id: int, now_us: int) -> list[ActiveLease]:

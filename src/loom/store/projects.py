@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select
 
+from loom.store import _raw
 from loom.store.schema import projects
 
 __all__ = ["ensure_project", "find_project", "reserve_event_seqs"]
@@ -39,10 +40,11 @@ def ensure_project(conn: Connection, org: str, repo: str, now_us: int) -> int:
 
 def reserve_event_seqs(conn: Connection, project_id: int, count: int) -> int:
     """Reserve ``count`` consecutive event numbers; returns the first. Locks the project row."""
-    new_last = conn.execute(
-        update(projects)
-        .where(projects.c.id == project_id)
-        .values(event_seq=projects.c.event_seq + count)
-        .returning(projects.c.event_seq)
-    ).scalar_one()
-    return int(new_last) - count + 1
+    row = _raw.fetchone(conn, _RESERVE, (count, project_id))
+    assert row is not None
+    return int(row[0]) - count + 1
+
+
+_RESERVE = _raw.SQL(
+    "UPDATE projects SET event_seq = event_seq + ? WHERE id = ? RETURNING event_seq"
+)
