@@ -49,6 +49,13 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
         return error_response(ValidationError("malformed JSON body", kind="invalid_json"))
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
+    if errors and all(e["loc"] and e["loc"][0] in ("query", "path", "header") for e in errors):
+        # A bad query/path/header value is a plain bad request; 422 is for body schemas.
+        return error_response(
+            ValidationError(
+                f"invalid {where}: {first['msg']}", kind="invalid_parameter", errors=errors
+            )
+        )
     return error_response(
         Unprocessable(f"invalid {where}: {first['msg']}", kind="validation_error", errors=errors)
     )
