@@ -109,5 +109,7 @@ def insert_batch_key(
             created_us=now_us,
         )
         .on_conflict_do_nothing(index_elements=["project_id", "key"])
+        # RETURNING, not rowcount: SQLAlchemy reads an INSERT's rowcount as -1 on psycopg.
+        .returning(event_batches.c.key)
     )
-    return bool(conn.execute(stmt).rowcount == 1)
+    return conn.execute(stmt).first() is not None
