@@ -104,7 +104,9 @@ def encode_cursor(sort_key: str) -> str:
 def decode_cursor(cursor: str) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.urlsafe_b64decode(padded.encode()).decode()
+        # validate=True: urlsafe_b64decode silently drops foreign characters, so garbage
+        # such as "%%%" decoded to "" and restarted the listing instead of being refused.
+        return base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValidationError("invalid cursor", kind="invalid_cursor") from exc
 
