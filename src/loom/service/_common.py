@@ -84,7 +84,12 @@ def resolve_read_target(conn: Connection, pid: int | None, target: str, lifecycl
         archived = row.archived_us is not None
         if lifecycle == "all" or (lifecycle == "archived") == archived:
             return target
-    return resolve_change_target(target, list_change_ids(conn, pid, lifecycle))
+    try:
+        return resolve_change_target(target, list_change_ids(conn, pid, lifecycle))
+    except NotFound:
+        # One 404 body whether or not the project has rows (the resolver's own message
+        # differs, which told a caller whether the project existed).
+        raise change_not_found(target) from None
 
 
 def check_lease(
