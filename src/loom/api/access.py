@@ -111,11 +111,13 @@ async def project_access(request: Request) -> Access:
     token_header = request.headers.get("x-loom-fencing-token")
     fencing: int | None = None
     if token_header is not None:
-        if not token_header.strip().isdigit() or len(token_header.strip()) > 18:
+        value = token_header.strip()
+        # isascii(): str.isdigit() also accepts "²" and other digits int() refuses (a 500).
+        if not (value.isascii() and value.isdigit()) or len(value) > 18:
             raise ValidationError(
                 "X-Loom-Fencing-Token must be a non-negative integer", kind="invalid_fencing_token"
             )
-        fencing = int(token_header.strip())
+        fencing = int(value)
     return Access(Project(org, repo), scope, Actor(holder, fencing, scope.admin))
 
 
