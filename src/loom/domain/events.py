@@ -28,6 +28,7 @@ __all__ = [
     "EVENT_VERSION",
     "SERVER_ACTOR",
     "SERVER_BY",
+    "canonical_event_json",
     "fingerprint_batch",
     "format_event_ts",
     "make_event",
@@ -85,6 +86,25 @@ def format_event_ts(ts: datetime) -> str:
         raise ValueError("event timestamps must be timezone-aware")
     utc = ts.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _ts_ok(text: str) -> bool:
+    """True if ``text`` is a strict RFC 3339 timestamp (fast path via ``fromisoformat``)."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        return False
+    fraction = match.group(7)
+    if (fraction is None or len(fraction) <= 6) and match.group(8) == "Z" and "t" not in text:
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            return False
+        return True
+    try:
+        parse_event_ts(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _bad_string(value: str) -> str | None:
@@ -149,6 +169,12 @@ def validate_event(obj: object, index: int) -> dict[str, Any]:
 
     Raises ``ValidationError(kind="invalid_event", index=index, field=<field>)``.
     """
+    event = _validate_fields(obj, index)
+    _check_values(event, index)
+    return event
+
+
+def _validate_fields(obj: object, index: int) -> dict[str, Any]:
     if not isinstance(obj, dict):
         _fail(index, "event", "must be a JSON object")
     if "v" not in obj:
@@ -159,14 +185,17 @@ def validate_event(obj: object, index: int) -> dict[str, Any]:
     if version != EVENT_VERSION:
         _fail(index, "v", f"unsupported event version {version} (expected {EVENT_VERSION})")
     _required_string(obj, "ts", index, "ts")
-    try:
-        parse_event_ts(obj["ts"])
-    except ValueError:
+    if not _ts_ok(obj["ts"]):
         _fail(index, "ts", f"'ts' is not an RFC 3339 timestamp: {obj['ts'][:60]!r}")
     for key in _REQUIRED_STRINGS:
-        _required_string(obj, key, index, key)
+        value = obj.get(key)
+        # Fast path for the common valid case; the helper names the exact problem.
+        if value.__class__ is not str or not value.strip():
+            _required_string(obj, key, index, key)
     for key in _OPTIONAL_STRINGS:
-        _optional_string(obj, key, index, key)
+        value = obj.get(key)
+        if value is not None and value.__class__ is not str:
+            _optional_string(obj, key, index, key)
     if "count" in obj:
         count = obj["count"]
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -179,11 +208,40 @@ def validate_event(obj: object, index: int) -> dict[str, Any]:
     _required_string(ctx, "session_id", index, "ctx.session_id")
     for key in _CTX_OPTIONAL_STRINGS:
         _optional_string(ctx, key, index, f"ctx.{key}")
+    return obj
+
+
+def _check_values(obj: dict[str, Any], index: int) -> None:
     for key, value in obj.items():
         if not isinstance(key, str) or _bad_string(key):
             _fail(index, "event", "has an invalid field name")
         _check_json(value, index, key)
-    return obj
+
+
+_CANONICAL: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def canonical_event_json(obj: object, index: int) -> str:
+    """Validate one event decoded from JSON and return its canonical text (sorted keys,
+    compact), which is what the server stores and fingerprints.
+
+    The same rules as :func:`validate_event`, with the storability check done by one
+    C-accelerated ``json.dumps`` (non-finite numbers and lone surrogates make it fail, a NUL
+    shows up as ``\\u0000``); only a failing event takes the slow path that names the field.
+    Keys are strings by construction for decoded JSON.
+    """
+    event = _validate_fields(obj, index)
+    try:
+        text = _CANONICAL.encode(event)
+        text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        _check_values(event, index)
+        raise  # pragma: no cover - _check_values always names the problem first
+    if "\\u0000" in text:
+        _check_values(event, index)
+    return text
 
 
 def fingerprint_batch(events: Sequence[Mapping[str, Any]]) -> str:

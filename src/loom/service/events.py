@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
 
-from loom.domain.events import fingerprint_batch, validate_event
+from loom.domain.events import canonical_event_json
 from loom.errors import Unprocessable, ValidationError
 from loom.service._common import write_pid
 from loom.service._context import Project, ServiceContext
@@ -22,7 +23,8 @@ def ingest_events(
 ) -> dict[str, int]:
     """Validate every event first; append the batch once per key (same key + same batch →
     duplicates; same key + different batch → 422). One transaction."""
-    events = [validate_event(ev, index) for index, ev in enumerate(raw_events)]
+    bodies = [canonical_event_json(ev, index) for index, ev in enumerate(raw_events)]
+    events: list[dict[str, Any]] = list(raw_events)
     if not events:
         return {"accepted": 0, "duplicates": 0}
     if not key:
@@ -32,12 +34,13 @@ def ingest_events(
             "idempotency_key contains invalid characters (1-128 of [A-Za-z0-9_-])",
             kind="invalid_idempotency_key",
         )
-    fingerprint = fingerprint_batch(events)
+    # The canonical texts have sorted keys: key order and whitespace do not change the batch.
+    fingerprint = hashlib.sha256("\n".join(bodies).encode("utf-8")).hexdigest()
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:
         if insert_batch_key(conn, pid, key, fingerprint, len(events), now):
-            append_events(conn, pid, events, now)
+            append_events(conn, pid, events, now, bodies)
             return {"accepted": len(events), "duplicates": 0}
         existing = get_batch_key(conn, pid, key)
         assert existing is not None

@@ -23,9 +23,16 @@ class BatchKey:
 
 
 def append_events(
-    conn: Connection, project_id: int, items: Sequence[dict[str, Any]], now_us: int
+    conn: Connection,
+    project_id: int,
+    items: Sequence[dict[str, Any]],
+    now_us: int,
+    bodies: Sequence[str] | None = None,
 ) -> int:
-    """Append events in order with consecutive per-project ``seq``; returns the first seq."""
+    """Append events in order with consecutive per-project ``seq``; returns the first seq.
+
+    ``bodies`` may carry each event's already-serialised JSON text (saves a second dump).
+    """
     if not items:
         return 0
     first = reserve_event_seqs(conn, project_id, len(items))
@@ -39,7 +46,9 @@ def append_events(
                 str(ev.get("entity", ""))[:100],
                 scope[:200] if isinstance(scope, str) else None,
                 str(ev.get("op", ""))[:100],
-                json.dumps(ev, separators=(",", ":"), ensure_ascii=False),
+                bodies[offset]
+                if bodies is not None
+                else json.dumps(ev, separators=(",", ":"), ensure_ascii=False),
                 now_us,
             )
         )
