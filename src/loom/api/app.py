@@ -61,6 +61,9 @@ def create_app(
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        # No 307 to the slash-less path (an empty, non-JSON body built from the Host
+        # header): a trailing slash is an unknown route, 404 with the envelope, as in Ito.
+        redirect_slashes=False,
         lifespan=lifespan,
     )
     app.state.settings = settings
