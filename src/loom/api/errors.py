@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom.errors import (
@@ -15,6 +16,7 @@ from loom.errors import (
     LoomError,
     MethodNotAllowed,
     NotFound,
+    Unavailable,
     Unprocessable,
     ValidationError,
     error_from_envelope,
@@ -73,6 +75,11 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, OperationalError | DisconnectionError):
+        # Unreachable, locked or failing over: retryable, so 503 (clients retry it), and
+        # without the driver's message (it can name hosts and file paths).
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(Unavailable("database unavailable", kind="database_unavailable"))
     log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
     return error_response(InternalError("internal server error"))
 
