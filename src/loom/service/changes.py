@@ -35,7 +35,7 @@ from loom.store.changes import (
     get_change,
     get_specs,
     insert_change,
-    list_changes,
+    list_summary_rows,
     replace_specs,
     update_change,
 )
@@ -127,22 +127,73 @@ def list_summaries(
         pid = ctx.project_id(conn, project, create=False)
         if pid is None:
             return [], None
-        rows = list_changes(
+        rows = list_summary_rows(
             conn,
             pid,
+            ctx.now_us(),
             lifecycle=lifecycle,
             module=module,
             statuses=statuses,
             after_sort_key=after,
             limit=None if limit is None else limit + 1,
         )
-        more = limit is not None and len(rows) > limit
-        if more:
-            rows = rows[:limit]
-        leases = active_leases_for(conn, pid, [r.change_id for r in rows], ctx.now_us())
-    items = [summary_json(r, leases.get(r.change_id)) for r in rows]
-    next_cursor = encode_cursor(rows[-1].sort_key) if more and rows else None
+    more = limit is not None and len(rows) > limit
+    if more:
+        rows = rows[:limit]
+    items = [_summary_from_row(r) for r in rows]
+    next_cursor = encode_cursor(rows[-1][15]) if more and rows else None
     return items, next_cursor
+
+
+def _summary_from_row(r: tuple[Any, ...]) -> dict[str, Any]:
+    (
+        cid,
+        module_id,
+        sub_id,
+        done,
+        shelved,
+        doing,
+        pending,
+        total,
+        has_p,
+        has_d,
+        has_s,
+        status,
+        updated,
+        revision,
+        archived,
+        _sort,
+        holder,
+        acquired,
+        expires,
+        token,
+    ) = r
+    return {
+        "id": cid,
+        "module_id": module_id,
+        "sub_module_id": sub_id,
+        "completed_tasks": done,
+        "shelved_tasks": shelved,
+        "in_progress_tasks": doing,
+        "pending_tasks": pending,
+        "total_tasks": total,
+        "has_proposal": bool(has_p),
+        "has_design": bool(has_d),
+        "has_specs": bool(has_s),
+        "has_tasks": total > 0,
+        "work_status": status,
+        "last_modified": format_us(updated),
+        "revision": str(revision),
+        "archived_at": format_us(archived),
+        "lease": None
+        if holder is None
+        else {
+            "holder": holder,
+            "acquired_at": format_us(acquired),
+            "expires_at": format_us(expires),
+            "fencing_token": token,
+        },
+    }
 
 
 def change_detail(

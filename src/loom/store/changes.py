@@ -20,6 +20,7 @@ __all__ = [
     "insert_change",
     "list_change_ids",
     "list_changes",
+    "list_summary_rows",
     "replace_specs",
     "update_change",
 ]
@@ -253,3 +254,65 @@ def replace_specs(
                 for c, m in specs
             ],
         )
+
+
+SUMMARY_COLUMNS = (
+    "change_id",
+    "module_id",
+    "sub_module_id",
+    "completed_tasks",
+    "shelved_tasks",
+    "in_progress_tasks",
+    "pending_tasks",
+    "total_tasks",
+    "has_proposal",
+    "has_design",
+    "has_specs",
+    "work_status",
+    "updated_us",
+    "revision",
+    "archived_us",
+    "sort_key",
+)
+
+
+def list_summary_rows(
+    conn: Connection,
+    project_id: int,
+    now_us: int,
+    *,
+    lifecycle: str,
+    module: str | None = None,
+    statuses: Sequence[str] | None = None,
+    after_sort_key: str | None = None,
+    limit: int | None = None,
+) -> list[tuple[Any, ...]]:
+    """Summary rows in canonical order, each followed by its active lease columns (holder,
+    acquired_us, expires_us, fencing_token; NULLs without one). One raw query: this is the
+    list endpoint's whole cost for thousands of changes."""
+    cols = ", ".join(f"c.{name}" for name in SUMMARY_COLUMNS)
+    sql = [
+        f"SELECT {cols}, l.holder, l.acquired_us, l.expires_us, l.fencing_token",
+        "FROM changes c LEFT JOIN leases l ON l.project_id = c.project_id",
+        "AND l.change_id = c.change_id AND l.holder IS NOT NULL AND l.expires_us > ?",
+        "WHERE c.project_id = ?",
+    ]
+    params: list[Any] = [now_us, project_id]
+    if lifecycle == "active":
+        sql.append("AND c.archived_us IS NULL")
+    elif lifecycle == "archived":
+        sql.append("AND c.archived_us IS NOT NULL")
+    if module is not None:
+        sql.append("AND c.sub_module_id = ?" if "." in module else "AND c.module_id = ?")
+        params.append(module)
+    if statuses:
+        sql.append(f"AND c.work_status IN ({', '.join('?' for _ in statuses)})")
+        params.extend(statuses)
+    if after_sort_key is not None:
+        sql.append("AND c.sort_key > ?")
+        params.append(after_sort_key)
+    sql.append("ORDER BY c.sort_key")
+    if limit is not None:
+        sql.append("LIMIT ?")
+        params.append(limit)
+    return _raw.fetchall(conn, _raw.SQL(" ".join(sql)), params)

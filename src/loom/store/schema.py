@@ -63,10 +63,6 @@ changes = Table(
     Column("sort_key", String(200), nullable=False),
     Column("module_id", String(3), nullable=True),
     Column("sub_module_id", String(6), nullable=True),
-    Column("proposal", Text, nullable=True),
-    Column("design", Text, nullable=True),
-    Column("tasks", Text, nullable=True),
-    Column("metadata", Text, nullable=True),
     Column("revision", BigInteger, nullable=False),
     # Derived from the artifacts on every write (same transaction), so lists need no parsing.
     Column("tasks_format", String(10), nullable=False, server_default="checkbox"),
@@ -82,6 +78,12 @@ changes = Table(
     Column("archived_us", BigInteger, nullable=True),
     Column("created_us", BigInteger, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
+    # The large texts come last: SQLite stores a row's columns in order, so the summary
+    # columns stay readable without walking the texts' overflow pages (5,000-row lists).
+    Column("proposal", Text, nullable=True),
+    Column("design", Text, nullable=True),
+    Column("tasks", Text, nullable=True),
+    Column("metadata", Text, nullable=True),
     PrimaryKeyConstraint("project_id", "change_id"),
     Index("ix_changes_project_sort", "project_id", "sort_key"),
 )
