@@ -116,12 +116,7 @@ def _terminate(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         process.wait()
 
 
-@agent_command(
-    app,
-    "keepalive",
-    data=False,
-    context_settings={"allow_interspersed_args": False},
-)
+@agent_command(app, "keepalive", data=False)
 def keepalive(
     cx: Ctx,
     change: ChangeArg,

@@ -140,8 +140,11 @@ def import_(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace items that differ on the server.")
     ] = False,
-) -> None:
-    """Import an .ito/ tree: modules, specs, active and archived changes (idempotent)."""
+) -> int:
+    """Import an .ito/ tree: modules, specs, active and archived changes (idempotent).
+
+    Exits 3 when items differ on the server and --overwrite was not given.
+    """
     ito = path if path is not None else Path.cwd() / ".ito"
     with _progress(stdout_is_tty() and not cx.json and not dry_run, "importing") as progress:
         report = import_tree(
@@ -149,7 +152,7 @@ def import_(
         )
     if cx.json:
         emit_json(report.to_json())
-        return
+        return EXIT_CONFLICT if report.result.conflicts and not overwrite else 0
     found = (
         f"{report.modules} modules, {report.specs} specs, {report.active_changes} active and "
         f"{report.archived_changes} archived changes"
@@ -177,6 +180,7 @@ def import_(
             err("re-run with --overwrite to replace the differing items")
     for skipped in report.skipped:
         err(f"skipped: {skipped}")
+    return EXIT_CONFLICT if report.result.conflicts and not overwrite else 0
 
 
 @agent_command(app, "export")

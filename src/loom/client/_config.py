@@ -154,9 +154,13 @@ def _parse_float(value: Any, where: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValidationError(f"{where}: timeout must be a number, got {value!r}") from None
+        raise ValidationError(
+            f"{where}: timeout must be a number, got {value!r}", kind="invalid_config"
+        ) from None
     if not number > 0:
-        raise ValidationError(f"{where}: timeout must be positive, got {value!r}")
+        raise ValidationError(
+            f"{where}: timeout must be positive, got {value!r}", kind="invalid_config"
+        )
     return number
 
 
@@ -164,16 +168,22 @@ def _parse_int(value: Any, where: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ValidationError(f"{where}: retries must be an integer, got {value!r}") from None
+        raise ValidationError(
+            f"{where}: retries must be an integer, got {value!r}", kind="invalid_config"
+        ) from None
     if number < 0:
-        raise ValidationError(f"{where}: retries must be 0 or more, got {value!r}")
+        raise ValidationError(
+            f"{where}: retries must be 0 or more, got {value!r}", kind="invalid_config"
+        )
     return number
 
 
 def _check_project(value: str, where: str) -> str:
     parts = value.strip().split("/")
     if len(parts) != 2 or not all(valid_project_part(p) for p in parts):
-        raise ValidationError(f"{where}: project must be ORG/REPO, got {value!r}")
+        raise ValidationError(
+            f"{where}: project must be ORG/REPO, got {value!r}", kind="invalid_config"
+        )
     return "/".join(parts)
 
 

@@ -440,6 +440,10 @@ class AuditEvent(_Model):
     ctx: dict[str, Any] = Field(default_factory=dict)
     seq: int | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """The event as sent or stored: only the fields it actually has."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
 
 class IngestResult(_Model):
     """``POST /events``."""

@@ -1,0 +1,59 @@
+"""Fixtures for CLI tests: a ``loom`` runner wired to a real server, in a scratch directory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loom.client import Client
+
+from ._support import ORG, REPO, Loom
+
+
+@pytest.fixture
+def base_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment isolated from the developer's: no user config, state in tmp."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for var in ("LOOM_URL", "LOOM_TOKEN", "ITO_BACKEND_TOKEN", "LOOM_PROJECT", "LOOM_HOLDER"):
+        monkeypatch.delenv(var, raising=False)
+    return {
+        "LOOM_CONFIG_HOME": str(tmp_path / "config"),
+        "LOOM_STATE_DIR": str(tmp_path / "state"),
+        "LOOM_HOLDER": "agent-a",
+        "LOOM_RETRIES": "1",
+        "COLUMNS": "200",
+    }
+
+
+@pytest.fixture
+def server(live_server: Any) -> Any:
+    """The live server, stopped and with its log pipe closed at teardown (no ResourceWarning)."""
+    yield live_server
+    live_server.stop()
+    if live_server.process.stderr is not None:
+        time.sleep(0.05)  # let the fixture's drain thread reach EOF
+        live_server.process.stderr.close()
+
+
+@pytest.fixture
+def loom(server: Any, base_env: dict[str, str]) -> Loom:
+    """``loom`` against the live server as admin, project acme/widgets, holder agent-a."""
+    env = {
+        **base_env,
+        "LOOM_URL": server.url,
+        "LOOM_TOKEN": server.admin_token,
+        "LOOM_PROJECT": f"{ORG}/{REPO}",
+    }
+    return Loom(env)
+
+
+@pytest.fixture
+def client(server: Any) -> Any:
+    """A library client on the same server and project (holder agent-a)."""
+    with Client(server.url, server.admin_token, f"{ORG}/{REPO}", holder="agent-a") as c:
+        yield c
