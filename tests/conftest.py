@@ -209,6 +209,7 @@ class LiveServer:
     admin_token: str = ADMIN
     seed: str = SEED
     log: list[str] = field(default_factory=list)
+    drain: threading.Thread | None = None
 
     def project_token(self, org: str = ORG, repo: str = REPO) -> str:
         return derive_project_token(self.seed, org, repo)
@@ -221,6 +222,12 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        # The process is gone: let the log reader reach EOF, then close the pipe (an open
+        # pipe is a ResourceWarning, an error under filterwarnings=error).
+        if self.drain is not None:
+            self.drain.join(timeout=10)
+        if self.process.stderr is not None and (self.drain is None or not self.drain.is_alive()):
+            self.process.stderr.close()
         return int(self.process.returncode)
 
 
@@ -266,6 +273,8 @@ def start_server(data_dir: Path, database_url: str | None = None, *args: str) ->
             break
     if url is None:
         proc.kill()
+        proc.wait()
+        proc.stderr.close()
         raise RuntimeError("server did not start:\n" + "".join(log))
     server = LiveServer(url, data_dir, proc, db_url, log=log)
 
@@ -274,7 +283,8 @@ def start_server(data_dir: Path, database_url: str | None = None, *args: str) ->
         for line in proc.stderr:
             log.append(line)
 
-    threading.Thread(target=drain, daemon=True).start()
+    server.drain = threading.Thread(target=drain, daemon=True)
+    server.drain.start()
     return server
 
 
