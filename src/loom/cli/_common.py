@@ -293,6 +293,14 @@ def _report(error: LoomError, cx: Ctx) -> int:
     return code
 
 
+def _reflow(doc: str | None) -> str | None:
+    """A docstring with each paragraph on one line (help output wraps it to the terminal)."""
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
 def _wrap(fn: Callable[..., Any], data: bool, callback: bool) -> Callable[..., None]:
     hints = get_type_hints(fn, include_extras=True)
     own = [
@@ -328,6 +336,7 @@ def _wrap(fn: Callable[..., Any], data: bool, callback: bool) -> Callable[..., N
             raise typer.Exit(code)
 
     wrapper.__signature__ = signature  # type: ignore[attr-defined]
+    wrapper.__doc__ = _reflow(fn.__doc__)
     wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
     return wrapper
 
