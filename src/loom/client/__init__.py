@@ -8,7 +8,10 @@ a local ``.ito/`` tree in step with the server.
 from __future__ import annotations
 
 from loom.client._client import Client
+from loom.client._config import ClientConfig, Resolved, resolve_config
 from loom.client._errors import ConnectionFailed
+from loom.client._forward import ForwardResult, forward_events
+from loom.client._keepalive import LeaseKeeper
 from loom.client._models import (
     AllocateResult,
     ArchiveResult,
@@ -47,6 +50,8 @@ from loom.client._models import (
     WaveInfo,
 )
 from loom.client._retry import RetryPolicy
+from loom.client._sync import archive_change, pull_change, push_change
+from loom.client._transfer import export_tree, import_tree
 from loom.errors import (
     ArchivedConflict,
     Conflict,
@@ -72,10 +77,12 @@ __all__ = [
     "ChangeSummary",
     "ClaimResult",
     "Client",
+    "ClientConfig",
     "Conflict",
     "ConnectionFailed",
     "Diagnostic",
     "Forbidden",
+    "ForwardResult",
     "Health",
     "ImportChange",
     "ImportConflict",
@@ -85,6 +92,7 @@ __all__ = [
     "IngestResult",
     "LeaseConflict",
     "LeaseInfo",
+    "LeaseKeeper",
     "LoomError",
     "ModuleDetail",
     "ModuleSummary",
@@ -97,6 +105,7 @@ __all__ = [
     "RawTasks",
     "Ready",
     "ReleaseResult",
+    "Resolved",
     "RetryPolicy",
     "RevisionConflict",
     "SpecContent",
@@ -111,4 +120,11 @@ __all__ = [
     "Unavailable",
     "ValidationError",
     "WaveInfo",
+    "archive_change",
+    "export_tree",
+    "forward_events",
+    "import_tree",
+    "pull_change",
+    "push_change",
+    "resolve_config",
 ]
