@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
+from loom.domain.events import make_event
 from loom.domain.ids import resolve_change_target
 from loom.domain.leases import LeaseState, check_write
 from loom.domain.timefmt import format_us
@@ -122,27 +124,18 @@ def server_event(
     meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An audit event written by the server itself (actor ``server``)."""
-    ts = format_us(now_us)
-    assert ts is not None
-    ev: dict[str, Any] = {
-        "v": 1,
-        "ts": ts[:23] + "Z",
-        "entity": entity,
-        "entity_id": entity_id,
-    }
-    if scope is not None:
-        ev["scope"] = scope
-    ev["op"] = op
-    if from_ is not None:
-        ev["from"] = from_
-    if to is not None:
-        ev["to"] = to
-    ev["actor"] = "server"
-    ev["by"] = by
-    if meta:
-        ev["meta"] = meta
-    ev["ctx"] = {"session_id": SERVER_SESSION}
-    return ev
+    return make_event(
+        ts=datetime.fromtimestamp(now_us / 1_000_000, tz=UTC),
+        entity=entity,
+        entity_id=entity_id,
+        op=op,
+        session_id=SERVER_SESSION,
+        scope=scope,
+        from_=from_,
+        to=to,
+        meta=meta or None,
+        by=by,
+    )
 
 
 def record(conn: Connection, pid: int, now_us: int, *events: dict[str, Any]) -> None:
