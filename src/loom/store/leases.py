@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, case, or_, select
+from sqlalchemy import Connection, case, func, select
 
 from loom.domain.leases import LeaseState
 from loom.store import _raw
@@ -132,27 +132,27 @@ def allocation_candidates(
 
     On PostgreSQL the chosen rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent
     allocators skip each other's candidates instead of queueing behind them.
+
+    The lease of each change is looked up with a correlated scalar subquery, not a join: the
+    planner cannot pull it up, so it is always one primary-key probe per change. With a join,
+    PostgreSQL on stale statistics (a project imported less than an autovacuum cycle ago)
+    chose a nested loop that rescanned every lease of the project for every change —
+    150 ms per allocation at 500 changes, seconds under contention.
     """
-    not_leased = or_(
-        leases.c.holder.is_(None), leases.c.expires_us.is_(None), leases.c.expires_us <= now_us
-    )
-    stmt = (
-        select(changes.c.change_id)
-        .select_from(
-            changes.outerjoin(
-                leases,
-                and_(
-                    leases.c.project_id == changes.c.project_id,
-                    leases.c.change_id == changes.c.change_id,
-                ),
-            )
-        )
+    lease_expiry = (
+        select(leases.c.expires_us)
         .where(
-            changes.c.project_id == project_id,
-            changes.c.archived_us.is_(None),
-            changes.c.work_status.in_(["ready", "in-progress"]),
-            not_leased,
+            leases.c.project_id == changes.c.project_id,
+            leases.c.change_id == changes.c.change_id,
+            leases.c.holder.is_not(None),
         )
+        .scalar_subquery()
+    )
+    stmt = select(changes.c.change_id).where(
+        changes.c.project_id == project_id,
+        changes.c.archived_us.is_(None),
+        changes.c.work_status.in_(["ready", "in-progress"]),
+        func.coalesce(lease_expiry, 0) <= now_us,
     )
     if module is not None:
         if "." in module:
@@ -177,29 +177,34 @@ def held_by(
     module: str | None,
     change_ids: Sequence[str] | None,
 ) -> str | None:
-    """The first non-archived change (within the filters) actively leased by ``holder``."""
-    stmt = (
-        select(changes.c.change_id)
-        .select_from(
-            leases.join(
-                changes,
-                and_(
-                    leases.c.project_id == changes.c.project_id,
-                    leases.c.change_id == changes.c.change_id,
-                ),
+    """The first non-archived change (within the filters) actively leased by ``holder``.
+
+    Two small queries rather than a join, for the same reason as in
+    :func:`allocation_candidates`: the holder's active leases first (usually none), then
+    their changes by primary key.
+    """
+    mine = [
+        r[0]
+        for r in conn.execute(
+            select(leases.c.change_id).where(
+                leases.c.project_id == project_id,
+                leases.c.holder == holder,
+                leases.c.expires_us > now_us,
             )
         )
-        .where(
-            leases.c.project_id == project_id,
-            leases.c.holder == holder,
-            leases.c.expires_us > now_us,
-            changes.c.archived_us.is_(None),
-        )
+    ]
+    if change_ids is not None:
+        wanted = set(change_ids)
+        mine = [c for c in mine if c in wanted]
+    if not mine:
+        return None
+    stmt = select(changes.c.change_id).where(
+        changes.c.project_id == project_id,
+        changes.c.change_id.in_(mine),
+        changes.c.archived_us.is_(None),
     )
     if module is not None:
         col = changes.c.sub_module_id if "." in module else changes.c.module_id
         stmt = stmt.where(col == module)
-    if change_ids is not None:
-        stmt = stmt.where(changes.c.change_id.in_(list(change_ids)))
     row = conn.execute(stmt.order_by(changes.c.sort_key).limit(1)).first()
     return None if row is None else str(row[0])
