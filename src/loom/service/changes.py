@@ -307,6 +307,33 @@ def ensure_module_rows(conn: Connection, pid: int, change_id: str, now_us: int) 
         )
 
 
+def _created(
+    conn: Connection,
+    pid: int,
+    change_id: str,
+    specs: tuple[tuple[str, str], ...],
+    now: int,
+    actor: Actor,
+) -> dict[str, Any]:
+    """The rest of creating a change by push: its specs, module rows and audit event."""
+    replace_specs(conn, pid, change_id, specs)
+    ensure_module_rows(conn, pid, change_id, now)
+    record(
+        conn,
+        pid,
+        now,
+        server_event(
+            now,
+            entity="change",
+            entity_id=change_id,
+            op="create",
+            by=actor.by,
+            meta={"source": "push"},
+        ),
+    )
+    return {"change_id": change_id, "new_revision": "1"}
+
+
 def push_bundle(
     ctx: ServiceContext,
     project: Project,
@@ -325,7 +352,7 @@ def push_bundle(
         if row is None:
             if revision:
                 raise change_not_found(change_id)
-            insert_change(
+            created = insert_change(
                 conn,
                 pid,
                 change_id,
@@ -337,22 +364,10 @@ def push_bundle(
                 revision=1,
                 now_us=now,
             )
-            replace_specs(conn, pid, change_id, specs)
-            ensure_module_rows(conn, pid, change_id, now)
-            record(
-                conn,
-                pid,
-                now,
-                server_event(
-                    now,
-                    entity="change",
-                    entity_id=change_id,
-                    op="create",
-                    by=actor.by,
-                    meta={"source": "push"},
-                ),
-            )
-            return {"change_id": change_id, "new_revision": "1"}
+            if created:
+                return _created(conn, pid, change_id, specs, now, actor)
+            # Another push created it meanwhile (PostgreSQL): answer as if this push came
+            # second, i.e. as a push to an existing change (428, or a blind update).
         row = require_change(conn, pid, change_id)
         check_lease(ctx, conn, pid, change_id, actor)
         if not revision:

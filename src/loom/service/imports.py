@@ -152,7 +152,7 @@ def _import_change(
     row = get_change(conn, pid, c.id, for_update=True)
     derived = derive(c.id, c.proposal, c.design, c.tasks, specs)
     if row is None:
-        insert_change(
+        created = insert_change(
             conn,
             pid,
             c.id,
@@ -165,6 +165,9 @@ def _import_change(
             now_us=now,
             archived_us=c.archived_us,
         )
+        if not created:  # created by a concurrent request since the lookup (PostgreSQL)
+            tally.conflict("change", c.id, "created concurrently; import again")
+            return
         replace_specs(conn, pid, c.id, specs)
         ensure_module_rows(conn, pid, c.id, now)
         record(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from loom.store import _raw
 from loom.store.schema import change_specs, changes
@@ -195,9 +196,17 @@ def insert_change(
     revision: int,
     now_us: int,
     archived_us: int | None = None,
-) -> None:
-    conn.execute(
-        insert(changes).values(
+) -> bool:
+    """Insert a change; False (and nothing written) if it already exists.
+
+    ``ON CONFLICT DO NOTHING``: on PostgreSQL two transactions creating the same change both
+    see no row; the second insert then waits for the first and reports the conflict instead
+    of failing with a duplicate-key error.
+    """
+    module: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = (
+        module.insert(changes)
+        .values(
             project_id=project_id,
             change_id=change_id,
             proposal=proposal,
@@ -210,7 +219,10 @@ def insert_change(
             updated_us=now_us,
             **derived.values(),
         )
+        .on_conflict_do_nothing(index_elements=["project_id", "change_id"])
+        .returning(changes.c.change_id)
     )
+    return conn.execute(stmt).first() is not None
 
 
 def update_change(
