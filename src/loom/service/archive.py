@@ -20,6 +20,7 @@ from loom.service._context import Actor, Project, ServiceContext
 from loom.store.catalog import delete_spec, get_module, get_spec, upsert_module, upsert_spec
 from loom.store.changes import get_change, get_specs, update_change
 from loom.store.leases import save_lease
+from loom.store.projects import lock_project
 
 __all__ = ["archive_change"]
 
@@ -37,10 +38,14 @@ def archive_change(
         if row.archived_us is not None:
             return {"change_id": change_id, "archived_at": format_us(row.archived_us)}
         lease = check_lease(ctx, conn, pid, change_id, actor)
+        # Archives of different changes merge into the same specs: without this lock two
+        # PostgreSQL transactions read the same base spec and the second merge overwrote the
+        # first (lost requirements). Order: change row (above), then project row.
+        lock_project(conn, pid)
 
         merged: list[tuple[str, str | None]] = []
         for capability, delta in get_specs(conn, pid, change_id):
-            base = get_spec(conn, pid, capability)
+            base = get_spec(conn, pid, capability, for_update=True)
             merged.append(
                 (
                     capability,

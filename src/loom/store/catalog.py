@@ -139,12 +139,15 @@ def list_specs(conn: Connection, project_id: int) -> list[tuple[str, int]]:
     return [(r[0], int(r[1])) for r in rows]
 
 
-def get_spec(conn: Connection, project_id: int, spec_id: str) -> SpecRow | None:
-    row = conn.execute(
-        select(specs.c.spec_id, specs.c.markdown, specs.c.updated_us).where(
-            specs.c.project_id == project_id, specs.c.spec_id == spec_id
-        )
-    ).first()
+def get_spec(
+    conn: Connection, project_id: int, spec_id: str, *, for_update: bool = False
+) -> SpecRow | None:
+    stmt = select(specs.c.spec_id, specs.c.markdown, specs.c.updated_us).where(
+        specs.c.project_id == project_id, specs.c.spec_id == spec_id
+    )
+    if for_update and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).first()
     return None if row is None else SpecRow(row[0], row[1], int(row[2]))
 
 

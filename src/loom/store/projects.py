@@ -7,7 +7,7 @@ from sqlalchemy import Connection, insert, select
 from loom.store import _raw
 from loom.store.schema import projects
 
-__all__ = ["ensure_project", "find_project", "reserve_event_seqs"]
+__all__ = ["ensure_project", "find_project", "lock_project", "reserve_event_seqs"]
 
 
 def find_project(conn: Connection, org: str, repo: str) -> int | None:
@@ -48,3 +48,14 @@ def reserve_event_seqs(conn: Connection, project_id: int, count: int) -> int:
 _RESERVE = _raw.SQL(
     "UPDATE projects SET event_seq = event_seq + ? WHERE id = ? RETURNING event_seq"
 )
+
+
+_LOCK = _raw.SQL("SELECT id FROM projects WHERE id = ? FOR UPDATE")
+
+
+def lock_project(conn: Connection, project_id: int) -> None:
+    """Serialise project-wide read-modify-writes (PostgreSQL row lock; SQLite already holds
+    the database write lock from ``BEGIN IMMEDIATE``). Take it after any change-row lock,
+    as every writer that records events does, so lock order stays change → project."""
+    if conn.dialect.name == "postgresql":
+        _raw.fetchone(conn, _LOCK, (project_id,))
