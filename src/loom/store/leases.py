@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, select
 
 from loom.domain.leases import LeaseState
 from loom.store import _raw
@@ -119,6 +119,31 @@ def active_leases_for(
     }
 
 
+# Eligible changes of one work status, in canonical order, not actively leased. The lease is
+# looked up with a correlated scalar subquery, not a join: the planner cannot pull it up, so
+# it is one primary-key probe per change visited. With a join, PostgreSQL on stale statistics
+# (a project imported less than an autovacuum cycle ago) chose a nested loop that rescanned
+# every lease of the project for every change: 150 ms per allocation at 500 changes.
+_CANDIDATES = (
+    "SELECT c.change_id FROM changes c"
+    " WHERE c.project_id = ? AND c.work_status = ? AND c.archived_us IS NULL{filters}"
+    " AND COALESCE((SELECT l.expires_us FROM leases l WHERE l.project_id = c.project_id"
+    " AND l.change_id = c.change_id AND l.holder IS NOT NULL), 0) <= ?"
+    " ORDER BY c.sort_key LIMIT ?{lock}"
+)
+_PG_LOCK = " FOR UPDATE OF c SKIP LOCKED"
+_MODULE_FILTERS = {
+    None: "",
+    "module": " AND c.module_id = ?",
+    "sub_module": " AND c.sub_module_id = ?",
+}
+_CANDIDATE_SQL = {
+    (kind, pg): _raw.SQL(_CANDIDATES.format(filters=f, lock=_PG_LOCK if pg else ""))
+    for kind, f in _MODULE_FILTERS.items()
+    for pg in (False, True)
+}
+
+
 def allocation_candidates(
     conn: Connection,
     project_id: int,
@@ -130,42 +155,43 @@ def allocation_candidates(
 ) -> list[str]:
     """Eligible change ids, abandoned in-progress work first, then canonical order.
 
+    Two statements, in-progress then ready, each ``ORDER BY sort_key LIMIT n``: the second
+    (the usual answer) walks the ``(project_id, sort_key)`` index and stops at the first
+    eligible rows instead of sorting the whole project (3 ms → 0.3 ms at 1,000 changes).
+
     On PostgreSQL the chosen rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent
     allocators skip each other's candidates instead of queueing behind them.
-
-    The lease of each change is looked up with a correlated scalar subquery, not a join: the
-    planner cannot pull it up, so it is always one primary-key probe per change. With a join,
-    PostgreSQL on stale statistics (a project imported less than an autovacuum cycle ago)
-    chose a nested loop that rescanned every lease of the project for every change —
-    150 ms per allocation at 500 changes, seconds under contention.
     """
-    lease_expiry = (
-        select(leases.c.expires_us)
-        .where(
-            leases.c.project_id == changes.c.project_id,
-            leases.c.change_id == changes.c.change_id,
-            leases.c.holder.is_not(None),
-        )
-        .scalar_subquery()
-    )
-    stmt = select(changes.c.change_id).where(
-        changes.c.project_id == project_id,
-        changes.c.archived_us.is_(None),
-        changes.c.work_status.in_(["ready", "in-progress"]),
-        func.coalesce(lease_expiry, 0) <= now_us,
-    )
-    if module is not None:
-        if "." in module:
-            stmt = stmt.where(changes.c.sub_module_id == module)
+    if change_ids is not None and not change_ids:
+        return []
+    pg = conn.dialect.name == "postgresql"
+    kind = None if module is None else ("sub_module" if "." in module else "module")
+    found: list[str] = []
+    for status in ("in-progress", "ready"):
+        params: list[object] = [project_id, status]
+        if module is not None:
+            params.append(module)
+        if change_ids is not None:
+            marks = ", ".join("?" for _ in change_ids)
+            sql = _raw.SQL(
+                _CANDIDATES.format(
+                    filters=_MODULE_FILTERS[kind] + f" AND c.change_id IN ({marks})",
+                    lock=_PG_LOCK if pg else "",
+                )
+            )
+            params.extend(change_ids)
         else:
-            stmt = stmt.where(changes.c.module_id == module)
-    if change_ids is not None:
-        stmt = stmt.where(changes.c.change_id.in_(list(change_ids)))
-    abandoned_first = case((changes.c.work_status == "in-progress", 0), else_=1)
-    stmt = stmt.order_by(abandoned_first, changes.c.sort_key).limit(limit)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=changes, skip_locked=True)
-    return [r[0] for r in conn.execute(stmt)]
+            sql = _CANDIDATE_SQL[(kind, pg)]
+        params.extend([now_us, limit - len(found)])
+        found.extend(r[0] for r in _raw.fetchall(conn, sql, params))
+        if len(found) >= limit:
+            break
+    return found
+
+
+_HELD = _raw.SQL(
+    "SELECT change_id FROM leases WHERE project_id = ? AND holder = ? AND expires_us > ?"
+)
 
 
 def held_by(
@@ -183,16 +209,7 @@ def held_by(
     :func:`allocation_candidates`: the holder's active leases first (usually none), then
     their changes by primary key.
     """
-    mine = [
-        r[0]
-        for r in conn.execute(
-            select(leases.c.change_id).where(
-                leases.c.project_id == project_id,
-                leases.c.holder == holder,
-                leases.c.expires_us > now_us,
-            )
-        )
-    ]
+    mine = [r[0] for r in _raw.fetchall(conn, _HELD, (project_id, holder, now_us))]
     if change_ids is not None:
         wanted = set(change_ids)
         mine = [c for c in mine if c in wanted]
