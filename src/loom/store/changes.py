@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -203,26 +204,32 @@ def insert_change(
     see no row; the second insert then waits for the first and reports the conflict instead
     of failing with a duplicate-key error.
     """
-    module: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (
+    params = {
+        "project_id": project_id,
+        "change_id": change_id,
+        "proposal": proposal,
+        "design": design,
+        "tasks": tasks,
+        "metadata": metadata,
+        "revision": revision,
+        "archived_us": archived_us,
+        "created_us": now_us,
+        "updated_us": now_us,
+        **derived.values(),
+    }
+    return conn.execute(_insert_if_absent(conn.dialect.name), params).first() is not None
+
+
+@functools.cache
+def _insert_if_absent(dialect: str) -> Any:
+    """One constant statement per dialect (parameters at execute time: the statement is
+    built and its cache key computed once, not per row as ``.values(**row)`` does)."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    return (
         module.insert(changes)
-        .values(
-            project_id=project_id,
-            change_id=change_id,
-            proposal=proposal,
-            design=design,
-            tasks=tasks,
-            metadata=metadata,
-            revision=revision,
-            archived_us=archived_us,
-            created_us=now_us,
-            updated_us=now_us,
-            **derived.values(),
-        )
         .on_conflict_do_nothing(index_elements=["project_id", "change_id"])
         .returning(changes.c.change_id)
     )
-    return conn.execute(stmt).first() is not None
 
 
 def update_change(
