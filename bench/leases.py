@@ -1,0 +1,595 @@
+"""Benchmark: lease claim throughput/latency and allocation latency on a real ``loom serve``.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/leases.py [--backends sqlite,postgresql] [--seconds 5]
+                                     [--alloc-seconds 10]
+
+For each backend it starts a real server (``python -m loom serve --port 0``) on a throwaway
+database — a SQLite file in a temporary directory, or a PostgreSQL database it creates on
+``postgresql://postgres@127.0.0.1:5432`` and drops afterwards (``LOOM_BENCH_POSTGRES_URL``
+names another administrative URL) — seeds it over HTTP, and measures, loopback only:
+
+1. ``GET /api/v1/health`` requests/s with 16 concurrent clients (the reference), before and
+   after the lease phases (their mean is the reference);
+2. claim+release cycles with 16 concurrent clients, each on its own change (every claim is
+   a real acquisition: new fencing token, audit events): cycles/s, lease requests/s (two per
+   cycle) and the p50/p99 latency of the claims; the ratio of lease requests/s to health
+   requests/s is the throughput target;
+3. allocation under an open-loop load: 1,000 eligible changes, 32 agents together offering
+   160 allocate+release pairs per second at fixed scheduled times (latency is measured from
+   the scheduled time, so queueing is not hidden); p50/p99/max of allocate; then a check,
+   from the responses and from the server's own audit log, that no change was ever granted
+   to two holders at once (each grant of a change has a new fencing token and, in commit
+   order, every allocate of a change is followed by its release before the next allocate).
+
+Each closed-loop phase also reports the server process's CPU time per request (Linux
+``/proc``), which is far less sensitive than requests/s to other load on a shared machine;
+the throughput ratio computed from it is printed next to the measured one.
+
+Targets (PRODUCT.md §4): lease requests/s >= 0.6 x health requests/s; claim p99 < 50 ms;
+allocate p99 < 25 ms. The load generator is a minimal asyncio HTTP/1.1 keep-alive client
+(one connection per simulated client) so that it costs the 2-core machine as little as
+possible. The exit status is 0 even when a target is missed (it is a measurement); it is 1
+when a correctness check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ADMIN = "bench-admin-token"
+SEED = "bench-seed"
+ORG, REPO = "bench", "leases"
+P = f"/api/v1/projects/{ORG}/{REPO}"
+PG_ADMIN_URL = os.environ.get(
+    "LOOM_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+CLIENTS = 16
+AGENTS = 32
+PAIRS_PER_SECOND = 160
+ALLOC_CHANGES = 1000
+TARGET_RATIO = 0.6
+TARGET_CLAIM_P99_MS = 50.0
+TARGET_ALLOC_P99_MS = 25.0
+
+TASKS = "# Tasks\n\n- [ ] 1.1 Do the thing\n"
+DELTA = (
+    "## ADDED Requirements\n\n### Requirement: Bench\nThe system SHALL be fast.\n\n"
+    "#### Scenario: fast\n- **WHEN** measured\n- **THEN** fast\n"
+)
+
+
+# --------------------------------------------------------------------------- HTTP client
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection; one request at a time."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._r: asyncio.StreamReader | None = None
+        self._w: asyncio.StreamWriter | None = None
+        self._auth = f"Authorization: Bearer {ADMIN}\r\n"
+
+    async def open(self) -> Conn:
+        self._r, self._w = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def close(self) -> None:
+        if self._w is not None:
+            self._w.close()
+            with contextlib.suppress(OSError):
+                await self._w.wait_closed()
+
+    async def request(
+        self, method: str, path: str, body: Any = None, *, auth: bool = True
+    ) -> tuple[int, Any]:
+        assert self._r is not None and self._w is not None
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            + (self._auth if auth else "")
+            + (
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                if body is not None
+                else ""
+            )
+            + "\r\n"
+        )
+        self._w.write(head.encode() + payload)
+        status_line = await self._r.readline()
+        if not status_line:
+            raise ConnectionError("server closed the connection")
+        status = int(status_line.split(b" ", 2)[1])
+        length = 0
+        while True:
+            line = await self._r.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        data = await self._r.readexactly(length) if length else b""
+        return status, (json.loads(data) if data else None)
+
+
+def load_average() -> str:
+    try:
+        return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# --------------------------------------------------------------------------- server
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    log_path: Path
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (Linux ``/proc``; else 0)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(data_dir: Path, database_url: str) -> Server:
+    log_path = data_dir / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
+    cmd = [
+        sys.executable,
+        "-m",
+        "loom",
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        "--database-url",
+        database_url,
+        "--admin-token",
+        ADMIN,
+        "--token-seed",
+        SEED,
+    ]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
+    pattern = re.compile(r"loom: listening on (http://\S+)")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        m = pattern.search(log_path.read_text(errors="replace"))
+        if m:
+            url = urlsplit(m.group(1))
+            assert url.hostname is not None and url.port is not None
+            return Server(proc, url.hostname, url.port, log_path)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("server did not start:\n" + log_path.read_text(errors="replace"))
+
+
+def create_pg_database() -> tuple[str, Callable[[], None]]:
+    name = f"loom_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    return url, drop
+
+
+# --------------------------------------------------------------------------- phases
+
+
+async def seed(server: Server, ids: list[str], *, eligible: bool) -> None:
+    """Create changes: ``ready`` ones (eligible for allocation) or drafts (no tasks)."""
+    conn = await Conn(server.host, server.port).open()
+    try:
+        for start in range(0, len(ids), 250):
+            items = [
+                {
+                    "id": cid,
+                    "proposal": f"# {cid}\n",
+                    "tasks": TASKS if eligible else None,
+                    "specs": [["bench", DELTA]],
+                }
+                for cid in ids[start : start + 250]
+            ]
+            status, body = await conn.request(
+                "POST", f"{P}/import", {"mode": "create-only", "changes": items}
+            )
+            if status != 200 or body["created"] != len(items):
+                raise RuntimeError(f"seeding failed: {status} {body}")
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Loop:
+    steps: int
+    seconds: float
+    server_cpu: float  # server process CPU seconds used in the measured window
+
+    @property
+    def rate(self) -> float:
+        return self.steps / self.seconds
+
+    @property
+    def cpu_per_step_us(self) -> float:
+        return self.server_cpu / self.steps * 1e6 if self.steps else float("nan")
+
+
+async def closed_loop(
+    server: Server,
+    clients: int,
+    seconds: float,
+    step: Callable[[Conn, int], Awaitable[None]],
+    warmup: float = 0.5,
+) -> Loop:
+    """``clients`` connections each running ``step`` back to back, measured after a warmup."""
+    conns = [await Conn(server.host, server.port).open() for _ in range(clients)]
+    counting = False
+    done = 0
+    stop_at = time.perf_counter() + warmup + seconds
+
+    async def run(i: int) -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            await step(conns[i], i)
+            if counting:
+                done += 1
+
+    tasks = [asyncio.create_task(run(i)) for i in range(clients)]
+    await asyncio.sleep(warmup)
+    counting = True
+    started = time.perf_counter()
+    cpu_started = server.cpu_seconds()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    cpu = server.cpu_seconds() - cpu_started
+    for c in conns:
+        await c.close()
+    return Loop(done, elapsed, cpu)
+
+
+async def health_rate(server: Server, seconds: float) -> Loop:
+    async def step(conn: Conn, _: int) -> None:
+        status, _body = await conn.request("GET", "/api/v1/health", auth=False)
+        if status != 200:
+            raise RuntimeError(f"health: {status}")
+
+    return await closed_loop(server, CLIENTS, seconds, step)
+
+
+@dataclass
+class ClaimStats:
+    loop: Loop
+    claim_latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+async def claim_release(server: Server, seconds: float, ids: list[str]) -> ClaimStats:
+    latencies: list[float] = []
+    errors: list[str] = []
+    record = False
+
+    async def step(conn: Conn, i: int) -> None:
+        holder = f"bench-{i}"
+        t0 = time.perf_counter()
+        status, body = await conn.request(
+            "POST", f"{P}/changes/{ids[i]}/claim", {"holder": holder, "ttl_seconds": 60}
+        )
+        if record:
+            latencies.append(time.perf_counter() - t0)
+        if status != 200:
+            errors.append(f"claim {status} {body}")
+        status, body = await conn.request(
+            "POST", f"{P}/changes/{ids[i]}/release", {"holder": holder}
+        )
+        if status != 200 or body.get("released") is not True:
+            errors.append(f"release {status} {body}")
+
+    async def arm() -> None:
+        nonlocal record
+        await asyncio.sleep(0.5)
+        record = True
+
+    armer = asyncio.create_task(arm())
+    loop = await closed_loop(server, CLIENTS, seconds, step)
+    await armer
+    return ClaimStats(loop, latencies, errors)
+
+
+async def claim_only(server: Server, seconds: float, ids: list[str]) -> tuple[Loop, list[float]]:
+    """Claims that renew the client's own lease (the cheapest claim)."""
+    latencies: list[float] = []
+
+    async def step(conn: Conn, i: int) -> None:
+        t0 = time.perf_counter()
+        status, body = await conn.request(
+            "POST", f"{P}/changes/{ids[i]}/claim", {"holder": f"renew-{i}", "ttl_seconds": 60}
+        )
+        latencies.append(time.perf_counter() - t0)
+        if status != 200:
+            raise RuntimeError(f"claim {status} {body}")
+
+    return await closed_loop(server, CLIENTS, seconds, step), latencies
+
+
+@dataclass
+class AllocStats:
+    latencies: list[float]
+    grants: list[tuple[str, str, int]]  # (holder, change, fencing token)
+    late_starts: int
+    offered: int
+    elapsed: float
+    errors: list[str]
+
+
+async def allocate_open_loop(server: Server, seconds: float) -> AllocStats:
+    conns = [await Conn(server.host, server.port).open() for _ in range(AGENTS)]
+    per_agent = PAIRS_PER_SECOND / AGENTS
+    pairs_each = int(seconds * per_agent)
+    latencies: list[float] = []
+    grants: list[tuple[str, str, int]] = []
+    errors: list[str] = []
+    late = 0
+    start = time.perf_counter() + 0.2
+
+    async def agent(j: int) -> None:
+        nonlocal late
+        holder = f"agent-{j}"
+        conn = conns[j]
+        for k in range(pairs_each):
+            scheduled = start + (k * AGENTS + j) / PAIRS_PER_SECOND
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                late += 1
+            status, body = await conn.request("POST", f"{P}/allocate", {"holder": holder})
+            latencies.append(time.perf_counter() - scheduled)
+            if status != 200:
+                errors.append(f"allocate {status} {body}")
+                continue
+            claim = body["claim"]
+            if claim is None:
+                errors.append("allocate: no work")
+                continue
+            grants.append((holder, claim["change_id"], claim["fencing_token"]))
+            status, body = await conn.request(
+                "POST", f"{P}/changes/{claim['change_id']}/release", {"holder": holder}
+            )
+            if status != 200 or body.get("released") is not True:
+                errors.append(f"release {status} {body}")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(agent(j) for j in range(AGENTS)))
+    elapsed = time.perf_counter() - t0
+    for c in conns:
+        await c.close()
+    return AllocStats(latencies, grants, late, pairs_each * AGENTS, elapsed, errors)
+
+
+async def check_no_double_grant(server: Server, grants: list[tuple[str, str, int]]) -> list[str]:
+    problems: list[str] = []
+    tokens: dict[str, list[int]] = defaultdict(list)
+    for _, change, token in grants:
+        tokens[change].append(token)
+    for change, ts in tokens.items():
+        if len(set(ts)) != len(ts):
+            problems.append(f"{change}: fencing token granted twice {sorted(ts)}")
+    conn = await Conn(server.host, server.port).open()
+    try:
+        status, events = await conn.request("GET", f"{P}/events?op=allocate")
+        status2, releases = await conn.request("GET", f"{P}/events?op=release")
+    finally:
+        await conn.close()
+    if status != 200 or status2 != 200:
+        return [*problems, "could not read the audit log"]
+    ops: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+    for e in events + releases:
+        if e["entity_id"] in tokens:  # the changes of the allocation phase
+            ops[e["entity_id"]].append((e["seq"], e["op"], e["meta"]["holder"]))
+    for change, seq in ops.items():
+        seq.sort()
+        holder: str | None = None
+        for _, op, who in seq:
+            if op == "allocate":
+                if holder is not None:
+                    problems.append(f"{change}: allocated to {who} while held by {holder}")
+                holder = who
+            elif op == "release":
+                if holder != who:
+                    problems.append(f"{change}: released by {who}, held by {holder}")
+                holder = None
+    if sum(1 for e in events if e["op"] == "allocate") != len(grants):
+        problems.append("audit log and responses disagree on the number of allocations")
+    return problems
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:.1f} ms"
+
+
+def verdict(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
+
+
+async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) -> bool:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"loom-bench-{kind}-"))
+    server = start_server(data_dir, database_url)
+    try:
+        claim_ids = [f"001-{i + 1:02d}_claim-{i}" for i in range(CLIENTS)]
+        renew_ids = [f"002-{i + 1:02d}_renew-{i}" for i in range(CLIENTS)]
+        alloc_ids = [
+            f"{100 + i // 100:03d}-{i % 100 + 1:02d}_work-{i}" for i in range(ALLOC_CHANGES)
+        ]
+        t = time.perf_counter()
+        # Drafts: claimable, but never offered by allocation.
+        await seed(server, claim_ids + renew_ids, eligible=False)
+        seeded = time.perf_counter() - t
+
+        health_before = await health_rate(server, args.seconds)
+        claims = await claim_release(server, args.seconds, claim_ids)
+        renew, renew_lat = await claim_only(server, args.seconds, renew_ids)
+        health_after = await health_rate(server, args.seconds)
+
+        await seed(server, alloc_ids, eligible=True)
+        cpu_before_alloc = server.cpu_seconds()
+        alloc = await allocate_open_loop(server, args.alloc_seconds)
+        alloc_cpu = server.cpu_seconds() - cpu_before_alloc
+        problems = await check_no_double_grant(server, alloc.grants)
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    health = (health_before.rate + health_after.rate) / 2
+    health_cpu = (health_before.server_cpu + health_after.server_cpu) / (
+        health_before.steps + health_after.steps
+    )
+    lease_rps = 2 * claims.loop.rate
+    lease_cpu = claims.loop.server_cpu / (2 * claims.loop.steps)
+    renew_cpu = renew.server_cpu / renew.steps
+    ratio = lease_rps / health
+    claim_p50 = percentile(claims.claim_latencies, 0.50)
+    claim_p99 = percentile(claims.claim_latencies, 0.99)
+    alloc_p50 = percentile(alloc.latencies, 0.50)
+    alloc_p99 = percentile(alloc.latencies, 0.99)
+    changes_touched = len({c for _, c, _ in alloc.grants})
+    print(f"\n== {kind} ==")
+    print(f"seed: {len(claim_ids) + len(renew_ids)} changes in {seeded:.2f} s")
+    print(
+        f"health ({CLIENTS} clients): {health_before.rate:,.0f} req/s before, "
+        f"{health_after.rate:,.0f} req/s after, reference {health:,.0f} req/s; "
+        f"server CPU {health_cpu * 1e6:.0f} us/req"
+    )
+    print(
+        f"claim+release ({CLIENTS} clients): {claims.loop.rate:,.0f} cycles/s = "
+        f"{lease_rps:,.0f} lease req/s; claim p50 {ms(claim_p50)}, p99 {ms(claim_p99)}, "
+        f"max {ms(max(claims.claim_latencies))}; server CPU {lease_cpu * 1e6:.0f} us/req; "
+        f"errors {len(claims.errors)}"
+    )
+    print(
+        f"claim renewals ({CLIENTS} clients): {renew.rate:,.0f} req/s; "
+        f"p50 {ms(percentile(renew_lat, 0.5))}, p99 {ms(percentile(renew_lat, 0.99))}; "
+        f"server CPU {renew_cpu * 1e6:.0f} us/req"
+    )
+    print(
+        f"ratio lease req/s / health req/s: {ratio:.2f} (target >= {TARGET_RATIO}) "
+        f"{verdict(ratio >= TARGET_RATIO)}; renewals only: {renew.rate / health:.2f}; "
+        f"by server CPU per request: {health_cpu / lease_cpu:.2f} "
+        f"(renewals {health_cpu / renew_cpu:.2f})"
+    )
+    print(
+        f"claim p99 {ms(claim_p99)} (target < {TARGET_CLAIM_P99_MS:.0f} ms) "
+        f"{verdict(claim_p99 * 1000 < TARGET_CLAIM_P99_MS)}"
+    )
+    print(
+        f"allocate open loop: {ALLOC_CHANGES} eligible changes, {AGENTS} agents, "
+        f"{PAIRS_PER_SECOND} pairs/s offered, {alloc.offered} pairs in {alloc.elapsed:.1f} s "
+        f"({alloc.offered / alloc.elapsed:.0f} pairs/s achieved), {alloc.late_starts} started "
+        f"late; server CPU {alloc_cpu / alloc.elapsed * 100:.0f}% of a core, "
+        f"{alloc_cpu / (2 * alloc.offered) * 1e6:.0f} us/req"
+    )
+    print(
+        f"allocate latency from scheduled time: p50 {ms(alloc_p50)}, p99 {ms(alloc_p99)}, "
+        f"max {ms(max(alloc.latencies))} (target p99 < {TARGET_ALLOC_P99_MS:.0f} ms) "
+        f"{verdict(alloc_p99 * 1000 < TARGET_ALLOC_P99_MS)}"
+    )
+    print(
+        f"allocation check: {len(alloc.grants)} grants over {changes_touched} changes, "
+        f"errors {len(alloc.errors)}, double grants {len(problems)}"
+    )
+    for line in (claims.errors + alloc.errors + problems)[:10]:
+        print(f"  ! {line}")
+    return not (claims.errors or alloc.errors or problems)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per closed-loop phase")
+    parser.add_argument("--alloc-seconds", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    ok = True
+    started = time.perf_counter()
+    print(
+        f"loom lease benchmark: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
+        f"load average {load_average()}"
+    )
+    for kind in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        if kind == "sqlite":
+            tmp = Path(tempfile.mkdtemp(prefix="loom-bench-db-"))
+            try:
+                ok &= asyncio.run(bench_backend(kind, f"sqlite:///{tmp / 'loom.db'}", args))
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        elif kind == "postgresql":
+            url, drop = create_pg_database()
+            try:
+                ok &= asyncio.run(bench_backend(kind, url, args))
+            finally:
+                drop()
+        else:
+            parser.error(f"unknown backend {kind!r}")
+    print(f"\ntotal {time.perf_counter() - started:.0f} s, load average {load_average()}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
