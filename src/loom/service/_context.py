@@ -53,6 +53,8 @@ class Policy:
     allow_blind_push: bool = False
     idempotency_ttl: int = 86400
     idempotency_in_flight_timeout: int = 120
+    # Expired idempotency records are deleted by every n-th keyed request of a process.
+    idempotency_purge_every: int = 500
 
 
 @dataclass

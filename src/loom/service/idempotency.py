@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 from collections.abc import Callable
@@ -34,10 +35,17 @@ class Replay:
     body: Any
 
 
+_calls = itertools.count(1)
+
+
 def _begin(ctx: ServiceContext, pid: int, key: str, fingerprint: str, owner: str) -> Replay | None:
     now = ctx.now_us()
     expires = now + ctx.policy.idempotency_ttl * 1_000_000
     with ctx.db.write() as conn:
+        if next(_calls) % ctx.policy.idempotency_purge_every == 0:
+            # Expired records are only ever taken over, never read: without this they
+            # would accumulate forever.
+            store.purge_expired(conn, now)
         if store.claim_key(
             conn, pid, key, fingerprint=fingerprint, owner=owner, now_us=now, expires_us=expires
         ):
