@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 __all__ = [
     "AddTaskBody",
@@ -24,8 +24,40 @@ __all__ = [
 ]
 
 
+def _unstorable(value: object) -> str | None:
+    """What makes a string in ``value`` unstorable, if anything: PostgreSQL text cannot hold
+    NUL, and no UTF-8 database can hold a lone surrogate (both were 500s)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "a NUL character"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "an unpaired surrogate"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+    # Events are checked one by one by the domain (400 invalid_event naming the index).
+    _check_text: ClassVar[bool] = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        if cls._check_text and isinstance(data, dict):
+            problem = _unstorable({k: v for k, v in data.items() if k in cls.model_fields})
+            if problem is not None:
+                raise ValueError(f"text must not contain {problem}")
+        return data
 
 
 class SyncPush(_Body):
@@ -105,5 +137,7 @@ class ImportBody(_Body):
 
 
 class EventsBody(_Body):
+    _check_text: ClassVar[bool] = False
+
     events: list[Any]
     idempotency_key: str = ""

@@ -15,6 +15,9 @@ from loom.service import catalog, events, imports
 
 __all__ = ["router"]
 
+# PostgreSQL refuses NUL in text parameters (a 500): such a filter is a 400 instead.
+_NO_NUL = r"^[^\x00]*$"
+
 router = APIRouter(prefix="/api/v1/projects/{org}/{repo}")
 AccessDep = Annotated[Access, Depends(project_access)]
 
@@ -125,11 +128,11 @@ async def ingest(request: Request, access: AccessDep, body: EventsBody) -> Respo
 async def list_events(
     request: Request,
     access: AccessDep,
-    since: Annotated[int | None, Query(ge=0)] = None,
+    since: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     limit: Annotated[int | None, Query(ge=1, le=5000)] = None,
-    entity: Annotated[str | None, Query(max_length=100)] = None,
-    scope: Annotated[str | None, Query(max_length=200)] = None,
-    op: Annotated[str | None, Query(max_length=100)] = None,
+    entity: Annotated[str | None, Query(max_length=100, pattern=_NO_NUL)] = None,
+    scope: Annotated[str | None, Query(max_length=200, pattern=_NO_NUL)] = None,
+    op: Annotated[str | None, Query(max_length=100, pattern=_NO_NUL)] = None,
 ) -> Response:
     items, next_since = await read(
         request,

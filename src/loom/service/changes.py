@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,14 +102,21 @@ def encode_cursor(sort_key: str) -> str:
     return base64.urlsafe_b64encode(sort_key.encode()).decode().rstrip("=")
 
 
+_SORT_KEY = re.compile(r"[0-9a-z._-]{1,300}")
+
+
 def decode_cursor(cursor: str) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         # validate=True: urlsafe_b64decode silently drops foreign characters, so garbage
         # such as "%%%" decoded to "" and restarted the listing instead of being refused.
-        return base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
+        key = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValidationError("invalid cursor", kind="invalid_cursor") from exc
+    # Only something sort_key() can produce goes to the database (a NUL was a 500 there).
+    if _SORT_KEY.fullmatch(key) is None:
+        raise ValidationError("invalid cursor", kind="invalid_cursor")
+    return key
 
 
 def list_summaries(
