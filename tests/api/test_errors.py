@@ -440,3 +440,67 @@ def test_error_helper_rejects_a_non_envelope() -> None:
     fake = httpx.Response(404, text="Not Found", headers={"content-type": "text/plain"})
     with pytest.raises(AssertionError):
         error(fake, 404, "not_found", "route_not_found")
+
+
+# --------------------------------------------------------------------------- unstorable text
+
+UNSTORABLE: list[tuple[str, str, bytes | None, int, str]] = [
+    (
+        "POST",
+        f"{C}/sync",
+        b'{"specs": [["cap", "a\\u0000b"]], "revision": "1"}',
+        422,
+        "validation_error",
+    ),
+    (
+        "POST",
+        f"{C}/sync",
+        b'{"proposal": "\\ud800", "specs": [], "revision": "1"}',
+        422,
+        "validation_error",
+    ),
+    ("PUT", f"{P}/specs/x", b'{"markdown": "nul\\u0000"}', 422, "validation_error"),
+    ("PUT", f"{P}/specs/x", b'{"markdown": "\\udfff"}', 422, "validation_error"),
+    ("PUT", f"{P}/modules/001", b'{"name": "n\\u0000"}', 422, "validation_error"),
+    ("POST", f"{E}/tasks/1.1/complete", b'{"note": "x\\ud800"}', 422, "validation_error"),
+    ("POST", f"{E}/tasks/add", b'{"title": "t\\u0000"}', 422, "validation_error"),
+    (
+        "POST",
+        f"{P}/import",
+        b'{"changes": [{"id": "002-01_x", "metadata": "a\\u0000"}]}',
+        422,
+        "validation_error",
+    ),
+    ("POST", f"{C}/claim", b'{"holder": "a\\u0000"}', 422, "validation_error"),
+    (
+        "POST",
+        f"{P}/events",
+        b'{"events": [{"v": 1, "ts": "2026-01-01T00:00:00Z", "entity": "t\\u0000", '
+        b'"entity_id": "1", "op": "o", "actor": "a", "by": "b", "ctx": {"session_id": "s"}}], '
+        b'"idempotency_key": "k"}',
+        400,
+        "invalid_event",
+    ),
+    ("GET", f"{P}/events?scope=%00", None, 400, "invalid_parameter"),
+    ("GET", f"{P}/events?entity=a%00", None, 400, "invalid_parameter"),
+    ("GET", f"{P}/events?op=%00", None, 400, "invalid_parameter"),
+    ("GET", f"{P}/events?since=9223372036854775808", None, 400, "invalid_parameter"),
+    ("GET", f"{P}/changes?cursor=YQBi", None, 400, "invalid_cursor"),  # base64 of "a\0b"
+]
+
+
+def test_unstorable_text_is_refused_on_both_backends(api: Any, database_url: str) -> None:
+    """NUL (PostgreSQL text cannot hold it) and lone surrogates (no UTF-8 database can) in
+    bodies, filters or cursors were 500s; they are client errors, and nothing is written."""
+    from store._snapshot import snapshot
+
+    ok(push(api, "001-01_alpha"))
+    ok(push(api, "001-02_enh", tasks=ENHANCED))
+    before = snapshot(database_url)
+    for method, path, raw, status, kind in UNSTORABLE:
+        resp = api.request(
+            method, path, content=raw, headers={**ADMIN_H, "Content-Type": "application/json"}
+        )
+        code = {400: "bad_request", 422: "unprocessable"}[status]
+        error(resp, status, code, kind)
+    assert snapshot(database_url) == before
