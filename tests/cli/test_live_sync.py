@@ -265,3 +265,31 @@ def test_keepalive_lost_lease_terminates_the_command(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_task_commands_keep_an_in_step_local_copy_in_step(
+    loom: Loom, tmp_path: Path, client: Client
+) -> None:
+    """The README walkthrough: pull, task commands, edit, push — no revision conflict."""
+    loom("import", str(make_tree(tmp_path / "src")))
+    c = "001-01_alpha"
+    local = Path.cwd() / ".ito" / "changes" / c
+    loom("pull", c)
+    started = loom("tasks", "start", c, "1.1")
+    assert "updated" in started.stderr and "revision 2" in started.stderr
+    assert (local / ".backend-revision").read_text() == "2"
+    assert "- **Status**: [>] in-progress" in (local / "tasks.md").read_text()
+    assert (local / "tasks.md").read_text() == client.get_tasks_raw(c).content
+    loom("tasks", "complete", c, "1.1", "--note", "done")
+    assert (local / ".backend-revision").read_text() == "3"
+    (local / "proposal.md").write_text("# Proposal: alpha, edited\n")
+    assert loom.json("push", c)["new_revision"] == "4"
+    assert client.pull(c).proposal == "# Proposal: alpha, edited\n"
+
+    # Out of step (somebody else wrote in between): the local copy is left alone.
+    client.shelve_task(c, "1.2")  # revision 5 on the server, local still at 4
+    before = (local / "tasks.md").read_text()
+    unshelved = loom("tasks", "unshelve", c, "1.2")  # revision 6
+    assert "revision 6" in unshelved.stdout and "updated" not in unshelved.stderr
+    assert (local / "tasks.md").read_text() == before
+    assert (local / ".backend-revision").read_text() == "4"

@@ -6,10 +6,10 @@ thread driving real ``python -m loom`` processes from its own working copy, stat
 and ``LOOM_HOLDER``: allocate → pull → start/complete every task → edit the proposal and
 push → archive, until ``allocate`` says there is no work.
 
-The tasks move the server's revision on, so the first push of each change is refused as a
-revision conflict (nothing changes); the agent follows the CLI's recovery advice (pull,
-re-apply the edit, push). Afterwards the server, the agents' working copies and the audit log
-must all tell the same story.
+The task commands move the server's revision on and keep the agent's in-step local copy in
+step (tasks.md and ``.backend-revision``), so the proposal edit pushes cleanly on top.
+Afterwards the server, the agents' working copies and the audit log must all tell the same
+story.
 """
 
 from __future__ import annotations
@@ -159,22 +159,13 @@ def run_agent(loom: LoomProcess, holder: str, start: threading.Barrier) -> Agent
             )
             assert done["task"]["status"] == "complete"
 
-        # The four task writes moved the server on: the push is refused, nothing changes.
+        # The four task writes moved the server on, and the local copy with it.
+        assert (local / ".backend-revision").read_text() == str(int(pulled["revision"]) + 4)
+        assert (local / "tasks.md").read_text().count("- **Status**: [x] complete") == 2
         proposal = local / "proposal.md"
-        edited = proposal.read_text() + signature(holder)
-        proposal.write_text(edited)
-        conflict = loom.json("push", change_id, code=3)
-        assert conflict["kind"] == "revision_conflict"
-        assert conflict["local_revision"] == pulled["revision"]
-        assert int(conflict["server_revision"]) == int(pulled["revision"]) + 4
-        # Recovery as the CLI advises: pull (backs the edit up), re-apply the edit, push.
-        repulled = loom.json("pull", change_id)
-        assert repulled["revision"] == conflict["server_revision"]
-        assert repulled["backup"] is not None
-        assert "- **Status**: [x] complete" in (local / "tasks.md").read_text()
-        proposal.write_text(edited)
+        proposal.write_text(proposal.read_text() + signature(holder))
         pushed = loom.json("push", change_id)
-        assert pushed["base_revision"] == repulled["revision"]
+        assert pushed["base_revision"] == str(int(pulled["revision"]) + 4)
 
         run.archived[change_id] = loom.json("archive", change_id)
     return run

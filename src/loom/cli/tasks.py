@@ -9,6 +9,7 @@ import typer
 from loom.cli._app import app
 from loom.cli._common import Ctx, agent_command, emit_json, err, out, table
 from loom.client import TaskItem, TaskMutationResult
+from loom.client._sync import refresh_local_tasks
 
 __all__ = ["tasks_app"]
 
@@ -23,7 +24,15 @@ ChangeArg = Annotated[str, typer.Argument(help="Change id.")]
 TaskArg = Annotated[str, typer.Argument(help="Task id (e.g. 1.2; checkbox lists: 1-based index).")]
 
 
+def _sync_local(cx: Ctx, change_id: str, revision: str | None) -> None:
+    """Keep an in-step local copy (``loom pull``) in step after the server-side write."""
+    refreshed = refresh_local_tasks(cx.client, change_id, cx.ito_dir(None), cx.state, revision)
+    if refreshed is not None:
+        err(f"updated {refreshed / 'tasks.md'} (revision {revision})")
+
+
 def _print_mutation(cx: Ctx, result: TaskMutationResult, verb: str) -> None:
+    _sync_local(cx, result.change_id, result.revision)
     if cx.json:
         emit_json(result.to_json())
         return
@@ -138,6 +147,8 @@ def add(
 def init(cx: Ctx, change: ChangeArg) -> None:
     """Write the enhanced tasks.md template when the change has no tasks yet."""
     result = cx.client.init_tasks(change, fencing_token=cx.fencing_token(change))
+    if not result.existed:
+        _sync_local(cx, result.change_id, result.revision)
     if cx.json:
         emit_json(result.to_json())
         return

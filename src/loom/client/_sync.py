@@ -27,6 +27,7 @@ __all__ = [
     "change_dir",
     "pull_change",
     "push_change",
+    "refresh_local_tasks",
 ]
 
 
@@ -100,6 +101,46 @@ def pull_change(client: Client, change_id: str, ito_dir: Path, state: Path) -> P
     written = write_change(_files(bundle, _local_metadata(target), None), ito_dir, prune=True)
     write_revision(written, bundle.revision)
     return PullOutcome(bundle.change_id, bundle.revision, written, backup)
+
+
+def refresh_local_tasks(
+    client: Client, change_id: str, ito_dir: Path, state: Path, new_revision: str | None
+) -> Path | None:
+    """Bring a pulled change's ``tasks.md`` up to date after a task write on the server.
+
+    Only when the local copy was in step with the server just before that write (its
+    ``.backend-revision`` is ``new_revision - 1``) and the server is still at ``new_revision``:
+    then nothing else changed in between, so the server's ``tasks.md`` and revision can be
+    written locally (after a backup) and a later ``loom push`` of local edits to the other
+    artifacts is based on the right revision. Returns the change directory if refreshed.
+    """
+    path = change_dir(ito_dir, change_id)
+    if new_revision is None or not path.is_dir():
+        return None
+    local = read_revision(path)
+    if not (local.isdigit() and new_revision.isdigit() and int(local) + 1 == int(new_revision)):
+        return None
+    bundle = client.pull(change_id)
+    if bundle.revision != new_revision:
+        return None
+    backup_change(path, change_id, state)
+    current = read_change(path)
+    write_change(
+        ChangeFiles(
+            id=current.id,
+            proposal=current.proposal,
+            design=current.design,
+            tasks=bundle.tasks,
+            specs=current.specs,
+            metadata=current.metadata,
+            archived_on=None,
+            dir_name="",
+        ),
+        ito_dir,
+        prune=True,
+    )
+    write_revision(path, new_revision)
+    return path
 
 
 def read_local_bundle(ito_dir: Path, change_id: str) -> ArtifactBundle:
