@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
-import pytest
-from fastapi.testclient import TestClient
 
-from conftest import ORG, REPO, FakeClock, auth, make_settings
-from loom.api.app import create_app
+from conftest import ORG, REPO, auth
 
 P = f"/api/v1/projects/{ORG}/{REPO}"
 T0 = "2026-09-21T14:13:20.000000Z"  # the FakeClock's start
@@ -138,11 +133,3 @@ def raw_request(
 
     api.portal.call(run)
     return result["status"], result["headers"], result["body"]
-
-
-@pytest.fixture
-def sqlite_api(tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
-    """A TestClient on a fresh SQLite file only (for long per-case tables)."""
-    settings = make_settings(f"sqlite:///{tmp_path / 'loom.db'}", tmp_path)
-    with TestClient(create_app(settings, clock=clock), raise_server_exceptions=False) as client:
-        yield client
