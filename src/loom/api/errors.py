@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loom.api.access import project_access
 from loom.errors import (
     InternalError,
     LoomError,
@@ -44,10 +45,17 @@ async def _on_loom_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
-async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _clean_validation_errors(exc.errors())
     if any(e["type"] == "json_invalid" for e in errors):
+        # FastAPI decodes the body before it runs the access dependency; keep the order of
+        # PRODUCT.md §3.5 (path syntax, then token, then the rest) as every other error does.
+        if "org" in request.path_params:
+            try:
+                await project_access(request)
+            except LoomError as err:
+                return error_response(err)
         return error_response(ValidationError("malformed JSON body", kind="invalid_json"))
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
