@@ -491,3 +491,50 @@ def test_unstorable_text_is_refused_on_both_backends(api: Any, database_url: str
         code = {400: "bad_request", 422: "unprocessable"}[status]
         error(resp, status, code, kind)
     assert snapshot(database_url) == before
+
+
+# --------------------------------------------------------------------------- check order
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"{C}/sync"),
+        ("POST", f"{C}/claim"),
+        ("POST", f"{P}/events"),
+        ("POST", f"{P}/import"),
+        ("PUT", f"{P}/specs/x"),
+        ("POST", f"{C}/tasks/1.1/complete"),
+    ],
+)
+def test_check_order_path_then_token_then_body(api: Any, method: str, path: str) -> None:
+    """PRODUCT.md §3.5: path syntax (400) → token (401) → scope (403) → the request itself,
+    also for a malformed JSON body (FastAPI decodes it before any dependency runs)."""
+    bad_json = {"Content-Type": "application/json"}
+    bad_path = path.replace("acme", "-acme", 1)
+    error(
+        api.request(method, bad_path, content=b"{bad", headers=bad_json),
+        400,
+        "bad_request",
+        "invalid_id",
+    )
+    error(
+        api.request(method, path, content=b"{bad", headers=bad_json),
+        401,
+        "unauthorized",
+        "missing_token",
+    )
+    ok(push(api, "001-01_other", prefix="/api/v1/projects/globex/gadgets"))
+    other = auth(project_token("globex", "gadgets"))
+    error(
+        api.request(method, path, content=b"{bad", headers={**bad_json, **other}),
+        403,
+        "forbidden",
+        "forbidden",
+    )
+    error(
+        api.request(method, path, content=b"{bad", headers={**bad_json, **ADMIN_H}),
+        400,
+        "bad_request",
+        "invalid_json",
+    )
