@@ -286,7 +286,8 @@ def validate_bundle_specs(specs: Sequence[Sequence[str]]) -> tuple[tuple[str, st
 
 
 def ensure_module_rows(conn: Connection, pid: int, change_id: str, now_us: int) -> None:
-    """A change's module (and sub-module) row, created with a placeholder name if missing."""
+    """A change's module (and sub-module) row, created with a placeholder name if missing
+    (never overwriting a row another transaction created meanwhile)."""
     module_id = module_of(change_id)
     if module_id is None:
         return
@@ -300,6 +301,7 @@ def ensure_module_rows(conn: Connection, pid: int, change_id: str, now_us: int) 
             description=None,
             markdown=None,
             now_us=now_us,
+            replace=False,
         )
     sub_id = sub_module_of(change_id)
     if sub_id is not None and get_module(conn, pid, sub_id) is None:
@@ -312,6 +314,7 @@ def ensure_module_rows(conn: Connection, pid: int, change_id: str, now_us: int) 
             description=None,
             markdown=None,
             now_us=now_us,
+            replace=False,
         )
 
 

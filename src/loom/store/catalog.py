@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, RowMapping, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from loom.store._upsert import upsert
 from loom.store.schema import changes, modules, specs
@@ -81,7 +83,10 @@ def upsert_module(
     description: str | None,
     markdown: str | None,
     now_us: int,
+    replace: bool = True,
 ) -> None:
+    """Create or replace a module row; with ``replace=False`` an existing row (for example
+    one created concurrently by ``PUT /modules``) is left as it is."""
     values = {
         "parent_id": parent_id,
         "name": name,
@@ -89,7 +94,16 @@ def upsert_module(
         "markdown": markdown,
         "updated_us": now_us,
     }
-    upsert(conn, modules, {"project_id": project_id, "module_id": module_id}, values)
+    keys = {"project_id": project_id, "module_id": module_id}
+    if replace:
+        upsert(conn, modules, keys, values)
+        return
+    module: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        module.insert(modules)
+        .values(**keys, **values)
+        .on_conflict_do_nothing(index_elements=list(keys))
+    )
 
 
 def change_counts(conn: Connection, project_id: int) -> tuple[dict[str, int], dict[str, int]]:
