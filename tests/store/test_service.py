@@ -657,3 +657,16 @@ def test_expired_idempotency_records_are_purged(
     assert [r[1] for r in snapshot(database_url)["idempotency"]] == ["new"]
     # An expired key is free again: the operation runs anew.
     assert run_idempotent(ctx, PROJECT, "old", "fp2", lambda: {"n": 4}) == (200, {"n": 4}, False)
+
+
+def test_a_push_never_overwrites_a_module_created_meanwhile(
+    ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The placeholder module row of a push is insert-if-absent: when PUT /modules created
+    the row between the push's lookup and its insert (a PostgreSQL race, simulated here by
+    hiding the row from the lookup), the named module survives."""
+    catalog.put_module(ctx, PROJECT, "001", name="Backend", description=None, markdown=MODULE_MD)
+    monkeypatch.setattr(changes, "get_module", lambda *_a, **_k: None)
+    push(ctx, bundle(), cid="001-05_late")
+    module = catalog.get_module(ctx, PROJECT, "001")
+    assert (module["name"], module["markdown"]) == ("Backend", MODULE_MD)
