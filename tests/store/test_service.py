@@ -13,6 +13,7 @@ import pytest
 from conftest import FakeClock
 from loom.errors import (
     ArchivedConflict,
+    LeaseConflict,
     NotFound,
     PreconditionRequired,
     RevisionConflict,
@@ -254,9 +255,9 @@ def test_push_to_an_archived_change_is_refused(ctx: ServiceContext) -> None:
 def test_push_to_a_change_leased_by_someone_else_is_refused(ctx: ServiceContext) -> None:
     push(ctx, bundle())
     leases.claim(ctx, PROJECT, "001-01_alpha", "agent-a", None)
-    with pytest.raises(Exception) as err:
+    with pytest.raises(LeaseConflict) as err:
         changes.push_bundle(ctx, PROJECT, "001-01_alpha", bundle(), "1", Actor(holder="agent-b"))
-    assert getattr(err.value, "kind", None) == "lease_conflict"
+    assert err.value.kind == "lease_conflict"
     result = changes.push_bundle(
         ctx, PROJECT, "001-01_alpha", bundle(), "1", Actor(holder="agent-a")
     )
@@ -374,9 +375,9 @@ def test_archive_twice_returns_the_original_archived_at(
 def test_archive_releases_the_lease_and_refuses_other_holders(ctx: ServiceContext) -> None:
     push(ctx, bundle())
     leases.claim(ctx, PROJECT, "001-01_alpha", "agent-a", None)
-    with pytest.raises(Exception) as err:
+    with pytest.raises(LeaseConflict) as err:
         archive.archive_change(ctx, PROJECT, "001-01_alpha", Actor(holder="agent-b"))
-    assert getattr(err.value, "kind", None) == "lease_conflict"
+    assert err.value.kind == "lease_conflict"
     archive.archive_change(ctx, PROJECT, "001-01_alpha", Actor(holder="agent-a"))
     assert leases.list_leases(ctx, PROJECT) == []
     ops = [(e["op"], e.get("meta", {}).get("reason")) for e in all_events(ctx)]
