@@ -223,13 +223,14 @@ def test_task_id_invalid(value: str) -> None:
     _rejects(validate_task_id, value, "task_id")
 
 
-@pytest.mark.parametrize("value", ["alice", "agent 7", "codex@host:123", "ünï", "x" * 200])
+@pytest.mark.parametrize("value", ["alice", "codex@host:123", "ünï", "x" * 200])
 def test_holder_valid(value: str) -> None:
     assert validate_holder(value) == value
 
 
 @pytest.mark.parametrize(
-    "value", ["", " lead", "trail ", "tab\there", "new\nline", "nul\x00", "x" * 201, "\u2028"]
+    "value",
+    ["", " lead", "trail ", "agent 7", "tab\there", "new\nline", "nul\x00", "x" * 201, "\u2028"],
 )
 def test_holder_invalid(value: str) -> None:
     _rejects(validate_holder, value, "holder")

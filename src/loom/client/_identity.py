@@ -97,4 +97,6 @@ def default_holder(cwd: Path) -> str:
     host = socket.gethostname().split(".")[0] or "localhost"
     top = _git(cwd, "rev-parse", "--show-toplevel")
     worktree = Path(top).name if top else find_repo_root(cwd).name
-    return f"{user}@{host}:{worktree or 'root'}"
+    holder = f"{user}@{host}:{worktree or 'root'}"
+    # Holders are visible characters only (API.md §2.7): no whitespace, at most 200.
+    return "".join("-" if ch.isspace() or not ch.isprintable() else ch for ch in holder)[:200]

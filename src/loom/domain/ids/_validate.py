@@ -109,17 +109,15 @@ def _is_control(c: str) -> bool:
 def validate_holder(s: str) -> str:
     """Return ``s`` if it is a valid lease holder name.
 
-    1-200 printable characters; inner spaces are allowed, leading or trailing whitespace is not.
+    1-200 visible characters (API.md §2.7): printable, and no whitespace anywhere.
     """
     s = require_str(s, "holder")
     if not 1 <= len(s) <= 200:
         raise invalid("holder", f"invalid holder {show(s)}: expected 1-200 characters")
     if not s.isprintable():
         raise invalid("holder", f"invalid holder {show(s)}: control characters are not allowed")
-    if s != s.strip():
-        raise invalid(
-            "holder", f"invalid holder {show(s)}: leading or trailing whitespace is not allowed"
-        )
+    if any(ch.isspace() for ch in s):
+        raise invalid("holder", f"invalid holder {show(s)}: whitespace is not allowed")
     return s
 
 
