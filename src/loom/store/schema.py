@@ -86,6 +86,8 @@ changes = Table(
     Column("metadata", Text, nullable=True),
     PrimaryKeyConstraint("project_id", "change_id"),
     Index("ix_changes_project_sort", "project_id", "sort_key"),
+    # Allocation walks eligible changes of one work status in canonical order.
+    Index("ix_changes_project_status_sort", "project_id", "work_status", "sort_key"),
 )
 
 change_specs = Table(

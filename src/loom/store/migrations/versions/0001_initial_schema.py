@@ -63,6 +63,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("changes", schema=None) as batch_op:
         batch_op.create_index("ix_changes_project_sort", ["project_id", "sort_key"], unique=False)
+        batch_op.create_index(
+            "ix_changes_project_status_sort",
+            ["project_id", "work_status", "sort_key"],
+            unique=False,
+        )
 
     op.create_table(
         "event_batches",
@@ -200,6 +205,7 @@ def downgrade() -> None:
     op.drop_table("events")
     op.drop_table("event_batches")
     with op.batch_alter_table("changes", schema=None) as batch_op:
+        batch_op.drop_index("ix_changes_project_status_sort")
         batch_op.drop_index("ix_changes_project_sort")
 
     op.drop_table("changes")
