@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,33 +257,31 @@ def start_server(data_dir: Path, database_url: str | None = None, *args: str) ->
     )
     assert proc.stderr is not None
     log: list[str] = []
-    deadline = time.monotonic() + 60
-    url = None
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            if proc.poll() is not None:
-                break
-            continue
-        log.append(line)
-        m = _LISTEN.search(line)
-        if m:
-            url = m.group(1)
-            break
-    if url is None:
-        proc.kill()
-        proc.wait()
-        proc.stderr.close()
-        raise RuntimeError("server did not start:\n" + "".join(log))
-    server = LiveServer(url, data_dir, proc, db_url, log=log)
+    found: list[str] = []
+    listening = threading.Event()
 
     def drain() -> None:
+        # Reads the log on its own thread, so waiting for start-up can time out.
         assert proc.stderr is not None
         for line in proc.stderr:
             log.append(line)
+            m = _LISTEN.search(line)
+            if m and not found:
+                found.append(m.group(1))
+                listening.set()
+        listening.set()  # EOF: the process ended
 
-    server.drain = threading.Thread(target=drain, daemon=True)
-    server.drain.start()
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    listening.wait(timeout=60)
+    if not found:
+        proc.kill()
+        proc.wait()
+        reader.join(timeout=5)
+        proc.stderr.close()
+        raise RuntimeError("server did not start:\n" + "".join(log))
+    server = LiveServer(found[0], data_dir, proc, db_url, log=log)
+    server.drain = reader
     return server
 
 

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 from fastapi import FastAPI
 
 from loom.settings import Settings
@@ -95,15 +96,22 @@ def run(settings: Settings) -> None:
         print(f"loom: {line}", file=sys.stderr, flush=True)
     if settings.workers > 1:
         os.environ[_SETTINGS_ENV] = _dump(settings)
-        uvicorn.run(
+        config = uvicorn.Config(
             "loom.server:worker_app",
             factory=True,
             host=settings.bind,
             port=settings.port,
             workers=settings.workers,
             log_config=_LOG_CONFIG,
+            access_log=settings.access_log,
             timeout_graceful_shutdown=10,
         )
+        # Bind here (as uvicorn.run does) so the real port is known, then fork the workers.
+        sock = config.bind_socket()
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in str(host) else host
+        print(f"loom: listening on http://{shown}:{port}", file=sys.stderr, flush=True)
+        Multiprocess(config, sockets=[sock]).run()
         return
     from loom.api.app import create_app
 
