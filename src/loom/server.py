@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from loom.settings import Settings
 from loom.store import migrate
