@@ -120,10 +120,6 @@ def mutate_task(
         check_lease(ctx, conn, pid, change_id, actor)
         if row.tasks is None:
             raise _missing(change_id)
-        before = t.parse_tasks(row.tasks)
-        previous = None
-        if task_id is not None:
-            previous = next((x for x in before.tasks if x.id == task_id), None)
         if op == "start":
             assert task_id is not None
             outcome = t.start_task(row.tasks, task_id, today)
@@ -142,7 +138,10 @@ def mutate_task(
         else:  # pragma: no cover - routes only pass the ops above
             raise ValueError(op)
         specs = get_specs(conn, pid, change_id)
-        derived = derive(change_id, row.proposal, row.design, outcome.markdown, specs)
+        derived = derive(
+            change_id, row.proposal, row.design, outcome.markdown, specs, parsed=outcome.result
+        )
+        previous = outcome.previous
         new_revision = row.revision + 1
         update_change(
             conn,

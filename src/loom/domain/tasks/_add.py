@@ -143,7 +143,8 @@ def add_task(markdown: str | None, title: str, wave: int | None, today: date) ->
     raws = raw_lines(markdown)
     insert_lines(raws, at, insert, dominant_eol(raws))
     out = "".join(raws)
-    task = parse_file(out).result.task(new_id)
+    after = parse_file(out).result
+    task = after.task(new_id)
     if task is None:  # pragma: no cover - defensive
         raise InternalError("the added task could not be read back")
-    return TaskMutation(markdown=out, task=task)
+    return TaskMutation(markdown=out, task=task, result=after)

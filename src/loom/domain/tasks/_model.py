@@ -180,14 +180,6 @@ class TasksParseResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class TaskMutation:
-    """The rewritten markdown and the re-parsed target task."""
-
-    markdown: str
-    task: TaskItem
-
-
 def compute_progress(tasks: Iterable[TaskItem]) -> Progress:
     """Count tasks by status."""
     counts = dict.fromkeys(TaskStatus, 0)
@@ -221,3 +213,17 @@ def compare_task_ids(a: str, b: str) -> int:
     """-1, 0 or 1, in :func:`task_sort_key` order."""
     ka, kb = task_sort_key(a), task_sort_key(b)
     return (ka > kb) - (ka < kb)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMutation:
+    """The rewritten markdown and the re-parsed target task.
+
+    ``result`` is the whole re-parsed file and ``previous`` the target as it was before, so
+    callers need not parse the markdown again (a large tasks.md takes milliseconds).
+    """
+
+    markdown: str
+    task: TaskItem
+    result: TasksParseResult | None = None
+    previous: TaskItem | None = None

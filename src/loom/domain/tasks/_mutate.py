@@ -152,7 +152,12 @@ def _apply(
         raws = _rewrite_enhanced(raws, parsed.layouts[index], status, day)
     text = "".join(raws)
     after = parse_file(text).result
-    return TaskMutation(markdown=text, task=_same_task(after.tasks, parsed, index))
+    return TaskMutation(
+        markdown=text,
+        task=_same_task(after.tasks, parsed, index),
+        result=after,
+        previous=parsed.result.tasks[index],
+    )
 
 
 def _same_task(tasks: tuple[TaskItem, ...], parsed: ParsedFile, index: int) -> TaskItem:
