@@ -11,7 +11,13 @@ from loom.domain.events import canonical_event_json
 from loom.errors import Unprocessable, ValidationError
 from loom.service._common import write_pid
 from loom.service._context import Project, ServiceContext
-from loom.store.events import append_events, get_batch_key, insert_batch_key, list_events
+from loom.store.events import (
+    append_events,
+    get_batch_key,
+    insert_batch_key,
+    list_events,
+    publish_events,
+)
 
 __all__ = ["ingest_events", "read_events"]
 
@@ -65,8 +71,12 @@ def read_events(
     """Events in append order; with ``limit``, also the cursor for the next page."""
     with ctx.db.read() as conn:
         pid = ctx.project_id(conn, project, create=False)
-        if pid is None:
-            return [], (since or 0) if limit is not None else None
+    if pid is None:
+        return [], (since or 0) if limit is not None else None
+    if ctx.db.kind == "postgresql":
+        with ctx.db.write() as conn:
+            publish_events(conn, pid)
+    with ctx.db.read() as conn:
         items = list_events(conn, pid, since=since, limit=limit, entity=entity, scope=scope, op=op)
     if limit is None:
         return items, None

@@ -13,7 +13,14 @@ from loom.store import _raw
 from loom.store.projects import reserve_event_seqs
 from loom.store.schema import event_batches, events
 
-__all__ = ["BatchKey", "append_events", "get_batch_key", "insert_batch_key", "list_events"]
+__all__ = [
+    "BatchKey",
+    "append_events",
+    "get_batch_key",
+    "insert_batch_key",
+    "list_events",
+    "publish_events",
+]
 
 
 @dataclass(frozen=True)
@@ -29,20 +36,25 @@ def append_events(
     now_us: int,
     bodies: Sequence[str] | None = None,
 ) -> int:
-    """Append events in order with consecutive per-project ``seq``; returns the first seq.
+    """Append events in order; returns the first ``seq`` (0 when numbering is deferred).
 
+    SQLite numbers them here with consecutive per-project ``seq``. PostgreSQL leaves ``seq``
+    empty: numbering at append time would hold the project's counter row locked until commit
+    and queue every write of the project behind one disk flush; :func:`publish_events`
+    numbers committed events instead, in append order, before the log is read.
     ``bodies`` may carry each event's already-serialised JSON text (saves a second dump).
     """
     if not items:
         return 0
-    first = reserve_event_seqs(conn, project_id, len(items))
+    deferred = conn.dialect.name == "postgresql"
+    first = 0 if deferred else reserve_event_seqs(conn, project_id, len(items))
     rows = []
     for offset, ev in enumerate(items):
         scope = ev.get("scope")
         rows.append(
             (
                 project_id,
-                first + offset,
+                None if deferred else first + offset,
                 str(ev.get("entity", ""))[:100],
                 scope[:200] if isinstance(scope, str) else None,
                 str(ev.get("op", ""))[:100],
@@ -72,7 +84,9 @@ def list_events(
     scope: str | None,
     op: str | None,
 ) -> list[dict[str, Any]]:
-    stmt = select(events.c.seq, events.c.body).where(events.c.project_id == project_id)
+    stmt = select(events.c.seq, events.c.body).where(
+        events.c.project_id == project_id, events.c.seq.is_not(None)
+    )
     if since is not None:
         stmt = stmt.where(events.c.seq > since)
     if entity is not None:
@@ -90,6 +104,36 @@ def list_events(
         ev["seq"] = int(seq)
         out.append(ev)
     return out
+
+
+_ANY_PENDING = _raw.SQL("SELECT 1 FROM events WHERE project_id = ? AND seq IS NULL LIMIT 1")
+_LOCK_COUNTER = _raw.SQL("SELECT event_seq FROM projects WHERE id = ? FOR UPDATE")
+_NUMBER = _raw.SQL(
+    "UPDATE events e SET seq = ? + p.rn FROM ("
+    " SELECT id, row_number() OVER (ORDER BY id) AS rn FROM events"
+    " WHERE project_id = ? AND seq IS NULL) p WHERE e.id = p.id"
+)
+_SET_COUNTER = _raw.SQL("UPDATE projects SET event_seq = ? WHERE id = ?")
+
+
+def publish_events(conn: Connection, project_id: int) -> int:
+    """PostgreSQL: give committed, unnumbered events their ``seq``, in append (id) order.
+
+    Runs under the project's counter row lock, so publishers take turns; events committed
+    meanwhile get later numbers, so readers paging with ``since`` never miss one. Returns how
+    many were numbered. A no-op on SQLite, which numbers on append.
+    """
+    if conn.dialect.name != "postgresql":
+        return 0
+    if _raw.fetchone(conn, _ANY_PENDING, (project_id,)) is None:
+        return 0
+    row = _raw.fetchone(conn, _LOCK_COUNTER, (project_id,))
+    assert row is not None
+    base = int(row[0])
+    count = _raw.execute(conn, _NUMBER, (base, project_id))
+    if count > 0:
+        _raw.execute(conn, _SET_COUNTER, (base + count, project_id))
+    return count
 
 
 def get_batch_key(conn: Connection, project_id: int, key: str) -> BatchKey | None:

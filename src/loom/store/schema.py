@@ -169,14 +169,20 @@ idempotency = Table(
 events = Table(
     "events",
     metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
     Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
-    Column("seq", BigInteger, nullable=False),
+    # The per-project position in the log. SQLite assigns it on append (writers are
+    # serialised anyway); PostgreSQL appends with NULL and numbers committed events in id order
+    # when the log is read (see loom.store.events.publish_events), so writers never queue on
+    # a per-project counter.
+    Column("seq", BigInteger, nullable=True),
     Column("entity", String(100), nullable=False),
     Column("scope", String(200), nullable=True),
     Column("op", String(100), nullable=False),
     Column("body", Text, nullable=False),
     Column("created_us", BigInteger, nullable=False),
-    PrimaryKeyConstraint("project_id", "seq"),
+    UniqueConstraint("project_id", "seq"),
+    Index("ix_events_project_id", "project_id", "id"),
 )
 
 event_batches = Table(

@@ -86,8 +86,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
-        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=True),
         sa.Column("entity", sa.String(length=100), nullable=False),
         sa.Column("scope", sa.String(length=200), nullable=True),
         sa.Column("op", sa.String(length=100), nullable=False),
@@ -99,8 +100,12 @@ def upgrade() -> None:
             name=op.f("fk_events_project_id_projects"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("project_id", "seq", name=op.f("pk_events")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
+        sa.UniqueConstraint("project_id", "seq", name=op.f("uq_events_project_id_seq")),
     )
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_index("ix_events_project_id", ["project_id", "id"], unique=False)
+
     op.create_table(
         "idempotency",
         sa.Column("project_id", sa.Integer(), nullable=False),
@@ -202,6 +207,9 @@ def downgrade() -> None:
         batch_op.drop_index("ix_idempotency_expires")
 
     op.drop_table("idempotency")
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_project_id")
+
     op.drop_table("events")
     op.drop_table("event_batches")
     with op.batch_alter_table("changes", schema=None) as batch_op:
