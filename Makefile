@@ -29,8 +29,12 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## Run every benchmark (prints its figures; see BENCHMARKS.md). Starts its own servers.
 bench: $(STAMP)
 	$(BIN)/python bench/parse_corpus.py
+	$(BIN)/python bench/import_corpus.py --postgres
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/leases.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
