@@ -62,6 +62,9 @@ def fetchall(conn: Connection, stmt: SQL, params: Sequence[Any]) -> list[tuple[A
 
 
 def executemany(conn: Connection, stmt: SQL, rows: Sequence[Sequence[Any]]) -> None:
+    if len(rows) == 1:  # psycopg's executemany enters pipeline mode: costly for one row
+        execute(conn, stmt, rows[0])
+        return
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     cur = dbapi.cursor()
