@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 
 from loom.domain import leases as rules
 from loom.domain.timefmt import format_us
-from loom.errors import LeaseConflict, NotFound, ValidationError
+from loom.errors import ArchivedConflict, LeaseConflict, NotFound, ValidationError
 from loom.service._common import (
     change_not_found,
     record,
@@ -26,6 +26,7 @@ from loom.service._context import Actor, Project, ServiceContext
 from loom.store.changes import get_change, get_change_archived
 from loom.store.leases import (
     allocation_candidates,
+    get_change_lease,
     get_lease,
     held_by,
     list_active,
@@ -90,6 +91,27 @@ def _lease_events(
     return out
 
 
+class _Unread:
+    """Marker: the lease row has not been read in this transaction yet."""
+
+
+_UNREAD = _Unread()
+
+
+def _live_lease(conn: Connection, pid: int, change_id: str) -> rules.LeaseState | None:
+    """Lock the change, check it exists and is not archived, and return its stored lease."""
+    exists, archived_us, stored = get_change_lease(conn, pid, change_id)
+    if not exists:
+        raise change_not_found(change_id)
+    if archived_us is not None:
+        raise ArchivedConflict(
+            f"change '{change_id}' is archived and can no longer be changed",
+            change_id=change_id,
+            archived_at=format_us(archived_us),
+        )
+    return stored
+
+
 def _apply_claim(
     ctx: ServiceContext,
     conn: Connection,
@@ -100,8 +122,10 @@ def _apply_claim(
     now: int,
     *,
     allocate: bool,
+    stored: rules.LeaseState | _Unread | None = _UNREAD,
 ) -> dict[str, Any]:
-    stored = get_lease(conn, pid, change_id)
+    if isinstance(stored, _Unread):
+        stored = get_lease(conn, pid, change_id)
     outcome = rules.claim(
         stored or rules.LeaseState(),
         change_id=change_id,
@@ -130,8 +154,10 @@ def claim(
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
-        require_live_change(conn, pid, change_id)
-        return _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=False)
+        stored = _live_lease(conn, pid, change_id)
+        return _apply_claim(
+            ctx, conn, pid, change_id, holder, ttl, now, allocate=False, stored=stored
+        )
 
 
 def heartbeat(
@@ -141,8 +167,7 @@ def heartbeat(
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
-        require_live_change(conn, pid, change_id)
-        stored = get_lease(conn, pid, change_id)
+        stored = _live_lease(conn, pid, change_id)
         outcome = rules.heartbeat(
             stored or rules.LeaseState(),
             change_id=change_id,

@@ -56,6 +56,42 @@ def get_lease(conn: Connection, project_id: int, change_id: str) -> LeaseState |
     )
 
 
+_WITH_CHANGE = _raw.SQL(
+    "SELECT c.archived_us, l.change_id, l.holder, l.acquired_us, l.expires_us, l.ttl_seconds,"
+    " l.fencing_token, l.previous_holder, l.expiry_recorded"
+    " FROM changes c LEFT JOIN leases l"
+    " ON l.project_id = c.project_id AND l.change_id = c.change_id"
+    " WHERE c.project_id = ? AND c.change_id = ?"
+)
+_WITH_CHANGE_FOR_UPDATE = _raw.SQL(_WITH_CHANGE.qmark + " FOR UPDATE OF c")
+
+
+def get_change_lease(
+    conn: Connection, project_id: int, change_id: str
+) -> tuple[bool, int | None, LeaseState | None]:
+    """(change exists, its archived_us, its stored lease or None) in one statement; on
+    PostgreSQL the change row is locked (``FOR UPDATE OF c``) as every lease write needs."""
+    stmt = _WITH_CHANGE_FOR_UPDATE if conn.dialect.name == "postgresql" else _WITH_CHANGE
+    row = _raw.fetchone(conn, stmt, (project_id, change_id))
+    if row is None:
+        return False, None, None
+    if row[1] is None:
+        return True, row[0], None
+    return (
+        True,
+        row[0],
+        LeaseState(
+            holder=row[2],
+            acquired_us=row[3],
+            expires_us=row[4],
+            ttl_seconds=row[5],
+            fencing_token=int(row[6]),
+            previous_holder=row[7],
+            expiry_recorded=bool(row[8]),
+        ),
+    )
+
+
 def save_lease(
     conn: Connection, project_id: int, change_id: str, state: LeaseState, *, exists: bool
 ) -> None:
