@@ -56,7 +56,7 @@ T = TypeVar("T")
 class _Model(BaseModel):
     """Base of every API model: unknown fields are kept, names may be given by alias."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
     def to_json(self) -> dict[str, Any]:
         """The model as JSON-ready data, in the API's field names."""
