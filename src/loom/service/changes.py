@@ -32,7 +32,6 @@ from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
 from loom.store.catalog import get_module, upsert_module
 from loom.store.changes import (
-    ChangeRow,
     get_change,
     get_specs,
     insert_change,
@@ -50,7 +49,6 @@ __all__ = [
     "parse_revision",
     "pull_bundle",
     "push_bundle",
-    "summary_json",
 ]
 
 LIFECYCLES = ("active", "archived", "all")
@@ -73,28 +71,6 @@ def lease_json(lease: ActiveLease | None) -> dict[str, Any] | None:
         "acquired_at": format_us(lease.acquired_us),
         "expires_at": format_us(lease.expires_us),
         "fencing_token": lease.fencing_token,
-    }
-
-
-def summary_json(row: ChangeRow, lease: ActiveLease | None) -> dict[str, Any]:
-    return {
-        "id": row.change_id,
-        "module_id": row.module_id,
-        "sub_module_id": row.sub_module_id,
-        "completed_tasks": row.completed_tasks,
-        "shelved_tasks": row.shelved_tasks,
-        "in_progress_tasks": row.in_progress_tasks,
-        "pending_tasks": row.pending_tasks,
-        "total_tasks": row.total_tasks,
-        "has_proposal": row.has_proposal,
-        "has_design": row.has_design,
-        "has_specs": row.has_specs,
-        "has_tasks": row.total_tasks > 0,
-        "work_status": row.work_status,
-        "last_modified": format_us(row.updated_us),
-        "revision": str(row.revision),
-        "archived_at": format_us(row.archived_us),
-        "lease": lease_json(lease),
     }
 
 
