@@ -63,16 +63,30 @@ _WITH_CHANGE = _raw.SQL(
     " ON l.project_id = c.project_id AND l.change_id = c.change_id"
     " WHERE c.project_id = ? AND c.change_id = ?"
 )
-_WITH_CHANGE_FOR_UPDATE = _raw.SQL(_WITH_CHANGE.qmark + " FOR UPDATE OF c")
+_LOCK_CHANGE = _raw.SQL(
+    "SELECT archived_us FROM changes WHERE project_id = ? AND change_id = ? FOR UPDATE"
+)
 
 
 def get_change_lease(
     conn: Connection, project_id: int, change_id: str
 ) -> tuple[bool, int | None, LeaseState | None]:
-    """(change exists, its archived_us, its stored lease or None) in one statement; on
-    PostgreSQL the change row is locked (``FOR UPDATE OF c``) as every lease write needs."""
-    stmt = _WITH_CHANGE_FOR_UPDATE if conn.dialect.name == "postgresql" else _WITH_CHANGE
-    row = _raw.fetchone(conn, stmt, (project_id, change_id))
+    """(change exists, its archived_us, its stored lease or None), the change locked for the
+    rest of the transaction, as every lease write needs.
+
+    SQLite: one statement (the transaction already holds the database write lock).
+    PostgreSQL: lock the change row, *then* read the lease in a second statement. Under READ
+    COMMITTED a statement reads the snapshot taken when it started, so a single
+    ``SELECT … FOR UPDATE OF c`` joined to the lease would return the lease as it was before
+    it waited for the lock — a competitor's claim committed meanwhile would be invisible and
+    be overwritten (two holders). The statement after the lock sees every commit before it.
+    """
+    if conn.dialect.name == "postgresql":
+        locked = _raw.fetchone(conn, _LOCK_CHANGE, (project_id, change_id))
+        if locked is None:
+            return False, None, None
+        return True, locked[0], get_lease(conn, project_id, change_id)
+    row = _raw.fetchone(conn, _WITH_CHANGE, (project_id, change_id))
     if row is None:
         return False, None, None
     if row[1] is None:
