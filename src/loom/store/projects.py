@@ -7,7 +7,7 @@ from sqlalchemy import Connection, insert, select
 from loom.store import _raw
 from loom.store.schema import projects
 
-__all__ = ["ensure_project", "find_project", "lock_project", "reserve_event_seqs"]
+__all__ = ["ensure_project", "find_project", "lock_project"]
 
 
 def find_project(conn: Connection, org: str, repo: str) -> int | None:
@@ -36,18 +36,6 @@ def ensure_project(conn: Connection, org: str, repo: str, now_us: int) -> int:
     found = find_project(conn, org, repo)
     assert found is not None
     return found
-
-
-def reserve_event_seqs(conn: Connection, project_id: int, count: int) -> int:
-    """Reserve ``count`` consecutive event numbers; returns the first. Locks the project row."""
-    row = _raw.fetchone(conn, _RESERVE, (count, project_id))
-    assert row is not None
-    return int(row[0]) - count + 1
-
-
-_RESERVE = _raw.SQL(
-    "UPDATE projects SET event_seq = event_seq + ? WHERE id = ? RETURNING event_seq"
-)
 
 
 _LOCK = _raw.SQL("SELECT id FROM projects WHERE id = ? FOR UPDATE")

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 __all__ = [
@@ -182,7 +183,15 @@ events = Table(
     Column("body", Text, nullable=False),
     Column("created_us", BigInteger, nullable=False),
     UniqueConstraint("project_id", "seq"),
-    Index("ix_events_project_id", "project_id", "id"),
+    # Events still waiting for their number (PostgreSQL only; see publish_events). Partial, so
+    # it holds only the unpublished tail and costs SQLite, which numbers on append, nothing.
+    Index(
+        "ix_events_unnumbered",
+        "project_id",
+        "id",
+        sqlite_where=text("seq IS NULL"),
+        postgresql_where=text("seq IS NULL"),
+    ),
 )
 
 event_batches = Table(
