@@ -257,7 +257,7 @@ def fingerprint_batch(events: Sequence[Mapping[str, Any]]) -> str:
 
 def make_event(
     *,
-    ts: datetime,
+    ts: datetime | str,
     entity: str,
     entity_id: str,
     op: str,
@@ -273,14 +273,15 @@ def make_event(
 ) -> dict[str, Any]:
     """Build an event the server records itself, in Ito's field order.
 
-    ``ts`` must be timezone-aware; it is written as ``YYYY-MM-DDTHH:MM:SS.mmmZ``. None fields
+    ``ts`` must be timezone-aware; it is written as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (a string is
+    taken as already in that form). None fields
     are omitted and ``count`` is omitted when it is 1, as Ito writes them. The result passes
     :func:`validate_event` (a ``ValidationError`` otherwise); ``check=False`` skips that
     check for callers whose inputs are already validated (the server's hot paths).
     """
     event: dict[str, Any] = {
         "v": EVENT_VERSION,
-        "ts": format_event_ts(ts),
+        "ts": ts if isinstance(ts, str) else format_event_ts(ts),
         "entity": entity,
         "entity_id": entity_id,
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from datetime import UTC, date, datetime, timedelta
 
-__all__ = ["date_of_us", "datetime_to_us", "format_us", "parse_rfc3339_us"]
+__all__ = ["date_of_us", "datetime_to_us", "format_us", "format_us_millis", "parse_rfc3339_us"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
@@ -17,6 +17,12 @@ def format_us(us: int | None) -> str | None:
         return None
     seconds, micro = divmod(us, 1_000_000)
     return f"{_second(seconds)}.{micro:06d}Z"
+
+
+def format_us_millis(us: int) -> str:
+    """``2026-11-27T10:00:00.123Z`` (millisecond precision, truncated): Ito's event ``ts``."""
+    seconds, micro = divmod(us, 1_000_000)
+    return f"{_second(seconds)}.{micro // 1000:03d}Z"
 
 
 @functools.lru_cache(maxsize=8192)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -10,7 +9,7 @@ from sqlalchemy import Connection
 from loom.domain.events import make_event
 from loom.domain.ids import resolve_change_target
 from loom.domain.leases import LeaseState, check_write
-from loom.domain.timefmt import format_us
+from loom.domain.timefmt import format_us, format_us_millis
 from loom.errors import ArchivedConflict, NotFound
 from loom.service._context import Actor, Project, ServiceContext
 from loom.store.changes import ChangeRow, get_change, get_change_archived, list_change_ids
@@ -130,7 +129,7 @@ def server_event(
     """
     return make_event(
         check=False,
-        ts=datetime.fromtimestamp(now_us / 1_000_000, tz=UTC),
+        ts=format_us_millis(now_us),
         entity=entity,
         entity_id=entity_id,
         op=op,

@@ -23,7 +23,7 @@ from loom.service._common import (
     write_pid,
 )
 from loom.service._context import Actor, Project, ServiceContext
-from loom.store.changes import get_change, get_change_archived
+from loom.store.changes import get_change
 from loom.store.leases import (
     allocation_candidates,
     get_change_lease,
@@ -191,10 +191,9 @@ def release(
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
-        exists, _ = get_change_archived(conn, pid, change_id, for_update=True)
+        exists, _, stored = get_change_lease(conn, pid, change_id)
         if not exists:
             raise change_not_found(change_id)
-        stored = get_lease(conn, pid, change_id)
         if stored is None:
             return {"change_id": change_id, "released": False}
         outcome = rules.release(stored, change_id=change_id, holder=holder, now_us=now, force=force)
