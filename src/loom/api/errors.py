@@ -23,7 +23,7 @@ from loom.errors import (
     error_from_envelope,
 )
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["error_response", "install_error_handlers", "unexpected_error_response"]
 
 log = logging.getLogger("loom.api")
 
@@ -83,6 +83,11 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    return unexpected_error_response(exc)
+
+
+def unexpected_error_response(exc: Exception) -> JSONResponse:
+    """503 for a database that is unreachable or failing over, else a logged 500."""
     if isinstance(exc, OperationalError | DisconnectionError):
         # Unreachable, locked or failing over: retryable, so 503 (clients retry it), and
         # without the driver's message (it can name hosts and file paths).

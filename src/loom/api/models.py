@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, model_validator
 
 __all__ = [
+    "PLAIN_TEXT",
     "AddTaskBody",
     "AllocateBody",
     "ClaimBody",
@@ -21,6 +22,7 @@ __all__ = [
     "ShelveBody",
     "SpecPut",
     "SyncPush",
+    "is_plain_json_text",
 ]
 
 
@@ -45,6 +47,15 @@ def _unstorable(value: object) -> str | None:
     return None
 
 
+# Validation context for a body whose raw JSON is ASCII and has no ``\u`` escape: it cannot
+# hold a NUL (JSON forbids raw control characters) or a lone surrogate, so the walk is skipped.
+PLAIN_TEXT: Final = {"plain_text": True}
+
+
+def is_plain_json_text(raw: bytes) -> bool:
+    return raw.isascii() and b"\\u" not in raw
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
     # Events are checked one by one by the domain (400 invalid_event naming the index).
@@ -52,7 +63,9 @@ class _Body(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _storable_text(cls, data: Any) -> Any:
+    def _storable_text(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context is PLAIN_TEXT:
+            return data  # the caller saw the raw JSON: ASCII without \u escapes
         if cls._check_text and isinstance(data, dict):
             problem = _unstorable({k: v for k, v in data.items() if k in cls.model_fields})
             if problem is not None:

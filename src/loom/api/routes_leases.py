@@ -20,7 +20,8 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.routing import BaseRoute, Route
 
 from loom.api.access import project_access, read, write
-from loom.api.models import AllocateBody, ClaimBody, ReleaseBody
+from loom.api.middleware import BODY_KEY
+from loom.api.models import PLAIN_TEXT, AllocateBody, ClaimBody, ReleaseBody, is_plain_json_text
 from loom.domain.ids import validate_change_id, validate_holder, validate_module_id
 from loom.errors import Forbidden, Unprocessable, ValidationError
 from loom.service import leases
@@ -41,9 +42,13 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def _parse(request: Request, model: type[M]) -> M:
-    raw = await request.body()
+    raw = request.scope.get(BODY_KEY)
+    if raw is None:
+        raw = await request.body()
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(
+            raw, context=PLAIN_TEXT if is_plain_json_text(raw) else None
+        )
     except PydanticValidationError as exc:
         errors = [
             {"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]}

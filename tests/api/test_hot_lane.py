@@ -1,0 +1,112 @@
+"""The lease endpoints are answered ahead of the framework stack (loom.api.middleware.HotLane):
+they must behave exactly as if the router had served them — body guard, error envelope,
+unexpected errors, methods they do not serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import FakeClock, make_settings
+from loom.api.app import create_app
+from loom.service import leases as leases_service
+
+from .conftest import ADMIN_H, P, error, ok, push
+
+C = f"{P}/changes/001-01_alpha"
+HOT = [f"{C}/claim", f"{C}/heartbeat", f"{C}/release", f"{P}/allocate"]
+
+
+@pytest.mark.parametrize("path", HOT)
+def test_a_body_over_the_limit_is_413_before_anything_runs(app_factory: Any, path: str) -> None:
+    api = app_factory(max_body_bytes=1024)
+    ok(push(api, "001-01_alpha"))
+    resp = api.post(path, json={"holder": "a" * 2000}, headers=ADMIN_H)
+    assert error(resp, 413, "payload_too_large", "payload_too_large")["max_bytes"] == 1024
+    error(api.get(f"{C}/lease", headers=ADMIN_H), 404, "not_found", "lease_not_found")
+
+
+@pytest.mark.parametrize("path", HOT)
+def test_a_body_that_is_not_json_is_415(api: Any, path: str) -> None:
+    resp = api.post(path, content=b"holder=a", headers={**ADMIN_H, "Content-Type": "text/plain"})
+    error(resp, 415, "unsupported_media_type", "unsupported_media_type")
+
+
+@pytest.mark.parametrize("path", HOT)
+def test_malformed_json_is_400_and_a_wrong_shape_422(api: Any, path: str) -> None:
+    ok(push(api, "001-01_alpha"))
+    error(
+        api.post(path, content=b"{", headers={**ADMIN_H, "Content-Type": "application/json"}),
+        400,
+        "bad_request",
+        "invalid_json",
+    )
+    body = error(
+        api.post(path, json={"holder": 5}, headers=ADMIN_H),
+        422,
+        "unprocessable",
+        "validation_error",
+    )
+    assert body["errors"][0]["loc"] == ["body", "holder"]
+
+
+@pytest.mark.parametrize("path", HOT)
+def test_a_missing_token_is_401_before_the_body_is_judged(api: Any, path: str) -> None:
+    resp = api.post(path, content=b"{", headers={"Content-Type": "application/json"})
+    error(resp, 401, "unauthorized", "missing_token")
+
+
+def test_escaped_nul_and_lone_surrogates_in_a_holder_are_refused(api: Any) -> None:
+    ok(push(api, "001-01_alpha"))
+    json_h = {**ADMIN_H, "Content-Type": "application/json"}
+    nul = api.post(f"{C}/claim", content=b'{"holder": "a\\u0000b"}', headers=json_h)
+    assert "NUL" in error(nul, 422, "unprocessable", "validation_error")["error"]
+    # A lone surrogate escape is refused by the JSON parser itself.
+    lone = api.post(f"{C}/claim", content=b'{"holder": "a\\ud800b"}', headers=json_h)
+    error(lone, 400, "bad_request", "invalid_json")
+    error(api.get(f"{C}/lease", headers=ADMIN_H), 404, "not_found", "lease_not_found")
+
+
+@pytest.mark.parametrize("path", HOT)
+def test_other_methods_on_a_hot_path_are_405(api: Any, path: str) -> None:
+    error(api.get(path, headers=ADMIN_H), 405, "method_not_allowed", "method_not_allowed")
+
+
+def test_an_unexpected_error_in_a_hot_route_is_a_bare_500(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("secret /srv/loom/data path and SELECT * FROM leases")
+
+    monkeypatch.setattr(leases_service, "claim", boom)
+    resp = api.post(f"{C}/claim", json={"holder": "a"}, headers=ADMIN_H)
+    assert error(resp, 500, "internal_error", "internal_error") == {
+        "error": "internal server error",
+        "code": "internal_error",
+        "kind": "internal_error",
+    }
+
+
+def test_a_database_outage_on_a_hot_route_is_503(tmp_path: Path, clock: FakeClock) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "loom.db"
+    app = create_app(
+        make_settings(f"sqlite:///{missing}", tmp_path), clock=clock, run_migrations=False
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        resp = client.post(f"{C}/claim", json={"holder": "a"}, headers=ADMIN_H)
+        body = error(resp, 503, "service_unavailable", "database_unavailable")
+        assert str(tmp_path) not in resp.text
+        assert body["error"] == "database unavailable"
+
+
+def test_the_hot_routes_stay_in_the_openapi_document(api: Any) -> None:
+    paths = api.get("/api/v1/openapi.json").json()["paths"]
+    for path in HOT:
+        template = path.replace("001-01_alpha", "{change_id}").replace(
+            P, "/api/v1/projects/{org}/{repo}"
+        )
+        assert "post" in paths[template], template
+        assert "requestBody" in paths[template]["post"]
