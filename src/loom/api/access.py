@@ -45,16 +45,23 @@ def _validate_target(value: str) -> str:
         raise
 
 
+@functools.lru_cache(maxsize=4096)
+def _valid_project(org: str, repo: str) -> tuple[str, str]:
+    """Validated (org, repo); memoised, as agents repeat the same few (errors are not)."""
+    return ids.validate_org(org), ids.validate_repo(repo)
+
+
+@functools.lru_cache(maxsize=16384)
+def _valid_change(change_id: str, read: bool) -> str:
+    return _validate_target(change_id) if read else ids.validate_change_id(change_id)
+
+
 def _validate_path(request: Request) -> tuple[str, str]:
     params = request.path_params
-    org = ids.validate_org(params["org"])
-    repo = ids.validate_repo(params["repo"])
+    org, repo = _valid_project(params["org"], params["repo"])
     change_id = params.get("change_id")
     if change_id is not None:
-        if request.method == "GET":
-            _validate_target(change_id)
-        else:
-            ids.validate_change_id(change_id)
+        _valid_change(change_id, request.method == "GET")
     if "task_id" in params:
         ids.validate_task_id(params["task_id"])
     if "module_id" in params:
@@ -62,6 +69,22 @@ def _validate_path(request: Request) -> tuple[str, str]:
     if "spec_id" in params:
         ids.validate_spec_id(params["spec_id"])
     return org, repo
+
+
+def _access_headers(request: Request) -> tuple[str | None, str | None, str | None]:
+    """(Authorization, X-Loom-Holder, X-Loom-Fencing-Token), first occurrence of each, in one
+    pass over the raw headers (names arrive lower-cased from the ASGI server)."""
+    auth = holder = fencing = None
+    for name, value in request.scope["headers"]:
+        if name == b"authorization":
+            if auth is None:
+                auth = value.decode("latin-1")
+        elif name == b"x-loom-holder":
+            if holder is None:
+                holder = value.decode("latin-1")
+        elif name == b"x-loom-fencing-token" and fencing is None:
+            fencing = value.decode("latin-1")
+    return auth, holder, fencing
 
 
 def _known_projects(ctx: ServiceContext) -> list[tuple[str, str]]:
@@ -94,7 +117,7 @@ async def project_access(request: Request) -> Access:
     org, repo = _validate_path(request)
     settings: Settings = request.app.state.settings
     ctx: ServiceContext = request.app.state.ctx
-    header = request.headers.get("authorization")
+    header, holder, token_header = _access_headers(request)
     try:
         scope = authorize(settings, header, org, repo)
     except Unauthorized as err:
@@ -105,10 +128,8 @@ async def project_access(request: Request) -> Access:
                     "this token is not allowed to access this project", kind="forbidden"
                 ) from None
         raise
-    holder = request.headers.get("x-loom-holder")
     if holder is not None:
         holder = ids.validate_holder(holder)
-    token_header = request.headers.get("x-loom-fencing-token")
     fencing: int | None = None
     if token_header is not None:
         value = token_header.strip()

@@ -16,7 +16,7 @@ Rules (PRODUCT.md §3.3):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from loom.domain.timefmt import format_us
@@ -65,6 +65,22 @@ class LeaseOutcome:
     changed: bool = True
 
 
+def _renewed(
+    state: LeaseState, expires_us: int, ttl_seconds: int, *, expiry_recorded: bool = False
+) -> LeaseState:
+    """The same ownership with a new expiry (``dataclasses.replace`` cost a tenth of a
+    renewal's rule evaluation)."""
+    return LeaseState(
+        holder=state.holder,
+        acquired_us=state.acquired_us,
+        expires_us=expires_us,
+        ttl_seconds=ttl_seconds,
+        fencing_token=state.fencing_token,
+        previous_holder=state.previous_holder,
+        expiry_recorded=expiry_recorded,
+    )
+
+
 def _expired_event(state: LeaseState, now_us: int) -> tuple[tuple[LeaseEvent, str], ...]:
     if state.holder is not None and not state.is_active(now_us) and not state.expiry_recorded:
         return (("expire", state.holder),)
@@ -94,13 +110,12 @@ def claim(
                 "lease_conflict",
                 f"change '{change_id}' is already claimed by '{state.holder}'",
             )
-        renewed = replace(state, expires_us=expires, ttl_seconds=ttl_seconds)
+        renewed = _renewed(state, expires, ttl_seconds, expiry_recorded=state.expiry_recorded)
         return LeaseOutcome(renewed, ())
     events = _expired_event(state, now_us)
     if state.holder == holder:
         # The last holder takes back its own expired, untaken lease: same ownership.
-        renewed = replace(state, expires_us=expires, ttl_seconds=ttl_seconds, expiry_recorded=False)
-        return LeaseOutcome(renewed, events)
+        return LeaseOutcome(_renewed(state, expires, ttl_seconds), events)
     new = LeaseState(
         holder=holder,
         acquired_us=now_us,
@@ -118,13 +133,7 @@ def heartbeat(
 ) -> LeaseOutcome:
     """Renew ``holder``'s lease; never changes the fencing token."""
     if state.holder == holder and state.expires_us is not None:
-        renewed = replace(
-            state,
-            expires_us=now_us + ttl_seconds * _US,
-            ttl_seconds=ttl_seconds,
-            expiry_recorded=False,
-        )
-        return LeaseOutcome(renewed, ())
+        return LeaseOutcome(_renewed(state, now_us + ttl_seconds * _US, ttl_seconds), ())
     if state.is_active(now_us) and state.previous_holder == holder:
         raise _conflict(
             change_id,
@@ -157,15 +166,7 @@ def release(
         # An expired lease of somebody else: nothing active to release.
         return LeaseOutcome(state, (), changed=False)
     event: LeaseEvent = "force_release" if state.holder != holder else "release"
-    released = replace(
-        state,
-        holder=None,
-        acquired_us=None,
-        expires_us=None,
-        ttl_seconds=None,
-        previous_holder=state.holder,
-        expiry_recorded=False,
-    )
+    released = LeaseState(fencing_token=state.fencing_token, previous_holder=state.holder)
     return LeaseOutcome(released, (*_expired_event(state, now_us), (event, state.holder)))
 
 
