@@ -4,6 +4,7 @@ unexpected errors, methods they do not serve."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from .conftest import ADMIN_H, P, error, ok, push
 
 C = f"{P}/changes/001-01_alpha"
 HOT = [f"{C}/claim", f"{C}/heartbeat", f"{C}/release", f"{P}/allocate"]
+ALL_HOT = [*HOT, f"{P}/events"]
 
 
 @pytest.mark.parametrize("path", HOT)
@@ -29,7 +31,7 @@ def test_a_body_over_the_limit_is_413_before_anything_runs(app_factory: Any, pat
     error(api.get(f"{C}/lease", headers=ADMIN_H), 404, "not_found", "lease_not_found")
 
 
-@pytest.mark.parametrize("path", HOT)
+@pytest.mark.parametrize("path", ALL_HOT)
 def test_a_body_that_is_not_json_is_415(api: Any, path: str) -> None:
     resp = api.post(path, content=b"holder=a", headers={**ADMIN_H, "Content-Type": "text/plain"})
     error(resp, 415, "unsupported_media_type", "unsupported_media_type")
@@ -53,7 +55,7 @@ def test_malformed_json_is_400_and_a_wrong_shape_422(api: Any, path: str) -> Non
     assert body["errors"][0]["loc"] == ["body", "holder"]
 
 
-@pytest.mark.parametrize("path", HOT)
+@pytest.mark.parametrize("path", ALL_HOT)
 def test_a_missing_token_is_401_before_the_body_is_judged(api: Any, path: str) -> None:
     resp = api.post(path, content=b"{", headers={"Content-Type": "application/json"})
     error(resp, 401, "unauthorized", "missing_token")
@@ -104,9 +106,89 @@ def test_a_database_outage_on_a_hot_route_is_503(tmp_path: Path, clock: FakeCloc
 
 def test_the_hot_routes_stay_in_the_openapi_document(api: Any) -> None:
     paths = api.get("/api/v1/openapi.json").json()["paths"]
-    for path in HOT:
+    for path in ALL_HOT:
         template = path.replace("001-01_alpha", "{change_id}").replace(
             P, "/api/v1/projects/{org}/{repo}"
         )
         assert "post" in paths[template], template
         assert "requestBody" in paths[template]["post"]
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _event(n: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "ts": "2026-02-28T10:00:00.000Z",
+        "entity": "task",
+        "entity_id": str(n),
+        "op": "status_change",
+        "actor": "cli",
+        "by": "@a",
+        "ctx": {"session_id": "s"},
+        **extra,
+    }
+
+
+def _post_raw(api: Any, raw: bytes) -> Any:
+    return api.post(
+        f"{P}/events", content=raw, headers={**ADMIN_H, "Content-Type": "application/json"}
+    )
+
+
+def test_events_guard_and_shape_errors_match_the_model(app_factory: Any) -> None:
+    api = app_factory(max_body_bytes=1024)
+    big = {"events": [_event(i) for i in range(20)], "idempotency_key": "k"}
+    error(
+        api.post(f"{P}/events", json=big, headers=ADMIN_H),
+        413,
+        "payload_too_large",
+        "payload_too_large",
+    )
+    error(_post_raw(api, b"[1, 2"), 400, "bad_request", "invalid_json")
+    body = error(
+        _post_raw(api, b'{"events": {"a": 1}, "idempotency_key": "k"}'),
+        422,
+        "unprocessable",
+        "validation_error",
+    )
+    assert body["errors"][0]["loc"] == ["body", "events"]
+    body = error(
+        _post_raw(api, b'{"events": [], "idempotency_key": 5}'),
+        422,
+        "unprocessable",
+        "validation_error",
+    )
+    assert body["errors"][0]["loc"] == ["body", "idempotency_key"]
+    error(_post_raw(api, b"[]"), 422, "unprocessable", "validation_error")
+    assert ok(api.get(f"{P}/events", headers=ADMIN_H)) == []
+
+
+def test_non_finite_numbers_in_events_are_refused_naming_the_event(api: Any) -> None:
+    for literal in (b"NaN", b"Infinity", b"-Infinity"):
+        raw = (
+            b'{"idempotency_key": "k", "events": ['
+            + json.dumps(_event(1)).encode()
+            + b", "
+            + json.dumps(_event(2))[:-1].encode()
+            + b', "meta": {"x": '
+            + literal
+            + b"}}]}"
+        )
+        body = error(_post_raw(api, raw), 400, "bad_request", "invalid_event")
+        assert body["index"] == 1
+    assert ok(api.get(f"{P}/events", headers=ADMIN_H)) == []
+
+
+def test_events_keep_integers_beyond_64_bits_and_unicode(api: Any) -> None:
+    batch = [_event(1, meta={"n": 2**80, "s": "naïve ✓ 日本"}), _event(2, meta={"f": 0.1})]
+    resp = api.post(f"{P}/events", json={"events": batch, "idempotency_key": "k"}, headers=ADMIN_H)
+    assert ok(resp) == {"accepted": 2, "duplicates": 0}
+    stored = ok(api.get(f"{P}/events", headers=ADMIN_H))
+    assert [e["meta"] for e in stored] == [{"n": 2**80, "s": "naïve ✓ 日本"}, {"f": 0.1}]
+    # The same batch with other key order and spacing is the same batch.
+    again = json.dumps(
+        {"idempotency_key": "k", "events": [dict(reversed(e.items())) for e in batch]}, indent=2
+    ).encode()
+    assert ok(_post_raw(api, again)) == {"accepted": 0, "duplicates": 2}

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loom.domain.events import (
+    canonical_event_json,
     fingerprint_batch,
     format_event_ts,
     make_event,
@@ -331,3 +332,41 @@ def test_make_event_rejects_bad_input() -> None:
         make_event(ts=now, entity="", entity_id="i", op="o", session_id="s")
     with pytest.raises(ValidationError):
         make_event(ts=now, entity="e", entity_id="i", op="o", session_id="s", meta=float("nan"))
+
+
+# --------------------------------------------------------------------------- canonical text
+
+_json_leaf = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text()
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(meta=_json_value, extra=st.dictionaries(st.text(min_size=1), _json_value, max_size=3))
+def test_orjson_and_stdlib_canonical_texts_are_identical(meta: Any, extra: dict[str, Any]) -> None:
+    """The fast encoder (events decoded by orjson) writes byte for byte what the standard one
+    writes, so a batch has one fingerprint whichever decoder read it (floats aside: both
+    round-trip, but may spell an exponent differently)."""
+    event = {**extra, **_event(meta=meta)}
+    try:
+        slow = canonical_event_json(copy.deepcopy(event), 0)
+    except ValidationError:
+        with pytest.raises(ValidationError):
+            canonical_event_json(copy.deepcopy(event), 0, strict_json=True)
+        return
+    assert canonical_event_json(copy.deepcopy(event), 0, strict_json=True) == slow
+    assert json.loads(slow) == event
+
+
+def test_fast_canonical_text_still_refuses_nul_and_takes_big_integers() -> None:
+    with pytest.raises(ValidationError) as err:
+        canonical_event_json(_event(meta={"x": "a\x00b"}), 3, strict_json=True)
+    assert err.value.details["index"] == 3
+    big = 2**80
+    text = canonical_event_json(_event(meta={"n": big}), 0, strict_json=True)
+    assert json.loads(text)["meta"] == {"n": big}
+    # A literal backslash-u0000 (escaped backslash) is text, not a NUL.
+    ok = canonical_event_json(_event(meta={"x": "\\u0000"}), 0, strict_json=True)
+    assert json.loads(ok)["meta"] == {"x": "\\u0000"}

@@ -17,6 +17,7 @@ from loom.api.middleware import BodyGuard, HotLane
 from loom.api.routes_changes import router as changes_router
 from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
+from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
 from loom.service._context import Policy, ServiceContext, system_clock_us
 from loom.settings import Settings
@@ -102,7 +103,7 @@ def create_app(
     # The routes are added to the app's own router (not nested with include_router): matching
     # a request then walks one flat list, hottest routes first (leases), which measurably
     # lowers per-request overhead.
-    hot = fast_routes()
+    hot = fast_routes() + project_fast_routes()
     app.router.routes[:0] = hot
     app.lane = HotLane(
         [(r.path_regex, r.endpoint) for r in hot if isinstance(r, Route)], settings.max_body_bytes

@@ -26,13 +26,13 @@ from loom.domain.ids import validate_change_id, validate_holder, validate_module
 from loom.errors import Forbidden, Unprocessable, ValidationError
 from loom.service import leases
 
-__all__ = ["fast_routes", "router"]
+__all__ = ["body_doc", "fast_routes", "parse_body", "router"]
 
 router = APIRouter(prefix="/api/v1/projects/{org}/{repo}")
 M = TypeVar("M", bound=BaseModel)
 
 
-def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+def body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
@@ -41,7 +41,7 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-async def _parse(request: Request, model: type[M]) -> M:
+async def parse_body(request: Request, model: type[M]) -> M:
     raw = request.scope.get(BODY_KEY)
     if raw is None:
         raw = await request.body()
@@ -65,11 +65,11 @@ async def _parse(request: Request, model: type[M]) -> M:
 @router.post(
     "/changes/{change_id}/claim",
     summary="Acquire or renew a lease",
-    openapi_extra=_body_doc(ClaimBody),
+    openapi_extra=body_doc(ClaimBody),
 )
 async def claim(request: Request) -> Response:
     access = await project_access(request)
-    body = await _parse(request, ClaimBody)
+    body = await parse_body(request, ClaimBody)
     holder = validate_holder(body.holder)
     change_id = request.path_params["change_id"]
     return await write(request, access, leases.claim, change_id, holder, body.ttl_seconds)
@@ -78,11 +78,11 @@ async def claim(request: Request) -> Response:
 @router.post(
     "/changes/{change_id}/heartbeat",
     summary="Renew the holder's lease",
-    openapi_extra=_body_doc(ClaimBody),
+    openapi_extra=body_doc(ClaimBody),
 )
 async def heartbeat(request: Request) -> Response:
     access = await project_access(request)
-    body = await _parse(request, ClaimBody)
+    body = await parse_body(request, ClaimBody)
     holder = validate_holder(body.holder)
     change_id = request.path_params["change_id"]
     return await write(request, access, leases.heartbeat, change_id, holder, body.ttl_seconds)
@@ -91,11 +91,11 @@ async def heartbeat(request: Request) -> Response:
 @router.post(
     "/changes/{change_id}/release",
     summary="Release a lease (?force=true: admin only)",
-    openapi_extra=_body_doc(ReleaseBody),
+    openapi_extra=body_doc(ReleaseBody),
 )
 async def release(request: Request) -> Response:
     access = await project_access(request)
-    body = await _parse(request, ReleaseBody)
+    body = await parse_body(request, ReleaseBody)
     holder = validate_holder(body.holder)
     force_param = request.query_params.get("force", "false").lower()
     if force_param not in ("true", "false", "1", "0"):
@@ -126,11 +126,11 @@ async def list_leases(request: Request) -> Any:
 @router.post(
     "/allocate",
     summary="Lease the next eligible change (atomic)",
-    openapi_extra=_body_doc(AllocateBody),
+    openapi_extra=body_doc(AllocateBody),
 )
 async def allocate(request: Request) -> Response:
     access = await project_access(request)
-    body = await _parse(request, AllocateBody)
+    body = await parse_body(request, AllocateBody)
     holder = validate_holder(body.holder)
     module = validate_module_id(body.module) if body.module else None
     wanted = [validate_change_id(c) for c in body.changes] if body.changes is not None else None

@@ -25,11 +25,21 @@ _KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def ingest_events(
-    ctx: ServiceContext, project: Project, raw_events: Sequence[Any], key: str | None
+    ctx: ServiceContext,
+    project: Project,
+    raw_events: Sequence[Any],
+    key: str | None,
+    *,
+    strict_json: bool = False,
 ) -> dict[str, int]:
     """Validate every event first; append the batch once per key (same key + same batch →
-    duplicates; same key + different batch → 422). One transaction."""
-    bodies = [canonical_event_json(ev, index) for index, ev in enumerate(raw_events)]
+    duplicates; same key + different batch → 422). One transaction.
+
+    ``strict_json``: the events were decoded by ``orjson`` (see ``canonical_event_json``)."""
+    bodies = [
+        canonical_event_json(ev, index, strict_json=strict_json)
+        for index, ev in enumerate(raw_events)
+    ]
     events: list[dict[str, Any]] = list(raw_events)
     if not events:
         return {"accepted": 0, "duplicates": 0}
