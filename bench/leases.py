@@ -2,16 +2,17 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/leases.py [--backends sqlite,postgresql] [--seconds 5]
-                                     [--alloc-seconds 10]
+    .venv/bin/python bench/leases.py [--backends sqlite,postgresql] [--seconds 6]
+                                     [--rounds 4] [--alloc-seconds 10]
 
 For each backend it starts a real server (``python -m loom serve --port 0``) on a throwaway
 database — a SQLite file in a temporary directory, or a PostgreSQL database it creates on
 ``postgresql://postgres@127.0.0.1:5432`` and drops afterwards (``LOOM_BENCH_POSTGRES_URL``
 names another administrative URL) — seeds it over HTTP, and measures, loopback only:
 
-1. ``GET /api/v1/health`` requests/s with 16 concurrent clients (the reference), before and
-   after the lease phases (their mean is the reference);
+1. ``GET /api/v1/health`` requests/s with 16 concurrent clients (the reference), measured
+   in slices interleaved with phases 2 and 3 (``--rounds``), so that a shared machine's
+   changes of speed affect the reference and the lease figures alike;
 2. claim+release cycles with 16 concurrent clients, each on its own change (every claim is
    a real acquisition: new fencing token, audit events): cycles/s, lease requests/s (two per
    cycle) and the p50/p99 latency of the claims; the ratio of lease requests/s to health
@@ -270,6 +271,15 @@ class Loop:
         return self.server_cpu / self.steps * 1e6 if self.steps else float("nan")
 
 
+def merge(loops: list[Loop]) -> Loop:
+    """Several measured windows as one (steps, seconds and CPU added up)."""
+    return Loop(
+        sum(x.steps for x in loops),
+        sum(x.seconds for x in loops),
+        sum(x.server_cpu for x in loops),
+    )
+
+
 async def closed_loop(
     server: Server,
     clients: int,
@@ -484,10 +494,25 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
         await seed(server, claim_ids + renew_ids, eligible=False)
         seeded = time.perf_counter() - t
 
-        health_before = await health_rate(server, args.seconds)
-        claims = await claim_release(server, args.seconds, claim_ids)
-        renew, renew_lat = await claim_only(server, args.seconds, renew_ids)
-        health_after = await health_rate(server, args.seconds)
+        # The closed-loop phases alternate in short slices (health, claim+release, renewals,
+        # and again), so a shared machine's drift in speed hits all three alike.
+        healths: list[Loop] = []
+        claim_runs: list[ClaimStats] = []
+        renews: list[Loop] = []
+        renew_lat: list[float] = []
+        for _ in range(args.rounds):
+            healths.append(await health_rate(server, args.seconds / args.rounds))
+            claim_runs.append(await claim_release(server, args.seconds / args.rounds, claim_ids))
+            renew_loop, lat = await claim_only(server, args.seconds / args.rounds, renew_ids)
+            renews.append(renew_loop)
+            renew_lat.extend(lat)
+        health_all = merge(healths)
+        claims = ClaimStats(
+            merge([c.loop for c in claim_runs]),
+            [x for c in claim_runs for x in c.claim_latencies],
+            [x for c in claim_runs for x in c.errors],
+        )
+        renew = merge(renews)
 
         await seed(server, alloc_ids, eligible=True)
         cpu_before_alloc = server.cpu_seconds()
@@ -498,10 +523,8 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
-    health = (health_before.rate + health_after.rate) / 2
-    health_cpu = (health_before.server_cpu + health_after.server_cpu) / (
-        health_before.steps + health_after.steps
-    )
+    health = health_all.rate
+    health_cpu = health_all.server_cpu / health_all.steps
     lease_rps = 2 * claims.loop.rate
     lease_cpu = claims.loop.server_cpu / (2 * claims.loop.steps)
     renew_cpu = renew.server_cpu / renew.steps
@@ -514,8 +537,8 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
     print(f"\n== {kind} ==")
     print(f"seed: {len(claim_ids) + len(renew_ids)} changes in {seeded:.2f} s")
     print(
-        f"health ({CLIENTS} clients): {health_before.rate:,.0f} req/s before, "
-        f"{health_after.rate:,.0f} req/s after, reference {health:,.0f} req/s; "
+        f"health ({CLIENTS} clients, {args.rounds} slices interleaved with the lease phases): "
+        f"{health:,.0f} req/s (slices: {', '.join(f'{h.rate:,.0f}' for h in healths)}); "
         f"server CPU {health_cpu * 1e6:.0f} us/req"
     )
     print(
@@ -563,7 +586,10 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--seconds", type=float, default=5.0, help="per closed-loop phase")
+    parser.add_argument("--seconds", type=float, default=6.0, help="per closed-loop phase")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="slices each closed-loop phase is cut into"
+    )
     parser.add_argument("--alloc-seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
     ok = True
