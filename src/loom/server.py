@@ -116,7 +116,7 @@ def run(settings: Settings) -> None:
     from loom.api.app import create_app
 
     config = uvicorn.Config(
-        create_app(settings, run_migrations=False),
+        create_app(settings, run_migrations=False, freeze_gc=True),
         host=settings.bind,
         port=settings.port,
         log_config=_LOG_CONFIG,
@@ -140,7 +140,7 @@ def worker_app() -> FastAPI:
     raw = os.environ.get(_SETTINGS_ENV)
     if not raw:
         raise RuntimeError("loom worker started without settings")
-    return create_app(Settings.model_validate_json(raw), run_migrations=False)
+    return create_app(Settings.model_validate_json(raw), run_migrations=False, freeze_gc=True)
 
 
 logging.getLogger("loom").addHandler(logging.NullHandler())

@@ -192,3 +192,21 @@ def test_events_keep_integers_beyond_64_bits_and_unicode(api: Any) -> None:
         {"idempotency_key": "k", "events": [dict(reversed(e.items())) for e in batch]}, indent=2
     ).encode()
     assert ok(_post_raw(api, again)) == {"accepted": 0, "duplicates": 2}
+
+
+def test_the_server_app_freezes_startup_objects_for_the_collector(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    import gc
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'loom.db'}", tmp_path)
+    gc.unfreeze()
+    try:
+        with TestClient(create_app(settings, clock=clock)) as client:
+            assert gc.get_freeze_count() == 0  # tests build many apps: no freezing by default
+            client.get("/api/v1/health")
+        with TestClient(create_app(settings, clock=clock, freeze_gc=True)) as client:
+            assert gc.get_freeze_count() > 0
+            ok(client.get("/api/v1/health"))
+    finally:
+        gc.unfreeze()

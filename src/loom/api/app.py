@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -56,8 +57,14 @@ def create_app(
     *,
     clock: Callable[[], int] | None = None,
     run_migrations: bool = True,
+    freeze_gc: bool = False,
 ) -> LoomApp:
-    """Build the ASGI app. ``clock`` (µs since the epoch) is injectable for tests."""
+    """Build the ASGI app. ``clock`` (µs since the epoch) is injectable for tests.
+
+    ``freeze_gc`` (the server process, not tests that build many apps): once started, move
+    every object alive then — framework, models, engine — out of the garbage collector's
+    generations (``gc.freeze``), so collections under load stop re-scanning them.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +72,9 @@ def create_app(
         if run_migrations:
             migrate.upgrade(db)
         app.state.ctx = ServiceContext(db, _policy(settings), clock or system_clock_us)
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
