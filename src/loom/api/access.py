@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from loom.api.auth import Scope, authorize, derive_project_token, parse_bearer
+from loom.api.responses import JSON
 from loom.domain import ids
 from loom.errors import Forbidden, Unauthorized, ValidationError
 from loom.service._context import Actor, Project, ServiceContext
@@ -176,14 +176,14 @@ async def write(
     *args: Any,
     headers: dict[str, str] | None = None,
     **kwargs: Any,
-) -> JSONResponse:
+) -> JSON:
     """Run a mutating use case on the writer executor, honouring ``Idempotency-Key``."""
     ctx: ServiceContext = request.app.state.ctx
     call = functools.partial(fn, ctx, access.project, *args, **kwargs)
     key = request.headers.get("idempotency-key")
     if key is None:
         body = await ctx.db.run_write(call)
-        return JSONResponse(body, headers=headers)
+        return JSON(body, headers=headers)
     if not _IDEMPOTENCY_KEY.match(key):
         raise ValidationError(
             "Idempotency-Key must be 1-255 visible ASCII characters",
@@ -196,4 +196,4 @@ async def write(
     out = dict(headers or {})
     if replayed:
         out["Idempotent-Replayed"] = "true"
-    return JSONResponse(body, status_code=status, headers=out)
+    return JSON(body, status_code=status, headers=out)

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from loom import __version__
 from loom.api.errors import install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
+from loom.api.responses import JSON
 from loom.api.routes_changes import router as changes_router
 from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
@@ -105,9 +105,7 @@ def create_app(
         try:
             await ctx.db.run_read(ctx.db.ping)
         except Exception:
-            return JSONResponse(
-                {"status": "not_ready", "reason": "database unavailable"}, status_code=503
-            )
+            return JSON({"status": "not_ready", "reason": "database unavailable"}, status_code=503)
         return {"status": "ready"}
 
     # The routes are added to the app's own router (not nested with include_router): matching

@@ -7,11 +7,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loom.api.access import project_access
+from loom.api.responses import JSON
 from loom.errors import (
     InternalError,
     LoomError,
@@ -28,8 +28,8 @@ __all__ = ["error_response", "install_error_handlers", "unexpected_error_respons
 log = logging.getLogger("loom.api")
 
 
-def error_response(err: LoomError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(err.to_envelope(), status_code=err.status, headers=headers)
+def error_response(err: LoomError, headers: dict[str, str] | None = None) -> JSON:
+    return JSON(err.to_envelope(), status_code=err.status, headers=headers)
 
 
 def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
@@ -40,12 +40,12 @@ def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
-async def _on_loom_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_loom_error(_request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, LoomError)
     return error_response(exc)
 
 
-async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_validation_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, RequestValidationError)
     errors = _clean_validation_errors(exc.errors())
     if any(e["type"] == "json_invalid" for e in errors):
@@ -71,7 +71,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     )
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(_request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers) if exc.headers else None
     if exc.status_code == 404:
@@ -79,14 +79,14 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 405:
         return error_response(MethodNotAllowed("method not allowed for this route"), headers)
     err = error_from_envelope(exc.status_code, {"error": str(exc.detail)})
-    return JSONResponse(err.to_envelope(), status_code=exc.status_code, headers=headers)
+    return JSON(err.to_envelope(), status_code=exc.status_code, headers=headers)
 
 
-async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_unexpected(_request: Request, exc: Exception) -> JSON:
     return unexpected_error_response(exc)
 
 
-def unexpected_error_response(exc: Exception) -> JSONResponse:
+def unexpected_error_response(exc: Exception) -> JSON:
     """503 for a database that is unreachable or failing over, else a logged 500."""
     if isinstance(exc, OperationalError | DisconnectionError):
         # Unreachable, locked or failing over: retryable, so 503 (clients retry it), and

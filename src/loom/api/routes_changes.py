@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from loom.api.access import Access, project_access, read, write
 from loom.api.models import AddTaskBody, CompleteBody, ShelveBody, SyncPush
+from loom.api.responses import JSON
 from loom.domain.ids import validate_module_id
 from loom.errors import ValidationError
 from loom.service import archive, changes, tasks
@@ -61,7 +62,7 @@ async def list_changes(
         cursor=cursor,
     )
     headers = {"X-Next-Cursor": next_cursor} if next_cursor else None
-    return JSONResponse(items, headers=headers)
+    return JSON(items, headers=headers)
 
 
 @router.get("/changes/{change_id}", summary="One change with artifacts, progress and lease")
@@ -76,7 +77,7 @@ async def get_change(
 @router.get("/changes/{change_id}/sync", summary="Pull the artifact bundle (ETag = revision)")
 async def pull(request: Request, access: AccessDep, change_id: str) -> Response:
     body = await read(request, changes.pull_bundle, access.project, change_id)
-    return JSONResponse(body, headers={"ETag": f'"{body["revision"]}"'})
+    return JSON(body, headers={"ETag": f'"{body["revision"]}"'})
 
 
 @router.post("/changes/{change_id}/sync", summary="Push the artifact bundle (full replace)")

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from loom.api.access import Access, project_access, read, write
 from loom.api.middleware import BODY_KEY
 from loom.api.models import EventsBody, ImportBody, ModulePut, SpecPut
+from loom.api.responses import JSON
 from loom.api.routes_leases import body_doc, parse_body
 from loom.domain.timefmt import parse_rfc3339_us
 from loom.errors import ValidationError
@@ -191,4 +192,4 @@ async def list_events(
         op=op,
     )
     headers = {"X-Next-Since": str(next_since)} if next_since is not None else None
-    return JSONResponse(items, headers=headers)
+    return JSON(items, headers=headers)

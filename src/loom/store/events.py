@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, select
 
 from loom.store import _raw
@@ -55,9 +56,7 @@ def append_events(
                 str(ev.get("entity", ""))[:100],
                 scope[:200] if isinstance(scope, str) else None,
                 str(ev.get("op", ""))[:100],
-                bodies[offset]
-                if bodies is not None
-                else json.dumps(ev, separators=(",", ":"), ensure_ascii=False),
+                bodies[offset] if bodies is not None else _dump(ev),
                 now_us,
             )
         )
@@ -75,6 +74,14 @@ def append_events(
     first = (int(top[0]) if top is not None and top[0] is not None else 0) + 1
     _raw.executemany(conn, _APPEND, [(r[0], first + i, *r[1:]) for i, r in enumerate(rows)])
     return first
+
+
+def _dump(event: dict[str, Any]) -> str:
+    """Compact JSON in the event's own key order (orjson; the stdlib for what it refuses)."""
+    try:
+        return orjson.dumps(event).decode("utf-8")
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
 def _copy_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
