@@ -29,7 +29,8 @@ __all__ = ["create_app"]
 
 
 class LoomApp(FastAPI):
-    """FastAPI whose hot lease endpoints are answered by :class:`HotLane` first."""
+    """FastAPI whose hot endpoints (leases, event batches) are answered by :class:`HotLane`
+    first."""
 
     lane: HotLane | None = None
 
