@@ -40,7 +40,7 @@ def _validate_target(value: str) -> str:
     try:
         return ids.validate_change_id(value)
     except ValidationError:
-        if _TARGET.match(value) and ".." not in value:
+        if _TARGET.fullmatch(value) and ".." not in value:
             return value
         raise
 
@@ -184,7 +184,7 @@ async def write(
     if key is None:
         body = await ctx.db.run_write(call)
         return JSON(body, headers=headers)
-    if not _IDEMPOTENCY_KEY.match(key):
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ValidationError(
             "Idempotency-Key must be 1-255 visible ASCII characters",
             kind="invalid_idempotency_key",

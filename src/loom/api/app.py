@@ -12,7 +12,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from loom import __version__
-from loom.api.errors import install_error_handlers
+from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON
 from loom.api.routes_changes import router as changes_router
@@ -20,6 +20,7 @@ from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
 from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
+from loom.errors import ValidationError
 from loom.service._context import Policy, ServiceContext, system_clock_us
 from loom.settings import Settings
 from loom.store import migrate
@@ -35,11 +36,24 @@ class LoomApp(FastAPI):
     lane: HotLane | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.lane is not None and scope["type"] == "http":
-            scope["app"] = self
-            if await self.lane.serve(scope, receive, send):
+        if scope["type"] == "http":
+            raw = scope.get("raw_path") or b""
+            if raw.startswith(_PROJECTS) and b"%2f" in raw.lower():
+                # The server decodes %2F before routing: "a%2Fb" would become two segments
+                # (another route, or a 404). An id can never contain "/": refuse it as such.
+                err = ValidationError(
+                    "invalid id: a path segment contains an encoded '/'", kind="invalid_id"
+                )
+                await error_response(err)(scope, receive, send)
                 return
+            if self.lane is not None:
+                scope["app"] = self
+                if await self.lane.serve(scope, receive, send):
+                    return
         await super().__call__(scope, receive, send)
+
+
+_PROJECTS = b"/api/v1/projects/"
 
 
 def _policy(settings: Settings) -> Policy:

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from loom.api.access import project_access
 from loom.api.responses import JSON
@@ -48,7 +49,9 @@ async def _on_loom_error(_request: Request, exc: Exception) -> JSON:
 async def _on_validation_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, RequestValidationError)
     errors = _clean_validation_errors(exc.errors())
-    if any(e["type"] == "json_invalid" for e in errors):
+    no_body = bool(errors) and all(e["loc"] == ["body"] and e["type"] == "missing" for e in errors)
+    if no_body or any(e["type"] == "json_invalid" for e in errors):
+        # (An empty body where a JSON body is required is malformed JSON too.)
         # FastAPI decodes the body before it runs the access dependency; keep the order of
         # PRODUCT.md §3.5 (path syntax, then token, then the rest) as every other error does.
         if "org" in request.path_params:
@@ -71,13 +74,29 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSON:
     )
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> JSON:
+async def _on_http_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers) if exc.headers else None
     if exc.status_code == 404:
         return error_response(NotFound("no such route", kind="route_not_found"), headers)
     if exc.status_code == 405:
+        # Starlette names the methods of the first route matching the path; list them all.
+        path = request.scope.get("path", "")
+        methods = sorted(
+            {
+                m
+                for route in request.app.router.routes
+                if isinstance(route, Route) and route.methods and route.path_regex.match(path)
+                for m in route.methods
+            }
+        )
+        if methods:
+            headers = {**(headers or {}), "Allow": ", ".join(methods)}
         return error_response(MethodNotAllowed("method not allowed for this route"), headers)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        # FastAPI's message for a body that is not UTF-8 or not JSON: the same 400 as
+        # malformed JSON everywhere else.
+        return error_response(ValidationError("malformed JSON body", kind="invalid_json"), headers)
     err = error_from_envelope(exc.status_code, {"error": str(exc.detail)})
     return JSON(err.to_envelope(), status_code=exc.status_code, headers=headers)
 

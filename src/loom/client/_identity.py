@@ -23,7 +23,7 @@ _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?[^:/]+:(?P<path>[^/].*)$")
 
 def valid_project_part(value: str) -> bool:
     """True when ``value`` is a valid org or repo name (API.md §0)."""
-    return bool(_PART.match(value)) and value not in (".", "..")
+    return bool(_PART.fullmatch(value)) and value not in (".", "..")
 
 
 def parse_git_remote(url: str) -> tuple[str, str] | None:

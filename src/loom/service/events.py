@@ -45,7 +45,7 @@ def ingest_events(
         return {"accepted": 0, "duplicates": 0}
     if not key:
         raise ValidationError("idempotency_key must not be empty", kind="invalid_idempotency_key")
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise ValidationError(
             "idempotency_key contains invalid characters (1-128 of [A-Za-z0-9_-])",
             kind="invalid_idempotency_key",
