@@ -217,7 +217,12 @@ CASES: list[Case] = [
     ("POST", f"{P}/changes/001-05_gone/claim", "", {"json": {"holder": "a"}}, 409, "archived"),
     # 422
     ("POST", f"{C}/sync", "", {"json": {"revision": "1"}}, 422, "validation_error"),
-    ("POST", f"{C}/claim", "", {"json": {"ttl_seconds": 60}}, 422, "validation_error"),
+    ("POST", f"{C}/claim", "", {"json": {"ttl_seconds": 60}}, 400, "invalid_id"),
+    ("POST", f"{C}/claim", "", {"json": {"holder": "a", "ttl_seconds": "60"}}, 400, "invalid_ttl"),
+    ("POST", f"{C}/claim", "", {"json": {"holder": "a", "ttl_seconds": 10.5}}, 400, "invalid_ttl"),
+    ("POST", f"{P}/allocate", "", {"json": {"holder": 5}}, 400, "invalid_id"),
+    ("POST", f"{P}/allocate", "", {"json": {"holder": "a", "module": 1}}, 400, "invalid_id"),
+    ("POST", f"{C}/tasks/add", "", {"json": {"title": "x", "wave": 0}}, 400, "invalid_wave"),
     ("PUT", f"{P}/specs/x", "", {"json": ["not", "an", "object"]}, 422, "validation_error"),
     (
         "POST",

@@ -38,7 +38,7 @@ def test_a_body_that_is_not_json_is_415(api: Any, path: str) -> None:
 
 
 @pytest.mark.parametrize("path", HOT)
-def test_malformed_json_is_400_and_a_wrong_shape_422(api: Any, path: str) -> None:
+def test_malformed_json_400_bad_holder_400_wrong_shape_422(api: Any, path: str) -> None:
     ok(push(api, "001-01_alpha"))
     error(
         api.post(path, content=b"{", headers={**ADMIN_H, "Content-Type": "application/json"}),
@@ -46,13 +46,13 @@ def test_malformed_json_is_400_and_a_wrong_shape_422(api: Any, path: str) -> Non
         "bad_request",
         "invalid_json",
     )
+    # A holder of the wrong type is a bad holder: 400 (API.md §2.7), naming the field.
     body = error(
-        api.post(path, json={"holder": 5}, headers=ADMIN_H),
-        422,
-        "unprocessable",
-        "validation_error",
+        api.post(path, json={"holder": 5}, headers=ADMIN_H), 400, "bad_request", "invalid_id"
     )
+    assert body["field"] == "holder"
     assert body["errors"][0]["loc"] == ["body", "holder"]
+    error(api.post(path, json=[1], headers=ADMIN_H), 422, "unprocessable", "validation_error")
 
 
 @pytest.mark.parametrize("path", ALL_HOT)

@@ -740,12 +740,13 @@ def test_task_mutation_errors(api: Any) -> None:
     error(
         api.post(f"{base}/add", json={}, headers=ADMIN_H), 422, "unprocessable", "validation_error"
     )
-    error(
-        api.post(f"{base}/add", json={"title": "x", "wave": 0}, headers=ADMIN_H),
-        422,
-        "unprocessable",
-        "validation_error",
-    )
+    for wave in (0, -1, 10_000):  # a rule violation (API.md §2.5), not a schema error
+        error(
+            api.post(f"{base}/add", json={"title": "x", "wave": wave}, headers=ADMIN_H),
+            400,
+            "bad_request",
+            "invalid_wave",
+        )
     error(
         api.post(f"{base}/1.1/complete", json={"note": 5}, headers=ADMIN_H),
         422,

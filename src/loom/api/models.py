@@ -91,7 +91,7 @@ class ShelveBody(_Body):
 
 class AddTaskBody(_Body):
     title: str = Field(max_length=500)
-    wave: StrictInt | None = Field(default=None, ge=1, le=9999)
+    wave: StrictInt | None = None  # range checked by the route: 400 invalid_wave
 
 
 class ClaimBody(_Body):

@@ -119,10 +119,18 @@ async def init_tasks(request: Request, access: AccessDep, change_id: str) -> Res
     return await write(request, access, tasks.init_tasks, change_id, access.actor)
 
 
+_MAX_WAVE = 9999
+
+
 @router.post("/changes/{change_id}/tasks/add", summary="Add a task to a wave")
 async def add_task(
     request: Request, access: AccessDep, change_id: str, body: AddTaskBody
 ) -> Response:
+    if body.wave is not None and not 1 <= body.wave <= _MAX_WAVE:
+        # A rule violation (API.md §2.5: 400 with a kind), not a schema error.
+        raise ValidationError(
+            f"wave must be between 1 and {_MAX_WAVE}", kind="invalid_wave", field="wave"
+        )
     return await write(
         request,
         access,

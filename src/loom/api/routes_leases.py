@@ -11,7 +11,8 @@ their request body schemas (``openapi_extra``).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -41,7 +42,21 @@ def body_doc(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-async def parse_body(request: Request, model: type[M]) -> M:
+# Lease bodies: a holder, TTL or id of the wrong type or missing is a plain 400 (API.md §2.7
+# "400 bad ttl/holder"), with the kind the same value would get if it were merely invalid.
+_LEASE_FIELDS: Final = {
+    "holder": "invalid_id",
+    "ttl_seconds": "invalid_ttl",
+    "module": "invalid_id",
+    "changes": "invalid_id",
+}
+
+
+async def parse_body(
+    request: Request, model: type[M], bad_request: Mapping[str, str] | None = None
+) -> M:
+    """The body as ``model``: 400 invalid_json if it is not JSON; a schema violation is 422,
+    or 400 with the kind ``bad_request`` names for the field at fault."""
     raw = request.scope.get(BODY_KEY)
     if raw is None:
         raw = await request.body()
@@ -57,6 +72,14 @@ async def parse_body(request: Request, model: type[M]) -> M:
         if any(e["type"] == "json_invalid" for e in errors):
             raise ValidationError("malformed JSON body", kind="invalid_json") from None
         where = ".".join(errors[0]["loc"][1:]) or "body"
+        field = errors[0]["loc"][1] if len(errors[0]["loc"]) > 1 else ""
+        if bad_request and field in bad_request:
+            raise ValidationError(
+                f"invalid {where}: {errors[0]['msg']}",
+                kind=bad_request[field],
+                field=field,
+                errors=errors,
+            ) from None
         raise Unprocessable(
             f"invalid {where}: {errors[0]['msg']}", kind="validation_error", errors=errors
         ) from None
@@ -69,7 +92,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
 )
 async def claim(request: Request) -> Response:
     access = await project_access(request)
-    body = await parse_body(request, ClaimBody)
+    body = await parse_body(request, ClaimBody, _LEASE_FIELDS)
     holder = validate_holder(body.holder)
     change_id = request.path_params["change_id"]
     return await write(request, access, leases.claim, change_id, holder, body.ttl_seconds)
@@ -82,7 +105,7 @@ async def claim(request: Request) -> Response:
 )
 async def heartbeat(request: Request) -> Response:
     access = await project_access(request)
-    body = await parse_body(request, ClaimBody)
+    body = await parse_body(request, ClaimBody, _LEASE_FIELDS)
     holder = validate_holder(body.holder)
     change_id = request.path_params["change_id"]
     return await write(request, access, leases.heartbeat, change_id, holder, body.ttl_seconds)
@@ -95,7 +118,7 @@ async def heartbeat(request: Request) -> Response:
 )
 async def release(request: Request) -> Response:
     access = await project_access(request)
-    body = await parse_body(request, ReleaseBody)
+    body = await parse_body(request, ReleaseBody, _LEASE_FIELDS)
     holder = validate_holder(body.holder)
     force_param = request.query_params.get("force", "false").lower()
     if force_param not in ("true", "false", "1", "0"):
@@ -130,7 +153,7 @@ async def list_leases(request: Request) -> Any:
 )
 async def allocate(request: Request) -> Response:
     access = await project_access(request)
-    body = await parse_body(request, AllocateBody)
+    body = await parse_body(request, AllocateBody, _LEASE_FIELDS)
     holder = validate_holder(body.holder)
     module = validate_module_id(body.module) if body.module else None
     wanted = [validate_change_id(c) for c in body.changes] if body.changes is not None else None
