@@ -8,19 +8,20 @@ from sqlalchemy import Connection
 
 from loom.domain.events import make_event
 from loom.domain.ids import resolve_change_target
-from loom.domain.leases import LeaseState, check_write
+from loom.domain.leases import LeaseState, check_write, release
 from loom.domain.timefmt import format_us, format_us_millis
 from loom.errors import ArchivedConflict, NotFound
 from loom.service._context import Actor, Project, ServiceContext
 from loom.store.changes import ChangeRow, get_change, get_change_archived, list_change_ids
 from loom.store.events import append_events
-from loom.store.leases import get_lease
+from loom.store.leases import get_lease, save_lease
 
 __all__ = [
     "SERVER_SESSION",
     "change_not_found",
     "check_lease",
     "record",
+    "release_on_archive",
     "require_change",
     "require_live_change",
     "resolve_read_target",
@@ -140,6 +141,28 @@ def server_event(
         meta=meta or None,
         by=by,
     )
+
+
+def release_on_archive(
+    conn: Connection, pid: int, change_id: str, lease: LeaseState | None, now_us: int, by: str
+) -> list[dict[str, Any]]:
+    """Drop whatever lease a change being archived has; returns the audit events to record
+    (an archived change can never be held)."""
+    if lease is None or lease.holder is None:
+        return []
+    outcome = release(lease, change_id=change_id, holder=lease.holder, now_us=now_us, force=True)
+    save_lease(conn, pid, change_id, outcome.state, exists=True)
+    return [
+        server_event(
+            now_us,
+            entity="change",
+            entity_id=change_id,
+            op=name if name != "force_release" else "release",
+            by=by,
+            meta={"holder": holder, "reason": "archived"},
+        )
+        for name, holder in outcome.events
+    ]
 
 
 def record(conn: Connection, pid: int, now_us: int, *events: dict[str, Any]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from loom.domain.ids import archive_dir_name, module_of, sub_module_of
-from loom.domain.leases import release
 from loom.domain.modules import tick_change
 from loom.domain.specs import apply_delta
 from loom.domain.timefmt import date_of_us, format_us
@@ -13,13 +12,13 @@ from loom.service._common import (
     change_not_found,
     check_lease,
     record,
+    release_on_archive,
     server_event,
     write_pid,
 )
 from loom.service._context import Actor, Project, ServiceContext
 from loom.store.catalog import delete_spec, get_module, get_spec, upsert_module, upsert_spec
 from loom.store.changes import get_change, get_specs, update_change
-from loom.store.leases import save_lease
 from loom.store.projects import lock_project
 
 __all__ = ["archive_change"]
@@ -75,23 +74,7 @@ def archive_change(
                         now_us=now,
                     )
 
-        events: list[dict[str, Any]] = []
-        if lease is not None and lease.holder is not None:
-            outcome = release(
-                lease, change_id=change_id, holder=lease.holder, now_us=now, force=True
-            )
-            save_lease(conn, pid, change_id, outcome.state, exists=True)
-            for name, holder in outcome.events:
-                events.append(
-                    server_event(
-                        now,
-                        entity="change",
-                        entity_id=change_id,
-                        op=name if name != "force_release" else "release",
-                        by=actor.by,
-                        meta={"holder": holder, "reason": "archived"},
-                    )
-                )
+        events = release_on_archive(conn, pid, change_id, lease, now, actor.by)
         update_change(
             conn, pid, change_id, archived_us=now, revision=row.revision + 1, updated_us=now
         )

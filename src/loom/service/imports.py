@@ -9,7 +9,7 @@ from typing import Any, Literal
 from loom.domain.ids import validate_module_id
 from loom.domain.modules import parse_module_md
 from loom.domain.timefmt import format_us
-from loom.service._common import record, server_event, write_pid
+from loom.service._common import record, release_on_archive, server_event, write_pid
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
 from loom.service.changes import ensure_module_rows, validate_bundle_specs
@@ -22,6 +22,7 @@ from loom.store.changes import (
     replace_specs,
     update_change,
 )
+from loom.store.leases import get_lease
 
 __all__ = ["ImportChange", "ImportModule", "ImportSpec", "export_project", "import_tree"]
 
@@ -107,6 +108,22 @@ def import_tree(
             if existing is not None and not overwrite and existing.markdown is not None:
                 tally.conflict("module", module_id, "exists with different content")
                 continue
+            if parent is not None and catalog.get_module(conn, pid, parent) is None:
+                # A sub-module whose parent is neither stored nor imported: the parent row is
+                # created with a placeholder name, as a push does for a change's module, so
+                # the sub-module is listed under it.
+                catalog.upsert_module(
+                    conn,
+                    pid,
+                    parent,
+                    parent_id=None,
+                    name=parent,
+                    description=None,
+                    markdown=None,
+                    now_us=now,
+                    replace=False,
+                )
+                tally.created += 1
             catalog.upsert_module(
                 conn,
                 pid,
@@ -212,6 +229,11 @@ def _import_change(
         **derived.values(),
     )
     replace_specs(conn, pid, c.id, specs)
+    if c.archived_us is not None:
+        # Imported as archived: like an archive, it drops the change's lease.
+        events = release_on_archive(conn, pid, c.id, get_lease(conn, pid, c.id), now, actor.by)
+        if events:
+            record(conn, pid, now, *events)
     tally.updated += 1
 
 
