@@ -189,3 +189,54 @@ def test_bad_idempotency_keys_are_400(api: Any, bad: str) -> None:
 def test_the_longest_key_is_accepted(api: Any) -> None:
     ok(push(api, "001-01_alpha", tasks=None))
     ok(api.post(f"{C}/tasks/init", headers=key("~" * 255)))
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "status", "kind"),
+    [
+        (f"{C}/sync", b'{"revision": "1"}', 422, "validation_error"),  # schema (FastAPI route)
+        (f"{C}/sync", b"{x", 400, "invalid_json"),
+        (f"{C}/sync", b"", 400, "invalid_json"),
+        (f"{C}/claim", b'{"holder": 5}', 400, "invalid_id"),  # hot lane, before the use case
+        (f"{C}/claim", b"{x", 400, "invalid_json"),
+        (f"{C}/tasks/add", b'{"title": "x", "wave": 0}', 400, "invalid_wave"),  # route rule
+        (f"{P}/events", b'{"events": {}}', 422, "validation_error"),
+    ],
+)
+def test_an_error_raised_before_the_use_case_is_stored_too(
+    api: Any, path: str, raw: bytes, status: int, kind: str
+) -> None:
+    """API.md §0: every completed response below 500 is stored and replayed, errors included
+    — also those the request's body or parameters earn before the use case runs."""
+    ok(push(api, "001-01_alpha", tasks=ENHANCED))
+    headers = key("early", **{"Content-Type": "application/json"})
+    first = api.post(path, content=raw, headers=headers)
+    code = "bad_request" if status == 400 else "unprocessable"
+    body = error(first, status, code, kind)
+    assert "idempotent-replayed" not in first.headers
+    again = api.post(path, content=raw, headers=headers)
+    assert error(again, status, code, kind) == body
+    assert again.headers["idempotent-replayed"] == "true"
+    # The key is bound to that request: another one under it is refused, and not executed.
+    fixed = {
+        f"{C}/sync": b'{"specs": [], "revision": "1"}',
+        f"{C}/claim": b'{"holder": "a"}',
+        f"{C}/tasks/add": b'{"title": "x"}',
+        f"{P}/events": b'{"events": [], "idempotency_key": "k"}',
+    }[path]
+    other = api.post(path, content=fixed, headers=headers)
+    error(other, 422, "unprocessable", "idempotency_key_reused")
+    assert ok(api.get(f"{C}/sync", headers=ADMIN_H))["revision"] == "1"
+    error(api.get(f"{C}/lease", headers=ADMIN_H), 404, "not_found", "lease_not_found")
+
+
+def test_errors_of_the_token_path_or_key_are_not_stored(api: Any) -> None:
+    ok(push(api, "001-01_alpha"))
+    json_h = {"Content-Type": "application/json"}
+    bad = {**auth("bogus"), "Idempotency-Key": "tok", **json_h}
+    error(api.post(f"{C}/claim", content=b"{x", headers=bad), 401, "unauthorized", "invalid_token")
+    # The same key with a valid token is a fresh request.
+    ok(api.post(f"{C}/claim", json={"holder": "a"}, headers=key("tok")))
+    resp = api.post(f"{P}/changes/BAD..ID/claim", json={"holder": "a"}, headers=key("path"))
+    error(resp, 400, "bad_request", "invalid_id")
+    ok(api.post(f"{C}/claim", json={"holder": "a"}, headers=key("path")))

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy import select
 
+from loom.api._scope import BODY_KEY, WRITE_STARTED
 from loom.api.auth import Scope, authorize, derive_project_token, parse_bearer
 from loom.api.responses import JSON
 from loom.domain import ids
@@ -22,7 +23,12 @@ from loom.service.idempotency import run_idempotent
 from loom.settings import Settings
 from loom.store.schema import projects
 
-__all__ = ["Access", "project_access", "read", "write"]
+__all__ = ["Access", "project_access", "read", "valid_idempotency_key", "write"]
+
+
+def valid_idempotency_key(key: str) -> bool:
+    return _IDEMPOTENCY_KEY.fullmatch(key) is not None
+
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._: -]{0,127}$")
@@ -149,7 +155,9 @@ async def read(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: A
 
 async def _fingerprint(request: Request) -> str:
     h = hashlib.sha256()
-    body = await request.body()
+    body = request.scope.get(BODY_KEY)
+    if body is None:
+        body = await request.body()
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
         body = canonical.encode()
@@ -178,13 +186,14 @@ async def write(
     **kwargs: Any,
 ) -> JSON:
     """Run a mutating use case on the writer executor, honouring ``Idempotency-Key``."""
+    request.scope[WRITE_STARTED] = True
     ctx: ServiceContext = request.app.state.ctx
     call = functools.partial(fn, ctx, access.project, *args, **kwargs)
     key = request.headers.get("idempotency-key")
     if key is None:
         body = await ctx.db.run_write(call)
         return JSON(body, headers=headers)
-    if not _IDEMPOTENCY_KEY.fullmatch(key):
+    if not valid_idempotency_key(key):
         raise ValidationError(
             "Idempotency-Key must be 1-255 visible ASCII characters",
             kind="invalid_idempotency_key",

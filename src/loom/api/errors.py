@@ -11,7 +11,8 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from loom.api.access import project_access
+from loom.api._scope import WRITE_STARTED
+from loom.api.access import project_access, valid_idempotency_key, write
 from loom.api.responses import JSON
 from loom.errors import (
     InternalError,
@@ -24,13 +25,52 @@ from loom.errors import (
     error_from_envelope,
 )
 
-__all__ = ["error_response", "install_error_handlers", "unexpected_error_response"]
+__all__ = [
+    "error_response",
+    "install_error_handlers",
+    "stored_error_response",
+    "unexpected_error_response",
+]
 
 log = logging.getLogger("loom.api")
 
 
 def error_response(err: LoomError, headers: dict[str, str] | None = None) -> JSON:
     return JSON(err.to_envelope(), status_code=err.status, headers=headers)
+
+
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _raise(_ctx: object, _project: object, err: LoomError) -> None:
+    raise err
+
+
+async def stored_error_response(request: Request, err: LoomError) -> JSON:
+    """The response for an error raised before a mutating request reached its use case.
+
+    API.md §0: every completed response below 500 of a request with an ``Idempotency-Key``
+    is stored and replayed, errors included. A body the schema refuses, a bad holder or
+    wave... are such responses once the token check passed: they go through the same store
+    (the same key with the same request replays it; with another request it is 422
+    ``idempotency_key_reused``). Errors of the path, the token or the key itself, and 5xx,
+    are answered without being stored.
+    """
+    key = request.headers.get("idempotency-key")
+    if (
+        key is None
+        or err.status >= 500
+        or request.method not in _MUTATING
+        or request.scope.get(WRITE_STARTED)
+        or "org" not in request.path_params
+        or not valid_idempotency_key(key)
+    ):
+        return error_response(err)
+    try:
+        access = await project_access(request)
+        return await write(request, access, _raise, err)
+    except LoomError as answer:  # the same error, now stored; or the store's own answer
+        return error_response(answer)
 
 
 def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
@@ -41,9 +81,9 @@ def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
-async def _on_loom_error(_request: Request, exc: Exception) -> JSON:
+async def _on_loom_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, LoomError)
-    return error_response(exc)
+    return await stored_error_response(request, exc)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSON:
@@ -59,7 +99,9 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSON:
                 await project_access(request)
             except LoomError as err:
                 return error_response(err)
-        return error_response(ValidationError("malformed JSON body", kind="invalid_json"))
+        return await stored_error_response(
+            request, ValidationError("malformed JSON body", kind="invalid_json")
+        )
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
     if errors and all(e["loc"] and e["loc"][0] in ("query", "path", "header") for e in errors):
@@ -69,8 +111,9 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSON:
                 f"invalid {where}: {first['msg']}", kind="invalid_parameter", errors=errors
             )
         )
-    return error_response(
-        Unprocessable(f"invalid {where}: {first['msg']}", kind="validation_error", errors=errors)
+    return await stored_error_response(
+        request,
+        Unprocessable(f"invalid {where}: {first['msg']}", kind="validation_error", errors=errors),
     )
 
 

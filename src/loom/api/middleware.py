@@ -11,13 +11,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loom.api.errors import error_response, unexpected_error_response
+from loom.api._scope import BODY_KEY
+from loom.api.errors import stored_error_response, unexpected_error_response
 from loom.errors import LoomError, PayloadTooLarge, UnsupportedMediaType
 
 __all__ = ["BODY_KEY", "BodyGuard", "HotLane", "read_body"]
 
-# The scope key under which the hot lane leaves the request body it already read.
-BODY_KEY = "loom.body"
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
@@ -119,6 +118,7 @@ class BodyGuard:
             return
         body = await read_body(scope, receive, send, self.max_bytes)
         if body is not None:
+            scope[BODY_KEY] = body
             await self.app(scope, _replay(body, receive), send)
 
 
@@ -170,7 +170,7 @@ class HotLane:
         try:
             response = await endpoint(request)
         except LoomError as err:
-            response = error_response(err)
+            response = await stored_error_response(request, err)
         except Exception as exc:
             response = unexpected_error_response(exc)
         await response(scope, receive, send)

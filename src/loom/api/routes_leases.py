@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from starlette.routing import BaseRoute, Route
 
+from loom.api._scope import BODY_KEY
 from loom.api.access import project_access, read, write
-from loom.api.middleware import BODY_KEY
 from loom.api.models import PLAIN_TEXT, AllocateBody, ClaimBody, ReleaseBody, is_plain_json_text
 from loom.domain.ids import validate_change_id, validate_holder, validate_module_id
 from loom.errors import Forbidden, Unprocessable, ValidationError

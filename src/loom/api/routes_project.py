@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from loom.api._scope import BODY_KEY
 from loom.api.access import Access, project_access, read, write
-from loom.api.middleware import BODY_KEY
 from loom.api.models import EventsBody, ImportBody, ModulePut, SpecPut
 from loom.api.responses import JSON
 from loom.api.routes_leases import body_doc, parse_body

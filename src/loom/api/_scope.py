@@ -1,0 +1,13 @@
+"""Keys Loom sets in the ASGI scope of a request."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["BODY_KEY", "WRITE_STARTED"]
+
+# The request body, once read by the body guard or the hot lane (read it only once).
+BODY_KEY: Final = "loom.body"
+# Set once a request reaches ``loom.api.access.write``: its errors are then the idempotency
+# store's business (stored, or deliberately not).
+WRITE_STARTED: Final = "loom.write_started"
