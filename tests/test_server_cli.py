@@ -153,11 +153,15 @@ def test_access_log_never_contains_tokens_and_sigterm_stops(
                 content=b"{broken",
                 headers={**headers, "Content-Type": "application/json"},
             )
+            # A caller that puts the token in the URL must not get it logged either.
+            client.get(f"/api/v1/projects/acme/widgets/auth/verify?token={token}&since=1")
+            client.get(f"/api/v1/projects/acme/widgets/events?{token}")
     rc = server.stop(signal.SIGTERM, timeout=15)
     assert rc in _GRACEFUL
     log = "".join(server.log)
     # The requests were logged (so the check below can fail) ...
     assert log.count("/api/v1/projects/acme/widgets/changes") >= len(tokens)
+    assert log.count("/auth/verify?***&since=***") == len(tokens)
     assert "Shutting down" in log or "Finished server process" in log
     # ... and no token, nor the seed, appears anywhere.
     for secret in [*tokens, SEED]:

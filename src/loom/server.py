@@ -26,7 +26,7 @@ _LOG_CONFIG: dict[str, Any] = {
     "formatters": {
         "default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         "access": {
-            "()": "uvicorn.logging.AccessFormatter",
+            "()": "loom._accesslog.RedactingAccessFormatter",
             "fmt": '%(asctime)s access %(client_addr)s "%(request_line)s" %(status_code)s',
         },
     },
