@@ -57,3 +57,28 @@ def test_an_imported_sub_module_is_listed_under_a_parent(api: Any) -> None:
     real = {"mode": "overwrite", "modules": [{"id": "025", "name": "Backend"}]}
     assert ok(api.post(f"{P}/import", json=real, headers=ADMIN_H))["updated"] == 1
     assert ok(api.get(f"{P}/modules/025", headers=ADMIN_H))["name"] == "Backend"
+
+
+def test_a_tree_round_trip_of_a_server_archived_change_is_unchanged(api: Any) -> None:
+    """A tree keeps only the archive date; the same date at midnight is the same archive."""
+    ok(push(api, "013-01_arch"))
+    archived_at = ok(api.post(f"{P}/changes/013-01_arch/archive", headers=ADMIN_H))["archived_at"]
+    assert not archived_at.startswith("2026-09-21T00:00:00")  # the FakeClock's time of day
+    exported = ok(api.get(f"{P}/export", headers=ADMIN_H))
+    change = next(c for c in exported["changes"] if c["id"] == "013-01_arch")
+    as_tree = {**change, "archived_at": "2026-09-21T00:00:00Z"}
+    body = {"mode": "create-only", "changes": [as_tree]}
+    result = ok(api.post(f"{P}/import", json=body, headers=ADMIN_H))
+    assert (result["unchanged"], result["updated"], result["conflicts"]) == (1, 0, [])
+    # Another date is a different archive.
+    other = {"mode": "create-only", "changes": [{**change, "archived_at": "2026-09-20T00:00:00Z"}]}
+    assert len(ok(api.post(f"{P}/import", json=other, headers=ADMIN_H))["conflicts"]) == 1
+
+
+def test_an_empty_module_md_matches_a_module_without_markdown(api: Any) -> None:
+    ok(push(api, "091-01_mod-test"))  # creates module 091 with a placeholder row (no markdown)
+    assert ok(api.get(f"{P}/modules/091", headers=ADMIN_H))["markdown"] is None
+    body = {"mode": "create-only", "modules": [{"id": "091", "name": "091", "markdown": ""}]}
+    result = ok(api.post(f"{P}/import", json=body, headers=ADMIN_H))
+    assert (result["unchanged"], result["updated"]) == (1, 0)
+    assert ok(api.get(f"{P}/modules/091", headers=ADMIN_H))["markdown"] is None

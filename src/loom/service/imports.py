@@ -102,7 +102,11 @@ def import_tree(
                 m.description if m.description is not None else _module_description(m.markdown)
             )
             existing = catalog.get_module(conn, pid, module_id, for_update=True)
-            if existing is not None and (existing.name, existing.markdown) == (m.name, m.markdown):
+            # An empty module.md is what an export writes for a module without markdown.
+            if existing is not None and (existing.name, existing.markdown or "") == (
+                m.name,
+                m.markdown or "",
+            ):
                 tally.unchanged += 1
                 continue
             if existing is not None and not overwrite and existing.markdown is not None:
@@ -202,13 +206,12 @@ def _import_change(
         )
         tally.created += 1
         return
-    same = (row.proposal, row.design, row.tasks, row.metadata, row.archived_us) == (
-        c.proposal,
-        c.design,
-        c.tasks,
-        c.metadata,
-        c.archived_us,
-    ) and tuple(get_specs(conn, pid, c.id)) == specs
+    same = (
+        (row.proposal, row.design, row.tasks, row.metadata)
+        == (c.proposal, c.design, c.tasks, c.metadata)
+        and _same_archive(row.archived_us, c.archived_us)
+        and tuple(get_specs(conn, pid, c.id)) == specs
+    )
     if same:
         tally.unchanged += 1
         return
@@ -235,6 +238,22 @@ def _import_change(
         if events:
             record(conn, pid, now, *events)
     tally.updated += 1
+
+
+def _same_archive(stored_us: int | None, imported_us: int | None) -> bool:
+    """Whether an imported archive time says the same as the stored one.
+
+    A tree records only the archive *date* (``archive/YYYY-MM-DD-<id>``), read back as
+    midnight UTC; a change archived by the server at 14:03 that day is the same archive.
+    """
+    if stored_us is None or imported_us is None:
+        return stored_us is imported_us
+    if stored_us == imported_us:
+        return True
+    return imported_us % _DAY_US == 0 and imported_us == stored_us - stored_us % _DAY_US
+
+
+_DAY_US = 86_400_000_000
 
 
 def export_project(ctx: ServiceContext, project: Project) -> dict[str, Any]:
