@@ -325,3 +325,24 @@ def test_serve_rejects_bad_settings(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "lease" in result.output.lower()
     assert not (tmp_path / "loom.db").exists()
+
+
+@pytest.mark.slow
+def test_with_workers_the_listening_line_means_serving(
+    tmp_path: Path, stopper: list[LiveServer]
+) -> None:
+    """With --workers, "listening" is printed once a worker answers, not when the socket is
+    bound (workers need seconds to start; clients that trusted the line raced them)."""
+    server = start_server(tmp_path / "workers", None, "--workers", "2")
+    stopper.append(server)
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    with httpx.Client(base_url=server.url, timeout=2) as client:
+        for _ in range(20):
+            assert client.get("/api/v1/health").status_code == 200
+        resp = client.post(
+            "/api/v1/projects/acme/widgets/changes/001-01_w/sync",
+            json={"specs": [], "revision": ""},
+            headers=headers,
+        )
+        assert resp.status_code == 200, resp.text
+    assert server.stop(signal.SIGTERM, timeout=30) in _GRACEFUL

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
 import sys
+import threading
+import time
 from typing import Any
 
 import uvicorn
@@ -110,7 +113,9 @@ def run(settings: Settings) -> None:
         sock = config.bind_socket()
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in str(host) else host
-        print(f"loom: listening on http://{shown}:{port}", file=sys.stderr, flush=True)
+        threading.Thread(
+            target=_announce_when_serving, args=(str(host), int(port), shown), daemon=True
+        ).start()
         Multiprocess(config, sockets=[sock]).run()
         return
     from loom.api.app import create_app
@@ -124,6 +129,24 @@ def run(settings: Settings) -> None:
         timeout_graceful_shutdown=10,
     )
     _Server(config).run()
+
+
+def _announce_when_serving(host: str, port: int, shown: str) -> None:
+    """Print the listening line once a worker answers ``/health`` (workers start a few
+    seconds after the socket is bound; announcing earlier let clients race them)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        try:
+            conn.request("GET", "/api/v1/health")
+            if conn.getresponse().status == 200:
+                print(f"loom: listening on http://{shown}:{port}", file=sys.stderr, flush=True)
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.2)
 
 
 def _dump(settings: Settings) -> str:
