@@ -74,6 +74,22 @@ def test_default_ttl_is_the_servers(leased: Any, clock: FakeClock) -> None:
     assert body["expires_at"] == format_us(clock.now + 900 * S)
 
 
+def test_renewals_without_a_ttl_keep_the_holders_ttl(leased: Any, clock: FakeClock) -> None:
+    """A 60 s lease stays a 60 s lease through bare heartbeats and re-claims: falling back to
+    the 15-minute default would let a crashed agent hold the change 15 minutes."""
+    assert _claim(leased, "agent-1", ttl=60).json()["ttl_seconds"] == 60
+    clock.advance(20)
+    body = _heartbeat(leased, "agent-1").json()
+    assert (body["ttl_seconds"], body["expires_at"]) == (60, format_us(clock.now + 60 * S))
+    clock.advance(20)
+    body = _claim(leased, "agent-1").json()
+    assert (body["ttl_seconds"], body["expires_at"]) == (60, format_us(clock.now + 60 * S))
+    # An explicit TTL still wins; a new holder after expiry gets the server default.
+    assert _heartbeat(leased, "agent-1", ttl=120).json()["ttl_seconds"] == 120
+    clock.advance(121)
+    assert _claim(leased, "agent-2").json()["ttl_seconds"] == 900
+
+
 def test_get_lease_is_404_without_an_active_lease(leased: Any, clock: FakeClock) -> None:
     r = leased.get(f"{P}/changes/{A}/lease", headers=ADMIN_H)
     assert r.status_code == 404

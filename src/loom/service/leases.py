@@ -61,6 +61,21 @@ def resolve_ttl(ctx: ServiceContext, ttl_seconds: int | None) -> int:
     return ttl_seconds
 
 
+def _renewal_ttl(
+    ctx: ServiceContext, requested: int | None, stored: rules.LeaseState | None, holder: str
+) -> int:
+    """The TTL of a claim or heartbeat: the requested one; without one, a holder renewing its
+    own lease keeps the TTL it chose (a 60 s lease must not become the 15-minute default on
+    the first bare heartbeat: a crashed agent would then hold the change 15 minutes); anyone
+    else gets the server default."""
+    if requested is not None:
+        return requested
+    policy = ctx.policy
+    if stored is not None and stored.holder == holder and stored.ttl_seconds:
+        return min(max(stored.ttl_seconds, policy.lease_ttl_min), policy.lease_ttl_max)
+    return policy.lease_ttl
+
+
 def claim_json(change_id: str, state: rules.LeaseState) -> dict[str, Any]:
     return {
         "change_id": change_id,
@@ -150,11 +165,12 @@ def _apply_claim(
 def claim(
     ctx: ServiceContext, project: Project, change_id: str, holder: str, ttl_seconds: int | None
 ) -> dict[str, Any]:
-    ttl = resolve_ttl(ctx, ttl_seconds)
+    requested = None if ttl_seconds is None else resolve_ttl(ctx, ttl_seconds)
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
         stored = _live_lease(conn, pid, change_id)
+        ttl = _renewal_ttl(ctx, requested, stored, holder)
         return _apply_claim(
             ctx, conn, pid, change_id, holder, ttl, now, allocate=False, stored=stored
         )
@@ -163,11 +179,12 @@ def claim(
 def heartbeat(
     ctx: ServiceContext, project: Project, change_id: str, holder: str, ttl_seconds: int | None
 ) -> dict[str, Any]:
-    ttl = resolve_ttl(ctx, ttl_seconds)
+    requested = None if ttl_seconds is None else resolve_ttl(ctx, ttl_seconds)
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
         stored = _live_lease(conn, pid, change_id)
+        ttl = _renewal_ttl(ctx, requested, stored, holder)
         outcome = rules.heartbeat(
             stored or rules.LeaseState(),
             change_id=change_id,
@@ -263,14 +280,21 @@ def allocate(
     (renewed) instead of a second one: an agent that restarts resumes its work, and no agent
     ever holds two changes through allocation.
     """
-    ttl = resolve_ttl(ctx, ttl_seconds)
+    requested = None if ttl_seconds is None else resolve_ttl(ctx, ttl_seconds)
+    ttl = ctx.policy.lease_ttl if requested is None else requested
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
         mine = held_by(conn, pid, holder, now, module=module, change_ids=changes)
         if mine is not None:
             require_live_change(conn, pid, mine)
-            return {"claim": _apply_claim(ctx, conn, pid, mine, holder, ttl, now, allocate=True)}
+            stored = get_lease(conn, pid, mine)
+            renewal = _renewal_ttl(ctx, requested, stored, holder)
+            return {
+                "claim": _apply_claim(
+                    ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored
+                )
+            }
         candidates = allocation_candidates(
             conn, pid, now, module=module, change_ids=changes, limit=_ALLOCATE_BATCH
         )
