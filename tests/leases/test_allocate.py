@@ -105,6 +105,29 @@ def test_abandoned_in_progress_work_is_offered_first(api: Any, clock: FakeClock)
     assert _allocate(api, "third") is None
 
 
+def test_only_lapsed_leases_make_in_progress_work_abandoned(api: Any, clock: FakeClock) -> None:
+    """PRODUCT.md §3.3: "in-progress with an expired lease = abandoned work, offered first".
+    In-progress work that was never leased, or whose holder released it, is offered in
+    canonical order like ready work."""
+    import_changes(api, ["001-01_ready", "004-01_unleased", "005-01_released", "009-01_lapsed"])
+    r = api.post(f"{P}/changes/004-01_unleased/tasks/1.1/start", headers=ADMIN_H)
+    assert r.status_code == 200
+    for cid, ttl in (("005-01_released", 60), ("009-01_lapsed", 10)):
+        lease = api.post(
+            f"{P}/changes/{cid}/claim", json={"holder": "old", "ttl_seconds": ttl}, headers=ADMIN_H
+        ).json()
+        r = api.post(
+            f"{P}/changes/{cid}/tasks/1.1/start",
+            headers=with_holder("old", lease["fencing_token"]),
+        )
+        assert r.status_code == 200
+    api.post(f"{P}/changes/005-01_released/release", json={"holder": "old"}, headers=ADMIN_H)
+    clock.advance(10)  # 009's lease lapses
+    order = [_allocate(api, f"agent-{i}")["change_id"] for i in range(4)]
+    assert order == ["009-01_lapsed", "001-01_ready", "004-01_unleased", "005-01_released"]
+    assert _allocate(api, "late") is None
+
+
 def test_expired_lease_is_taken_over_by_allocation(api: Any, clock: FakeClock) -> None:
     push_new(api, "001-01_alpha")
     first = _allocate(api, "a", ttl_seconds=10)

@@ -169,16 +169,28 @@ def active_leases_for(
     }
 
 
-# Eligible changes of one work status, in canonical order, not actively leased. The lease is
-# looked up with a correlated scalar subquery, not a join: the planner cannot pull it up, so
-# it is one primary-key probe per change visited. With a join, PostgreSQL on stale statistics
-# (a project imported less than an autovacuum cycle ago) chose a nested loop that rescanned
+# Eligible changes, in canonical order, not actively leased. The lease is looked up with a
+# correlated scalar subquery, not a join: the planner cannot pull it up, so it is one
+# primary-key probe per change visited. With a join, PostgreSQL on stale statistics (a
+# project imported less than an autovacuum cycle ago) chose a nested loop that rescanned
 # every lease of the project for every change: 150 ms per allocation at 500 changes.
-_CANDIDATES = (
+_ACTIVE_UNTIL = (
+    "COALESCE((SELECT l.expires_us FROM leases l WHERE l.project_id = c.project_id"
+    " AND l.change_id = c.change_id AND l.holder IS NOT NULL), 0)"
+)
+# Abandoned work: in progress, and its lease ran out without being released or taken over.
+_ABANDONED = (
     "SELECT c.change_id FROM changes c"
-    " WHERE c.project_id = ? AND c.work_status = ? AND c.archived_us IS NULL{filters}"
-    " AND COALESCE((SELECT l.expires_us FROM leases l WHERE l.project_id = c.project_id"
-    " AND l.change_id = c.change_id AND l.holder IS NOT NULL), 0) <= ?"
+    " WHERE c.project_id = ? AND c.work_status = 'in-progress' AND c.archived_us IS NULL{filters}"
+    f" AND {_ACTIVE_UNTIL} BETWEEN 1 AND ?"
+    " ORDER BY c.sort_key LIMIT ?{lock}"
+)
+# Everything else that may be offered: ready, or in progress without an active lease.
+_OPEN = (
+    "SELECT c.change_id FROM changes c"
+    " WHERE c.project_id = ? AND c.work_status IN ('ready', 'in-progress')"
+    " AND c.archived_us IS NULL{filters}"
+    f" AND {_ACTIVE_UNTIL} <= ?"
     " ORDER BY c.sort_key LIMIT ?{lock}"
 )
 _PG_LOCK = " FOR UPDATE OF c SKIP LOCKED"
@@ -188,7 +200,8 @@ _MODULE_FILTERS = {
     "sub_module": " AND c.sub_module_id = ?",
 }
 _CANDIDATE_SQL = {
-    (kind, pg): _raw.SQL(_CANDIDATES.format(filters=f, lock=_PG_LOCK if pg else ""))
+    (template, kind, pg): _raw.SQL(template.format(filters=f, lock=_PG_LOCK if pg else ""))
+    for template in (_ABANDONED, _OPEN)
     for kind, f in _MODULE_FILTERS.items()
     for pg in (False, True)
 }
@@ -203,11 +216,13 @@ def allocation_candidates(
     change_ids: Sequence[str] | None,
     limit: int,
 ) -> list[str]:
-    """Eligible change ids, abandoned in-progress work first, then canonical order.
+    """Eligible change ids: abandoned work first (in progress, its lease expired and never
+    released or taken over), then every other ready or in-progress change without an active
+    lease, in canonical order (PRODUCT.md §3.3).
 
-    Two statements, in-progress then ready, each ``ORDER BY sort_key LIMIT n``: the second
-    (the usual answer) walks the ``(project_id, sort_key)`` index and stops at the first
-    eligible rows instead of sorting the whole project (3 ms → 0.3 ms at 1,000 changes).
+    Two statements, each ``ORDER BY sort_key LIMIT n``: the second (the usual answer) walks
+    the ``(project_id, sort_key)`` index and stops at the first eligible rows instead of
+    sorting the whole project (3 ms → 0.3 ms at 1,000 changes).
 
     On PostgreSQL the chosen rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent
     allocators skip each other's candidates instead of queueing behind them.
@@ -217,23 +232,25 @@ def allocation_candidates(
     pg = conn.dialect.name == "postgresql"
     kind = None if module is None else ("sub_module" if "." in module else "module")
     found: list[str] = []
-    for status in ("in-progress", "ready"):
-        params: list[object] = [project_id, status]
+    for template in (_ABANDONED, _OPEN):
+        params: list[object] = [project_id]
         if module is not None:
             params.append(module)
         if change_ids is not None:
             marks = ", ".join("?" for _ in change_ids)
             sql = _raw.SQL(
-                _CANDIDATES.format(
+                template.format(
                     filters=_MODULE_FILTERS[kind] + f" AND c.change_id IN ({marks})",
                     lock=_PG_LOCK if pg else "",
                 )
             )
             params.extend(change_ids)
         else:
-            sql = _CANDIDATE_SQL[(kind, pg)]
+            sql = _CANDIDATE_SQL[(template, kind, pg)]
         params.extend([now_us, limit - len(found)])
-        found.extend(r[0] for r in _raw.fetchall(conn, sql, params))
+        for (change_id,) in _raw.fetchall(conn, sql, params):
+            if change_id not in found:
+                found.append(change_id)
         if len(found) >= limit:
             break
     return found
