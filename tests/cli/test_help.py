@@ -74,9 +74,43 @@ def test_command_has_help(name: str, command: Any) -> None:
             assert var in result.output, f"{name} --help does not mention {var}"
 
 
+OPERATOR_DATA_COMMANDS = {"token project", "token init", "db check", "db upgrade"}
+
+
 def test_data_commands_have_json() -> None:
     no_json = {"keepalive"}
     for name, command in ALL:
-        if name in AGENT_COMMANDS and name not in no_json:
+        if (name in AGENT_COMMANDS and name not in no_json) or name in OPERATOR_DATA_COMMANDS:
             opts = {o for p in command.params for o in getattr(p, "opts", [])}
             assert "--json" in opts, name
+
+
+# The environment variables each operator command honours (CLI.md §1).
+OPERATOR_ENV = {
+    "serve": (
+        "LOOM_BIND",
+        "LOOM_PORT",
+        "LOOM_DATA_DIR",
+        "LOOM_DATABASE_URL",
+        "LOOM_ADMIN_TOKENS",
+        "ITO_BACKEND_ADMIN_TOKEN",
+        "LOOM_TOKEN_SEED",
+        "ITO_BACKEND_TOKEN_SEED",
+        "LOOM_ALLOW",
+        "LOOM_CONFIG",
+    ),
+    "token project": ("LOOM_DATA_DIR", "LOOM_TOKEN_SEED", "ITO_BACKEND_TOKEN_SEED", "LOOM_CONFIG"),
+    "token init": ("LOOM_DATA_DIR",),
+    "db check": ("LOOM_DATABASE_URL", "LOOM_DATA_DIR", "LOOM_CONFIG"),
+    "db upgrade": ("LOOM_DATABASE_URL", "LOOM_DATA_DIR", "LOOM_CONFIG"),
+}
+
+
+@pytest.mark.parametrize(("name", "variables"), sorted(OPERATOR_ENV.items()))
+def test_operator_help_shows_the_env_variables_it_honours(
+    name: str, variables: tuple[str, ...]
+) -> None:
+    result = CliRunner().invoke(app, [*name.split(), "--help"], env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    for var in variables:
+        assert var in result.output, f"{name} --help does not mention {var}"

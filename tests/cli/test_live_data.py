@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +124,42 @@ def test_tasks_commands(loom: Loom, tmp_path: Path) -> None:
     loom("tasks", "start", c, "9.9", code=4)
     # The revision moved with every task mutation.
     assert int(loom.json("show", c)["change"]["revision"]) >= 6
+
+
+def test_export_shows_a_progress_bar_only_on_a_terminal(
+    loom: Loom, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loom.cli import sync
+
+    loom("import", str(make_tree(tmp_path / "src")))
+    real = sync._progress
+    calls: list[tuple[bool, str, list[tuple[int, int]]]] = []
+
+    @contextmanager
+    def spy(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+        updates: list[tuple[int, int]] = []
+        calls.append((enabled, label, updates))
+        with real(enabled, label) as update:
+            if update is None:
+                yield None
+                return
+
+            def record(done: int, total: int) -> None:
+                updates.append((done, total))
+                update(done, total)
+
+            yield record
+
+    monkeypatch.setattr(sync, "_progress", spy)
+    monkeypatch.setattr(sync, "stdout_is_tty", lambda: True)
+    assert "exported" in loom("export", str(tmp_path / "tty" / ".ito")).stdout
+    enabled, label, updates = calls[-1]
+    assert (enabled, label) == (True, "exporting")
+    assert updates[0] == (0, 4) and updates[-1] == (4, 4)  # modules+specs, then 3 changes
+
+    assert loom.json("export", str(tmp_path / "json" / ".ito"))["active_changes"] == 2
+    assert calls[-1][0] is False  # never with --json
+
+    monkeypatch.setattr(sync, "stdout_is_tty", lambda: False)
+    loom("export", str(tmp_path / "piped" / ".ito"))
+    assert calls[-1][0] is False  # never when piped

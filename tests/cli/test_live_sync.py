@@ -293,3 +293,27 @@ def test_task_commands_keep_an_in_step_local_copy_in_step(
     assert "revision 6" in unshelved.stdout and "updated" not in unshelved.stderr
     assert (local / "tasks.md").read_text() == before
     assert (local / ".backend-revision").read_text() == "4"
+
+
+def test_lease_and_push_errors_explain_the_recovery_in_cli_terms(
+    loom: Loom, tmp_path: Path, client: Client
+) -> None:
+    loom("import", str(make_tree(tmp_path / "src")))
+    c = "001-01_alpha"
+    loom("claim", c)
+    loom("release", c)
+    lost = loom("heartbeat", c, code=3)
+    assert "None" not in lost.stderr
+    assert "no active lease" in lost.stderr and f"loom claim {c}" in lost.stderr
+
+    loom("pull", c)
+    local = Path.cwd() / ".ito" / "changes" / c
+    (local / ".backend-revision").unlink()  # as if the directory was copied, never pulled
+    (local / "design.md").write_text("# Design\n")
+    refused = loom("push", c, code=3)
+    assert "If-Match" not in refused.stderr and "body 'revision'" not in refused.stderr
+    assert "never pulled" in refused.stderr and f"`loom pull {c}`" in refused.stderr
+    assert f"`loom push {c}`" in refused.stderr
+    assert client.pull(c).design is None  # nothing changed on the server
+    data = json.loads(loom("push", c, "--json", code=3).stdout)
+    assert data["kind"] == "precondition_required" and data["exit_code"] == 3

@@ -176,6 +176,30 @@ def test_url_is_normalised(tmp_path: Path) -> None:
     assert _resolve(tmp_path, flags={"url": "http://h:1/api/v1/"}).url.value == "http://h:1"
 
 
+@pytest.mark.parametrize(
+    "good", ["http://h", "https://loom.example:8443", "http://[::1]:9010", "http://h:1/prefix"]
+)
+def test_valid_urls_are_accepted(tmp_path: Path, good: str) -> None:
+    assert _resolve(tmp_path, flags={"url": good}).url.value == good
+
+
+@pytest.mark.parametrize(
+    "bad", ["notaurl", "ftp://h", "http://", "http://h:port", "127.0.0.1:9010", "http://h/?q=1"]
+)
+def test_bad_urls_are_config_errors_naming_their_source(tmp_path: Path, bad: str) -> None:
+    def refused(**kwargs: object) -> ValidationError:
+        with pytest.raises(ValidationError) as info:
+            _resolve(tmp_path, **kwargs)  # type: ignore[arg-type]
+        assert info.value.kind == "invalid_config"
+        assert "invalid server URL" in info.value.message
+        return info.value
+
+    assert refused(flags={"url": bad}).message.startswith("flag: ")
+    assert refused(env={"LOOM_URL": bad}).message.startswith("env:LOOM_URL: ")
+    _write_ito(tmp_path, {"url": bad})
+    assert str(tmp_path / ".ito" / "config.json") in refused().message
+
+
 def test_repr_and_dict_redact_the_token(tmp_path: Path) -> None:
     cfg = _resolve(tmp_path, flags={"token": "very-secret"})
     assert "very-secret" not in repr(cfg)

@@ -190,3 +190,20 @@ def test_lease_store(tmp_path: Path) -> None:
     store.forget("001-01_a")
     store.forget("001-01_a")
     assert store.load("001-01_a") is None
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "..", "a\\b"])
+def test_lease_store_refuses_ids_that_are_not_one_file_name(tmp_path: Path, bad: str) -> None:
+    from loom.client import InvalidArgument
+
+    store = LeaseStore(tmp_path / "state", "acme/w")
+    claim = ClaimResult(
+        change_id=bad, holder="h", expires_at="2030-01-01T00:00:00Z", fencing_token=1
+    )
+    with pytest.raises(InvalidArgument):
+        store.save(claim)
+    with pytest.raises(InvalidArgument):
+        store.load(bad)
+    with pytest.raises(InvalidArgument):
+        store.forget(bad)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))

@@ -454,8 +454,72 @@ def test_empty_revision_sends_no_if_match() -> None:
 
 def test_path_segments_are_percent_encoded() -> None:
     rec = Recorder(handler=lambda r: httpx.Response(200, json={"change_id": "x", "task": TASK}))
-    make_client(rec).start_task("001-01_a", "a b/c")
-    assert rec.requests[0].url.raw_path.decode().endswith("/tasks/a%20b%2Fc/start")
+    make_client(rec).start_task("001-01_a", "a b?c#d%e")
+    assert rec.requests[0].url.raw_path.decode().endswith("/tasks/a%20b%3Fc%23d%25e/start")
+
+
+BAD_IDS = ["a/b", "../x", "..", ".", "", "a\\b", "x\ny", "tab\there", "nul\x00", "del\x7f"]
+CHANGE_CALLS: list[Callable[[Client, str], Any]] = [
+    lambda c, i: c.get_change(i),
+    lambda c, i: c.pull(i),
+    lambda c, i: c.push(i, revision="1"),
+    lambda c, i: c.archive(i),
+    lambda c, i: c.get_tasks(i),
+    lambda c, i: c.get_tasks_raw(i),
+    lambda c, i: c.init_tasks(i),
+    lambda c, i: c.start_task(i, "1.1"),
+    lambda c, i: c.complete_task(i, "1.1"),
+    lambda c, i: c.shelve_task(i, "1.1"),
+    lambda c, i: c.unshelve_task(i, "1.1"),
+    lambda c, i: c.add_task(i, "title"),
+    lambda c, i: c.claim(i),
+    lambda c, i: c.heartbeat(i),
+    lambda c, i: c.release(i),
+    lambda c, i: c.get_lease(i),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+@pytest.mark.parametrize("call", range(len(CHANGE_CALLS)))
+def test_unsafe_change_ids_are_refused_before_any_request(bad: str, call: int) -> None:
+    from loom.client import InvalidArgument, ValidationError
+
+    rec = Recorder()
+    with pytest.raises(InvalidArgument) as info:
+        CHANGE_CALLS[call](make_client(rec), bad)
+    assert rec.requests == []
+    assert isinstance(info.value, ValidationError)  # one of Loom's usual error classes
+    assert info.value.message.startswith(f"invalid change id {bad!r}")
+    assert info.value.kind == "invalid_argument" and info.value.http_status == 0
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_unsafe_task_module_and_spec_ids_are_refused(bad: str) -> None:
+    from loom.client import InvalidArgument
+
+    rec = Recorder()
+    client = make_client(rec)
+    for call, what in [
+        (lambda: client.start_task("001-01_a", bad), "task id"),
+        (lambda: client.complete_task("001-01_a", bad), "task id"),
+        (lambda: client.get_module(bad), "module id"),
+        (lambda: client.get_spec(bad), "spec id"),
+        (lambda: client.put_spec(bad, "# x"), "spec id"),
+    ]:
+        with pytest.raises(InvalidArgument, match=f"^invalid {what} "):
+            call()
+    assert rec.requests == []
+
+
+def test_segment_problem_names_the_reason() -> None:
+    from loom.client._base import segment_problem
+
+    assert segment_problem("001-01_a") is None
+    assert segment_problem("1-2") is None
+    assert segment_problem("a..b") is None  # only a whole '..' segment is a path step
+    assert segment_problem("a/b") == "it contains '/'"
+    assert segment_problem("..") == "'..' is not an id"
+    assert segment_problem("a\x01") == "it contains a control character"
 
 
 def test_dot_segments_are_rejected_locally() -> None:
@@ -471,8 +535,10 @@ def test_missing_project_is_a_clear_error() -> None:
     from loom.client import ValidationError
 
     client = Client("http://loom.test", "t", None, transport=httpx.MockTransport(Recorder()))
-    with pytest.raises(ValidationError, match="project"):
+    with pytest.raises(ValidationError, match="project='ORG/REPO'") as info:
         client.list_changes()
+    assert info.value.kind == "project_missing"
+    assert "LOOM_PROJECT" not in info.value.message  # the library reads no environment
 
 
 def test_iter_changes_follows_the_cursor() -> None:

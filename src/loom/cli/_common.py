@@ -21,8 +21,9 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
-from loom.client import Client
-from loom.client._config import ClientConfig, resolve_config
+from loom.client import Client, InvalidArgument
+from loom.client._base import segment_problem
+from loom.client._config import ClientConfig, resolve_config, url_problem
 from loom.client._state import LeaseStore, state_dir
 from loom.errors import (
     Conflict,
@@ -33,6 +34,7 @@ from loom.errors import (
     RateLimited,
     Unauthorized,
     Unavailable,
+    ValidationError,
 )
 
 __all__ = [
@@ -43,10 +45,16 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "WORK_STATUSES",
+    "ChangeArg",
     "Ctx",
+    "ModuleOption",
+    "TaskArg",
     "agent_command",
     "agent_group_callback",
+    "check_change_id",
     "exit_code_for",
+    "split_statuses",
 ]
 
 EXIT_OK = 0
@@ -58,6 +66,11 @@ EXIT_UNREACHABLE = 5
 EXIT_AUTH = 6
 
 _USAGE_KINDS = frozenset({"project_missing", "holder_missing", "invalid_config"})
+_NO_PROJECT = (
+    "no project configured: pass --project ORG/REPO (or set LOOM_PROJECT, `project` in "
+    ".loom.toml, or backend.project in .ito/config.json; `loom config show` shows the sources)"
+)
+WORK_STATUSES = ("draft", "ready", "in-progress", "paused", "complete")
 F = TypeVar("F", bound=Callable[..., Any])
 _PANEL = "Connection"
 
@@ -72,7 +85,7 @@ def exit_code_for(error: LoomError) -> int:
         return EXIT_NOT_FOUND
     if isinstance(error, Unavailable | RateLimited):
         return EXIT_UNREACHABLE
-    if error.kind in _USAGE_KINDS:
+    if isinstance(error, InvalidArgument) or error.kind in _USAGE_KINDS:
         return EXIT_USAGE
     return EXIT_ERROR
 
@@ -124,6 +137,66 @@ def table(
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
     for row in [list(headers), *cells]:
         out("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+
+
+# --- argument and option checks (usage errors, exit 2, before any request) ------------------
+
+
+def _check_id(what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        problem = segment_problem(value)
+        if problem is not None:
+            raise typer.BadParameter(f"invalid {what} {value!r}: {problem}")
+        return value
+
+    return check
+
+
+def _check_module(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from loom.domain.ids import validate_module_id
+
+    try:
+        return validate_module_id(value)
+    except ValidationError as error:
+        raise typer.BadParameter(error.message) from None
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return value
+    problem = url_problem(value)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return value
+
+
+def split_statuses(values: Sequence[str] | None) -> list[str]:
+    """``--status`` values (repeated or comma-separated), each a known work status."""
+    statuses = [s.strip() for value in values or [] for s in value.split(",") if s.strip()]
+    for status in statuses:
+        if status not in WORK_STATUSES:
+            raise typer.BadParameter(
+                f"unknown work status {status!r} (choose from {', '.join(WORK_STATUSES)})",
+                param_hint="'--status'",
+            )
+    return statuses
+
+
+check_change_id = _check_id("change id")
+ChangeArg = Annotated[str, typer.Argument(help="Change id.", callback=check_change_id)]
+TaskArg = Annotated[
+    str,
+    typer.Argument(
+        help="Task id (e.g. 1.2; checkbox lists: 1-based index).",
+        callback=_check_id("task id"),
+    ),
+]
+ModuleOption = Annotated[
+    str | None,
+    typer.Option("--module", help="Only changes of module NNN.", callback=_check_module),
+]
 
 
 # --- context ---------------------------------------------------------------------------------
@@ -190,7 +263,13 @@ _GLOBALS: list[inspect.Parameter] = [
         default=None,
         annotation=Annotated[
             str | None,
-            typer.Option("--url", envvar="LOOM_URL", help="Server URL.", rich_help_panel=_PANEL),
+            typer.Option(
+                "--url",
+                envvar="LOOM_URL",
+                help="Server URL (http:// or https://).",
+                callback=_check_url,
+                rich_help_panel=_PANEL,
+            ),
         ],
     ),
     inspect.Parameter(
@@ -286,8 +365,11 @@ def _report(error: LoomError, cx: Ctx) -> int:
     else:
         err(f"error: {error.message}")
         details = error.details
-        if "holder" in details:
-            err(f"  held by {details['holder']} until {details.get('expires_at', '?')}")
+        if details.get("holder"):
+            err(f"  held by {details['holder']} until {details.get('expires_at') or '?'}")
+        elif "holder" in details:
+            change = details.get("change_id") or "CHANGE"
+            err(f"  the change has no active lease (take one with `loom claim {change}`)")
         if code == EXIT_AUTH:
             err("  check --token / LOOM_TOKEN and --project / LOOM_PROJECT (`loom config show`)")
     return code
@@ -327,6 +409,8 @@ def _wrap(fn: Callable[..., Any], data: bool, callback: bool) -> Callable[..., N
             result = fn(cx, **kwargs)
             code = result if isinstance(result, int) else EXIT_OK
         except LoomError as error:
+            if error.kind == "project_missing":
+                error = ValidationError(_NO_PROJECT, kind="project_missing")
             code = _report(error, cx)
         except KeyboardInterrupt:
             code = 130

@@ -12,11 +12,14 @@ from loom.cli._common import (
     EXIT_ERROR,
     EXIT_OK,
     Ctx,
+    ModuleOption,
     agent_command,
+    check_change_id,
     emit_json,
     err,
     exit_code_for,
     out,
+    split_statuses,
     table,
 )
 from loom.client import ChangeSummary, LeaseInfo
@@ -98,9 +101,7 @@ def changes(
     cx: Ctx,
     all_: Annotated[bool, typer.Option("--all", help="Active and archived changes.")] = False,
     archived: Annotated[bool, typer.Option("--archived", help="Archived changes only.")] = False,
-    module: Annotated[
-        str | None, typer.Option("--module", help="Only changes of module NNN.")
-    ] = None,
+    module: ModuleOption = None,
     status: Annotated[
         list[str] | None,
         typer.Option(
@@ -114,7 +115,7 @@ def changes(
     if all_ and archived:
         raise typer.BadParameter("use either --all or --archived")
     lifecycle = "all" if all_ else "archived" if archived else "active"
-    statuses = [s for value in status or [] for s in value.split(",") if s.strip()]
+    statuses = split_statuses(status)
     items = list(
         cx.client.iter_changes(lifecycle=lifecycle, module=module, status=statuses or None)
     )
@@ -143,7 +144,10 @@ _MARK = {"complete": "[x]", "in-progress": "[~]", "shelved": "[-]", "pending": "
 @agent_command(app, "show")
 def show(
     cx: Ctx,
-    change: Annotated[str, typer.Argument(help="Change id (short forms like 1-2 work).")],
+    change: Annotated[
+        str,
+        typer.Argument(help="Change id (short forms like 1-2 work).", callback=check_change_id),
+    ],
 ) -> None:
     """Show one change: artifacts, progress, tasks and lease."""
     detail = cx.client.get_change(change, lifecycle="all")

@@ -13,7 +13,9 @@ from loom.cli._app import app
 from loom.cli._common import (
     EXIT_CONFLICT,
     EXIT_USAGE,
+    ChangeArg,
     Ctx,
+    ModuleOption,
     agent_command,
     emit_json,
     err,
@@ -30,7 +32,6 @@ TtlOption = Annotated[
     int | None,
     typer.Option("--ttl", help="Lease time-to-live in seconds (server default 900).", min=1),
 ]
-ChangeArg = Annotated[str, typer.Argument(help="Change id.")]
 
 
 def _print_claim(cx: Ctx, claim: ClaimResult, verb: str) -> None:
@@ -79,9 +80,7 @@ def release(
 @agent_command(app, "allocate")
 def allocate(
     cx: Ctx,
-    module: Annotated[
-        str | None, typer.Option("--module", help="Only changes of module NNN.")
-    ] = None,
+    module: ModuleOption = None,
     change: Annotated[
         list[str] | None,
         typer.Option("--change", help="Only these changes (repeatable)."),

@@ -6,9 +6,12 @@ Settings precedence (CLI.md §1): flag > env > ``--config`` TOML file > ``<data-
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +21,7 @@ from pydantic import SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
 from loom.cli._app import app
+from loom.cli._common import EXIT_ERROR, EXIT_UNREACHABLE
 from loom.settings import DEFAULT_MAX_BODY_BYTES, Settings
 
 __all__ = ["db_app", "resolve_settings", "token_app"]
@@ -28,10 +32,52 @@ app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 
 AUTH_FILE = "auth.toml"
+# uvicorn exits with this code when it cannot start (bind failure, lifespan failure).
+_UVICORN_STARTUP_FAILURE = 3
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ConfigOption = Annotated[Path | None, typer.Option(envvar="LOOM_CONFIG", help="TOML config file.")]
+DataDirOption = Annotated[Path | None, typer.Option(envvar="LOOM_DATA_DIR", help="Data directory.")]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="LOOM_DATABASE_URL",
+        help="sqlite:///PATH or postgresql+psycopg://… (default <data-dir>/loom.db).",
+    ),
+]
 
 
 def _err(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def _emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _redacted(url: str) -> str:
+    from loom.store.engine import redact_url
+
+    return redact_url(url)
+
+
+@contextmanager
+def _database_errors(url: str, prefix: str = "") -> Iterator[None]:
+    """Database failures as one line on stderr, never the password.
+
+    An unusable URL is a usage error (exit 2); an unreachable database exits 5.
+    """
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    try:
+        yield
+    except ArgumentError as exc:
+        raise typer.BadParameter(
+            f"cannot use database URL {_redacted(url)}: {exc}", param_hint="'--database-url'"
+        ) from None
+    except DBAPIError as exc:
+        _err(f"{prefix}database unreachable: {type(exc).__name__} ({_redacted(url)})")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
 
 
 def default_data_dir() -> Path:
@@ -182,16 +228,8 @@ def serve(
         str | None, typer.Option("--bind", envvar="LOOM_BIND", help="Address to listen on.")
     ] = None,
     port: Annotated[int | None, typer.Option(envvar="LOOM_PORT", help="Port (9010).")] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(envvar="LOOM_DATA_DIR", help="Data directory.")
-    ] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="LOOM_DATABASE_URL",
-            help="sqlite:///PATH or postgresql+psycopg://… (default <data-dir>/loom.db).",
-        ),
-    ] = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
     admin_token: Annotated[
         list[str] | None,
         typer.Option(
@@ -211,9 +249,7 @@ def serve(
     allow_project: Annotated[
         list[str] | None, typer.Option(help="Allow ORG/REPO (repeatable). Env: LOOM_ALLOW.")
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option(envvar="LOOM_CONFIG", help="TOML config file.")
-    ] = None,
+    config: ConfigOption = None,
     lease_ttl: Annotated[int | None, typer.Option(help="Default lease TTL, seconds (900).")] = None,
     lease_ttl_max: Annotated[
         int | None, typer.Option(help="Maximum lease TTL, seconds (86400).")
@@ -229,7 +265,11 @@ def serve(
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (1).")] = None,
 ) -> None:
-    """Run the Loom server (SQLite in the data dir by default)."""
+    """Run the Loom server (SQLite in the data dir by default).
+
+    Exits 1 when it cannot listen (address in use, unknown host), 5 when the database is
+    unreachable.
+    """
     settings, notes = resolve_settings(
         bind=bind,
         port=port,
@@ -252,15 +292,36 @@ def serve(
 
     for line in notes:
         _err(line)
-    run(settings)
+    try:
+        with _database_errors(settings.database_url, prefix="loom: "):
+            run(settings)
+    except SystemExit as exc:
+        if exc.code != _UVICORN_STARTUP_FAILURE:
+            raise
+        cause = exc.__context__
+        address = f"[{settings.bind}]" if ":" in settings.bind else settings.bind
+        if isinstance(cause, OSError):
+            reason = cause.strerror or str(cause)
+            _err(f"loom: cannot listen on {address}:{settings.port}: {reason}")
+        else:
+            _err("loom: the server could not start (see the log above)")
+        raise typer.Exit(EXIT_ERROR) from None
 
 
 @token_app.command("project")
 def token_project(
     project: Annotated[str, typer.Argument(help="ORG/REPO")],
-    data_dir: Annotated[Path | None, typer.Option(envvar="LOOM_DATA_DIR")] = None,
-    token_seed: Annotated[str | None, typer.Option(envvar="LOOM_TOKEN_SEED")] = None,
-    config: Annotated[Path | None, typer.Option(envvar="LOOM_CONFIG")] = None,
+    data_dir: DataDirOption = None,
+    token_seed: Annotated[
+        str | None,
+        typer.Option(
+            envvar=["LOOM_TOKEN_SEED", "ITO_BACKEND_TOKEN_SEED"],
+            help="HMAC seed (default: --config file, then <data-dir>/auth.toml).",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Print the project token (HMAC-SHA256 of ORG/REPO with the seed)."""
     from loom.api.auth import derive_project_token
@@ -276,69 +337,107 @@ def token_project(
     settings, _ = resolve_settings(data_dir=data_dir, token_seed=token_seed, config=config)
     if settings.token_seed is None:
         _err("no token seed configured (run `loom token init` or pass --token-seed)")
-        raise typer.Exit(1)
-    typer.echo(derive_project_token(settings.token_seed.get_secret_value(), org, repo))
+        raise typer.Exit(EXIT_ERROR)
+    token = derive_project_token(settings.token_seed.get_secret_value(), org, repo)
+    if json_output:
+        _emit_json({"project": f"{org}/{repo}", "token": token})
+        return
+    typer.echo(token)
 
 
 @token_app.command("init")
 def token_init(
-    data_dir: Annotated[Path | None, typer.Option(envvar="LOOM_DATA_DIR")] = None,
+    data_dir: DataDirOption = None,
     force: Annotated[bool, typer.Option(help="Replace an existing auth.toml.")] = False,
+    json_output: JsonOption = False,
 ) -> None:
-    """Generate an admin token and a seed into <data-dir>/auth.toml (mode 0600)."""
+    """Generate an admin token and a seed into <data-dir>/auth.toml (mode 0600).
+
+    Prints the admin token (the seed stays in the file).
+    """
     ddir = (data_dir or default_data_dir()).expanduser()
     path = ddir / AUTH_FILE
     if path.exists() and not force:
         _err(f"{path} already exists (use --force to replace it)")
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_ERROR)
     admin = generate_token()
     write_auth_file(ddir, admin, generate_token())
+    if json_output:
+        _emit_json({"path": str(path), "admin_token": admin})
+        return
     _err(f"wrote {path}")
     typer.echo(admin)
 
 
-def _db(database_url: str | None, data_dir: Path | None) -> Any:
+def _db(database_url: str | None, data_dir: Path | None, config: Path | None) -> Any:
     from loom.store.engine import Database
 
-    settings, _ = resolve_settings(database_url=database_url, data_dir=data_dir)
+    settings, _ = resolve_settings(database_url=database_url, data_dir=data_dir, config=config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return Database(settings.database_url)
+    with _database_errors(settings.database_url):
+        return Database(settings.database_url)
 
 
 @db_app.command("upgrade")
 def db_upgrade(
-    database_url: Annotated[str | None, typer.Option(envvar="LOOM_DATABASE_URL")] = None,
-    data_dir: Annotated[Path | None, typer.Option(envvar="LOOM_DATA_DIR")] = None,
+    database_url: DatabaseUrlOption = None,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
 ) -> None:
-    """Apply all schema migrations."""
+    """Apply all schema migrations (exit 5 when the database is unreachable)."""
     from loom.store import migrate
 
-    db = _db(database_url, data_dir)
+    db = _db(database_url, data_dir, config)
     try:
-        migrate.upgrade(db)
-        typer.echo(f"database at revision {migrate.current_revision(db)}")
+        with _database_errors(db.url):
+            before = migrate.current_revision(db)
+            migrate.upgrade(db)
+            after = migrate.current_revision(db)
     finally:
         db.dispose()
+    if json_output:
+        _emit_json({"database": _redacted(db.url), "from": before, "to": after})
+        return
+    typer.echo(f"database at revision {after}")
 
 
 @db_app.command("check")
 def db_check(
-    database_url: Annotated[str | None, typer.Option(envvar="LOOM_DATABASE_URL")] = None,
-    data_dir: Annotated[Path | None, typer.Option(envvar="LOOM_DATA_DIR")] = None,
+    database_url: DatabaseUrlOption = None,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
 ) -> None:
-    """Exit 0 if the database is reachable and at the newest schema revision."""
+    """Exit 0 if the database is reachable and at the newest schema revision.
+
+    Exits 1 when it needs `loom db upgrade`, 5 when it is unreachable.
+    """
     from loom.store import migrate
 
-    db = _db(database_url, data_dir)
+    db = _db(database_url, data_dir, config)
+    head = migrate.head_revision()
+    report: dict[str, Any] = {
+        "database": _redacted(db.url),
+        "ok": False,
+        "revision": None,
+        "head": head,
+    }
     try:
         current = migrate.current_revision(db)
     except Exception as exc:
-        _err(f"database unreachable: {type(exc).__name__}")
-        raise typer.Exit(5) from None
+        message = f"database unreachable: {type(exc).__name__} ({report['database']})"
+        if json_output:
+            _emit_json(report | {"error": message})
+        _err(message)
+        raise typer.Exit(EXIT_UNREACHABLE) from None
     finally:
         db.dispose()
-    head = migrate.head_revision()
+    report |= {"ok": current == head, "revision": current}
+    if json_output:
+        _emit_json(report)
     if current != head:
         _err(f"database at revision {current or 'none'}, newest is {head}: run `loom db upgrade`")
-        raise typer.Exit(1)
-    typer.echo(f"database at revision {current} (up to date)")
+        raise typer.Exit(EXIT_ERROR)
+    if not json_output:
+        typer.echo(f"database at revision {current} (up to date)")

@@ -12,6 +12,7 @@ import typer
 from loom.cli._app import app
 from loom.cli._common import (
     EXIT_CONFLICT,
+    ChangeArg,
     Ctx,
     agent_command,
     emit_json,
@@ -21,13 +22,13 @@ from loom.cli._common import (
     table,
 )
 from loom.cli.changes import format_time
+from loom.client._state import REVISION_FILE
 from loom.client._sync import archive_change, pull_change, push_change
 from loom.client._transfer import export_tree, import_tree
-from loom.errors import RevisionConflict
+from loom.errors import PreconditionRequired, RevisionConflict
 
 __all__: list[str] = []
 
-ChangeArg = Annotated[str, typer.Argument(help="Change id.")]
 ItoDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -61,22 +62,29 @@ def pull(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> None:
 def push(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> int:
     """Send .ito/changes/<id>/ to the server, based on its .backend-revision.
 
-    On a revision conflict nothing changes; pull, re-apply your edits, and push again.
+    On a revision conflict nothing changes; pull, re-apply your edits, and push again. A
+    change that exists on the server must have been pulled first (it needs the revision).
     """
     ito = cx.ito_dir(ito_dir)
     try:
         outcome = push_change(cx.client, change, ito, fencing_token=cx.fencing_token(change))
-    except RevisionConflict as conflict:
-        local = conflict.details.get("local_revision", "?")
-        server = conflict.details.get("server_revision", "?")
+    except (RevisionConflict, PreconditionRequired) as conflict:
         if cx.json:
             emit_json(conflict.to_envelope() | {"exit_code": EXIT_CONFLICT})
-        else:
+            return EXIT_CONFLICT
+        server = conflict.details.get("server_revision", "?")
+        if isinstance(conflict, RevisionConflict):
+            local = conflict.details.get("local_revision", "?")
             err(f"error: revision conflict on {change}: local revision {local}, server {server}")
-            err("nothing was changed. To recover:")
-            err(f"  1. `loom pull {change}` (your local files are backed up first)")
-            err(f"  2. re-apply your edits to .ito/changes/{change}/")
-            err(f"  3. `loom push {change}`")
+        else:
+            err(
+                f"error: {change} already exists on the server (revision {server}), but the "
+                f"local copy was never pulled (its {REVISION_FILE} is missing or empty)"
+            )
+        err("nothing was changed. To recover:")
+        err(f"  1. `loom pull {change}` (your local files are backed up first)")
+        err(f"  2. re-apply your edits to .ito/changes/{change}/")
+        err(f"  3. `loom push {change}`")
         return EXIT_CONFLICT
     if cx.json:
         emit_json(
@@ -193,7 +201,8 @@ def export(
 ) -> None:
     """Write the project as an .ito/ tree that `loom import` reads back identically."""
     ito = path if path is not None else Path.cwd() / ".ito"
-    report = export_tree(cx.client, ito)
+    with _progress(stdout_is_tty() and not cx.json, "exporting") as progress:
+        report = export_tree(cx.client, ito, on_progress=progress)
     if cx.json:
         emit_json(report.to_json())
         return

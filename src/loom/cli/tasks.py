@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from loom.cli._app import app
-from loom.cli._common import Ctx, agent_command, emit_json, err, out, table
+from loom.cli._common import ChangeArg, Ctx, TaskArg, agent_command, emit_json, err, out, table
 from loom.client import TaskItem, TaskMutationResult
 from loom.client._sync import refresh_local_tasks
 
@@ -19,9 +19,6 @@ tasks_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(tasks_app)
-
-ChangeArg = Annotated[str, typer.Argument(help="Change id.")]
-TaskArg = Annotated[str, typer.Argument(help="Task id (e.g. 1.2; checkbox lists: 1-based index).")]
 
 
 def _sync_local(cx: Ctx, change_id: str, revision: str | None) -> None:

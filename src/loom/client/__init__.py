@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from loom.client._client import Client
 from loom.client._config import ClientConfig, Resolved, resolve_config
-from loom.client._errors import ConnectionFailed
+from loom.client._errors import ConnectionFailed, InvalidArgument
 from loom.client._forward import ForwardResult, forward_events
 from loom.client._keepalive import LeaseKeeper
 from loom.client._models import (
@@ -90,6 +90,7 @@ __all__ = [
     "ImportResult",
     "ImportSpec",
     "IngestResult",
+    "InvalidArgument",
     "LeaseConflict",
     "LeaseInfo",
     "LeaseKeeper",

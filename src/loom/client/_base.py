@@ -17,11 +17,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from loom.client._errors import ConnectionFailed
+from loom.client._errors import ConnectionFailed, InvalidArgument
 from loom.client._retry import RetryPolicy, parse_retry_after
 from loom.errors import LoomError, ValidationError, error_from_envelope
 
-__all__ = ["API_PREFIX", "BaseClient"]
+__all__ = ["API_PREFIX", "BaseClient", "check_path_id", "segment_problem"]
 
 API_PREFIX = "/api/v1"
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -39,12 +39,52 @@ def _redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
-def _segment(value: str | int) -> str:
-    """One URL path segment, validated and percent-encoded."""
+def segment_problem(value: str) -> str | None:
+    """Why ``value`` cannot be one id in a URL path, or None when it can.
+
+    Refused: empty, ``.`` or ``..``, and anything containing ``/``, ``\\`` or a control
+    character. Everything else is sent percent-encoded, so the server sees it verbatim.
+    """
+    if value == "":
+        return "it is empty"
+    if value in (".", ".."):
+        return f"{value!r} is not an id"
+    for bad in ("/", "\\"):
+        if bad in value:
+            return f"it contains {bad!r}"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        return "it contains a control character"
+    return None
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 100 else value[:100] + "…")
+
+
+def check_path_id(value: str | int, what: str = "id") -> str:
+    """``value`` as a string if it can be one URL path segment, else :class:`InvalidArgument`.
+
+    ``what`` names the id in the message (``"change id"``, ``"task id"``, ...).
+    """
     text = str(value)
-    if text in ("", ".", ".."):
-        raise ValidationError(f"invalid path segment {text!r}", kind="invalid_id")
-    return quote(text, safe="")
+    problem = segment_problem(text)
+    if problem is not None:
+        raise InvalidArgument(f"invalid {what} {_shown(text)}: {problem}", field=what)
+    return text
+
+
+# The literal route segment before an id names it in error messages.
+_ID_AFTER = {
+    "changes": "change id",
+    "tasks": "task id",
+    "modules": "module id",
+    "specs": "spec id",
+}
+
+
+def _segment(value: str | int, what: str = "path segment") -> str:
+    """One URL path segment, validated and percent-encoded."""
+    return quote(check_path_id(value, what), safe="")
 
 
 def new_idempotency_key() -> str:
@@ -140,13 +180,22 @@ class BaseClient:
     # --- URL building --------------------------------------------------------------
 
     def _project_path(self, *segments: str | int) -> str:
+        """``/projects/{org}/{repo}/...``: each segment validated, then percent-encoded.
+
+        No id can add or remove a path level: ``/``, ``\\``, ``..`` and control characters
+        are refused (:class:`InvalidArgument`) before any request is sent.
+        """
         if not self.project or self.project.count("/") != 1:
             raise ValidationError(
-                "no project configured: pass project='org/repo' (or --project / LOOM_PROJECT)",
+                "no project configured: create the Client with project='ORG/REPO'",
                 kind="project_missing",
             )
         org, repo = self.project.split("/")
-        parts = ["projects", _segment(org), _segment(repo), *(_segment(s) for s in segments)]
+        parts = ["projects", _segment(org, "org"), _segment(repo, "repo")]
+        previous = ""
+        for segment in segments:
+            parts.append(_segment(segment, _ID_AFTER.get(previous, "path segment")))
+            previous = str(segment)
         return "/" + "/".join(parts)
 
     def _write_headers(self, change_id: str | None, fencing_token: int | None) -> dict[str, str]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -35,6 +36,7 @@ __all__ = [
     "ClientConfig",
     "Resolved",
     "resolve_config",
+    "url_problem",
     "user_config_path",
 ]
 
@@ -187,6 +189,29 @@ def _check_project(value: str, where: str) -> str:
     return "/".join(parts)
 
 
+def url_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable server URL, or None (``http(s)://HOST[:PORT][/PREFIX]``)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https"):
+        return f"expected an http:// or https:// URL, got {value!r}"
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a malformed port)
+    except ValueError:
+        return f"bad port in {value!r}"
+    if not parts.hostname:
+        return f"no host in {value!r}"
+    if parts.query or parts.fragment:
+        return f"a server URL has no query or fragment, got {value!r}"
+    return None
+
+
+def _check_url(value: str, where: str) -> str:
+    problem = url_problem(value)
+    if problem is not None:
+        raise ValidationError(f"{where}: invalid server URL: {problem}", kind="invalid_config")
+    return _normalise_url(value)
+
+
 def _normalise_url(value: str) -> str:
     url = value.strip().rstrip("/")
     if url.endswith("/api/v1"):
@@ -245,7 +270,7 @@ def resolve_config(
 
     # url
     found = pick("url") or ((user["url"], str(user_path)) if "url" in user else None)
-    url = Resolved(_normalise_url(str(found[0])), found[1]) if found else None
+    url = Resolved(_check_url(str(found[0]), found[1]), found[1]) if found else None
     url = url or Resolved(DEFAULT_URL, "default")
 
     # project

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from loom.errors import Unavailable
+from loom.errors import Unavailable, ValidationError
 
-__all__ = ["ConnectionFailed"]
+__all__ = ["ConnectionFailed", "InvalidArgument"]
 
 
 class ConnectionFailed(Unavailable):
@@ -16,6 +16,21 @@ class ConnectionFailed(Unavailable):
     """
 
     default_kind = "connection_failed"
+
+    def __init__(self, message: str, *, kind: str | None = None, **details: Any) -> None:
+        super().__init__(message, kind=kind, **details)
+        self.http_status = 0
+
+
+class InvalidArgument(ValidationError):
+    """An argument was refused by the client itself, before any request was sent.
+
+    For example a change or task id that cannot be one URL path segment (``a/b``, ``..``).
+    Its ``http_status`` is 0: nothing reached the server. ``details["field"]`` names what
+    was being checked (``"change id"``, ``"task id"``, ...).
+    """
+
+    default_kind = "invalid_argument"
 
     def __init__(self, message: str, *, kind: str | None = None, **details: Any) -> None:
         super().__init__(message, kind=kind, **details)

@@ -17,6 +17,7 @@ from typing import Any
 
 import platformdirs
 
+from loom.client._base import check_path_id
 from loom.client._models import ClaimResult
 
 __all__ = [
@@ -87,7 +88,7 @@ class LeaseStore:
         self.root = state / "leases" / org / repo
 
     def _path(self, change_id: str) -> Path:
-        return self.root / f"{change_id}.json"
+        return self.root / f"{check_path_id(change_id, 'change id')}.json"
 
     def save(self, claim: ClaimResult) -> None:
         """Remember a lease (after claim, heartbeat or allocate)."""

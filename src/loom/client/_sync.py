@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from loom.client._base import check_path_id
 from loom.client._client import Client
 from loom.client._models import ArchiveResult, ArtifactBundle, PushResult
 from loom.client._state import backup_change, read_revision, write_revision
 from loom.domain.ids import archive_dir_name
-from loom.errors import NotFound, ValidationError
+from loom.errors import NotFound
 from loom.tree import ChangeFiles, SpecFiles, read_change, write_change, write_spec
 
 __all__ = [
@@ -62,9 +63,7 @@ class ArchiveOutcome:
 
 def change_dir(ito_dir: Path, change_id: str) -> Path:
     """``<ito_dir>/changes/<id>`` (the id must be a single safe path segment)."""
-    if not change_id or change_id in (".", "..") or "/" in change_id or "\\" in change_id:
-        raise ValidationError(f"invalid change id {change_id!r}", kind="invalid_id")
-    return ito_dir / "changes" / change_id
+    return ito_dir / "changes" / check_path_id(change_id, "change id")
 
 
 def _local_metadata(path: Path) -> str | None:

@@ -222,11 +222,27 @@ def tree_from_snapshot(snapshot: ProjectSnapshot) -> ItoTree:
     )
 
 
-def export_tree(client: Client, ito_dir: Path) -> ExportReport:
-    """Write the whole project to ``ito_dir`` (the ``.ito`` directory itself)."""
+def export_tree(
+    client: Client,
+    ito_dir: Path,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ExportReport:
+    """Write the whole project to ``ito_dir`` (the ``.ito`` directory itself).
+
+    ``on_progress(done, total)`` is called once the project is fetched (``done`` 0) and
+    after each step is written: the modules and specs, then each change.
+    """
     snapshot = client.export_snapshot()
     tree = tree_from_snapshot(snapshot)
-    write_tree(tree, ito_dir)
+    steps = [ItoTree(modules=tree.modules, specs=tree.specs)]
+    steps += [ItoTree(changes=(change,)) for change in tree.changes]
+    if on_progress is not None:
+        on_progress(0, len(steps))
+    for done, step in enumerate(steps, start=1):
+        write_tree(step, ito_dir)  # the same writes, in the same order, as the whole tree
+        if on_progress is not None:
+            on_progress(done, len(steps))
     archived = sum(1 for c in tree.changes if c.archived)
     return ExportReport(
         modules=len(tree.modules),
