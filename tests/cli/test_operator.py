@@ -152,3 +152,14 @@ def test_serve_on_an_unknown_host_exits_1(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("loom: cannot listen on no-such-host.invalid:0: "), done.stderr
+
+
+def test_a_malformed_number_in_env_or_config_is_a_usage_error(tmp_path: Path) -> None:
+    args = ["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "--data-dir", str(tmp_path)]
+    result = _run("db", "check", *args, LOOM_PORT="abc")
+    assert result.exit_code == 2 and "port" in result.stderr
+    assert "Traceback" not in result.output
+    config = tmp_path / "loom.toml"
+    config.write_text('workers = "many"\n')
+    result = _run(*_serve_args(tmp_path, "--port", "0", "--config", str(config)))
+    assert result.exit_code == 2 and "workers" in result.stderr

@@ -98,6 +98,14 @@ def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+def _int(name: str, value: Any) -> int:
+    """A whole-number setting from a flag, env var or config file (a usage error if not)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise typer.BadParameter(f"{name}: expected a whole number, got {value!r}") from None
+
+
 def _first(*values: Any) -> Any:
     for v in values:
         if v is not None and v != "" and v != []:
@@ -194,7 +202,7 @@ def resolve_settings(
     )
     values: dict[str, Any] = {
         "bind": _first(bind, env.get("LOOM_BIND"), cfg.get("bind"), "127.0.0.1"),
-        "port": int(_first(port, env.get("LOOM_PORT"), cfg.get("port"), 9010)),
+        "port": _int("port", _first(port, env.get("LOOM_PORT"), cfg.get("port"), 9010)),
         "data_dir": ddir,
         "database_url": _first(
             database_url,
@@ -206,14 +214,17 @@ def resolve_settings(
         "token_seed": SecretStr(str(seed)) if seed else None,
         "allow_orgs": tuple(orgs),
         "allow_projects": tuple(projects_),
-        "lease_ttl": int(_first(lease_ttl, cfg.get("lease_ttl"), 900)),
-        "lease_ttl_max": int(_first(lease_ttl_max, cfg.get("lease_ttl_max"), 86400)),
+        "lease_ttl": _int("lease_ttl", _first(lease_ttl, cfg.get("lease_ttl"), 900)),
+        "lease_ttl_max": _int(
+            "lease_ttl_max", _first(lease_ttl_max, cfg.get("lease_ttl_max"), 86400)
+        ),
         "lease_enforcement": _first(lease_enforcement, cfg.get("lease_enforcement"), "strict"),
         "allow_blind_push": bool(_first(allow_blind_push, cfg.get("allow_blind_push"), False)),
-        "max_body_bytes": int(
-            _first(max_body_bytes, cfg.get("max_body_bytes"), DEFAULT_MAX_BODY_BYTES)
+        "max_body_bytes": _int(
+            "max_body_bytes",
+            _first(max_body_bytes, cfg.get("max_body_bytes"), DEFAULT_MAX_BODY_BYTES),
         ),
-        "workers": int(_first(workers, cfg.get("workers"), 1)),
+        "workers": _int("workers", _first(workers, cfg.get("workers"), 1)),
     }
     try:
         return Settings(**values), notes
