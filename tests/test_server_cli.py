@@ -301,6 +301,8 @@ def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert (settings.bind, settings.port) == ("localhost", 7002)
     assert [t.get_secret_value() for t in settings.admin_tokens] == ["flag-a"]
     assert settings.allow_orgs == ("flag-org",)
+    # The allowlist is one setting: a flag replaces LOOM_ALLOW whole, projects included.
+    assert settings.allow_projects == ()
     assert settings.database_url == "sqlite:///flag.db"
 
     # Without flags, env or config: auth.toml, then defaults.

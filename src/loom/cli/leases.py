@@ -30,7 +30,12 @@ __all__: list[str] = []
 
 TtlOption = Annotated[
     int | None,
-    typer.Option("--ttl", help="Lease time-to-live in seconds (server default 900).", min=1),
+    typer.Option(
+        "--ttl",
+        help="Lease time-to-live in seconds (a new lease: server default 900; a renewal by"
+        " its holder: the TTL it already has).",
+        min=1,
+    ),
 ]
 
 

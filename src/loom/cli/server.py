@@ -189,17 +189,18 @@ def resolve_settings(
             "Next: derive a project token with `loom token project ORG/REPO` and give it to",
             "agents as LOOM_TOKEN, with LOOM_URL and LOOM_PROJECT.",
         ]
+    # The allowlist is one setting (orgs and projects together): the first source that
+    # names anything wins whole — flags, then LOOM_ALLOW, then the config file — so a flag
+    # never merges with an environment left over from elsewhere.
     allow_env = _csv(env.get("LOOM_ALLOW"))
-    orgs = (
-        list(allow_org or [])
-        or [a for a in allow_env if "/" not in a]
-        or list(cfg.get("allow_orgs", []))
-    )
-    projects_ = (
-        list(allow_project or [])
-        or [a for a in allow_env if "/" in a]
-        or list(cfg.get("allow_projects", []))
-    )
+    if allow_org or allow_project:
+        orgs, projects_ = list(allow_org or []), list(allow_project or [])
+    elif allow_env:
+        orgs = [a for a in allow_env if "/" not in a]
+        projects_ = [a for a in allow_env if "/" in a]
+    else:
+        orgs = list(cfg.get("allow_orgs", []))
+        projects_ = list(cfg.get("allow_projects", []))
     values: dict[str, Any] = {
         "bind": _first(bind, env.get("LOOM_BIND"), cfg.get("bind"), "127.0.0.1"),
         "port": _int("port", _first(port, env.get("LOOM_PORT"), cfg.get("port"), 9010)),
