@@ -71,7 +71,13 @@ def test_health_never_touches_the_database(tmp_path: Path, clock: FakeClock) -> 
         assert resp.status_code == 503
         assert resp.headers["content-type"] == "application/json"
         # No server path in the reason.
-        assert resp.json() == {"status": "not_ready", "reason": "database unavailable"}
+        assert resp.json() == {
+            "status": "not_ready",
+            "reason": "database unavailable",
+            "error": "database unavailable",
+            "code": "service_unavailable",
+            "kind": "database_unavailable",
+        }
 
 
 def test_ready(api: Any) -> None:

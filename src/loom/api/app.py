@@ -120,7 +120,17 @@ def create_app(
         try:
             await ctx.db.run_read(ctx.db.ping)
         except Exception:
-            return JSON({"status": "not_ready", "reason": "database unavailable"}, status_code=503)
+            # API.md §1's body, plus the error envelope every non-2xx carries (§0).
+            return JSON(
+                {
+                    "status": "not_ready",
+                    "reason": "database unavailable",
+                    "error": "database unavailable",
+                    "code": "service_unavailable",
+                    "kind": "database_unavailable",
+                },
+                status_code=503,
+            )
         return {"status": "ready"}
 
     # The routes are added to the app's own router (not nested with include_router): matching
