@@ -113,7 +113,9 @@ def test_missing_project_names_the_cli_ways_to_set_it(base_env: dict[str, str]) 
 
 
 def test_the_cli_knows_the_servers_work_statuses() -> None:
+    from loom.api import routes_changes
     from loom.cli._common import WORK_STATUSES
-    from loom.service.changes import WORK_STATUSES as SERVER_STATUSES
+    from loom.domain import statuses
 
-    assert WORK_STATUSES == SERVER_STATUSES
+    # One definition, shared by the CLI's --status check and the server's ?status= check.
+    assert WORK_STATUSES is statuses.WORK_STATUSES is routes_changes.WORK_STATUSES

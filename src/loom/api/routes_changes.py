@@ -11,6 +11,7 @@ from loom.api.access import Access, project_access, read, write
 from loom.api.models import AddTaskBody, CompleteBody, ShelveBody, SyncPush
 from loom.api.responses import JSON
 from loom.domain.ids import validate_module_id
+from loom.domain.statuses import WORK_STATUSES
 from loom.errors import ValidationError
 from loom.service import archive, changes, tasks
 
@@ -43,12 +44,12 @@ async def list_changes(
     statuses = None
     if status:
         statuses = [s.strip() for s in status.split(",") if s.strip()]
-        bad = [s for s in statuses if s not in changes.WORK_STATUSES]
+        bad = [s for s in statuses if s not in WORK_STATUSES]
         if bad:
             raise ValidationError(
                 f"unknown work status '{bad[0][:40]}'",
                 kind="invalid_status",
-                allowed=list(changes.WORK_STATUSES),
+                allowed=list(WORK_STATUSES),
             )
     module_id = validate_module_id(module) if module else None
     items, next_cursor = await read(

@@ -25,6 +25,7 @@ from loom.client import Client, InvalidArgument
 from loom.client._base import segment_problem
 from loom.client._config import ClientConfig, resolve_config, url_problem
 from loom.client._state import LeaseStore, state_dir
+from loom.domain.statuses import WORK_STATUSES
 from loom.errors import (
     Conflict,
     Forbidden,
@@ -70,7 +71,6 @@ _NO_PROJECT = (
     "no project configured: pass --project ORG/REPO (or set LOOM_PROJECT, `project` in "
     ".loom.toml, or backend.project in .ito/config.json; `loom config show` shows the sources)"
 )
-WORK_STATUSES = ("draft", "ready", "in-progress", "paused", "complete")
 F = TypeVar("F", bound=Callable[..., Any])
 _PANEL = "Connection"
 

@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 LIFECYCLES = ("active", "archived", "all")
-WORK_STATUSES = ("draft", "ready", "in-progress", "paused", "complete")
 
 
 @dataclass(frozen=True)
