@@ -1,8 +1,7 @@
-"""Pure ASGI layers: the body guard (413/415) and the hot lane for the lease endpoints."""
+"""Pure ASGI layers: the body guard (413/415) and the hot lane (leases, event batches)."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,29 +11,18 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loom.api._scope import BODY_KEY
-from loom.api.errors import stored_error_response, unexpected_error_response
+from loom.api.errors import error_response, stored_error_response, unexpected_error_response
 from loom.errors import LoomError, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["BODY_KEY", "BodyGuard", "HotLane", "read_body"]
+__all__ = ["BodyGuard", "HotLane", "read_body"]
 
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
-async def _send_error(send: Send, err: LoomError) -> None:
-    body = json.dumps(err.to_envelope()).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": err.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _send_error(scope: Scope, receive: Receive, send: Send, err: LoomError) -> None:
+    """Answer before the app runs (the body was refused; the connection is not reused)."""
+    await error_response(err, {"connection": "close"})(scope, receive, send)
 
 
 def _is_json(content_type: str) -> bool:
@@ -57,7 +45,7 @@ async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) 
         elif name == b"content-type" and content_type is None:
             content_type = value
     if length is not None and length.isdigit() and int(length) > max_bytes:
-        await _send_error(send, _too_large(max_bytes))
+        await _send_error(scope, receive, send, _too_large(max_bytes))
         return None
     chunks: list[bytes] = []
     size = 0
@@ -69,7 +57,7 @@ async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) 
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
-            await _send_error(send, _too_large(max_bytes))
+            await _send_error(scope, receive, send, _too_large(max_bytes))
             return None
         chunks.append(chunk)
         more = message.get("more_body", False)
@@ -78,6 +66,8 @@ async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) 
         media = (content_type or b"").decode("latin-1")
         if not _is_json(media):
             await _send_error(
+                scope,
+                receive,
                 send,
                 UnsupportedMediaType(
                     "request bodies must be JSON (Content-Type: application/json)",

@@ -11,37 +11,22 @@ their request body schemas (``openapi_extra``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
 from starlette.routing import BaseRoute, Route
 
-from loom.api._scope import BODY_KEY
 from loom.api.access import project_access, read, write
-from loom.api.models import PLAIN_TEXT, AllocateBody, ClaimBody, ReleaseBody, is_plain_json_text
+from loom.api.bodies import body_doc, parse_body
+from loom.api.models import AllocateBody, ClaimBody, ReleaseBody
 from loom.domain.ids import validate_change_id, validate_holder, validate_module_id
-from loom.errors import Forbidden, Unprocessable, ValidationError
+from loom.errors import Forbidden, ValidationError
 from loom.service import leases
 
-__all__ = ["body_doc", "fast_routes", "parse_body", "router"]
+__all__ = ["fast_routes", "router"]
 
 router = APIRouter(prefix="/api/v1/projects/{org}/{repo}")
-M = TypeVar("M", bound=BaseModel)
-
-
-def body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
-
-
 # Lease bodies: a holder, TTL or id of the wrong type or missing is a plain 400 (API.md §2.7
 # "400 bad ttl/holder"), with the kind the same value would get if it were merely invalid.
 _LEASE_FIELDS: Final = {
@@ -50,39 +35,6 @@ _LEASE_FIELDS: Final = {
     "module": "invalid_id",
     "changes": "invalid_id",
 }
-
-
-async def parse_body(
-    request: Request, model: type[M], bad_request: Mapping[str, str] | None = None
-) -> M:
-    """The body as ``model``: 400 invalid_json if it is not JSON; a schema violation is 422,
-    or 400 with the kind ``bad_request`` names for the field at fault."""
-    raw = request.scope.get(BODY_KEY)
-    if raw is None:
-        raw = await request.body()
-    try:
-        return model.model_validate_json(
-            raw, context=PLAIN_TEXT if is_plain_json_text(raw) else None
-        )
-    except PydanticValidationError as exc:
-        errors = [
-            {"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors()
-        ]
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise ValidationError("malformed JSON body", kind="invalid_json") from None
-        where = ".".join(errors[0]["loc"][1:]) or "body"
-        field = errors[0]["loc"][1] if len(errors[0]["loc"]) > 1 else ""
-        if bad_request and field in bad_request:
-            raise ValidationError(
-                f"invalid {where}: {errors[0]['msg']}",
-                kind=bad_request[field],
-                field=field,
-                errors=errors,
-            ) from None
-        raise Unprocessable(
-            f"invalid {where}: {errors[0]['msg']}", kind="validation_error", errors=errors
-        ) from None
 
 
 @router.post(

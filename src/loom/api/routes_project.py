@@ -12,9 +12,9 @@ from starlette.routing import BaseRoute, Route
 
 from loom.api._scope import BODY_KEY
 from loom.api.access import Access, project_access, read, write
+from loom.api.bodies import body_doc, parse_body
 from loom.api.models import EventsBody, ImportBody, ModulePut, SpecPut
 from loom.api.responses import JSON
-from loom.api.routes_leases import body_doc, parse_body
 from loom.domain.timefmt import parse_rfc3339_us
 from loom.errors import ValidationError
 from loom.service import catalog, events, imports

@@ -44,11 +44,14 @@ from loom.store.leases import ActiveLease, active_leases_for
 __all__ = [
     "Bundle",
     "change_detail",
+    "ensure_module_row",
+    "ensure_module_rows",
     "lease_json",
     "list_summaries",
     "parse_revision",
     "pull_bundle",
     "push_bundle",
+    "validate_bundle_specs",
 ]
 
 LIFECYCLES = ("active", "archived", "all")
@@ -266,31 +269,30 @@ def ensure_module_rows(conn: Connection, pid: int, change_id: str, now_us: int) 
     module_id = module_of(change_id)
     if module_id is None:
         return
-    if get_module(conn, pid, module_id) is None:
-        upsert_module(
-            conn,
-            pid,
-            module_id,
-            parent_id=None,
-            name=module_id,
-            description=None,
-            markdown=None,
-            now_us=now_us,
-            replace=False,
-        )
+    ensure_module_row(conn, pid, module_id, None, now_us)
     sub_id = sub_module_of(change_id)
-    if sub_id is not None and get_module(conn, pid, sub_id) is None:
-        upsert_module(
-            conn,
-            pid,
-            sub_id,
-            parent_id=module_id,
-            name=sub_id,
-            description=None,
-            markdown=None,
-            now_us=now_us,
-            replace=False,
-        )
+    if sub_id is not None:
+        ensure_module_row(conn, pid, sub_id, module_id, now_us)
+
+
+def ensure_module_row(
+    conn: Connection, pid: int, module_id: str, parent_id: str | None, now_us: int
+) -> bool:
+    """Create a missing module row with its id as a placeholder name; True if created."""
+    if get_module(conn, pid, module_id) is not None:
+        return False
+    upsert_module(
+        conn,
+        pid,
+        module_id,
+        parent_id=parent_id,
+        name=module_id,
+        description=None,
+        markdown=None,
+        now_us=now_us,
+        replace=False,
+    )
+    return True
 
 
 def _created(

@@ -12,7 +12,7 @@ from loom.domain.timefmt import format_us
 from loom.service._common import record, release_on_archive, server_event, write_pid
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
-from loom.service.changes import ensure_module_rows, validate_bundle_specs
+from loom.service.changes import ensure_module_row, ensure_module_rows, validate_bundle_specs
 from loom.store import catalog
 from loom.store.changes import (
     get_change,
@@ -112,21 +112,9 @@ def import_tree(
             if existing is not None and not overwrite and existing.markdown is not None:
                 tally.conflict("module", module_id, "exists with different content")
                 continue
-            if parent is not None and catalog.get_module(conn, pid, parent) is None:
-                # A sub-module whose parent is neither stored nor imported: the parent row is
-                # created with a placeholder name, as a push does for a change's module, so
-                # the sub-module is listed under it.
-                catalog.upsert_module(
-                    conn,
-                    pid,
-                    parent,
-                    parent_id=None,
-                    name=parent,
-                    description=None,
-                    markdown=None,
-                    now_us=now,
-                    replace=False,
-                )
+            # A sub-module whose parent is neither stored nor imported gets a placeholder
+            # parent row, as a push does for a change's module, so it is listed under it.
+            if parent is not None and ensure_module_row(conn, pid, parent, None, now):
                 tally.created += 1
             catalog.upsert_module(
                 conn,
