@@ -28,32 +28,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import secrets
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from _harness import ADMIN, percentile, pg_database, start_server
 
-ADMIN = "bench-admin-token"
-SEED = "bench-seed"
 P = "/api/v1/projects/bench/api"
 BIG = "/api/v1/projects/bench/big"
 H = {"Authorization": f"Bearer {ADMIN}"}
-PG_ADMIN_URL = os.environ.get(
-    "LOOM_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 BATCH = 500
 LIST_SIZE = 5000
 TASKS_PER_CHANGE = 40
@@ -97,82 +86,7 @@ def event(key: str, i: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- server
 
 
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_server(data_dir: Path, database_url: str) -> Server:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
-    cmd = [
-        sys.executable,
-        "-m",
-        "loom",
-        "serve",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        "--database-url",
-        database_url,
-        "--admin-token",
-        ADMIN,
-        "--token-seed",
-        SEED,
-        "--max-body-bytes",
-        str(64 << 20),
-    ]
-    log_path = data_dir / "server.log"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
-    pattern = re.compile(r"loom: listening on (http://\S+)")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        m = pattern.search(log_path.read_text(errors="replace"))
-        if m:
-            return Server(m.group(1), proc)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start:\n" + log_path.read_text(errors="replace"))
-
-
-@contextmanager
-def pg_database() -> Iterator[str]:
-    name = f"loom_bench_api_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 # --------------------------------------------------------------------------- measuring
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @dataclass
@@ -292,7 +206,7 @@ def seed(client: httpx.Client, clients: int) -> dict[str, Any]:
 def bench_backend(
     kind: str, database_url: str, data_dir: Path, clients: int, seconds: float
 ) -> list[Result]:
-    server = start_server(data_dir, database_url)
+    server = start_server(data_dir, database_url, "--max-body-bytes", str(64 << 20))
     try:
         with httpx.Client(base_url=server.url, headers=H, timeout=60) as admin:
             t0 = time.perf_counter()

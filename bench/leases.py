@@ -42,10 +42,7 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,18 +51,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from _harness import ADMIN, Server, percentile, pg_database, start_server
 
-ADMIN = "bench-admin-token"
-SEED = "bench-seed"
 ORG, REPO = "bench", "leases"
 P = f"/api/v1/projects/{ORG}/{REPO}"
-PG_ADMIN_URL = os.environ.get(
-    "LOOM_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 CLIENTS = 16
 AGENTS = 32
@@ -143,91 +133,7 @@ def load_average() -> str:
         return "n/a"
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
 # --------------------------------------------------------------------------- server
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    host: str
-    port: int
-    log_path: Path
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far (Linux ``/proc``; else 0)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_server(data_dir: Path, database_url: str) -> Server:
-    log_path = data_dir / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
-    cmd = [
-        sys.executable,
-        "-m",
-        "loom",
-        "serve",
-        "--port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        "--database-url",
-        database_url,
-        "--admin-token",
-        ADMIN,
-        "--token-seed",
-        SEED,
-    ]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
-    pattern = re.compile(r"loom: listening on (http://\S+)")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        m = pattern.search(log_path.read_text(errors="replace"))
-        if m:
-            url = urlsplit(m.group(1))
-            assert url.hostname is not None and url.port is not None
-            return Server(proc, url.hostname, url.port, log_path)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start:\n" + log_path.read_text(errors="replace"))
-
-
-def create_pg_database() -> tuple[str, Callable[[], None]]:
-    name = f"loom_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
-
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    return url, drop
 
 
 # --------------------------------------------------------------------------- phases
@@ -606,11 +512,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         elif kind == "postgresql":
-            url, drop = create_pg_database()
-            try:
+            with pg_database() as url:
                 ok &= asyncio.run(bench_backend(kind, url, args))
-            finally:
-                drop()
         else:
             parser.error(f"unknown backend {kind!r}")
     print(f"\ntotal {time.perf_counter() - started:.0f} s, load average {load_average()}")
