@@ -34,19 +34,33 @@ from loom.domain.specs._markdown import (
     SpecDocument,
 )
 from loom.domain.specs._merge import apply_delta, parse_spec
+from loom.domain.specs._refs import (
+    MAX_REQUIREMENT_NAME,
+    RequirementRef,
+    StaleRequirement,
+    requirement_refs,
+    requirement_texts,
+    stale_requirements,
+)
 
 __all__ = [
     "ITO_END_MARKER",
     "ITO_START_MARKER",
+    "MAX_REQUIREMENT_NAME",
     "NEW_SPEC_PURPOSE_PLACEHOLDER",
     "DeltaOp",
     "DeltaOperation",
     "Rename",
     "Requirement",
+    "RequirementRef",
     "SpecDelta",
     "SpecDocument",
+    "StaleRequirement",
     "apply_delta",
     "parse_delta",
     "parse_spec",
+    "requirement_refs",
+    "requirement_texts",
+    "stale_requirements",
     "validate_delta",
 ]
