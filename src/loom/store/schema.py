@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "change_requirements",
     "change_specs",
     "changes",
     "event_batches",
@@ -33,6 +34,7 @@ __all__ = [
     "metadata",
     "modules",
     "projects",
+    "spec_revisions",
     "specs",
 ]
 
@@ -98,11 +100,40 @@ change_specs = Table(
     Column("change_id", String(160), nullable=False),
     Column("capability", String(128), nullable=False),
     Column("content", Text, nullable=False),
+    # The spec revision this delta was written against (0: the spec did not exist then).
+    Column("base_revision", BigInteger, nullable=True),
     PrimaryKeyConstraint("project_id", "change_id", "capability"),
     ForeignKeyConstraint(
         ["project_id", "change_id"],
         ["changes.project_id", "changes.change_id"],
         ondelete="CASCADE",
+    ),
+)
+
+# The requirement index: what each unarchived change's deltas touch (loom.domain.specs
+# .requirement_refs), rewritten with the deltas in the same transaction.
+change_requirements = Table(
+    "change_requirements",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("change_id", String(160), nullable=False),
+    Column("capability", String(128), nullable=False),
+    Column("requirement", String(300), nullable=False),
+    Column("op", String(10), nullable=False),
+    Column("from_name", String(300), nullable=True),
+    Column("to_name", String(300), nullable=True),
+    PrimaryKeyConstraint("project_id", "change_id", "capability", "requirement", "op"),
+    ForeignKeyConstraint(
+        ["project_id", "change_id"],
+        ["changes.project_id", "changes.change_id"],
+        ondelete="CASCADE",
+    ),
+    # Who else touches this requirement (overlaps, overlap-aware allocation).
+    Index(
+        "ix_change_requirements_project_id_capability_requirement",
+        "project_id",
+        "capability",
+        "requirement",
     ),
 )
 
@@ -148,7 +179,23 @@ specs = Table(
     Column("spec_id", String(128), nullable=False),
     Column("markdown", Text, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
+    # Bumped by every archive, import or PUT that changes the text (see spec_revisions).
+    Column("revision", BigInteger, nullable=False, server_default="1"),
     PrimaryKeyConstraint("project_id", "spec_id"),
+)
+
+# Every revision of every spec: the text (NULL: the spec was deleted) and what produced it.
+spec_revisions = Table(
+    "spec_revisions",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("spec_id", String(128), nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("markdown", Text, nullable=True),
+    Column("change_id", String(160), nullable=True),
+    Column("source", String(10), nullable=False),  # archive | import | put
+    Column("created_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("project_id", "spec_id", "revision"),
 )
 
 idempotency = Table(

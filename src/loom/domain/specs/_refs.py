@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 # Longer names are not indexed (a heading that long is prose, not a name).
-MAX_REQUIREMENT_NAME = 500
+MAX_REQUIREMENT_NAME = 300
 
 
 @dataclass(frozen=True, slots=True, order=True)
