@@ -17,6 +17,7 @@ structured ``details`` that travel in the JSON envelope::
     │   ├── LeaseConflict .......... lease_conflict, not_lease_holder, stale_fencing_token
     │   ├── RevisionConflict ....... revision_conflict
     │   ├── ArchivedConflict ....... archived
+    │   ├── StaleSpecBase .......... stale_spec_base (archive; see docs/overlaps.md)
     │   └── IdempotencyInFlight .... idempotency_in_flight
     ├── PreconditionRequired ....... 428 precondition_required
     ├── RateLimited ................ 429 rate_limited
@@ -45,6 +46,7 @@ __all__ = [
     "PreconditionRequired",
     "RateLimited",
     "RevisionConflict",
+    "StaleSpecBase",
     "Unauthorized",
     "Unavailable",
     "Unprocessable",
@@ -148,6 +150,12 @@ class ArchivedConflict(Conflict):
     default_kind = "archived"
 
 
+class StaleSpecBase(Conflict):
+    """Archive refused: a requirement the change touches changed since the change's base."""
+
+    default_kind = "stale_spec_base"
+
+
 class IdempotencyInFlight(Conflict):
     default_kind = "idempotency_in_flight"
 
@@ -183,6 +191,7 @@ _BY_KIND: dict[str, type[LoomError]] = {
     "stale_fencing_token": LeaseConflict,
     "revision_conflict": RevisionConflict,
     "archived": ArchivedConflict,
+    "stale_spec_base": StaleSpecBase,
     "idempotency_in_flight": IdempotencyInFlight,
 }
 

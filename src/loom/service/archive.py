@@ -17,17 +17,21 @@ from loom.service._common import (
     write_pid,
 )
 from loom.service._context import Actor, Project, ServiceContext
-from loom.store.catalog import delete_spec, get_module, get_spec, upsert_module, upsert_spec
+from loom.service.spec_bases import check_spec_bases
+from loom.store.catalog import get_module, get_spec, upsert_module
 from loom.store.changes import get_change, get_specs, update_change
 from loom.store.projects import lock_project
+from loom.store.requirements import delete_requirements
+from loom.store.spec_history import write_spec
 
 __all__ = ["archive_change"]
 
 
 def archive_change(
-    ctx: ServiceContext, project: Project, change_id: str, actor: Actor
+    ctx: ServiceContext, project: Project, change_id: str, actor: Actor, *, force: bool = False
 ) -> dict[str, Any]:
-    """All or nothing: any invalid delta raises before anything is written."""
+    """All or nothing: any invalid delta or stale spec base raises before anything is
+    written. ``force`` merges over a stale base (lease holder or admin; recorded)."""
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:
@@ -42,20 +46,21 @@ def archive_change(
         # first (lost requirements). Order: change row (above), then project row.
         lock_project(conn, pid)
 
-        merged: list[tuple[str, str | None]] = []
-        for capability, delta in get_specs(conn, pid, change_id):
+        deltas = get_specs(conn, pid, change_id)
+        stale = check_spec_bases(
+            conn, pid, change_id, deltas, force=force, actor=actor, lease=lease, now_us=now
+        )
+        merged: list[tuple[str, str | None, str | None]] = []
+        for capability, delta in deltas:
             base = get_spec(conn, pid, capability, for_update=True)
-            merged.append(
-                (
-                    capability,
-                    apply_delta(None if base is None else base.markdown, delta, capability),
+            before = None if base is None else base.markdown
+            merged.append((capability, before, apply_delta(before, delta, capability)))
+        for capability, before, markdown in merged:
+            if markdown != before:
+                write_spec(
+                    conn, pid, capability, markdown, now, source="archive", change_id=change_id
                 )
-            )
-        for capability, markdown in merged:
-            if markdown is None:
-                delete_spec(conn, pid, capability)
-            else:
-                upsert_spec(conn, pid, capability, markdown, now)
+        delete_requirements(conn, pid, change_id)
 
         module_id = sub_module_of(change_id) or module_of(change_id)
         if module_id is not None:
@@ -86,7 +91,7 @@ def archive_change(
                 entity_id=change_id,
                 op="archive",
                 by=actor.by,
-                meta={"archive_name": archive_name, "specs": [c for c, _ in merged]},
+                meta=_archive_meta(archive_name, [c for c, _, _ in merged], force, stale),
             )
         )
         if module_id is not None:
@@ -102,3 +107,17 @@ def archive_change(
             )
         record(conn, pid, now, *events)
     return {"change_id": change_id, "archived_at": format_us(now)}
+
+
+def _archive_meta(
+    archive_name: str, specs: list[str], force: bool, stale: list[dict[str, Any]]
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"archive_name": archive_name, "specs": specs}
+    if force:
+        meta["force"] = True
+    if stale:
+        # What the forced archive overrode (the names; the texts are in the spec history).
+        meta["stale_spec_base"] = [
+            {k: s[k] for k in ("capability", "requirement", "op", "base_revision")} for s in stale
+        ]
+    return meta

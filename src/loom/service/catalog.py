@@ -10,8 +10,17 @@ from loom.errors import NotFound, ValidationError
 from loom.service._common import write_pid
 from loom.service._context import Project, ServiceContext
 from loom.store import catalog as store
+from loom.store.spec_history import spec_at, spec_history, write_spec
 
-__all__ = ["get_module", "get_spec", "list_modules", "list_specs", "put_module", "put_spec"]
+__all__ = [
+    "get_module",
+    "get_spec",
+    "get_spec_history",
+    "list_modules",
+    "list_specs",
+    "put_module",
+    "put_spec",
+]
 
 
 def _spec_path(spec_id: str) -> str:
@@ -111,10 +120,33 @@ def list_specs(ctx: ServiceContext, project: Project) -> list[dict[str, Any]]:
     ]
 
 
-def get_spec(ctx: ServiceContext, project: Project, spec_id: str) -> dict[str, Any]:
+def get_spec(
+    ctx: ServiceContext, project: Project, spec_id: str, revision: int | None = None
+) -> dict[str, Any]:
+    """The current spec, or its text at ``revision`` (404 ``spec_revision_not_found`` when
+    there is no such revision or it deleted the spec)."""
     with ctx.db.read() as conn:
         pid = ctx.project_id(conn, project, create=False)
         row = None if pid is None else store.get_spec(conn, pid, spec_id)
+        old = None
+        if revision is not None and pid is not None:
+            old = spec_at(conn, pid, spec_id, revision)
+    if revision is not None:
+        if old is None or old.markdown is None:
+            raise NotFound(
+                f"spec '{spec_id}' has no revision {revision}",
+                kind="spec_revision_not_found",
+                spec_id=spec_id,
+                revision=revision,
+            )
+        return {
+            "id": spec_id,
+            "path": _spec_path(spec_id),
+            "markdown": old.markdown,
+            "last_modified": format_us(old.created_us),
+            "revision": old.revision,
+            "change_id": old.change_id,
+        }
     if row is None:
         raise NotFound(f"spec not found: {spec_id}", kind="spec_not_found", spec_id=spec_id)
     return {
@@ -122,6 +154,30 @@ def get_spec(ctx: ServiceContext, project: Project, spec_id: str) -> dict[str, A
         "path": _spec_path(row.spec_id),
         "markdown": row.markdown,
         "last_modified": format_us(row.updated_us),
+        "revision": row.revision,
+    }
+
+
+def get_spec_history(ctx: ServiceContext, project: Project, spec_id: str) -> dict[str, Any]:
+    """Every revision of a spec, oldest first: what produced it (an archived change, an
+    import or a PUT) and when. 404 when the spec never existed."""
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+        rows = [] if pid is None else spec_history(conn, pid, spec_id)
+    if not rows:
+        raise NotFound(f"spec not found: {spec_id}", kind="spec_not_found", spec_id=spec_id)
+    return {
+        "id": spec_id,
+        "revisions": [
+            {
+                "revision": r.revision,
+                "change_id": r.change_id,
+                "source": r.source,
+                "at": format_us(r.created_us),
+                "deleted": r.markdown is None,
+            }
+            for r in rows
+        ],
     }
 
 
@@ -129,5 +185,7 @@ def put_spec(ctx: ServiceContext, project: Project, spec_id: str, markdown: str)
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:
-        store.upsert_spec(conn, pid, spec_id, markdown, now)
+        existing = store.get_spec(conn, pid, spec_id, for_update=True)
+        if existing is None or existing.markdown != markdown:
+            write_spec(conn, pid, spec_id, markdown, now, source="put")
     return get_spec(ctx, project, spec_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,16 +30,19 @@ from loom.service._common import (
 )
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
+from loom.service.overlaps import overlap_events, store_deltas
 from loom.store.catalog import get_module, upsert_module
 from loom.store.changes import (
     get_change,
+    get_spec_bases,
     get_specs,
     insert_change,
     list_summary_rows,
-    replace_specs,
     update_change,
 )
 from loom.store.leases import ActiveLease, active_leases_for
+from loom.store.requirements import shared_requirements
+from loom.store.spec_history import current_revisions
 
 __all__ = [
     "Bundle",
@@ -63,6 +66,8 @@ class Bundle:
     design: str | None
     tasks: str | None
     specs: tuple[tuple[str, str], ...]
+    # Per capability: the spec revision the delta was written against (None: not sent).
+    spec_bases: Mapping[str, int] | None = None
 
 
 def lease_json(lease: ActiveLease | None) -> dict[str, Any] | None:
@@ -220,6 +225,8 @@ def pull_bundle(ctx: ServiceContext, project: Project, target: str) -> dict[str,
         if row is None:
             raise change_not_found(target)
         specs = get_specs(conn, pid, change_id)
+        bases = get_spec_bases(conn, pid, change_id)
+        current = current_revisions(conn, pid, [name for name, _ in specs])
     return {
         "change_id": row.change_id,
         "proposal": row.proposal,
@@ -227,6 +234,9 @@ def pull_bundle(ctx: ServiceContext, project: Project, target: str) -> dict[str,
         "tasks": row.tasks,
         "specs": [[name, content] for name, content in specs],
         "revision": str(row.revision),
+        # The spec revision each delta was written against, and each spec's current one.
+        "spec_bases": {cap: base for cap, base in bases.items() if base is not None},
+        "spec_revisions": current,
     }
 
 
@@ -299,13 +309,15 @@ def _created(
     conn: Connection,
     pid: int,
     change_id: str,
-    specs: tuple[tuple[str, str], ...],
+    bundle: Bundle,
     now: int,
     actor: Actor,
 ) -> dict[str, Any]:
     """The rest of creating a change by push: its specs, module rows and audit event."""
-    replace_specs(conn, pid, change_id, specs)
+    specs = validate_bundle_specs(bundle.specs)
+    store_deltas(conn, pid, change_id, specs, spec_bases=bundle.spec_bases, archived=False)
     ensure_module_rows(conn, pid, change_id, now)
+    overlaps, overlap_events_ = overlap_events(conn, pid, change_id, set(), now, actor.by)
     record(
         conn,
         pid,
@@ -318,8 +330,9 @@ def _created(
             by=actor.by,
             meta={"source": "push"},
         ),
+        *overlap_events_,
     )
-    return {"change_id": change_id, "new_revision": "1"}
+    return {"change_id": change_id, "new_revision": "1", "overlaps": overlaps}
 
 
 def push_bundle(
@@ -353,7 +366,7 @@ def push_bundle(
                 now_us=now,
             )
             if created:
-                return _created(conn, pid, change_id, specs, now, actor)
+                return _created(conn, pid, change_id, bundle, now, actor)
             # Another push created it meanwhile (PostgreSQL): answer as if this push came
             # second, i.e. as a push to an existing change (428, or a blind update).
         row = require_change(conn, pid, change_id)
@@ -393,5 +406,9 @@ def push_bundle(
                 local_revision=revision or "",
                 server_revision=str(row.revision),
             )
-        replace_specs(conn, pid, change_id, specs)
-    return {"change_id": change_id, "new_revision": str(new_revision)}
+        before = shared_requirements(conn, pid, change_id)
+        store_deltas(conn, pid, change_id, specs, spec_bases=bundle.spec_bases, archived=False)
+        overlaps, events = overlap_events(conn, pid, change_id, before, now, actor.by)
+        if events:
+            record(conn, pid, now, *events)
+    return {"change_id": change_id, "new_revision": str(new_revision), "overlaps": overlaps}

@@ -13,16 +13,17 @@ from loom.service._common import record, release_on_archive, server_event, write
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
 from loom.service.changes import ensure_module_row, ensure_module_rows, validate_bundle_specs
+from loom.service.overlaps import store_deltas
 from loom.store import catalog
 from loom.store.changes import (
     get_change,
     get_specs,
     insert_change,
     list_changes,
-    replace_specs,
     update_change,
 )
 from loom.store.leases import get_lease
+from loom.store.spec_history import write_spec
 
 __all__ = ["ImportChange", "ImportModule", "ImportSpec", "export_project", "import_tree"]
 
@@ -137,7 +138,7 @@ def import_tree(
             elif spec_row is not None and not overwrite:
                 tally.conflict("spec", s.id, "exists with different content")
             else:
-                catalog.upsert_spec(conn, pid, s.id, s.markdown, now)
+                write_spec(conn, pid, s.id, s.markdown, now, source="import")
                 if spec_row is None:
                     tally.created += 1
                 else:
@@ -177,7 +178,7 @@ def _import_change(
         if not created:  # created by a concurrent request since the lookup (PostgreSQL)
             tally.conflict("change", c.id, "created concurrently; import again")
             return
-        replace_specs(conn, pid, c.id, specs)
+        store_deltas(conn, pid, c.id, specs, spec_bases=None, archived=c.archived_us is not None)
         ensure_module_rows(conn, pid, c.id, now)
         record(
             conn,
@@ -219,7 +220,7 @@ def _import_change(
         updated_us=now,
         **derived.values(),
     )
-    replace_specs(conn, pid, c.id, specs)
+    store_deltas(conn, pid, c.id, specs, spec_bases=None, archived=c.archived_us is not None)
     if c.archived_us is not None:
         # Imported as archived: like an archive, it drops the change's lease.
         events = release_on_archive(conn, pid, c.id, get_lease(conn, pid, c.id), now, actor.by)

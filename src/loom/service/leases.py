@@ -32,8 +32,10 @@ from loom.store.leases import (
     list_active,
     save_lease,
 )
+from loom.store.requirements import busy_overlaps, has_requirements, lock_overlap_allocation
 
 __all__ = [
+    "AVOID_OVERLAP",
     "allocate",
     "claim",
     "claim_json",
@@ -265,6 +267,9 @@ def list_leases(ctx: ServiceContext, project: Project) -> list[dict[str, Any]]:
     ]
 
 
+AVOID_OVERLAP = ("prefer", "strict", "off")
+
+
 def allocate(
     ctx: ServiceContext,
     project: Project,
@@ -273,13 +278,25 @@ def allocate(
     *,
     module: str | None = None,
     changes: Sequence[str] | None = None,
+    avoid_overlap: str = "prefer",
 ) -> dict[str, Any]:
     """Pick the first eligible change and lease it to ``holder`` in the same transaction.
 
     A holder that already holds an active lease within the filters gets that lease back
     (renewed) instead of a second one: an agent that restarts resumes its work, and no agent
     ever holds two changes through allocation.
+
+    ``avoid_overlap``: ``prefer`` (default) offers changes without a strong overlap with a
+    busy change (leased or in progress) first, and an overlapping one only when nothing else
+    is eligible; ``strict`` never offers an overlapping one (``claim: null`` instead); ``off``
+    ignores overlaps. The claim names the busy changes it overlaps (``overlaps``).
     """
+    if avoid_overlap not in AVOID_OVERLAP:
+        raise ValidationError(
+            "avoid_overlap must be prefer, strict or off",
+            kind="invalid_request",
+            allowed=list(AVOID_OVERLAP),
+        )
     requested = None if ttl_seconds is None else resolve_ttl(ctx, ttl_seconds)
     ttl = ctx.policy.lease_ttl if requested is None else requested
     pid = write_pid(ctx, project)
@@ -290,19 +307,69 @@ def allocate(
             require_live_change(conn, pid, mine)
             stored = get_lease(conn, pid, mine)
             renewal = _renewal_ttl(ctx, requested, stored, holder)
-            return {
-                "claim": _apply_claim(
-                    ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored
-                )
-            }
-        candidates = allocation_candidates(
-            conn, pid, now, module=module, change_ids=changes, limit=_ALLOCATE_BATCH
-        )
-        for change_id in candidates:
-            try:
-                result = _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True)
-            except LeaseConflict:
-                # Taken between the candidate query and the row lock (PostgreSQL only).
-                continue
-            return {"claim": result}
-        return {"claim": None}
+            claimed = _apply_claim(
+                ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored
+            )
+            return {"claim": _with_overlaps(conn, pid, claimed, now, avoid_overlap)}
+        picked = _pick(ctx, conn, pid, holder, ttl, now, module, changes, avoid_overlap)
+        if picked is None:
+            return {"claim": None}
+        return {"claim": _with_overlaps(conn, pid, picked, now, avoid_overlap)}
+
+
+def _pick(
+    ctx: ServiceContext,
+    conn: Connection,
+    pid: int,
+    holder: str,
+    ttl: int,
+    now: int,
+    module: str | None,
+    changes: Sequence[str] | None,
+    avoid_overlap: str,
+) -> dict[str, Any] | None:
+    """Claim the first eligible change: without a busy overlap first (unless ``off``), then,
+    for ``prefer``, any.
+
+    PostgreSQL: allocators read candidates from their own snapshots, so two of them could
+    each take one of two overlapping changes. The first candidate that touches any
+    requirement therefore takes the project's overlap lock (an advisory lock; changes that
+    touch no requirement never wait for it) and the candidates are read again: allocations
+    of such changes run one after the other, and each sees the previous one's lease.
+    """
+    serialized = conn.dialect.name != "postgresql" or avoid_overlap == "off"
+    passes = (True, False) if avoid_overlap == "prefer" else (avoid_overlap == "strict",)
+    restart = True
+    while restart:  # at most twice: once more after taking the lock
+        restart = False
+        for avoid in passes:
+            candidates = allocation_candidates(
+                conn,
+                pid,
+                now,
+                module=module,
+                change_ids=changes,
+                limit=_ALLOCATE_BATCH,
+                avoid_busy_overlap=avoid,
+            )
+            for change_id in candidates:
+                if not serialized and has_requirements(conn, pid, change_id):
+                    lock_overlap_allocation(conn, pid)
+                    serialized = restart = True
+                    break
+                try:
+                    return _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True)
+                except LeaseConflict:
+                    # Taken between the candidate query and the row lock (PostgreSQL only).
+                    continue
+            if restart:
+                break
+    return None
+
+
+def _with_overlaps(
+    conn: Connection, pid: int, claimed: dict[str, Any], now: int, avoid_overlap: str
+) -> dict[str, Any]:
+    if avoid_overlap == "off":
+        return claimed
+    return {**claimed, "overlaps": busy_overlaps(conn, pid, claimed["change_id"], now)}

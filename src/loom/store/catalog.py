@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, func, select
+from sqlalchemy import Connection, RowMapping, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from loom.store._upsert import upsert
@@ -15,14 +15,12 @@ __all__ = [
     "ModuleRow",
     "SpecRow",
     "change_counts",
-    "delete_spec",
     "get_module",
     "get_spec",
     "list_module_change_ids",
     "list_modules",
     "list_specs",
     "upsert_module",
-    "upsert_spec",
 ]
 
 
@@ -41,6 +39,7 @@ class SpecRow:
     spec_id: str
     markdown: str
     updated_us: int
+    revision: int = 1
 
 
 def _module(r: RowMapping) -> ModuleRow:
@@ -156,25 +155,10 @@ def list_specs(conn: Connection, project_id: int) -> list[tuple[str, int]]:
 def get_spec(
     conn: Connection, project_id: int, spec_id: str, *, for_update: bool = False
 ) -> SpecRow | None:
-    stmt = select(specs.c.spec_id, specs.c.markdown, specs.c.updated_us).where(
+    stmt = select(specs.c.spec_id, specs.c.markdown, specs.c.updated_us, specs.c.revision).where(
         specs.c.project_id == project_id, specs.c.spec_id == spec_id
     )
     if for_update and conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = conn.execute(stmt).first()
-    return None if row is None else SpecRow(row[0], row[1], int(row[2]))
-
-
-def upsert_spec(
-    conn: Connection, project_id: int, spec_id: str, markdown: str, now_us: int
-) -> None:
-    upsert(
-        conn,
-        specs,
-        {"project_id": project_id, "spec_id": spec_id},
-        {"markdown": markdown, "updated_us": now_us},
-    )
-
-
-def delete_spec(conn: Connection, project_id: int, spec_id: str) -> None:
-    conn.execute(delete(specs).where(specs.c.project_id == project_id, specs.c.spec_id == spec_id))
+    return None if row is None else SpecRow(row[0], row[1], int(row[2]), int(row[3]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ __all__ = [
     "Derived",
     "get_change",
     "get_change_archived",
+    "get_spec_bases",
     "get_specs",
     "insert_change",
     "list_change_ids",
@@ -257,8 +258,22 @@ def get_specs(conn: Connection, project_id: int, change_id: str) -> list[tuple[s
     return [(r[0], r[1]) for r in rows]
 
 
+def get_spec_bases(conn: Connection, project_id: int, change_id: str) -> dict[str, int | None]:
+    """Each delta's base spec revision (None: not recorded)."""
+    rows = conn.execute(
+        select(change_specs.c.capability, change_specs.c.base_revision).where(
+            change_specs.c.project_id == project_id, change_specs.c.change_id == change_id
+        )
+    )
+    return {r[0]: None if r[1] is None else int(r[1]) for r in rows}
+
+
 def replace_specs(
-    conn: Connection, project_id: int, change_id: str, specs: Sequence[tuple[str, str]]
+    conn: Connection,
+    project_id: int,
+    change_id: str,
+    specs: Sequence[tuple[str, str]],
+    bases: Mapping[str, int] | None = None,
 ) -> None:
     conn.execute(
         delete(change_specs).where(
@@ -269,7 +284,13 @@ def replace_specs(
         conn.execute(
             insert(change_specs),
             [
-                {"project_id": project_id, "change_id": change_id, "capability": c, "content": m}
+                {
+                    "project_id": project_id,
+                    "change_id": change_id,
+                    "capability": c,
+                    "content": m,
+                    "base_revision": None if bases is None else bases.get(c),
+                }
                 for c, m in specs
             ],
         )

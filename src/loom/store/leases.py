@@ -9,6 +9,7 @@ from sqlalchemy import Connection, select
 
 from loom.domain.leases import LeaseState
 from loom.store import _raw
+from loom.store.requirements import BUSY_OVERLAP_FILTER
 from loom.store.schema import changes, leases
 
 __all__ = ["ActiveLease", "allocation_candidates", "get_lease", "list_active", "save_lease"]
@@ -200,10 +201,15 @@ _MODULE_FILTERS = {
     "sub_module": " AND c.sub_module_id = ?",
 }
 _CANDIDATE_SQL = {
-    (template, kind, pg): _raw.SQL(template.format(filters=f, lock=_PG_LOCK if pg else ""))
+    (template, kind, pg, avoid): _raw.SQL(
+        template.format(
+            filters=f + (BUSY_OVERLAP_FILTER if avoid else ""), lock=_PG_LOCK if pg else ""
+        )
+    )
     for template in (_ABANDONED, _OPEN)
     for kind, f in _MODULE_FILTERS.items()
     for pg in (False, True)
+    for avoid in (False, True)
 }
 
 
@@ -215,6 +221,7 @@ def allocation_candidates(
     module: str | None,
     change_ids: Sequence[str] | None,
     limit: int,
+    avoid_busy_overlap: bool = False,
 ) -> list[str]:
     """Eligible change ids: abandoned work first (in progress, its lease expired and never
     released or taken over), then every other ready or in-progress change without an active
@@ -226,6 +233,9 @@ def allocation_candidates(
 
     On PostgreSQL the chosen rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent
     allocators skip each other's candidates instead of queueing behind them.
+
+    ``avoid_busy_overlap`` leaves out changes sharing a requirement with a busy one (see
+    :data:`loom.store.requirements.BUSY_OVERLAP_FILTER`), one more filter on the same walk.
     """
     if change_ids is not None and not change_ids:
         return []
@@ -238,15 +248,18 @@ def allocation_candidates(
             params.append(module)
         if change_ids is not None:
             marks = ", ".join("?" for _ in change_ids)
+            overlap = BUSY_OVERLAP_FILTER if avoid_busy_overlap else ""
             sql = _raw.SQL(
                 template.format(
-                    filters=_MODULE_FILTERS[kind] + f" AND c.change_id IN ({marks})",
+                    filters=_MODULE_FILTERS[kind] + f" AND c.change_id IN ({marks})" + overlap,
                     lock=_PG_LOCK if pg else "",
                 )
             )
             params.extend(change_ids)
         else:
-            sql = _CANDIDATE_SQL[(template, kind, pg)]
+            sql = _CANDIDATE_SQL[(template, kind, pg, avoid_busy_overlap)]
+        if avoid_busy_overlap:
+            params.append(now_us)
         params.extend([now_us, limit - len(found)])
         for (change_id,) in _raw.fetchall(conn, sql, params):
             if change_id not in found:
