@@ -18,6 +18,7 @@ from loom.api.responses import JSON
 from loom.api.routes_changes import router as changes_router
 from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
+from loom.api.routes_overlaps import router as overlaps_router
 from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
 from loom.errors import ValidationError
@@ -141,7 +142,7 @@ def create_app(
     app.lane = HotLane(
         [(r.path_regex, r.endpoint) for r in hot if isinstance(r, Route)], settings.max_body_bytes
     )
-    for router in (leases_router, changes_router, project_router):
+    for router in (leases_router, changes_router, overlaps_router, project_router):
         app.router.routes.extend(router.routes)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app

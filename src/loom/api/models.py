@@ -79,6 +79,8 @@ class SyncPush(_Body):
     tasks: str | None = None
     specs: list[tuple[str, str]]
     revision: str | None = None
+    # Per capability: the spec revision the delta was written against (pull's spec_bases).
+    spec_bases: dict[str, StrictInt] | None = None
 
 
 class CompleteBody(_Body):
@@ -108,6 +110,7 @@ class AllocateBody(_Body):
     ttl_seconds: StrictInt | None = None
     module: str | None = None
     changes: list[str] | None = Field(default=None, max_length=10_000)
+    avoid_overlap: Literal["prefer", "strict", "off"] = "prefer"
 
 
 class ModulePut(_Body):

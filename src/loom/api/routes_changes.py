@@ -93,7 +93,11 @@ async def push(
     if not revision:
         revision = changes.parse_revision(if_match)
     bundle = changes.Bundle(
-        body.proposal, body.design, body.tasks, tuple((c, m) for c, m in body.specs)
+        body.proposal,
+        body.design,
+        body.tasks,
+        tuple((c, m) for c, m in body.specs),
+        spec_bases=body.spec_bases,
     )
     return await write(
         request, access, changes.push_bundle, change_id, bundle, revision or None, access.actor
@@ -101,8 +105,15 @@ async def push(
 
 
 @router.post("/changes/{change_id}/archive", summary="Archive: merge deltas, mark archived")
-async def archive_change(request: Request, access: AccessDep, change_id: str) -> Response:
-    return await write(request, access, archive.archive_change, change_id, access.actor)
+async def archive_change(
+    request: Request, access: AccessDep, change_id: str, force: bool = False
+) -> Response:
+    """409 ``stale_spec_base`` when a requirement the change touches changed since the
+    change's spec base (nothing is written); ``?force=true`` (lease holder or admin) merges
+    anyway and records it in the archive event."""
+    return await write(
+        request, access, archive.archive_change, change_id, access.actor, force=force
+    )
 
 
 @router.get("/changes/{change_id}/tasks", summary="Parsed tasks, waves, readiness, diagnostics")

@@ -34,6 +34,7 @@ _LEASE_FIELDS: Final = {
     "ttl_seconds": "invalid_ttl",
     "module": "invalid_id",
     "changes": "invalid_id",
+    "avoid_overlap": "invalid_request",
 }
 
 
@@ -110,7 +111,14 @@ async def allocate(request: Request) -> Response:
     module = validate_module_id(body.module) if body.module else None
     wanted = [validate_change_id(c) for c in body.changes] if body.changes is not None else None
     return await write(
-        request, access, leases.allocate, holder, body.ttl_seconds, module=module, changes=wanted
+        request,
+        access,
+        leases.allocate,
+        holder,
+        body.ttl_seconds,
+        module=module,
+        changes=wanted,
+        avoid_overlap=body.avoid_overlap,
     )
 
 

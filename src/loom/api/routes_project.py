@@ -14,6 +14,7 @@ from loom.api._scope import BODY_KEY
 from loom.api.access import Access, project_access, read, write
 from loom.api.bodies import body_doc, parse_body
 from loom.api.models import EventsBody, ImportBody, ModulePut, SpecPut
+from loom.api.models_overlaps import ERROR_RESPONSES, SpecOut
 from loom.api.responses import JSON
 from loom.domain.timefmt import parse_rfc3339_us
 from loom.errors import ValidationError
@@ -68,9 +69,19 @@ async def list_specs(request: Request, access: AccessDep) -> Any:
     return await read(request, catalog.list_specs, access.project)
 
 
-@router.get("/specs/{spec_id}", summary="One promoted spec")
-async def get_spec(request: Request, access: AccessDep, spec_id: str) -> Any:
-    return await read(request, catalog.get_spec, access.project, spec_id)
+@router.get(
+    "/specs/{spec_id}",
+    summary="One promoted spec (?revision=N: its text at that revision)",
+    response_model=SpecOut,
+    responses=ERROR_RESPONSES,
+)
+async def get_spec(
+    request: Request,
+    access: AccessDep,
+    spec_id: str,
+    revision: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+) -> Any:
+    return await read(request, catalog.get_spec, access.project, spec_id, revision)
 
 
 @router.put("/specs/{spec_id}", summary="Create or replace a promoted spec")
