@@ -52,6 +52,9 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/changes/{change_id}/lease", None),
     ("GET", "/leases", None),
     ("POST", "/allocate", {"holder": "walker"}),
+    ("GET", "/changes/{change_id}/overlaps", None),
+    ("GET", "/overlaps", None),
+    ("GET", "/specs/{spec_id}/history", None),
 ]
 
 VALID = {"change_id": "001-01_alpha", "task_id": "1.1", "module_id": "001", "spec_id": "auth"}

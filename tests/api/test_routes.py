@@ -323,6 +323,8 @@ def test_pull(api: Any) -> None:
         "tasks": CHECKBOX,
         "specs": [["auth", ADDED]],
         "revision": "1",
+        "spec_bases": {"auth": 0},
+        "spec_revisions": {"auth": 0},
     }
     assert resp.headers["etag"] == '"1"'
 
@@ -365,6 +367,8 @@ def test_push_create_update_and_if_match(api: Any, clock: FakeClock) -> None:
         "tasks": None,
         "specs": [],
         "revision": "3",
+        "spec_bases": {},
+        "spec_revisions": {},
     }
     summary_row = ok(api.get(f"{P}/changes", headers=ADMIN_H))[0]
     assert (summary_row["last_modified"], summary_row["work_status"]) == (T1, "draft")
@@ -847,6 +851,7 @@ def test_specs(api: Any, clock: FakeClock) -> None:
         "path": ".ito/specs/beta/spec.md",
         "markdown": "# Beta\n",
         "last_modified": T0,
+        "revision": 1,
     }
     clock.advance(60)
     ok(api.put(f"{P}/specs/alpha", json={"markdown": "# Alpha\n"}, headers=ADMIN_H))
@@ -860,6 +865,7 @@ def test_specs(api: Any, clock: FakeClock) -> None:
         "path": ".ito/specs/beta/spec.md",
         "markdown": "# Beta 2\n",
         "last_modified": T1,
+        "revision": 2,
     }
 
 

@@ -88,6 +88,9 @@ def test_push_creates_a_change_at_revision_1(ctx: ServiceContext) -> None:
         "tasks": CHECKBOX,
         "specs": [["auth", NEW_CAP_DELTA]],
         "revision": "1",
+        # The spec did not exist when the delta was pushed (base 0), nor does it now.
+        "spec_bases": {"auth": 0},
+        "spec_revisions": {"auth": 0},
     }
     items, cursor = changes.list_summaries(
         ctx, PROJECT, lifecycle="active", module=None, statuses=None, limit=None, cursor=None
@@ -149,6 +152,8 @@ def test_push_with_the_current_revision_replaces_everything(
         "tasks": None,
         "specs": [["zeta", DELTA]],
         "revision": "2",
+        "spec_bases": {"zeta": 0},
+        "spec_revisions": {"zeta": 0},
     }
     detail = changes.change_detail(ctx, PROJECT, "001-01_alpha", "active")
     assert detail["last_modified"] == T1
@@ -238,7 +243,7 @@ def test_push_rolls_back_everything_when_a_late_statement_fails(
     def boom(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(changes, "replace_specs", boom)
+    monkeypatch.setattr(changes, "store_deltas", boom)
     with pytest.raises(RuntimeError):
         push(ctx, bundle(proposal="# Half\n", specs=(("other", DELTA),)), "1")
     assert snapshot(database_url) == before
@@ -293,6 +298,7 @@ def test_archive_merges_deltas_ticks_the_module_and_marks_archived(
             "### Requirement: Tokens\nTokens expire.\n"
         ),
         "last_modified": T1,
+        "revision": 2,
     }
     new_spec = catalog.get_spec(ctx, PROJECT, "spec-one")["markdown"]
     assert "## Requirements" in new_spec

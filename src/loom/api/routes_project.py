@@ -73,6 +73,7 @@ async def list_specs(request: Request, access: AccessDep) -> Any:
     "/specs/{spec_id}",
     summary="One promoted spec (?revision=N: its text at that revision)",
     response_model=SpecOut,
+    response_model_exclude_unset=True,
     responses=ERROR_RESPONSES,
 )
 async def get_spec(

@@ -332,7 +332,7 @@ def _created(
         ),
         *overlap_events_,
     )
-    return {"change_id": change_id, "new_revision": "1", "overlaps": overlaps}
+    return _with_warnings({"change_id": change_id, "new_revision": "1"}, overlaps)
 
 
 def push_bundle(
@@ -411,4 +411,11 @@ def push_bundle(
         overlaps, events = overlap_events(conn, pid, change_id, before, now, actor.by)
         if events:
             record(conn, pid, now, *events)
-    return {"change_id": change_id, "new_revision": str(new_revision), "overlaps": overlaps}
+    return _with_warnings({"change_id": change_id, "new_revision": str(new_revision)}, overlaps)
+
+
+def _with_warnings(answer: dict[str, Any], overlaps: list[dict[str, Any]]) -> dict[str, Any]:
+    """A push answer names the strong overlaps it created (a warning, not a refusal)."""
+    if overlaps:
+        answer["overlaps"] = overlaps
+    return answer

@@ -372,4 +372,5 @@ def _with_overlaps(
 ) -> dict[str, Any]:
     if avoid_overlap == "off":
         return claimed
-    return {**claimed, "overlaps": busy_overlaps(conn, pid, claimed["change_id"], now)}
+    others = busy_overlaps(conn, pid, claimed["change_id"], now)
+    return {**claimed, "overlaps": others} if others else claimed
