@@ -32,7 +32,12 @@ from loom.store.leases import (
     list_active,
     save_lease,
 )
-from loom.store.requirements import busy_overlaps, has_requirements, lock_overlap_allocation
+from loom.store.requirements import (
+    busy_overlaps,
+    has_requirements,
+    lock_overlap_allocation,
+    mark_before_candidates,
+)
 
 __all__ = [
     "AVOID_OVERLAP",
@@ -343,6 +348,8 @@ def _pick(
     while restart:  # at most twice: once more after taking the lock
         restart = False
         for avoid in passes:
+            if not serialized:
+                mark_before_candidates(conn)
             candidates = allocation_candidates(
                 conn,
                 pid,
