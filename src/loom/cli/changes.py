@@ -22,6 +22,7 @@ from loom.cli._common import (
     split_statuses,
     table,
 )
+from loom.cli.overlaps import describe_overlap, overlaps_of, strong_overlap_counts
 from loom.client import ChangeSummary, LeaseInfo
 from loom.errors import LoomError
 
@@ -125,6 +126,8 @@ def changes(
     if not items:
         err("no changes")
         return
+    # Marker: how many other changes share a requirement with this one (`loom overlaps ID`).
+    counts = strong_overlap_counts(cx.client) if lifecycle != "archived" else {}
     rows = [
         (
             item.id,
@@ -132,10 +135,11 @@ def changes(
             _progress(item),
             item.revision or "-",
             format_lease(item.lease),
+            f"!{counts[item.id]}" if item.id in counts and not item.archived_at else "-",
         )
         for item in items
     ]
-    table(["CHANGE", "STATUS", "TASKS", "REV", "LEASE"], rows)
+    table(["CHANGE", "STATUS", "TASKS", "REV", "LEASE", "OVERLAPS"], rows)
 
 
 _MARK = {"complete": "[x]", "in-progress": "[~]", "shelved": "[-]", "pending": "[ ]"}
@@ -152,8 +156,15 @@ def show(
     """Show one change: artifacts, progress, tasks and lease."""
     detail = cx.client.get_change(change, lifecycle="all")
     tasks = cx.client.get_tasks(detail.id)
+    overlapping = [] if detail.archived_at is not None else overlaps_of(cx.client, detail.id)
     if cx.json:
-        emit_json({"change": detail.to_json(), "tasks": tasks.to_json()})
+        emit_json(
+            {
+                "change": detail.to_json(),
+                "tasks": tasks.to_json(),
+                "overlaps": [o.to_json() for o in overlapping],
+            }
+        )
         return
     progress = detail.progress
     out(f"change:    {detail.id}")
@@ -170,6 +181,7 @@ def show(
     ]
     out(f"artifacts: {', '.join(artifacts) or '-'}")
     out(f"specs:     {', '.join(s.name for s in detail.specs) or '-'}")
+    out(f"overlaps:  {'; '.join(describe_overlap(o) for o in overlapping) or '-'}")
     out(
         f"progress:  {progress.complete}/{progress.total} complete, "
         f"{progress.in_progress} in progress, {progress.shelved} shelved, "

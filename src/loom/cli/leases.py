@@ -91,9 +91,22 @@ def allocate(
         typer.Option("--change", help="Only these changes (repeatable)."),
     ] = None,
     ttl: TtlOption = None,
+    avoid_overlap: Annotated[
+        str | None,
+        typer.Option(
+            "--avoid-overlap",
+            envvar="LOOM_AVOID_OVERLAP",
+            help="prefer (server default): changes sharing no requirement with a leased or "
+            "in-progress one first; strict: never such a change; off: ignore overlaps.",
+        ),
+    ] = None,
 ) -> None:
     """Lease the next available change and print its id ("no work" and exit 0 when none)."""
-    result = cx.client.allocate(ttl_seconds=ttl, module=module, changes=change or None)
+    if avoid_overlap is not None and avoid_overlap not in ("prefer", "strict", "off"):
+        raise typer.BadParameter("--avoid-overlap must be prefer, strict or off")
+    result = cx.client.allocate(
+        ttl_seconds=ttl, module=module, changes=change or None, avoid_overlap=avoid_overlap
+    )
     if result.claim is not None:
         cx.leases().save(result.claim)
     if cx.json:
@@ -107,6 +120,11 @@ def allocate(
         f"leased to {result.claim.holder} until {format_time(result.claim.expires_at)}, "
         f"fencing token {result.claim.fencing_token}"
     )
+    if result.claim.overlaps:
+        err(
+            "warning: no other work was available; this change shares requirements with "
+            f"{', '.join(result.claim.overlaps)} (see `loom overlaps {result.claim.change_id}`)"
+        )
 
 
 def _terminate(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:

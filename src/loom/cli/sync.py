@@ -22,10 +22,11 @@ from loom.cli._common import (
     table,
 )
 from loom.cli.changes import format_time
+from loom.cli.overlaps import print_stale_base
 from loom.client._state import REVISION_FILE
 from loom.client._sync import archive_change, pull_change, push_change
 from loom.client._transfer import export_tree, import_tree
-from loom.errors import PreconditionRequired, RevisionConflict
+from loom.errors import PreconditionRequired, RevisionConflict, StaleSpecBase
 
 __all__: list[str] = []
 
@@ -92,31 +93,62 @@ def push(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> int:
                 "change_id": outcome.change_id,
                 "base_revision": outcome.base_revision,
                 "new_revision": outcome.result.new_revision,
+                "overlaps": outcome.result.overlaps,
             }
         )
         return 0
     base = outcome.base_revision or "(new)"
     out(f"pushed {outcome.change_id}: revision {base} -> {outcome.result.new_revision}")
+    for warning in outcome.result.overlaps:
+        shared = ", ".join(
+            f"{r.get('capability')}: {r.get('requirement')}"
+            for r in warning.get("requirements", [])
+        )
+        err(f"warning: now overlaps {warning.get('change_id')} ({shared}); see `loom overlaps`")
     return 0
 
 
 @agent_command(app, "archive")
-def archive(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> None:
-    """Archive a change on the server, then move it locally and write the merged specs."""
+def archive(
+    cx: Ctx,
+    change: ChangeArg,
+    ito_dir: ItoDirOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Archive even if a requirement the change touches changed since its spec "
+            "base (lease holder or admin; recorded in the archive event).",
+        ),
+    ] = False,
+) -> int:
+    """Archive a change on the server, then move it locally and write the merged specs.
+
+    Refused (exit 3, nothing changed) when another archive changed a requirement this
+    change touches since its deltas were written: run `loom rebase`, merge, push, retry.
+    """
     ito = cx.ito_dir(ito_dir)
-    outcome = archive_change(
-        cx.client, change, ito, cx.state, fencing_token=cx.fencing_token(change)
-    )
+    try:
+        outcome = archive_change(
+            cx.client, change, ito, cx.state, force=force, fencing_token=cx.fencing_token(change)
+        )
+    except StaleSpecBase as conflict:
+        if cx.json:
+            emit_json(conflict.to_envelope() | {"exit_code": EXIT_CONFLICT})
+        else:
+            print_stale_base(change, conflict)
+        return EXIT_CONFLICT
     cx.leases().forget(outcome.result.change_id)
     if cx.json:
         emit_json(
             outcome.result.to_json() | {"path": str(outcome.path), "specs": list(outcome.specs)}
         )
-        return
+        return 0
     out(f"archived {outcome.result.change_id} at {format_time(outcome.result.archived_at)}")
     out(f"  local copy: {outcome.path}")
     if outcome.specs:
         out(f"  specs updated: {', '.join(outcome.specs)}")
+    return 0
 
 
 @contextmanager

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from loom.client._routes_changes import ChangesAPI
+from loom.client._routes_overlaps import OverlapsAPI
 from loom.client._routes_project import ProjectAPI
 
 __all__ = ["Client"]
 
 
-class Client(ChangesAPI, ProjectAPI):
+class Client(ChangesAPI, ProjectAPI, OverlapsAPI):
     """A synchronous, typed client for one Loom server and one project.
 
     Example::

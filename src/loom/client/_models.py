@@ -180,6 +180,9 @@ class ArtifactBundle(_Model):
     tasks: str | None = None
     specs: list[tuple[str, str]] = Field(default_factory=list)
     revision: str = ""
+    # Per capability: the spec revision the delta was written against / the current one.
+    spec_bases: dict[str, int] = Field(default_factory=dict)
+    spec_revisions: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("revision", mode="before")
     @classmethod
@@ -192,6 +195,12 @@ class PushResult(_Model):
 
     change_id: str
     new_revision: str
+
+    @property
+    def overlaps(self) -> list[dict[str, Any]]:
+        """Strong overlaps this push created, ``[{"change_id", "requirements": [...]}]`` (a
+        warning; the server sends ``overlaps`` only when there are some)."""
+        return list((self.model_extra or {}).get("overlaps") or [])
 
     @field_validator("new_revision", mode="before")
     @classmethod
@@ -327,6 +336,7 @@ class SpecDocument(_Model):
     path: str | None = None
     markdown: str
     last_modified: datetime | None = None
+    revision: int | None = None
 
 
 # --- import / export ----------------------------------------------------------------------
@@ -404,6 +414,12 @@ class ClaimResult(_Model):
     expires_at: datetime
     ttl_seconds: int | None = None
     fencing_token: int
+
+    @property
+    def overlaps(self) -> list[str]:
+        """Allocation only: the busy changes this one shares a requirement with (the server
+        sends ``overlaps`` only when there are some)."""
+        return [str(c) for c in (self.model_extra or {}).get("overlaps") or []]
 
 
 class ReleaseResult(_Model):

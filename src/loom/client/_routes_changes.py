@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from loom.client._base import BaseClient
@@ -135,6 +135,7 @@ class ChangesAPI(BaseClient):
         design: str | None = None,
         tasks: str | None = None,
         specs: Iterable[tuple[str, str]] = (),
+        spec_bases: Mapping[str, int] | None = None,
         fencing_token: int | None = None,
         idempotency_key: str | None = None,
     ) -> PushResult:
@@ -142,18 +143,23 @@ class ChangesAPI(BaseClient):
 
         ``revision`` is the revision the local copy was pulled at (sent as the body field
         and as ``If-Match``); ``""`` only creates a change that does not exist yet.
-        Raises :class:`RevisionConflict` when the server has moved on.
+        Raises :class:`RevisionConflict` when the server has moved on. ``spec_bases``: per
+        capability, the spec revision the delta was written against (a pull's
+        ``spec_bases``, or its ``spec_revisions`` after a rebase); omitted, the server keeps
+        the recorded bases and records the current revision for new capabilities.
         """
         headers = self._write_headers(change_id, fencing_token)
         if revision:
             headers["If-Match"] = f'"{revision}"'
-        body = {
+        body: dict[str, Any] = {
             "proposal": proposal,
             "design": design,
             "tasks": tasks,
             "specs": [[cap, md] for cap, md in specs],
             "revision": revision,
         }
+        if spec_bases is not None:
+            body["spec_bases"] = dict(spec_bases)
         response = self._request(
             "POST",
             self._project_path("changes", change_id, "sync"),
@@ -178,6 +184,7 @@ class ChangesAPI(BaseClient):
             design=bundle.design,
             tasks=bundle.tasks,
             specs=bundle.specs,
+            spec_bases=bundle.spec_bases or None,
             fencing_token=fencing_token,
             idempotency_key=idempotency_key,
         )
@@ -186,13 +193,19 @@ class ChangesAPI(BaseClient):
         self,
         change_id: str,
         *,
+        force: bool = False,
         fencing_token: int | None = None,
         idempotency_key: str | None = None,
     ) -> ArchiveResult:
-        """``POST /changes/{id}/archive``: merge deltas into specs and archive (idempotent)."""
+        """``POST /changes/{id}/archive``: merge deltas into specs and archive (idempotent).
+
+        Raises :class:`StaleSpecBase` when a requirement the change touches changed since
+        its spec base; ``force=True`` (lease holder or admin) archives anyway, recorded.
+        """
         response = self._request(
             "POST",
             self._project_path("changes", change_id, "archive"),
+            params={"force": "true"} if force else None,
             json={},
             headers=self._write_headers(change_id, fencing_token),
             idempotency_key=idempotency_key,

@@ -70,9 +70,10 @@ class ProjectAPI(BaseClient):
         data = self._json(self._request("GET", self._project_path("specs")))
         return [SpecSummary.model_validate(item) for item in data]
 
-    def get_spec(self, spec_id: str) -> SpecDocument:
-        """``GET /specs/{id}``: one capability spec's markdown."""
-        data = self._json(self._request("GET", self._project_path("specs", spec_id)))
+    def get_spec(self, spec_id: str, *, revision: int | None = None) -> SpecDocument:
+        """``GET /specs/{id}``: one capability spec's markdown (at ``revision``, if given)."""
+        params = None if revision is None else {"revision": revision}
+        data = self._json(self._request("GET", self._project_path("specs", spec_id), params=params))
         return SpecDocument.model_validate(data)
 
     def put_spec(
@@ -204,9 +205,13 @@ class ProjectAPI(BaseClient):
         module: str | None = None,
         changes: Sequence[str] | None = None,
         holder: str | None = None,
+        avoid_overlap: str | None = None,
         idempotency_key: str | None = None,
     ) -> AllocateResult:
         """``POST /allocate``: lease the next available change (``claim`` None when none).
+
+        ``avoid_overlap``: ``prefer`` (the server's default), ``strict`` or ``off``; the
+        claim's ``overlaps`` names the busy changes it shares a requirement with.
 
         Retries reuse the idempotency key, so a lost response never leaks a second lease.
         """
@@ -215,6 +220,8 @@ class ProjectAPI(BaseClient):
             body["module"] = module
         if changes is not None:
             body["changes"] = list(changes)
+        if avoid_overlap is not None:
+            body["avoid_overlap"] = avoid_overlap
         response = self._request(
             "POST",
             self._project_path("allocate"),

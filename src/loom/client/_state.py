@@ -23,15 +23,20 @@ from loom.client._models import ClaimResult
 __all__ = [
     "BACKUPS_KEPT",
     "REVISION_FILE",
+    "SPEC_BASES_FILE",
     "LeaseStore",
     "backup_change",
     "read_revision",
+    "read_spec_bases",
     "state_dir",
     "write_revision",
+    "write_spec_bases",
 ]
 
 BACKUPS_KEPT = 20
 REVISION_FILE = ".backend-revision"
+# Per capability, the spec revision the local deltas are written against (JSON object).
+SPEC_BASES_FILE = ".backend-spec-bases"
 
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -54,6 +59,24 @@ def write_revision(change_dir: Path, revision: str) -> None:
     """Record ``revision`` in ``<change_dir>/.backend-revision`` (no trailing newline)."""
     change_dir.mkdir(parents=True, exist_ok=True)
     (change_dir / REVISION_FILE).write_text(revision, encoding="utf-8")
+
+
+def read_spec_bases(change_dir: Path) -> dict[str, int]:
+    """The spec bases recorded by the last pull or rebase (``{}`` when none or unreadable)."""
+    try:
+        data = json.loads((change_dir / SPEC_BASES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def write_spec_bases(change_dir: Path, bases: Mapping[str, int]) -> None:
+    """Record the spec bases in ``<change_dir>/.backend-spec-bases``."""
+    change_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(dict(sorted(bases.items())), indent=2) + "\n"
+    (change_dir / SPEC_BASES_FILE).write_text(text, encoding="utf-8")
 
 
 def backup_change(

@@ -15,7 +15,13 @@ from pathlib import Path
 from loom.client._base import check_path_id
 from loom.client._client import Client
 from loom.client._models import ArchiveResult, ArtifactBundle, PushResult
-from loom.client._state import backup_change, read_revision, write_revision
+from loom.client._state import (
+    backup_change,
+    read_revision,
+    read_spec_bases,
+    write_revision,
+    write_spec_bases,
+)
 from loom.domain.ids import archive_dir_name
 from loom.errors import NotFound
 from loom.tree import ChangeFiles, SpecFiles, read_change, write_change, write_spec
@@ -99,6 +105,7 @@ def pull_change(client: Client, change_id: str, ito_dir: Path, state: Path) -> P
     backup = backup_change(target, bundle.change_id, state)
     written = write_change(_files(bundle, _local_metadata(target), None), ito_dir, prune=True)
     write_revision(written, bundle.revision)
+    write_spec_bases(written, bundle.spec_bases)
     return PullOutcome(bundle.change_id, bundle.revision, written, backup)
 
 
@@ -158,6 +165,7 @@ def read_local_bundle(ito_dir: Path, change_id: str) -> ArtifactBundle:
         tasks=files.tasks,
         specs=list(files.specs),
         revision=read_revision(path),
+        spec_bases=read_spec_bases(path),
     )
 
 
@@ -168,7 +176,8 @@ def push_change(
     *,
     fencing_token: int | None = None,
 ) -> PushOutcome:
-    """Send the local change, based on its ``.backend-revision``; record the new revision.
+    """Send the local change, based on its ``.backend-revision`` and the spec revisions in
+    ``.backend-spec-bases``; record the new revision.
 
     Raises :class:`RevisionConflict` (nothing changed anywhere) when the server moved on,
     and :class:`PreconditionRequired` when a never-pulled change already exists there.
@@ -185,15 +194,17 @@ def archive_change(
     ito_dir: Path,
     state: Path,
     *,
+    force: bool = False,
     fencing_token: int | None = None,
 ) -> ArchiveOutcome:
     """Archive on the server, then mirror it locally.
 
     The active directory moves to ``changes/archive/<date>-<id>/`` (keeping any extra files),
     the archived bundle is written over it, and the merged truth specs of the change's
-    capabilities are written to ``specs/<cap>/spec.md``.
+    capabilities are written to ``specs/<cap>/spec.md``. ``force`` archives over a stale
+    spec base (see :func:`loom.client.rebase_change`).
     """
-    result = client.archive(change_id, fencing_token=fencing_token)
+    result = client.archive(change_id, force=force, fencing_token=fencing_token)
     bundle = client.pull(result.change_id)
     day = result.archived_at.date()
     active = change_dir(ito_dir, bundle.change_id)
