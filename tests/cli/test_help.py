@@ -32,6 +32,8 @@ AGENT_COMMANDS = {
     "pull",
     "push",
     "archive",
+    "overlaps",
+    "rebase",
     "import",
     "export",
     "events",

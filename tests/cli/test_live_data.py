@@ -79,7 +79,14 @@ def test_changes_show_and_not_found(loom: Loom, tmp_path: Path) -> None:
     ready = loom.json("changes", "--status", "ready,in-progress")
     assert {c["work_status"] for c in ready} <= {"ready", "in-progress"}
     text = loom("changes").stdout
-    assert text.splitlines()[0].split() == ["CHANGE", "STATUS", "TASKS", "REV", "LEASE"]
+    assert text.splitlines()[0].split() == [
+        "CHANGE",
+        "STATUS",
+        "TASKS",
+        "REV",
+        "LEASE",
+        "OVERLAPS",
+    ]
     assert "001-01_alpha" in text and "0/2" in text
 
     shown = loom.json("show", "001-01_alpha")
