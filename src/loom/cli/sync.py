@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -88,14 +88,14 @@ def push(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> int:
         err(f"  3. `loom push {change}`")
         return EXIT_CONFLICT
     if cx.json:
-        emit_json(
-            {
-                "change_id": outcome.change_id,
-                "base_revision": outcome.base_revision,
-                "new_revision": outcome.result.new_revision,
-                "overlaps": outcome.result.overlaps,
-            }
-        )
+        report: dict[str, Any] = {
+            "change_id": outcome.change_id,
+            "base_revision": outcome.base_revision,
+            "new_revision": outcome.result.new_revision,
+        }
+        if outcome.result.overlaps:  # as the server: only when the push created some
+            report["overlaps"] = outcome.result.overlaps
+        emit_json(report)
         return 0
     base = outcome.base_revision or "(new)"
     out(f"pushed {outcome.change_id}: revision {base} -> {outcome.result.new_revision}")

@@ -33,10 +33,12 @@ from loom.store.leases import (
     save_lease,
 )
 from loom.store.requirements import (
-    busy_overlaps,
+    busy_requirements,
     has_requirements,
     lock_overlap_allocation,
     mark_before_candidates,
+    overlapping,
+    requirements_of,
 )
 
 __all__ = [
@@ -337,10 +339,12 @@ def _pick(
     for ``prefer``, any.
 
     PostgreSQL: allocators read candidates from their own snapshots, so two of them could
-    each take one of two overlapping changes. The first candidate that touches any
-    requirement therefore takes the project's overlap lock (an advisory lock; changes that
-    touch no requirement never wait for it) and the candidates are read again: allocations
-    of such changes run one after the other, and each sees the previous one's lease.
+    each take one of two overlapping changes. In the overlap-avoiding pass, the first
+    candidate that touches any requirement therefore takes the project's overlap lock (an
+    advisory lock; changes that touch no requirement never wait for it) and the candidates
+    are read again: such allocations run one after the other, and each sees the previous
+    one's lease. The fallback pass of ``prefer`` (everything eligible overlaps a busy
+    change) takes it only if the first pass did.
     """
     serialized = conn.dialect.name != "postgresql" or avoid_overlap == "off"
     passes = (True, False) if avoid_overlap == "prefer" else (avoid_overlap == "strict",)
@@ -348,8 +352,11 @@ def _pick(
     while restart:  # at most twice: once more after taking the lock
         restart = False
         for avoid in passes:
-            if not serialized:
-                mark_before_candidates(conn)
+            busy: dict[str, set[tuple[str, str]]] = {}
+            if avoid:
+                if not serialized:
+                    mark_before_candidates(conn)
+                busy = busy_requirements(conn, pid, now)
             candidates = allocation_candidates(
                 conn,
                 pid,
@@ -357,10 +364,11 @@ def _pick(
                 module=module,
                 change_ids=changes,
                 limit=_ALLOCATE_BATCH,
-                avoid_busy_overlap=avoid,
+                busy=busy,
             )
             for change_id in candidates:
-                if not serialized and has_requirements(conn, pid, change_id):
+                # Only a pick that avoids overlaps needs to see the other allocators' picks.
+                if avoid and not serialized and has_requirements(conn, pid, change_id):
                     lock_overlap_allocation(conn, pid)
                     serialized = restart = True
                     break
@@ -379,5 +387,9 @@ def _with_overlaps(
 ) -> dict[str, Any]:
     if avoid_overlap == "off":
         return claimed
-    others = busy_overlaps(conn, pid, claimed["change_id"], now)
+    change_id = claimed["change_id"]
+    refs = requirements_of(conn, pid, change_id)
+    if not refs:
+        return claimed
+    others = overlapping(busy_requirements(conn, pid, now), change_id, refs)
     return {**claimed, "overlaps": others} if others else claimed

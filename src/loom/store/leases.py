@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
 from loom.domain.leases import LeaseState
 from loom.store import _raw
-from loom.store.requirements import BUSY_OVERLAP_FILTER
+from loom.store.requirements import overlap_filter
 from loom.store.schema import changes, leases
 
 __all__ = ["ActiveLease", "allocation_candidates", "get_lease", "list_active", "save_lease"]
@@ -201,15 +201,10 @@ _MODULE_FILTERS = {
     "sub_module": " AND c.sub_module_id = ?",
 }
 _CANDIDATE_SQL = {
-    (template, kind, pg, avoid): _raw.SQL(
-        template.format(
-            filters=f + (BUSY_OVERLAP_FILTER if avoid else ""), lock=_PG_LOCK if pg else ""
-        )
-    )
+    (template, kind, pg): _raw.SQL(template.format(filters=f, lock=_PG_LOCK if pg else ""))
     for template in (_ABANDONED, _OPEN)
     for kind, f in _MODULE_FILTERS.items()
     for pg in (False, True)
-    for avoid in (False, True)
 }
 
 
@@ -221,7 +216,7 @@ def allocation_candidates(
     module: str | None,
     change_ids: Sequence[str] | None,
     limit: int,
-    avoid_busy_overlap: bool = False,
+    busy: Mapping[str, set[tuple[str, str]]] | None = None,
 ) -> list[str]:
     """Eligible change ids: abandoned work first (in progress, its lease expired and never
     released or taken over), then every other ready or in-progress change without an active
@@ -234,32 +229,31 @@ def allocation_candidates(
     On PostgreSQL the chosen rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent
     allocators skip each other's candidates instead of queueing behind them.
 
-    ``avoid_busy_overlap`` leaves out changes sharing a requirement with a busy one (see
-    :data:`loom.store.requirements.BUSY_OVERLAP_FILTER`), one more filter on the same walk.
+    ``busy`` (change id → its (capability, requirement) pairs) leaves out changes touching
+    a requirement of another busy change (:func:`loom.store.requirements.overlap_filter`):
+    one more filter on the same walk, checking each candidate's own index rows.
     """
     if change_ids is not None and not change_ids:
         return []
     pg = conn.dialect.name == "postgresql"
     kind = None if module is None else ("sub_module" if "." in module else "module")
     found: list[str] = []
+    overlap_sql, overlap_params = overlap_filter(busy or {})
     for template in (_ABANDONED, _OPEN):
         params: list[object] = [project_id]
         if module is not None:
             params.append(module)
-        if change_ids is not None:
-            marks = ", ".join("?" for _ in change_ids)
-            overlap = BUSY_OVERLAP_FILTER if avoid_busy_overlap else ""
+        if change_ids is not None or overlap_sql:
+            filters = _MODULE_FILTERS[kind]
+            if change_ids is not None:
+                filters += f" AND c.change_id IN ({', '.join('?' for _ in change_ids)})"
+                params.extend(change_ids)
             sql = _raw.SQL(
-                template.format(
-                    filters=_MODULE_FILTERS[kind] + f" AND c.change_id IN ({marks})" + overlap,
-                    lock=_PG_LOCK if pg else "",
-                )
+                template.format(filters=filters + overlap_sql, lock=_PG_LOCK if pg else "")
             )
-            params.extend(change_ids)
+            params.extend(overlap_params)
         else:
-            sql = _CANDIDATE_SQL[(template, kind, pg, avoid_busy_overlap)]
-        if avoid_busy_overlap:
-            params.append(now_us)
+            sql = _CANDIDATE_SQL[(template, kind, pg)]
         params.extend([now_us, limit - len(found)])
         for (change_id,) in _raw.fetchall(conn, sql, params):
             if change_id not in found:

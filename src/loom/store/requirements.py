@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -13,14 +13,15 @@ from loom.domain.specs import RequirementRef
 from loom.store import _raw
 
 __all__ = [
-    "BUSY_OVERLAP_FILTER",
     "ActiveIndex",
     "active_index",
-    "busy_overlaps",
+    "busy_requirements",
     "delete_requirements",
     "has_requirements",
     "lock_overlap_allocation",
     "mark_before_candidates",
+    "overlap_filter",
+    "overlapping",
     "replace_requirements",
     "requirements_of",
     "shared_requirements",
@@ -113,37 +114,54 @@ def active_index(conn: Connection, project_id: int, now_us: int) -> ActiveIndex:
 
 
 # A change is *busy* while it is in progress or actively leased; overlap-aware allocation
-# avoids handing out a change that shares a requirement with a busy one.
-_BUSY = (
-    "(b.work_status = 'in-progress' OR COALESCE((SELECT l.expires_us FROM leases l"
-    " WHERE l.project_id = b.project_id AND l.change_id = b.change_id"
-    " AND l.holder IS NOT NULL), 0) > {now})"
-)
-_SHARING = (
-    "SELECT {what} FROM change_requirements r JOIN change_requirements o"
-    " ON o.project_id = r.project_id AND o.capability = r.capability"
-    " AND o.requirement = r.requirement AND o.change_id <> r.change_id"
-    " JOIN changes b ON b.project_id = o.project_id AND b.change_id = o.change_id"
-    " WHERE r.project_id = {pid} AND r.change_id = {cid} AND b.archived_us IS NULL"
-    f" AND {_BUSY}"
-)
-# For the allocation candidate query (``c`` is the candidate; its ``?`` is the time, bound
-# right after the filters' own parameters).
-BUSY_OVERLAP_FILTER = (
-    " AND NOT EXISTS ("
-    + _SHARING.format(what="1", pid="c.project_id", cid="c.change_id", now="?")
-    + ")"
-)
-_BUSY_OVERLAPS = _raw.SQL(
-    _SHARING.format(what="DISTINCT o.change_id", pid="?", cid="?", now="?")
-    + " ORDER BY o.change_id"
+# avoids handing out a change that shares a requirement with a busy one. The busy changes
+# are few (one per working agent), so their requirements are read once per allocation and
+# the candidate filter only checks each candidate's own index rows against them.
+_BUSY_REQUIREMENTS = _raw.SQL(
+    "SELECT r.change_id, r.capability, r.requirement FROM change_requirements r"
+    " WHERE r.project_id = ? AND r.change_id IN ("
+    " SELECT b.change_id FROM changes b WHERE b.project_id = ? AND b.archived_us IS NULL"
+    " AND b.work_status = 'in-progress'"
+    " UNION SELECT l.change_id FROM leases l WHERE l.project_id = ?"
+    " AND l.holder IS NOT NULL AND l.expires_us > ?)"
 )
 
 
-def busy_overlaps(conn: Connection, project_id: int, change_id: str, now_us: int) -> list[str]:
-    """The busy changes (in progress or leased, unarchived) sharing a requirement with
-    ``change_id``."""
-    return [r[0] for r in _raw.fetchall(conn, _BUSY_OVERLAPS, (project_id, change_id, now_us))]
+def busy_requirements(
+    conn: Connection, project_id: int, now_us: int
+) -> dict[str, set[tuple[str, str]]]:
+    """Each busy change's (capability, requirement) pairs. Archived changes have no index
+    rows, so a lease left on one does not count."""
+    busy: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    rows = _raw.fetchall(conn, _BUSY_REQUIREMENTS, (project_id, project_id, project_id, now_us))
+    for change_id, capability, requirement in rows:
+        busy[change_id].add((capability, requirement))
+    return dict(busy)
+
+
+def overlap_filter(busy: Mapping[str, set[tuple[str, str]]]) -> tuple[str, list[str]]:
+    """A candidate-query condition (``c`` is the candidate) leaving out changes that touch a
+    requirement of a busy change other than themselves, and its parameters; ``("", [])``
+    when nothing is busy."""
+    triples = sorted((cap, req, owner) for owner, keys in busy.items() for cap, req in keys)
+    if not triples:
+        return "", []
+    match = " OR ".join(
+        "(r.capability = ? AND r.requirement = ? AND c.change_id <> ?)" for _ in triples
+    )
+    sql = (
+        " AND NOT EXISTS (SELECT 1 FROM change_requirements r WHERE r.project_id = c.project_id"
+        f" AND r.change_id = c.change_id AND ({match}))"
+    )
+    return sql, [part for triple in triples for part in triple]
+
+
+def overlapping(
+    busy: dict[str, set[tuple[str, str]]], change_id: str, refs: Sequence[RequirementRef]
+) -> list[str]:
+    """The busy changes (other than ``change_id``) sharing a requirement with ``refs``."""
+    mine = {(r.capability, r.requirement) for r in refs}
+    return sorted(b for b, keys in busy.items() if b != change_id and keys & mine)
 
 
 _LOCK = _raw.SQL("SELECT pg_advisory_xact_lock(?)")
