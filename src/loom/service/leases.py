@@ -36,7 +36,6 @@ from loom.store.requirements import (
     busy_requirements,
     has_requirements,
     lock_overlap_allocation,
-    mark_before_candidates,
     overlapping,
     requirements_of,
 )
@@ -339,12 +338,12 @@ def _pick(
     for ``prefer``, any.
 
     PostgreSQL: allocators read candidates from their own snapshots, so two of them could
-    each take one of two overlapping changes. In the overlap-avoiding pass, the first
-    candidate that touches any requirement therefore takes the project's overlap lock (an
-    advisory lock; changes that touch no requirement never wait for it) and the candidates
-    are read again: such allocations run one after the other, and each sees the previous
-    one's lease. The fallback pass of ``prefer`` (everything eligible overlaps a busy
-    change) takes it only if the first pass did.
+    each take one of two overlapping changes. The overlap-avoiding pass therefore first
+    reads its candidates without row locks; if the first one touches any requirement, it
+    takes the project's overlap lock (an advisory lock; changes that touch no requirement
+    never wait for it) and reads them again, locking rows: such allocations run one after
+    the other, and each sees the previous one's lease. The fallback pass of ``prefer``
+    (everything eligible overlaps a busy change) takes the lock only if the first did.
     """
     serialized = conn.dialect.name != "postgresql" or avoid_overlap == "off"
     passes = (True, False) if avoid_overlap == "prefer" else (avoid_overlap == "strict",)
@@ -352,11 +351,10 @@ def _pick(
     while restart:  # at most twice: once more after taking the lock
         restart = False
         for avoid in passes:
-            busy: dict[str, set[tuple[str, str]]] = {}
-            if avoid:
-                if not serialized:
-                    mark_before_candidates(conn)
-                busy = busy_requirements(conn, pid, now)
+            busy = busy_requirements(conn, pid, now) if avoid else {}
+            # PostgreSQL, overlap-avoiding pass, lock not taken yet: read the candidates
+            # without locking rows (a peek: no allocator skips rows another merely looked at).
+            peek = avoid and not serialized
             candidates = allocation_candidates(
                 conn,
                 pid,
@@ -365,13 +363,18 @@ def _pick(
                 change_ids=changes,
                 limit=_ALLOCATE_BATCH,
                 busy=busy,
+                lock_rows=not peek,
             )
             for change_id in candidates:
-                # Only a pick that avoids overlaps needs to see the other allocators' picks.
-                if avoid and not serialized and has_requirements(conn, pid, change_id):
-                    lock_overlap_allocation(conn, pid)
-                    serialized = restart = True
-                    break
+                if peek:
+                    if has_requirements(conn, pid, change_id):
+                        lock_overlap_allocation(conn, pid)
+                        serialized = restart = True
+                        break
+                    peeked = _claim_peeked(ctx, conn, pid, change_id, holder, ttl, now)
+                    if peeked is not None:
+                        return peeked
+                    continue
                 try:
                     return _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True)
                 except LeaseConflict:
@@ -380,6 +383,35 @@ def _pick(
             if restart:
                 break
     return None
+
+
+_ELIGIBLE = ("ready", "in-progress")
+
+
+def _claim_peeked(
+    ctx: ServiceContext,
+    conn: Connection,
+    pid: int,
+    change_id: str,
+    holder: str,
+    ttl: int,
+    now: int,
+) -> dict[str, Any] | None:
+    """Claim a candidate read without a row lock: lock it now, check it is still eligible
+    and free (read after the lock), claim; None if it no longer is."""
+    try:
+        stored = _live_lease(conn, pid, change_id)
+    except (ArchivedConflict, NotFound):
+        return None
+    row = get_change(conn, pid, change_id)
+    if row is None or row.work_status not in _ELIGIBLE:
+        return None
+    try:
+        return _apply_claim(
+            ctx, conn, pid, change_id, holder, ttl, now, allocate=True, stored=stored
+        )
+    except LeaseConflict:
+        return None
 
 
 def _with_overlaps(

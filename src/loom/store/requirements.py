@@ -19,7 +19,6 @@ __all__ = [
     "delete_requirements",
     "has_requirements",
     "lock_overlap_allocation",
-    "mark_before_candidates",
     "overlap_filter",
     "overlapping",
     "replace_requirements",
@@ -177,25 +176,11 @@ def _lock_key(project_id: int) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-_SAVEPOINT = _raw.SQL("SAVEPOINT loom_overlap")
-_ROLLBACK_TO = _raw.SQL("ROLLBACK TO SAVEPOINT loom_overlap")
-
-
-def mark_before_candidates(conn: Connection) -> None:
-    """PostgreSQL: a savepoint before the candidate query, so its row locks can be dropped
-    (:func:`lock_overlap_allocation`) instead of being held while waiting."""
-    if conn.dialect.name == "postgresql":
-        _raw.execute(conn, _SAVEPOINT, ())
-
-
 def lock_overlap_allocation(conn: Connection, project_id: int) -> None:
-    """PostgreSQL: drop the candidate row locks taken since :func:`mark_before_candidates`
-    (other allocators skip locked rows, so holding them while waiting would starve them,
-    and could deadlock with the holder of this lock), then take the project's
-    overlap-allocation lock until the transaction ends (a transaction-scoped advisory lock).
-    SQLite writers are serialised already."""
+    """PostgreSQL: the project's overlap-allocation lock, until the transaction ends (a
+    transaction-scoped advisory lock; take it holding no candidate row lock). SQLite
+    writers are serialised already."""
     if conn.dialect.name == "postgresql":
-        _raw.execute(conn, _ROLLBACK_TO, ())
         _raw.fetchone(conn, _LOCK, (_lock_key(project_id),))
 
 
