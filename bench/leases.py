@@ -139,8 +139,10 @@ def load_average() -> str:
 # --------------------------------------------------------------------------- phases
 
 
-async def seed(server: Server, ids: list[str], *, eligible: bool) -> None:
-    """Create changes: ``ready`` ones (eligible for allocation) or drafts (no tasks)."""
+async def seed(server: Server, ids: list[str], *, eligible: bool, distinct: bool = False) -> None:
+    """Create changes: ``ready`` ones (eligible for allocation) or drafts (no tasks). Every
+    change's delta touches the same requirement (the worst case for overlap-aware
+    allocation: everything overlaps everything), or with ``distinct`` one of its own."""
     conn = await Conn(server.host, server.port).open()
     try:
         for start in range(0, len(ids), 250):
@@ -149,7 +151,7 @@ async def seed(server: Server, ids: list[str], *, eligible: bool) -> None:
                     "id": cid,
                     "proposal": f"# {cid}\n",
                     "tasks": TASKS if eligible else None,
-                    "specs": [["bench", DELTA]],
+                    "specs": [["bench", DELTA.replace("Bench", cid) if distinct else DELTA]],
                 }
                 for cid in ids[start : start + 250]
             ]
@@ -293,7 +295,9 @@ class AllocStats:
     errors: list[str]
 
 
-async def allocate_open_loop(server: Server, seconds: float) -> AllocStats:
+async def allocate_open_loop(
+    server: Server, seconds: float, avoid_overlap: str | None = None
+) -> AllocStats:
     conns = [await Conn(server.host, server.port).open() for _ in range(AGENTS)]
     per_agent = PAIRS_PER_SECOND / AGENTS
     pairs_each = int(seconds * per_agent)
@@ -314,7 +318,10 @@ async def allocate_open_loop(server: Server, seconds: float) -> AllocStats:
                 await asyncio.sleep(delay)
             else:
                 late += 1
-            status, body = await conn.request("POST", f"{P}/allocate", {"holder": holder})
+            request: dict[str, Any] = {"holder": holder}
+            if avoid_overlap is not None:
+                request["avoid_overlap"] = avoid_overlap
+            status, body = await conn.request("POST", f"{P}/allocate", request)
             latencies.append(time.perf_counter() - scheduled)
             if status != 200:
                 errors.append(f"allocate {status} {body}")
@@ -420,9 +427,9 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
         )
         renew = merge(renews)
 
-        await seed(server, alloc_ids, eligible=True)
+        await seed(server, alloc_ids, eligible=True, distinct=args.distinct_requirements)
         cpu_before_alloc = server.cpu_seconds()
-        alloc = await allocate_open_loop(server, args.alloc_seconds)
+        alloc = await allocate_open_loop(server, args.alloc_seconds, args.avoid_overlap)
         alloc_cpu = server.cpu_seconds() - cpu_before_alloc
         problems = await check_no_double_grant(server, alloc.grants)
     finally:
@@ -497,6 +504,18 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=4, help="slices each closed-loop phase is cut into"
     )
     parser.add_argument("--alloc-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--avoid-overlap",
+        choices=("prefer", "strict", "off"),
+        default=None,
+        help="allocate's avoid_overlap (default: not sent, the server's prefer). Every seeded "
+        "change touches the same requirement, the worst case for the overlap rule.",
+    )
+    parser.add_argument(
+        "--distinct-requirements",
+        action="store_true",
+        help="seed each allocatable change with a requirement of its own (no overlaps)",
+    )
     args = parser.parse_args(argv)
     ok = True
     started = time.perf_counter()

@@ -141,18 +141,28 @@ def busy_requirements(
 def overlap_filter(busy: Mapping[str, set[tuple[str, str]]]) -> tuple[str, list[str]]:
     """A candidate-query condition (``c`` is the candidate) leaving out changes that touch a
     requirement of a busy change other than themselves, and its parameters; ``("", [])``
-    when nothing is busy."""
-    triples = sorted((cap, req, owner) for owner, keys in busy.items() for cap, req in keys)
-    if not triples:
+    when nothing is busy. One term per distinct requirement (a requirement only one busy
+    change touches does not exclude that change itself)."""
+    owners: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for owner, keys in busy.items():
+        for key in keys:
+            owners[key].add(owner)
+    if not owners:
         return "", []
-    match = " OR ".join(
-        "(r.capability = ? AND r.requirement = ? AND c.change_id <> ?)" for _ in triples
-    )
+    terms: list[str] = []
+    params: list[str] = []
+    for (cap, req), who in sorted(owners.items()):
+        if len(who) == 1:
+            terms.append("(r.capability = ? AND r.requirement = ? AND c.change_id <> ?)")
+            params.extend((cap, req, next(iter(who))))
+        else:
+            terms.append("(r.capability = ? AND r.requirement = ?)")
+            params.extend((cap, req))
     sql = (
         " AND NOT EXISTS (SELECT 1 FROM change_requirements r WHERE r.project_id = c.project_id"
-        f" AND r.change_id = c.change_id AND ({match}))"
+        f" AND r.change_id = c.change_id AND ({' OR '.join(terms)}))"
     )
-    return sql, [part for triple in triples for part in triple]
+    return sql, params
 
 
 def overlapping(
