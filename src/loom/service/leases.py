@@ -34,14 +34,15 @@ from loom.store.leases import (
 )
 from loom.store.requirements import (
     busy_requirements,
-    has_requirements,
-    lock_overlap_allocation,
     overlapping,
+    requirements_for,
     requirements_of,
+    try_lock_requirements,
 )
 
 __all__ = [
     "AVOID_OVERLAP",
+    "OVERLAP_WINDOW",
     "allocate",
     "claim",
     "claim_json",
@@ -323,6 +324,12 @@ def allocate(
         return {"claim": _with_overlaps(conn, pid, picked, now, avoid_overlap)}
 
 
+# How many eligible changes, in the usual order, an overlap-avoiding allocation considers
+# before falling back (``prefer``) or giving up (``strict``): the cost stays bounded however
+# many changes overlap a busy one.
+OVERLAP_WINDOW = 64
+
+
 def _pick(
     ctx: ServiceContext,
     conn: Connection,
@@ -335,53 +342,49 @@ def _pick(
     avoid_overlap: str,
 ) -> dict[str, Any] | None:
     """Claim the first eligible change: without a busy overlap first (unless ``off``), then,
-    for ``prefer``, any.
+    for ``prefer``, the first claimable one as usual.
 
-    PostgreSQL: allocators read candidates from their own snapshots, so two of them could
-    each take one of two overlapping changes. The overlap-avoiding pass therefore first
-    reads its candidates without row locks; if the first one touches any requirement, it
-    takes the project's overlap lock (an advisory lock; changes that touch no requirement
-    never wait for it) and reads them again, locking rows: such allocations run one after
-    the other, and each sees the previous one's lease. The fallback pass of ``prefer``
-    (everything eligible overlaps a busy change) takes the lock only if the first did.
+    The overlap-avoiding pass reads the first :data:`OVERLAP_WINDOW` eligible changes
+    without locking rows, the busy changes' requirements and the candidates' own, and tries
+    the free ones in order. PostgreSQL: allocators read from their own snapshots, so two of
+    them could each take one change of an overlapping pair; a candidate's requirements are
+    therefore try-locked (advisory, never waiting) and the busy requirements read again
+    after the lock, before the change row is locked and claimed.
     """
-    serialized = conn.dialect.name != "postgresql" or avoid_overlap == "off"
-    passes = (True, False) if avoid_overlap == "prefer" else (avoid_overlap == "strict",)
-    restart = True
-    while restart:  # at most twice: once more after taking the lock
-        restart = False
-        for avoid in passes:
-            busy = busy_requirements(conn, pid, now) if avoid else {}
-            # PostgreSQL, overlap-avoiding pass, lock not taken yet: read the candidates
-            # without locking rows (a peek: no allocator skips rows another merely looked at).
-            peek = avoid and not serialized
-            candidates = allocation_candidates(
-                conn,
-                pid,
-                now,
-                module=module,
-                change_ids=changes,
-                limit=_ALLOCATE_BATCH,
-                busy=busy,
-                lock_rows=not peek,
-            )
-            for change_id in candidates:
-                if peek:
-                    if has_requirements(conn, pid, change_id):
-                        lock_overlap_allocation(conn, pid)
-                        serialized = restart = True
-                        break
-                    peeked = _claim_peeked(ctx, conn, pid, change_id, holder, ttl, now)
-                    if peeked is not None:
-                        return peeked
+    if avoid_overlap != "off":
+        candidates = allocation_candidates(
+            conn,
+            pid,
+            now,
+            module=module,
+            change_ids=changes,
+            limit=OVERLAP_WINDOW,
+            lock_rows=False,
+        )
+        refs = requirements_for(conn, pid, candidates)
+        busy = busy_requirements(conn, pid, now)
+        for change_id in candidates:
+            mine = refs.get(change_id, [])
+            if overlapping(busy, change_id, mine):
+                continue
+            if mine and conn.dialect.name == "postgresql":
+                keys = [(r.capability, r.requirement) for r in mine]
+                if not try_lock_requirements(conn, pid, keys):
+                    continue  # another allocator is taking an overlapping change right now
+                if overlapping(busy_requirements(conn, pid, now), change_id, mine):
                     continue
-                try:
-                    return _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True)
-                except LeaseConflict:
-                    # Taken between the candidate query and the row lock (PostgreSQL only).
-                    continue
-            if restart:
-                break
+            claimed = _claim_peeked(ctx, conn, pid, change_id, holder, ttl, now)
+            if claimed is not None:
+                return claimed
+        if avoid_overlap == "strict":
+            return None
+    for change_id in allocation_candidates(
+        conn, pid, now, module=module, change_ids=changes, limit=_ALLOCATE_BATCH
+    ):
+        try:
+            return _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True)
+        except LeaseConflict:
+            continue  # taken between the candidate query and the row lock (PostgreSQL only)
     return None
 
 

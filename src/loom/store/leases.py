@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
 from loom.domain.leases import LeaseState
 from loom.store import _raw
-from loom.store.requirements import overlap_filter
 from loom.store.schema import changes, leases
 
 __all__ = ["ActiveLease", "allocation_candidates", "get_lease", "list_active", "save_lease"]
@@ -216,7 +215,6 @@ def allocation_candidates(
     module: str | None,
     change_ids: Sequence[str] | None,
     limit: int,
-    busy: Mapping[str, set[tuple[str, str]]] | None = None,
     lock_rows: bool = True,
 ) -> list[str]:
     """Eligible change ids: abandoned work first (in progress, its lease expired and never
@@ -231,29 +229,25 @@ def allocation_candidates(
     allocators skip each other's candidates instead of queueing behind them (unless
     ``lock_rows`` is False: a plain read).
 
-    ``busy`` (change id → its (capability, requirement) pairs) leaves out changes touching
-    a requirement of another busy change (:func:`loom.store.requirements.overlap_filter`):
-    one more filter on the same walk, checking each candidate's own index rows.
     """
     if change_ids is not None and not change_ids:
         return []
     pg = conn.dialect.name == "postgresql" and lock_rows
     kind = None if module is None else ("sub_module" if "." in module else "module")
     found: list[str] = []
-    overlap_sql, overlap_params = overlap_filter(busy or {})
     for template in (_ABANDONED, _OPEN):
         params: list[object] = [project_id]
         if module is not None:
             params.append(module)
-        if change_ids is not None or overlap_sql:
-            filters = _MODULE_FILTERS[kind]
-            if change_ids is not None:
-                filters += f" AND c.change_id IN ({', '.join('?' for _ in change_ids)})"
-                params.extend(change_ids)
+        if change_ids is not None:
+            marks = ", ".join("?" for _ in change_ids)
             sql = _raw.SQL(
-                template.format(filters=filters + overlap_sql, lock=_PG_LOCK if pg else "")
+                template.format(
+                    filters=_MODULE_FILTERS[kind] + f" AND c.change_id IN ({marks})",
+                    lock=_PG_LOCK if pg else "",
+                )
             )
-            params.extend(overlap_params)
+            params.extend(change_ids)
         else:
             sql = _CANDIDATE_SQL[(template, kind, pg)]
         params.extend([now_us, limit - len(found)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -17,13 +17,12 @@ __all__ = [
     "active_index",
     "busy_requirements",
     "delete_requirements",
-    "has_requirements",
-    "lock_overlap_allocation",
-    "overlap_filter",
     "overlapping",
     "replace_requirements",
+    "requirements_for",
     "requirements_of",
     "shared_requirements",
+    "try_lock_requirements",
 ]
 
 _DELETE = _raw.SQL("DELETE FROM change_requirements WHERE project_id = ? AND change_id = ?")
@@ -138,33 +137,6 @@ def busy_requirements(
     return dict(busy)
 
 
-def overlap_filter(busy: Mapping[str, set[tuple[str, str]]]) -> tuple[str, list[str]]:
-    """A candidate-query condition (``c`` is the candidate) leaving out changes that touch a
-    requirement of a busy change other than themselves, and its parameters; ``("", [])``
-    when nothing is busy. One term per distinct requirement (a requirement only one busy
-    change touches does not exclude that change itself)."""
-    owners: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for owner, keys in busy.items():
-        for key in keys:
-            owners[key].add(owner)
-    if not owners:
-        return "", []
-    terms: list[str] = []
-    params: list[str] = []
-    for (cap, req), who in sorted(owners.items()):
-        if len(who) == 1:
-            terms.append("(r.capability = ? AND r.requirement = ? AND c.change_id <> ?)")
-            params.extend((cap, req, next(iter(who))))
-        else:
-            terms.append("(r.capability = ? AND r.requirement = ?)")
-            params.extend((cap, req))
-    sql = (
-        " AND NOT EXISTS (SELECT 1 FROM change_requirements r WHERE r.project_id = c.project_id"
-        f" AND r.change_id = c.change_id AND ({' OR '.join(terms)}))"
-    )
-    return sql, params
-
-
 def overlapping(
     busy: dict[str, set[tuple[str, str]]], change_id: str, refs: Sequence[RequirementRef]
 ) -> list[str]:
@@ -173,25 +145,52 @@ def overlapping(
     return sorted(b for b, keys in busy.items() if b != change_id and keys & mine)
 
 
-_LOCK = _raw.SQL("SELECT pg_advisory_xact_lock(?)")
-_HAS = _raw.SQL("SELECT 1 FROM change_requirements WHERE project_id = ? AND change_id = ? LIMIT 1")
+_TRY_LOCK = _raw.SQL("SELECT pg_try_advisory_xact_lock(?)")
 
 
-def has_requirements(conn: Connection, project_id: int, change_id: str) -> bool:
-    return _raw.fetchone(conn, _HAS, (project_id, change_id)) is not None
-
-
-def _lock_key(project_id: int) -> int:
-    digest = hashlib.blake2b(f"loom-overlap-allocation:{project_id}".encode(), digest_size=8)
+def _lock_key(project_id: int, capability: str, requirement: str) -> int:
+    digest = hashlib.blake2b(
+        f"loom-requirement:{project_id}\0{capability}\0{requirement}".encode(), digest_size=8
+    )
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-def lock_overlap_allocation(conn: Connection, project_id: int) -> None:
-    """PostgreSQL: the project's overlap-allocation lock, until the transaction ends (a
-    transaction-scoped advisory lock; take it holding no candidate row lock). SQLite
-    writers are serialised already."""
-    if conn.dialect.name == "postgresql":
-        _raw.fetchone(conn, _LOCK, (_lock_key(project_id),))
+def try_lock_requirements(
+    conn: Connection, project_id: int, keys: Iterable[tuple[str, str]]
+) -> bool:
+    """PostgreSQL: try to take a transaction-scoped advisory lock on each requirement; False
+    as soon as one is taken by another transaction (never waits, so it cannot deadlock).
+    Two allocators choosing changes that share a requirement thus cannot both proceed, and
+    the one that comes after the other's commit sees its lease. SQLite: True (writers are
+    serialised already)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    for key in sorted({_lock_key(project_id, cap, req) for cap, req in keys}):
+        row = _raw.fetchone(conn, _TRY_LOCK, (key,))
+        if row is None or not row[0]:
+            return False
+    return True
+
+
+def requirements_for(
+    conn: Connection, project_id: int, change_ids: Sequence[str]
+) -> dict[str, list[RequirementRef]]:
+    """The index rows of several changes (one query)."""
+    if not change_ids:
+        return {}
+    marks = ", ".join("?" for _ in change_ids)
+    rows = _raw.fetchall(
+        conn,
+        _raw.SQL(
+            "SELECT change_id, capability, requirement, op, from_name, to_name"
+            f" FROM change_requirements WHERE project_id = ? AND change_id IN ({marks})"
+        ),
+        [project_id, *change_ids],
+    )
+    out: dict[str, list[RequirementRef]] = defaultdict(list)
+    for change_id, *ref in rows:
+        out[change_id].append(RequirementRef(*ref))
+    return dict(out)
 
 
 _SHARED_WITH = _raw.SQL(
