@@ -31,6 +31,7 @@ from loom.store.leases import (
     held_by,
     list_active,
     save_lease,
+    try_change_lease,
 )
 from loom.store.requirements import (
     busy_requirements,
@@ -367,13 +368,18 @@ def _pick(
             mine = refs.get(change_id, [])
             if overlapping(busy, change_id, mine):
                 continue
+            # Lock the row without waiting (every allocator reads the same candidates in the
+            # same order: waiting would queue them all behind the first).
+            locked = try_change_lease(conn, pid, change_id)
+            if locked is None or not locked[0] or locked[1] is not None:
+                continue
             if mine and conn.dialect.name == "postgresql":
                 keys = [(r.capability, r.requirement) for r in mine]
                 if not try_lock_requirements(conn, pid, keys):
                     continue  # another allocator is taking an overlapping change right now
                 if overlapping(busy_requirements(conn, pid, now), change_id, mine):
                     continue
-            claimed = _claim_peeked(ctx, conn, pid, change_id, holder, ttl, now)
+            claimed = _claim_locked(ctx, conn, pid, change_id, locked[2], holder, ttl, now)
             if claimed is not None:
                 return claimed
         if avoid_overlap == "strict":
@@ -391,21 +397,18 @@ def _pick(
 _ELIGIBLE = ("ready", "in-progress")
 
 
-def _claim_peeked(
+def _claim_locked(
     ctx: ServiceContext,
     conn: Connection,
     pid: int,
     change_id: str,
+    stored: rules.LeaseState | None,
     holder: str,
     ttl: int,
     now: int,
 ) -> dict[str, Any] | None:
-    """Claim a candidate read without a row lock: lock it now, check it is still eligible
-    and free (read after the lock), claim; None if it no longer is."""
-    try:
-        stored = _live_lease(conn, pid, change_id)
-    except (ArchivedConflict, NotFound):
-        return None
+    """Claim a candidate read without a row lock, now locked: check it is still eligible
+    and free (read after the lock); None if it no longer is."""
     row = get_change(conn, pid, change_id)
     if row is None or row.work_status not in _ELIGIBLE:
         return None

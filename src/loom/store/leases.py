@@ -106,6 +106,24 @@ def get_change_lease(
     )
 
 
+_TRY_LOCK_CHANGE = _raw.SQL(
+    "SELECT archived_us FROM changes WHERE project_id = ? AND change_id = ? FOR UPDATE SKIP LOCKED"
+)
+
+
+def try_change_lease(
+    conn: Connection, project_id: int, change_id: str
+) -> tuple[bool, int | None, LeaseState | None] | None:
+    """Like :func:`get_change_lease`, but None instead of waiting when another transaction
+    holds the change's row lock (PostgreSQL; SQLite never waits: writers are serialised)."""
+    if conn.dialect.name != "postgresql":
+        return get_change_lease(conn, project_id, change_id)
+    locked = _raw.fetchone(conn, _TRY_LOCK_CHANGE, (project_id, change_id))
+    if locked is None:
+        return None  # locked by someone else (or gone): skip it
+    return True, locked[0], get_lease(conn, project_id, change_id)
+
+
 def save_lease(
     conn: Connection, project_id: int, change_id: str, state: LeaseState, *, exists: bool
 ) -> None:
