@@ -19,6 +19,7 @@ import pytest
 from conftest import LiveServer, start_server
 
 from ._helpers import ADMIN_H, TASKS, P, with_holder
+from .test_races import _run_threads
 
 pytestmark = pytest.mark.slow
 
@@ -72,24 +73,6 @@ def _seed(server: LiveServer) -> dict[str, str | None]:
     return partner
 
 
-def _run(n: int, target: Any) -> list[BaseException]:
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            target(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=180)
-    assert not any(t.is_alive() for t in threads), "an agent thread hung"
-    return errors
-
-
 def test_simultaneous_allocations_never_hold_both_changes_of_a_pair(server: LiveServer) -> None:
     partner = _seed(server)
     barrier = threading.Barrier(AGENTS)
@@ -103,7 +86,7 @@ def test_simultaneous_allocations_never_hold_both_changes_of_a_pair(server: Live
             assert r.status_code == 200, r.text
             claims[i] = r.json()["claim"]
 
-    assert _run(AGENTS, agent) == []
+    assert _run_threads(AGENTS, agent) == []
     held = [claims[i]["change_id"] for i in range(AGENTS)]
     assert len(set(held)) == AGENTS
     # 20 changes overlap nothing held at any point of this race (10 singles + one of each
@@ -145,7 +128,7 @@ def test_strict_agents_working_through_the_pool_never_overlap(server: LiveServer
                 rel = c.post(f"{P}/changes/{cid}/release", json={"holder": name})
                 assert rel.status_code == 200 and rel.json()["released"], rel.text
 
-    assert _run(AGENTS, agent) == []
+    assert _run_threads(AGENTS, agent) == []
     assert Counter(allocated) == Counter(list(partner))  # every change exactly once
     with _client(server) as admin:
         events = admin.get(f"{P}/events").json()

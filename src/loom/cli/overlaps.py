@@ -16,7 +16,7 @@ from loom.client._models_overlaps import ChangeOverlap, SharedRequirement
 from loom.client._rebase import rebase_change
 from loom.errors import LoomError, NotFound, StaleSpecBase
 
-__all__ = ["describe_overlap", "print_stale_base", "strong_overlap_counts"]
+__all__ = ["ItoDirOption", "describe_overlap", "print_stale_base", "strong_overlap_counts"]
 
 
 def _shared(items: list[SharedRequirement]) -> str:

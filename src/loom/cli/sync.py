@@ -22,22 +22,13 @@ from loom.cli._common import (
     table,
 )
 from loom.cli.changes import format_time
-from loom.cli.overlaps import print_stale_base
+from loom.cli.overlaps import ItoDirOption, print_stale_base
 from loom.client._state import REVISION_FILE
 from loom.client._sync import archive_change, pull_change, push_change
 from loom.client._transfer import export_tree, import_tree
 from loom.errors import PreconditionRequired, RevisionConflict, StaleSpecBase
 
 __all__: list[str] = []
-
-ItoDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--ito-dir",
-        envvar="LOOM_ITO_DIR",
-        help="The .ito directory (default: .ito in the repository root).",
-    ),
-]
 
 
 @agent_command(app, "pull")
