@@ -7,9 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Settings"]
+__all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "DEFAULT_MAX_BODY_BYTES", "Settings"]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024 * 1024
+"""Each stored artifact (proposal, design, tasks, one spec or delta, a module.md, a change's
+metadata) is at most this many UTF-8 bytes: 413 ``artifact_too_large`` before any parsing."""
 
 
 class Settings(BaseModel):
@@ -31,6 +34,7 @@ class Settings(BaseModel):
     lease_enforcement: Literal["strict", "advisory"] = "strict"
     allow_blind_push: bool = False
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    max_artifact_bytes: int = Field(default=DEFAULT_MAX_ARTIFACT_BYTES, ge=1024)
     workers: int = Field(default=1, ge=1, le=64)
     idempotency_ttl: int = Field(default=86400, ge=60)
     access_log: bool = True

@@ -64,6 +64,7 @@ def _policy(settings: Settings) -> Policy:
         lease_enforcement=settings.lease_enforcement,
         allow_blind_push=settings.allow_blind_push,
         idempotency_ttl=settings.idempotency_ttl,
+        max_artifact_bytes=settings.max_artifact_bytes,
     )
 
 

@@ -44,7 +44,7 @@ async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) 
             length = value
         elif name == b"content-type" and content_type is None:
             content_type = value
-    if length is not None and length.isdigit() and int(length) > max_bytes:
+    if length is not None and length.isdigit() and (len(length) > 18 or int(length) > max_bytes):
         await _send_error(scope, receive, send, _too_large(max_bytes))
         return None
     chunks: list[bytes] = []

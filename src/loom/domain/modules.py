@@ -55,7 +55,6 @@ _ENTRY = re.compile(
     r"(?P<planned>[ \t]+\(planned\))?[ \t]*\Z"
 )
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-_BULLET = re.compile(r"[ \t]*[-*+][ \t]+(?P<item>.*?)[ \t]*\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +117,13 @@ def _without_comments(body: list[tuple[int, str]]) -> list[tuple[int, str]]:
 def _bullets(body: list[tuple[int, str]]) -> tuple[str, ...]:
     items: list[str] = []
     for _, line in _without_comments(body):
-        match = _BULLET.match(line)
-        if match and match["item"]:
-            items.append(match["item"])
+        # ``<blanks>[-*+]<blanks><item><blanks>``, with string operations (a pattern with a lazy
+        # item before trailing blanks backtracks quadratically on a run of spaces).
+        s = line.lstrip(" \t")
+        if len(s) > 1 and s[0] in "-*+" and s[1] in " \t":
+            item = s[1:].strip(" \t")
+            if item:
+                items.append(item)
     return tuple(items)
 
 

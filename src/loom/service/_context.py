@@ -52,6 +52,7 @@ class Policy:
     lease_enforcement: Literal["strict", "advisory"] = "strict"
     allow_blind_push: bool = False
     idempotency_ttl: int = 86400
+    max_artifact_bytes: int = 2 * 1024 * 1024
     idempotency_in_flight_timeout: int = 120
     # Expired idempotency records are deleted by every n-th keyed request of a process.
     idempotency_purge_every: int = 500

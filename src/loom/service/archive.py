@@ -17,6 +17,7 @@ from loom.service._common import (
     write_pid,
 )
 from loom.service._context import Actor, Project, ServiceContext
+from loom.service._limits import check_artifact
 from loom.store.catalog import delete_spec, get_module, get_spec, upsert_module, upsert_spec
 from loom.store.changes import get_change, get_specs, update_change
 from loom.store.projects import lock_project
@@ -51,6 +52,8 @@ def archive_change(
                     apply_delta(None if base is None else base.markdown, delta, capability),
                 )
             )
+        for capability, markdown in merged:
+            check_artifact(ctx.policy, f"merged spec {capability}", markdown)
         for capability, markdown in merged:
             if markdown is None:
                 delete_spec(conn, pid, capability)

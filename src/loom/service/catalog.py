@@ -9,6 +9,7 @@ from loom.domain.timefmt import format_us
 from loom.errors import NotFound, ValidationError
 from loom.service._common import write_pid
 from loom.service._context import Project, ServiceContext
+from loom.service._limits import check_artifact, check_artifacts
 from loom.store import catalog as store
 
 __all__ = ["get_module", "get_spec", "list_modules", "list_specs", "put_module", "put_spec"]
@@ -80,6 +81,7 @@ def put_module(
     module_id = validate_module_id(module_ref)
     if not name.strip() or len(name) > 200 or "\n" in name:
         raise ValidationError("module name must be 1-200 chars on one line", kind="invalid_name")
+    check_artifacts(ctx.policy, [("module description", description), ("module.md", markdown)])
     parent = module_id.split(".")[0] if "." in module_id else None
     pid = write_pid(ctx, project)
     now = ctx.now_us()
@@ -126,6 +128,7 @@ def get_spec(ctx: ServiceContext, project: Project, spec_id: str) -> dict[str, A
 
 
 def put_spec(ctx: ServiceContext, project: Project, spec_id: str, markdown: str) -> dict[str, Any]:
+    check_artifact(ctx.policy, f"spec {spec_id}", markdown)
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:

@@ -28,8 +28,9 @@ from loom.service._common import (
     server_event,
     write_pid,
 )
-from loom.service._context import Actor, Project, ServiceContext
+from loom.service._context import Actor, Policy, Project, ServiceContext
 from loom.service._derive import derive
+from loom.service._limits import check_artifacts
 from loom.store.catalog import get_module, upsert_module
 from loom.store.changes import (
     get_change,
@@ -44,6 +45,7 @@ from loom.store.leases import ActiveLease, active_leases_for
 __all__ = [
     "Bundle",
     "change_detail",
+    "check_bundle",
     "ensure_module_row",
     "ensure_module_rows",
     "lease_json",
@@ -263,6 +265,27 @@ def validate_bundle_specs(specs: Sequence[Sequence[str]]) -> tuple[tuple[str, st
     return tuple(sorted(out))
 
 
+def check_bundle(
+    policy: Policy,
+    proposal: str | None,
+    design: str | None,
+    tasks: str | None,
+    specs: Sequence[tuple[str, str]],
+    metadata: str | None = None,
+) -> None:
+    """Every artifact of a change within the size limit (413 before anything is parsed)."""
+    check_artifacts(
+        policy,
+        [
+            ("proposal.md", proposal),
+            ("design.md", design),
+            ("tasks.md", tasks),
+            (".ito.yaml", metadata),
+            *((f"specs/{cap}/spec.md", md) for cap, md in specs),
+        ],
+    )
+
+
 def ensure_module_rows(conn: Connection, pid: int, change_id: str, now_us: int) -> None:
     """A change's module (and sub-module) row, created with a placeholder name if missing
     (never overwriting a row another transaction created meanwhile)."""
@@ -332,6 +355,7 @@ def push_bundle(
 ) -> dict[str, Any]:
     """Full replace of a change's artifacts, checked against the base revision. Atomic."""
     specs = validate_bundle_specs(bundle.specs)
+    check_bundle(ctx.policy, bundle.proposal, bundle.design, bundle.tasks, specs)
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:

@@ -12,7 +12,13 @@ from loom.domain.timefmt import format_us
 from loom.service._common import record, release_on_archive, server_event, write_pid
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
-from loom.service.changes import ensure_module_row, ensure_module_rows, validate_bundle_specs
+from loom.service._limits import check_artifact, check_artifacts
+from loom.service.changes import (
+    check_bundle,
+    ensure_module_row,
+    ensure_module_rows,
+    validate_bundle_specs,
+)
 from loom.store import catalog
 from loom.store.changes import (
     get_change,
@@ -90,6 +96,18 @@ def import_tree(
     """Load state as it is (no delta merge, no checklist ticking, no lease checks)."""
     checked = [(c, validate_bundle_specs(c.specs)) for c in changes]
     module_ids = [(validate_module_id(m.id), m) for m in modules]
+    for module_id, m in module_ids:
+        check_artifacts(
+            ctx.policy,
+            [
+                (f"module {module_id} description", m.description),
+                (f"module {module_id}", m.markdown),
+            ],
+        )
+    for s in specs:
+        check_artifact(ctx.policy, f"spec {s.id}", s.markdown)
+    for c, c_specs in checked:
+        check_bundle(ctx.policy, c.proposal, c.design, c.tasks, c_specs, c.metadata)
     tally = _Tally()
     pid = write_pid(ctx, project)
     now = ctx.now_us()

@@ -20,6 +20,7 @@ from loom.service._common import (
 )
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
+from loom.service._limits import check_artifact
 from loom.store.changes import get_change, get_specs, update_change
 
 __all__ = ["get_tasks", "get_tasks_raw", "init_tasks", "mutate_task"]
@@ -137,6 +138,7 @@ def mutate_task(
             outcome = t.add_task(row.tasks, title, wave, today)
         else:  # pragma: no cover - routes only pass the ops above
             raise ValueError(op)
+        check_artifact(ctx.policy, "tasks.md", outcome.markdown)
         specs = get_specs(conn, pid, change_id)
         derived = derive(
             change_id, row.proposal, row.design, outcome.markdown, specs, parsed=outcome.result

@@ -7,7 +7,6 @@ newline. The date is supplied by the caller (the server passes the UTC date).
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 from loom.domain.tasks._enhanced import FIELD_RE, TaskLayout
@@ -44,9 +43,7 @@ _CHECKBOX_MARK = {
     TaskStatus.IN_PROGRESS: "~",
     TaskStatus.COMPLETE: "x",
 }
-_VALUE_RE = re.compile(
-    r"(?P<head>.*?\*\*(?:Status|Updated At)\*\*:)(?P<gap>[ \t]*)(?P<value>.*?)(?P<tail>\s*)"
-)
+_FIELD_LABELS = ("**Status**:", "**Updated At**:")
 
 
 def _show(text: str) -> str:
@@ -107,10 +104,18 @@ def _blocked(task: TaskItem, reasons: list[str]) -> ValidationError:
 def _set_value(raw: str, value: str) -> str:
     """Replace the value after ``**Status**:`` / ``**Updated At**:``, keeping the rest."""
     body, eol = strip_eol(raw), line_ending(raw)
-    m = _VALUE_RE.fullmatch(body)
-    if m is None:  # pragma: no cover - the parser only records lines that match
+    # String operations, not a pattern: a lazy value followed by trailing blanks backtracks
+    # quadratically on a long run of spaces.
+    found = [(at, label) for label in _FIELD_LABELS if (at := body.find(label)) >= 0]
+    if not found:  # pragma: no cover - the parser only records lines that match
         raise AssertionError("not a field line")
-    return f"{m.group('head')}{m.group('gap') or ' '}{value}{m.group('tail')}{eol}"
+    at, label = min(found)
+    head, rest = body[: at + len(label)], body[at + len(label) :]
+    after_gap = rest.lstrip(" \t")
+    gap = rest[: len(rest) - len(after_gap)]
+    old_value = after_gap.rstrip()
+    tail = after_gap[len(old_value) :]
+    return f"{head}{gap or ' '}{value}{tail}{eol}"
 
 
 def _rewrite_enhanced(
