@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy import select
 
-from loom.api._scope import BODY_KEY, WRITE_STARTED
+from loom.api._scope import BODY_KEY, HOT_KEY, WRITE_STARTED
 from loom.api.auth import Scope, authorize, derive_project_token, parse_bearer
 from loom.api.responses import JSON
 from loom.domain import ids
@@ -23,7 +23,15 @@ from loom.service.idempotency import run_idempotent
 from loom.settings import Settings
 from loom.store.schema import projects
 
-__all__ = ["Access", "project_access", "read", "valid_idempotency_key", "write"]
+__all__ = [
+    "Access",
+    "prepare",
+    "project_access",
+    "read",
+    "read_json",
+    "valid_idempotency_key",
+    "write",
+]
 
 
 def valid_idempotency_key(key: str) -> bool:
@@ -153,28 +161,66 @@ async def read(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: A
     return await ctx.db.run_read(functools.partial(fn, ctx, *args, **kwargs))
 
 
+async def read_json(
+    request: Request,
+    fn: Callable[..., Any],
+    *args: Any,
+    headers: Callable[[Any], dict[str, str]] | None = None,
+    **kwargs: Any,
+) -> JSON:
+    """:func:`read`, with the JSON response rendered on the worker thread too: a large
+    change or tasks list takes milliseconds to encode, which must not block the event loop."""
+    ctx: ServiceContext = request.app.state.ctx
+
+    def run() -> JSON:
+        body = fn(ctx, *args, **kwargs)
+        return JSON(body, headers=None if headers is None else headers(body))
+
+    return await ctx.db.run_read(run)
+
+
+async def prepare(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run a use case's "prepare" step (parse or merge large artifacts into the domain memo)
+    on a worker thread, before the use case's transaction, which on SQLite runs on the event
+    loop."""
+    ctx: ServiceContext = request.app.state.ctx
+    await ctx.db.run_read(functools.partial(fn, ctx, *args, **kwargs))
+
+
 async def _fingerprint(request: Request) -> str:
-    h = hashlib.sha256()
     body = request.scope.get(BODY_KEY)
     if body is None:
         body = await request.body()
-    try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
-        body = canonical.encode()
-    except ValueError:
-        pass
-    for part in (
+    parts = (
         request.method,
         request.url.path,
         str(sorted(request.query_params.multi_items())),
         request.headers.get("x-loom-holder", ""),
         request.headers.get("x-loom-fencing-token", ""),
         request.headers.get("if-match", ""),
-    ):
-        h.update(part.encode())
+    )
+    if len(body) <= _SMALL_BODY:
+        return _digest(parts, body)
+    ctx: ServiceContext = request.app.state.ctx
+    return await ctx.db.run_read(_digest, parts, body)  # megabytes of JSON: off the loop
+
+
+def _digest(parts: tuple[str, ...], body: bytes) -> str:
+    h = hashlib.sha256()
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+        body = canonical.encode()
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: the bytes as sent
+        pass
+    for part in parts:
+        h.update(part.encode("utf-8", "surrogateescape"))
         h.update(b"\x00")
     h.update(body)
     return h.hexdigest()
+
+
+_SMALL_BODY = 64 * 1024
+"""A hot-lane write with a larger body (a big event batch) runs off the event loop too."""
 
 
 async def write(
@@ -189,9 +235,12 @@ async def write(
     request.scope[WRITE_STARTED] = True
     ctx: ServiceContext = request.app.state.ctx
     call = functools.partial(fn, ctx, access.project, *args, **kwargs)
+    offload = (
+        not request.scope.get(HOT_KEY) or len(request.scope.get(BODY_KEY) or b"") > _SMALL_BODY
+    )
     key = request.headers.get("idempotency-key")
     if key is None:
-        body = await ctx.db.run_write(call)
+        body = await ctx.db.run_write(call, offload=offload)
         return JSON(body, headers=headers)
     if not valid_idempotency_key(key):
         raise ValidationError(
@@ -200,7 +249,7 @@ async def write(
         )
     fingerprint = await _fingerprint(request)
     status, body, replayed = await ctx.db.run_write(
-        run_idempotent, ctx, access.project, key, fingerprint, call
+        run_idempotent, ctx, access.project, key, fingerprint, call, offload=offload
     )
     out = dict(headers or {})
     if replayed:

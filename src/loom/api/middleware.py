@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loom.api._scope import BODY_KEY
+from loom.api._scope import BODY_KEY, HOT_KEY
 from loom.api.errors import error_response, stored_error_response, unexpected_error_response
 from loom.errors import LoomError, PayloadTooLarge, UnsupportedMediaType
 
@@ -156,6 +156,7 @@ class HotLane:
             return
         scope["path_params"] = params
         scope[BODY_KEY] = body
+        scope[HOT_KEY] = True
         request = Request(scope, _replay(body, receive))
         try:
             response = await endpoint(request)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
-from loom.api.access import Access, project_access, read, write
+from loom.api.access import Access, prepare, project_access, read, read_json, write
 from loom.api.models import AddTaskBody, CompleteBody, ShelveBody, SyncPush
 from loom.api.responses import JSON
 from loom.domain.ids import validate_module_id
@@ -70,15 +70,20 @@ async def list_changes(
 async def get_change(
     request: Request, access: AccessDep, change_id: str, lifecycle: str | None = None
 ) -> Any:
-    return await read(
+    return await read_json(
         request, changes.change_detail, access.project, change_id, _lifecycle(lifecycle)
     )
 
 
 @router.get("/changes/{change_id}/sync", summary="Pull the artifact bundle (ETag = revision)")
 async def pull(request: Request, access: AccessDep, change_id: str) -> Response:
-    body = await read(request, changes.pull_bundle, access.project, change_id)
-    return JSON(body, headers={"ETag": f'"{body["revision"]}"'})
+    return await read_json(
+        request,
+        changes.pull_bundle,
+        access.project,
+        change_id,
+        headers=lambda body: {"ETag": f'"{body["revision"]}"'},
+    )
 
 
 @router.post("/changes/{change_id}/sync", summary="Push the artifact bundle (full replace)")
@@ -95,6 +100,7 @@ async def push(
     bundle = changes.Bundle(
         body.proposal, body.design, body.tasks, tuple((c, m) for c, m in body.specs)
     )
+    await prepare(request, changes.prepare_push, bundle)
     return await write(
         request, access, changes.push_bundle, change_id, bundle, revision or None, access.actor
     )
@@ -102,17 +108,18 @@ async def push(
 
 @router.post("/changes/{change_id}/archive", summary="Archive: merge deltas, mark archived")
 async def archive_change(request: Request, access: AccessDep, change_id: str) -> Response:
+    await prepare(request, archive.prepare_archive, access.project, change_id)
     return await write(request, access, archive.archive_change, change_id, access.actor)
 
 
 @router.get("/changes/{change_id}/tasks", summary="Parsed tasks, waves, readiness, diagnostics")
 async def get_tasks(request: Request, access: AccessDep, change_id: str) -> Any:
-    return await read(request, tasks.get_tasks, access.project, change_id)
+    return await read_json(request, tasks.get_tasks, access.project, change_id)
 
 
 @router.get("/changes/{change_id}/tasks/raw", summary="The raw tasks.md")
 async def get_tasks_raw(request: Request, access: AccessDep, change_id: str) -> Any:
-    return await read(request, tasks.get_tasks_raw, access.project, change_id)
+    return await read_json(request, tasks.get_tasks_raw, access.project, change_id)
 
 
 @router.post("/changes/{change_id}/tasks/init", summary="Write the enhanced template if absent")
@@ -121,6 +128,15 @@ async def init_tasks(request: Request, access: AccessDep, change_id: str) -> Res
 
 
 _MAX_WAVE = 9999
+
+
+async def _mutate(
+    request: Request, access: Access, change_id: str, op: str, actor: Any, **kwargs: Any
+) -> Response:
+    """A task mutation: the rewrite is computed on a worker thread first (memoised), then
+    the transaction runs."""
+    await prepare(request, tasks.prepare_mutation, access.project, change_id, op, **kwargs)
+    return await write(request, access, tasks.mutate_task, change_id, op, actor, **kwargs)
 
 
 @router.post("/changes/{change_id}/tasks/add", summary="Add a task to a wave")
@@ -132,10 +148,9 @@ async def add_task(
         raise ValidationError(
             f"wave must be between 1 and {_MAX_WAVE}", kind="invalid_wave", field="wave"
         )
-    return await write(
+    return await _mutate(
         request,
         access,
-        tasks.mutate_task,
         change_id,
         "add",
         access.actor,
@@ -146,9 +161,7 @@ async def add_task(
 
 @router.post("/changes/{change_id}/tasks/{task_id}/start", summary="Start a task")
 async def start_task(request: Request, access: AccessDep, change_id: str, task_id: str) -> Response:
-    return await write(
-        request, access, tasks.mutate_task, change_id, "start", access.actor, task_id=task_id
-    )
+    return await _mutate(request, access, change_id, "start", access.actor, task_id=task_id)
 
 
 @router.post("/changes/{change_id}/tasks/{task_id}/complete", summary="Complete a task")
@@ -159,10 +172,9 @@ async def complete_task(
     task_id: str,
     body: CompleteBody | None = None,
 ) -> Response:
-    return await write(
+    return await _mutate(
         request,
         access,
-        tasks.mutate_task,
         change_id,
         "complete",
         access.actor,
@@ -179,10 +191,9 @@ async def shelve_task(
     task_id: str,
     body: ShelveBody | None = None,
 ) -> Response:
-    return await write(
+    return await _mutate(
         request,
         access,
-        tasks.mutate_task,
         change_id,
         "shelve",
         access.actor,
@@ -195,6 +206,4 @@ async def shelve_task(
 async def unshelve_task(
     request: Request, access: AccessDep, change_id: str, task_id: str
 ) -> Response:
-    return await write(
-        request, access, tasks.mutate_task, change_id, "unshelve", access.actor, task_id=task_id
-    )
+    return await _mutate(request, access, change_id, "unshelve", access.actor, task_id=task_id)

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from loom.api._scope import BODY_KEY
-from loom.api.access import Access, project_access, read, write
+from loom.api.access import Access, prepare, project_access, read, read_json, write
 from loom.api.bodies import body_doc, parse_body
 from loom.api.models import EventsBody, ImportBody, ModulePut, SpecPut
 from loom.api.responses import JSON
@@ -45,7 +45,7 @@ async def list_modules(request: Request, access: AccessDep) -> Any:
 
 @router.get("/modules/{module_id}", summary="One module (or sub-module)")
 async def get_module(request: Request, access: AccessDep, module_id: str) -> Any:
-    return await read(request, catalog.get_module, access.project, module_id)
+    return await read_json(request, catalog.get_module, access.project, module_id)
 
 
 @router.put("/modules/{module_id}", summary="Create or replace a module or sub-module")
@@ -70,7 +70,7 @@ async def list_specs(request: Request, access: AccessDep) -> Any:
 
 @router.get("/specs/{spec_id}", summary="One promoted spec")
 async def get_spec(request: Request, access: AccessDep, spec_id: str) -> Any:
-    return await read(request, catalog.get_spec, access.project, spec_id)
+    return await read_json(request, catalog.get_spec, access.project, spec_id)
 
 
 @router.put("/specs/{spec_id}", summary="Create or replace a promoted spec")
@@ -108,6 +108,7 @@ async def import_tree(request: Request, access: AccessDep, body: ImportBody) -> 
     ]
     specs = [imports.ImportSpec(validate_spec_id(s.id), s.markdown) for s in body.specs]
     modules = [imports.ImportModule(m.id, m.name, m.markdown, m.description) for m in body.modules]
+    await prepare(request, imports.prepare_import, modules, changes)
     return await write(
         request,
         access,
@@ -122,7 +123,7 @@ async def import_tree(request: Request, access: AccessDep, body: ImportBody) -> 
 
 @router.get("/export", summary="The whole project in the POST /import body shape")
 async def export(request: Request, access: AccessDep) -> Any:
-    return await read(request, imports.export_project, access.project)
+    return await read_json(request, imports.export_project, access.project)
 
 
 def _events_body(raw: bytes) -> tuple[list[Any], str, bool] | None:

@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from loom.domain._memo import memoized
 from loom.errors import ValidationError
 
 __all__ = [
@@ -143,6 +144,7 @@ def _entries(body: list[tuple[int, str]]) -> tuple[ChecklistEntry, ...]:
     return tuple(entries)
 
 
+@memoized
 def parse_module_md(md: str) -> ModuleDoc:
     """Parse a ``module.md``. Never fails: missing sections give empty values.
 
@@ -171,6 +173,7 @@ def parse_module_md(md: str) -> ModuleDoc:
     )
 
 
+@memoized
 def tick_change(md: str, change_id: str) -> str:
     """Mark ``- [ ] <change_id>`` as ``- [x] <change_id>``.
 

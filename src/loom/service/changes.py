@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from loom.domain.ids import module_of, sub_module_of, validate_capability
 from loom.domain.tasks import parse_tasks
 from loom.domain.timefmt import format_us
 from loom.errors import (
+    LoomError,
     PreconditionRequired,
     RevisionConflict,
     ValidationError,
@@ -51,6 +53,7 @@ __all__ = [
     "lease_json",
     "list_summaries",
     "parse_revision",
+    "prepare_push",
     "pull_bundle",
     "push_bundle",
     "validate_bundle_specs",
@@ -343,6 +346,15 @@ def _created(
         ),
     )
     return {"change_id": change_id, "new_revision": "1"}
+
+
+def prepare_push(ctx: ServiceContext, bundle: Bundle) -> None:
+    """Parse the pushed tasks.md ahead of :func:`push_bundle`'s transaction (on a worker
+    thread), so the transaction finds the result memoised; oversized bundles are left for
+    the real call to refuse, unparsed."""
+    with contextlib.suppress(LoomError):
+        check_bundle(ctx.policy, bundle.proposal, bundle.design, bundle.tasks, ())
+        parse_tasks(bundle.tasks)
 
 
 def push_bundle(

@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 from loom.domain.ids import validate_module_id
 from loom.domain.modules import parse_module_md
+from loom.domain.tasks import parse_tasks
 from loom.domain.timefmt import format_us
+from loom.errors import LoomError
 from loom.service._common import record, release_on_archive, server_event, write_pid
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
@@ -30,7 +32,14 @@ from loom.store.changes import (
 )
 from loom.store.leases import get_lease
 
-__all__ = ["ImportChange", "ImportModule", "ImportSpec", "export_project", "import_tree"]
+__all__ = [
+    "ImportChange",
+    "ImportModule",
+    "ImportSpec",
+    "export_project",
+    "import_tree",
+    "prepare_import",
+]
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,25 @@ def _module_description(markdown: str | None) -> str | None:
     if not markdown:
         return None
     return parse_module_md(markdown).description
+
+
+def prepare_import(
+    ctx: ServiceContext, modules: Sequence[ImportModule], changes: Sequence[ImportChange]
+) -> None:
+    """Parse the imported tasks.md files and module.md files ahead of :func:`import_tree`'s
+    transaction (on a worker thread), so the transaction finds them memoised."""
+    try:
+        for c in changes:
+            check_bundle(ctx.policy, c.proposal, c.design, c.tasks, (), c.metadata)
+        for m in modules:
+            check_artifact(ctx.policy, "module", m.markdown)
+    except LoomError:
+        return  # refused by the real call, unparsed
+    for c in changes:
+        parse_tasks(c.tasks)
+    for m in modules:
+        if m.markdown and m.description is None:
+            parse_module_md(m.markdown)
 
 
 def import_tree(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from loom.domain._memo import memoized
 from loom.domain.tasks._model import TaskMutation
 from loom.domain.tasks._mutate import load_for_mutation
 from loom.domain.tasks._parse import ParsedFile, parse_file
@@ -113,6 +114,7 @@ def _new_wave_section(parsed: ParsedFile, wave: int, block: list[str]) -> tuple[
     return at, section
 
 
+@memoized
 def add_task(markdown: str | None, title: str, wave: int | None, today: date) -> TaskMutation:
     """Add a pending task ``<wave>.<max+1>`` at the end of wave ``wave`` (default 1).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from loom.domain._memo import memoized
 from loom.domain.tasks._enhanced import FIELD_RE, TaskLayout
 from loom.domain.tasks._model import TaskItem, TaskMutation, TaskStatus
 from loom.domain.tasks._parse import ParsedFile, parse_file
@@ -177,6 +178,7 @@ def _same_task(tasks: tuple[TaskItem, ...], parsed: ParsedFile, index: int) -> T
 # --------------------------------------------------------------------------- operations
 
 
+@memoized
 def start_task(markdown: str | None, task_id: str, today: date) -> TaskMutation:
     """Mark a task in progress.
 
@@ -199,6 +201,7 @@ def start_task(markdown: str | None, task_id: str, today: date) -> TaskMutation:
     return _apply(markdown, parsed, i, TaskStatus.IN_PROGRESS, today)
 
 
+@memoized
 def complete_task(markdown: str | None, task_id: str, today: date) -> TaskMutation:
     """Mark a task complete.
 
@@ -229,6 +232,7 @@ def _enhanced_only(parsed: ParsedFile, what: str) -> None:
         )
 
 
+@memoized
 def shelve_task(markdown: str | None, task_id: str, today: date) -> TaskMutation:
     """Shelve (defer) a pending or in-progress task. Enhanced format only."""
     parsed = load_for_mutation(markdown)
@@ -243,6 +247,7 @@ def shelve_task(markdown: str | None, task_id: str, today: date) -> TaskMutation
     return _apply(markdown, parsed, i, TaskStatus.SHELVED, today)
 
 
+@memoized
 def unshelve_task(markdown: str | None, task_id: str, today: date) -> TaskMutation:
     """Return a shelved task to pending. Enhanced format only."""
     parsed = load_for_mutation(markdown)

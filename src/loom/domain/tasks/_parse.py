@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from loom.domain._memo import memoized
 from loom.domain.tasks._checkbox import parse_checkbox, scan_checkbox_line
 from loom.domain.tasks._enhanced import (
     WAVE_HEADING_RE,
@@ -45,6 +46,7 @@ def detect_format(lines: list[str]) -> TasksFormat:
     return "checkbox"
 
 
+@memoized
 def parse_file(markdown: str | None) -> ParsedFile:
     """Parse and keep the layout. ``None`` (no file) parses as an empty checkbox result."""
     if not markdown:
