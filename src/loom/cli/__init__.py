@@ -6,6 +6,7 @@ from loom.cli import changes as _changes  # noqa: F401  (registers the agent com
 from loom.cli import config as _config  # noqa: F401
 from loom.cli import events as _events  # noqa: F401
 from loom.cli import leases as _leases  # noqa: F401
+from loom.cli import mcp as _mcp  # noqa: F401
 from loom.cli import server as _server  # noqa: F401  (registers serve/token/db)
 from loom.cli import sync as _sync  # noqa: F401
 from loom.cli import tasks as _tasks  # noqa: F401
