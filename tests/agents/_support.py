@@ -40,10 +40,11 @@ __all__ = [
 
 @dataclass
 class ClockedServer:
-    """The Loom app served by uvicorn on a real loopback port, with a fake clock."""
+    """A Loom server on a real loopback port: the app under uvicorn with a fake clock, or a
+    ``loom serve`` process (``clock`` None)."""
 
     url: str
-    clock: FakeClock
+    clock: FakeClock | None
 
     def get(self, project: str, path: str, token: str = ADMIN, **params: Any) -> httpx.Response:
         with httpx.Client(base_url=self.url, timeout=30, trust_env=False) as http:

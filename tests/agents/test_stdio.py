@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from conftest import ADMIN
+from conftest import ADMIN, LiveServer
 
 from ._support import CHANGES, ClockedServer, call, clocked_server, seed, stdio_session
 
@@ -30,6 +30,13 @@ def server(tmp_path: Path) -> Iterator[ClockedServer]:
     with clocked_server(f"sqlite:///{tmp_path / 'loom.db'}", tmp_path, lease_ttl_min=1) as srv:
         seed(srv.url, PROJECT, tmp_path / "trees")
         yield srv
+
+
+@pytest.fixture
+def real(live_server: LiveServer, tmp_path: Path) -> ClockedServer:
+    """A real ``loom serve`` process (its own clock: for tests that need no expiry)."""
+    seed(live_server.url, PROJECT, tmp_path / "trees")
+    return ClockedServer(live_server.url, clock=None)
 
 
 def run(fn: Any) -> Any:
@@ -74,8 +81,9 @@ def test_tool_list_over_stdio(server: ClockedServer, tmp_path: Path) -> None:
 
 
 def test_two_sessions_get_different_changes_and_normal_end_releases(
-    server: ClockedServer, tmp_path: Path
+    real: ClockedServer, tmp_path: Path
 ) -> None:
+    server = real
     got: dict[str, str] = {}
 
     async def agent(holder: str, ready: anyio.Event, go: anyio.Event) -> None:
@@ -203,8 +211,10 @@ def test_a_lost_lease_is_said_plainly_and_nothing_is_written(
 
 
 def test_a_stale_save_is_a_tool_result_naming_what_changed(
-    server: ClockedServer, tmp_path: Path
+    real: ClockedServer, tmp_path: Path
 ) -> None:
+    server = real
+
     async def main() -> Any:
         async with stdio_session(server.url, PROJECT, "agent-1", tmp_path / "a") as (s, _):
             shown = await call(s, "show_change", change_id="1-2")
@@ -244,9 +254,16 @@ def test_errors_are_tool_results_with_loom_kind(server: ClockedServer, tmp_path:
             missing = await call(s, "show_change", change_id="999-99_nope")
             blocked = await call(s, "update_task", change_id=FIRST, task_id="1.2", action="start")
             nothing = await call(s, "save_change", change_id=FIRST)
-            return missing, blocked, nothing
+            bad = await call(s, "update_task", change_id=FIRST, task_id="1.1", action="bogus")
+            short = await call(s, "claim_change", change_id=FIRST, ttl_seconds=0)
+            return missing, blocked, nothing, bad, short
 
-    missing, blocked, nothing = run(main)
+    missing, blocked, nothing, bad, short = run(main)
+    # Arguments the schema refuses: still a tool result with Loom's envelope.
+    for refused, field in ((bad, "action"), (short, "ttl_seconds")):
+        assert refused.error
+        assert (refused.data["code"], refused.data["kind"]) == ("bad_request", "invalid_arguments")
+        assert field in refused.data["error"]
     assert missing.error and missing.data["code"] == "not_found"
     assert missing.data["kind"] == "change_not_found"
     assert blocked.error and blocked.data["code"] == "bad_request"

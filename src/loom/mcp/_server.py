@@ -123,6 +123,30 @@ def _run(call: Callable[[], dict[str, Any]]) -> CallToolResult:
         )
 
 
+async def _loom_envelopes(ctx: Any, call_next: Callable[[Any], Any]) -> Any:
+    """Middleware: a tool call the SDK itself refused (arguments that do not match the
+    schema, an unknown tool) also answers with Loom's envelope, as a tool result."""
+    result = await call_next(ctx)
+    if (
+        ctx.method != "tools/call"
+        or not isinstance(result, dict)
+        or not result.get("isError")
+        or result.get("structuredContent") is not None
+    ):
+        return result
+    blocks = result.get("content") or [{}]
+    text = str(blocks[0].get("text", "invalid tool call"))
+    lines = [line.strip() for line in text.splitlines()]
+    message = "; ".join(line for line in lines if line and "errors.pydantic.dev" not in line)
+    unknown = "Unknown tool" in text
+    envelope = {
+        "error": message,
+        "code": "not_found" if unknown else "bad_request",
+        "kind": "unknown_tool" if unknown else "invalid_arguments",
+    }
+    return _error(envelope).model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 def _signature_without(fn: Callable[..., Any], drop: set[str]) -> Callable[..., Any]:
     """``fn`` with the parameters in ``drop`` hidden from the SDK (they keep their default)."""
     hints = typing.get_type_hints(fn, include_extras=True)
@@ -149,7 +173,11 @@ def _signature_without(fn: Callable[..., Any], drop: set[str]) -> Callable[..., 
 def build_server(scope: SessionScope, *, http: bool) -> MCPServer[Any]:
     """An MCPServer with Loom's ten tools, the artifact resources and the prompt."""
     server: MCPServer[Any] = MCPServer(
-        "loom", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
+        "loom",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        log_level="WARNING",
+        middleware=[_loom_envelopes],
     )
 
     def tool(description: str, annotations: ToolAnnotations) -> Callable[[Any], Any]:
