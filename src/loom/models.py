@@ -57,7 +57,7 @@ __all__ = [
     "WaveInfo",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 # A change's spec delta on the wire: ``["capability", "markdown"]``. Documented as a
 # two-string array (not JSON Schema's ``prefixItems``, which several OpenAPI tools, among
@@ -79,10 +79,10 @@ class _Model(BaseModel):
 
 
 @dataclass(frozen=True)
-class Page(Generic[T]):
+class Page(Generic[_T]):
     """One page of a paginated listing; ``next_cursor`` is None on the last page."""
 
-    items: list[T] = field(default_factory=list)
+    items: list[_T] = field(default_factory=list)
     next_cursor: str | None = None
 
 
