@@ -13,6 +13,13 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024 * 1024
 """Each stored artifact (proposal, design, tasks, one spec or delta, a module.md, a change's
 metadata) is at most this many UTF-8 bytes: 413 ``artifact_too_large`` before any parsing."""
+# Several processes on one SQLite file would each run their writes inline on the event loop:
+# one process's write lock would stall the others' whole loops for up to the busy timeout.
+_SQLITE_WORKERS = (
+    "--workers > 1 needs PostgreSQL: SQLite allows one writing process, and one server "
+    "process already uses it fully (see docs/scaling.md); use --workers 1 or a "
+    "postgresql:// --database-url"
+)
 
 
 class Settings(BaseModel):
@@ -46,6 +53,8 @@ class Settings(BaseModel):
                 f"lease TTL {self.lease_ttl}s must lie within "
                 f"[{self.lease_ttl_min}, {self.lease_ttl_max}]"
             )
+        if self.workers > 1 and self.database_kind == "sqlite":
+            raise ValueError(_SQLITE_WORKERS)
         return self
 
     @property

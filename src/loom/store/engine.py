@@ -2,8 +2,11 @@
 
 SQLite: WAL, ``busy_timeout``, foreign keys ON, and write transactions that take the write
 lock up front (``BEGIN IMMEDIATE``), so a check-then-write can never interleave with another
-writer. Writes of one process go through a single writer thread (no lock waits inside the
-process); reads run concurrently on a small pool.
+writer. Small writes run inline on the event loop thread, one at a time (no lock waits inside
+the process, no thread hand-off); writes that may store megabytes run on one writer thread,
+and writes arriving meanwhile queue behind them; reads run concurrently on a small pool. One
+server process per SQLite file: several would stall each other's whole event loops on the
+write lock, so ``serve --workers N > 1`` is refused on SQLite (:mod:`loom.settings`).
 
 PostgreSQL: READ COMMITTED transactions; correctness comes from row locks
 (``SELECT … FOR UPDATE [SKIP LOCKED]``) and conditional writes issued by the store functions.
@@ -53,11 +56,14 @@ class Database:
         self.url = normalize_database_url(url)
         self.kind = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         self.engine: Engine = self._make_engine(pool_size)
-        writers = 1 if self.kind == "sqlite" else pool_size
-        self._write_pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="loom-w")
+        self.inline_writes = self.kind == "sqlite"
+        # SQLite: small writes run inline on the event loop; writes that may store megabytes
+        # run on one writer thread (``run_write(offload=True)``).
+        self._write_pool = ThreadPoolExecutor(
+            max_workers=1 if self.inline_writes else pool_size, thread_name_prefix="loom-w"
+        )
         self._read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loom-r")
         self._local = threading.local()
-        self.inline_writes = self.kind == "sqlite"
         self._writers: list[Connection] = []
         self._writers_lock = threading.Lock()
         self._offloaded = 0  # SQLite writes queued on the writer thread (event loop only)
