@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loom.domain import tasks as t
-from loom.domain.modules import add_change, parse_module_md, tick_change
+from loom.domain.modules import parse_module_md, tick_change
 from loom.domain.specs import apply_delta, parse_spec
 from loom.errors import LoomError
 
@@ -27,7 +27,6 @@ PARSERS = {
     "add_task": lambda s: t.add_task(s, "new", 1, DAY),
     "module.md": parse_module_md,
     "tick_change": lambda s: tick_change(s, "001-01_a"),
-    "add_change": lambda s: add_change(s, "001-01_a"),
     "delta": lambda s: apply_delta("# x\n\n## Requirements\n", s, "cap"),
     "spec": lambda s: parse_spec(s, "cap"),
 }
