@@ -159,9 +159,10 @@ class HotLane:
         scope[HOT_KEY] = True
         request = Request(scope, _replay(body, receive))
         try:
-            response = await endpoint(request)
-        except LoomError as err:
-            response = await stored_error_response(request, err)
-        except Exception as exc:
+            try:
+                response = await endpoint(request)
+            except LoomError as err:
+                response = await stored_error_response(request, err)
+        except Exception as exc:  # the endpoint's, or storing its error's: the 500 envelope
             response = unexpected_error_response(exc)
         await response(scope, receive, send)
