@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from api.conftest import ADMIN_H, P, error, ok, push
 
+from api.conftest import ADMIN_H, P, error, ok, push
 from loom.domain.events import MAX_DEPTH
 
 
@@ -33,13 +33,13 @@ def _nested(depth: int) -> Any:
     return value
 
 
-@pytest.mark.parametrize(
-    "archived_at", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"]
-)
+@pytest.mark.parametrize("archived_at", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"])
 def test_import_refuses_archive_times_outside_the_utc_range(api: Any, archived_at: str) -> None:
     body = {
         "mode": "create-only",
-        "changes": [{"id": "001-01_a", "proposal": "# p\n", "specs": [], "archived_at": archived_at}],
+        "changes": [
+            {"id": "001-01_a", "proposal": "# p\n", "specs": [], "archived_at": archived_at}
+        ],
     }
     r = api.post(f"{P}/import", json=body, headers=ADMIN_H)
     error(r, 400, "bad_request", "invalid_timestamp")
