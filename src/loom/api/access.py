@@ -13,7 +13,8 @@ from typing import Any
 from fastapi import Request
 
 from loom.api._scope import BODY_KEY, HOT_KEY, WRITE_STARTED
-from loom.api.auth import Scope, authorize, derive_project_token, parse_bearer
+from loom.api._token_index import ProjectTokenIndex
+from loom.api.auth import Scope, authorize, parse_bearer
 from loom.api.responses import JSON
 from loom.domain import ids
 from loom.errors import Forbidden, Unauthorized, ValidationError
@@ -99,41 +100,50 @@ def _access_headers(request: Request) -> tuple[str | None, str | None, str | Non
     return auth, holder, fencing
 
 
-def _token_of_other_project(
-    settings: Settings, header: str | None, org: str, repo: str, known: list[tuple[str, str]]
+def _token_index(request: Request, seed: str) -> ProjectTokenIndex:
+    state = request.app.state
+    index: ProjectTokenIndex | None = getattr(state, "token_index", None)
+    if index is None:
+        settings: Settings = state.settings
+        allowlisted = [entry.partition("/")[::2] for entry in settings.allow_projects]
+        index = state.token_index = ProjectTokenIndex(seed, allowlisted)
+    return index
+
+
+async def _token_of_other_project(
+    request: Request, header: str | None, org: str, repo: str
 ) -> bool:
+    """Whether the bearer token is the project token of another known project: one indexed
+    query and one hash, whatever the number of projects (see :mod:`loom.api._token_index`)."""
+    settings: Settings = request.app.state.settings
     token = parse_bearer(header)
     if token is None or settings.token_seed is None:
         return False
-    seed = settings.token_seed.get_secret_value()
-    candidates = set(known)
-    for entry in settings.allow_projects:
-        o, _, r = entry.partition("/")
-        candidates.add((o, r))
-    candidates.discard((org, repo))
-    import hmac
+    ctx: ServiceContext = request.app.state.ctx
+    index = _token_index(request, settings.token_seed.get_secret_value())
 
-    return any(
-        hmac.compare_digest(token.encode(), derive_project_token(seed, o, r).encode())
-        for o, r in sorted(candidates)
-    )
+    def refresh() -> None:
+        index.refresh(catalog.known_projects(ctx, index.last_id))
+
+    await ctx.db.run_read(refresh)
+    owner = index.owner(token)
+    return owner is not None and owner != (org, repo)
 
 
 async def project_access(request: Request) -> Access:
     """FastAPI dependency for every project route."""
     org, repo = _validate_path(request)
     settings: Settings = request.app.state.settings
-    ctx: ServiceContext = request.app.state.ctx
     header, holder, token_header = _access_headers(request)
     try:
         scope = authorize(settings, header, org, repo)
     except Unauthorized as err:
-        if err.kind == "invalid_token" and settings.token_seed is not None:
-            known = await ctx.db.run_read(catalog.known_projects, ctx)
-            if _token_of_other_project(settings, header, org, repo, known):
-                raise Forbidden(
-                    "this token is not allowed to access this project", kind="forbidden"
-                ) from None
+        if err.kind == "invalid_token" and await _token_of_other_project(
+            request, header, org, repo
+        ):
+            raise Forbidden(
+                "this token is not allowed to access this project", kind="forbidden"
+            ) from None
         raise
     if holder is not None:
         holder = ids.validate_holder(holder)

@@ -11,7 +11,7 @@ from loom.service._common import write_pid
 from loom.service._context import Project, ServiceContext
 from loom.service._limits import check_artifact, check_artifacts
 from loom.store import catalog as store
-from loom.store.projects import list_projects
+from loom.store.projects import projects_after
 
 __all__ = [
     "get_module",
@@ -24,10 +24,11 @@ __all__ = [
 ]
 
 
-def known_projects(ctx: ServiceContext) -> list[tuple[str, str]]:
-    """Every project stored, as ``(org, repo)`` (the 403 "valid token, wrong project")."""
+def known_projects(ctx: ServiceContext, after_id: int = 0) -> list[tuple[int, str, str]]:
+    """Projects stored with a row id above ``after_id``, as ``(id, org, repo)`` (for the 403
+    "valid token, wrong project")."""
     with ctx.db.read() as conn:
-        return list_projects(conn)
+        return projects_after(conn, after_id)
 
 
 def _spec_path(spec_id: str) -> str:
