@@ -84,6 +84,14 @@ def _validate_path(request: Request) -> tuple[str, str]:
     return org, repo
 
 
+def _utf8_header(value: bytes, name: str) -> str:
+    """A header value as UTF-8 (docs/ito-compat.md: how loom.client sends a holder name)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"{name} must be UTF-8", kind="invalid_id", field="holder") from None
+
+
 def _access_headers(request: Request) -> tuple[str | None, str | None, str | None]:
     """(Authorization, X-Loom-Holder, X-Loom-Fencing-Token), first occurrence of each, in one
     pass over the raw headers (names arrive lower-cased from the ASGI server)."""
@@ -94,7 +102,7 @@ def _access_headers(request: Request) -> tuple[str | None, str | None, str | Non
                 auth = value.decode("latin-1")
         elif name == b"x-loom-holder":
             if holder is None:
-                holder = value.decode("latin-1")
+                holder = _utf8_header(value, "X-Loom-Holder")
         elif name == b"x-loom-fencing-token" and fencing is None:
             fencing = value.decode("latin-1")
     return auth, holder, fencing

@@ -127,7 +127,7 @@ async def pull(request: Request, access: AccessDep, change_id: str) -> Response:
     summary="Push the artifact bundle (full replace)",
     **operation(
         PushResult,
-        errors=[404, 409, 428],
+        errors=[404, 409, 412, 428],
         headers=["If-Match", *WRITE_HEADERS],
         links=push_links(),
     ),

@@ -17,6 +17,7 @@ from loom.domain.tasks import parse_tasks
 from loom.domain.timefmt import format_us
 from loom.errors import (
     LoomError,
+    PreconditionFailed,
     PreconditionRequired,
     RevisionConflict,
     ValidationError,
@@ -241,7 +242,11 @@ def parse_revision(value: str | None) -> str | None:
         return None
     text = value.strip()
     if text.startswith("W/"):
-        text = text[2:]
+        # RFC 9110 §13.1.1: If-Match uses the strong comparison, so a weak ETag never matches.
+        raise PreconditionFailed(
+            'a weak ETag (W/...) never matches for a write: send the strong one, e.g. "3"',
+            kind="weak_etag",
+        )
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1]
     return text.strip()
