@@ -19,6 +19,7 @@ structured ``details`` that travel in the JSON envelope::
     │   ├── RevisionConflict ....... revision_conflict
     │   ├── ArchivedConflict ....... archived
     │   └── IdempotencyInFlight .... idempotency_in_flight
+    ├── RequestTimeout ............. 408 request_timeout (body_timeout, header_timeout)
     ├── PreconditionFailed ......... 412 precondition_failed (weak_etag)
     ├── PreconditionRequired ....... 428 precondition_required
     ├── RateLimited ................ 429 rate_limited
@@ -47,6 +48,7 @@ __all__ = [
     "PreconditionFailed",
     "PreconditionRequired",
     "RateLimited",
+    "RequestTimeout",
     "RevisionConflict",
     "Unauthorized",
     "Unavailable",
@@ -155,6 +157,12 @@ class IdempotencyInFlight(Conflict):
     default_kind = "idempotency_in_flight"
 
 
+class RequestTimeout(LoomError):
+    status = 408
+    code = "request_timeout"
+    default_kind = "request_timeout"
+
+
 class PreconditionFailed(LoomError):
     status = 412
     code = "precondition_failed"
@@ -206,6 +214,7 @@ _ALL: tuple[type[LoomError], ...] = (
     NotFound,
     MethodNotAllowed,
     Conflict,
+    RequestTimeout,
     PreconditionFailed,
     PreconditionRequired,
     RateLimited,

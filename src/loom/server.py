@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
+from loom._http_protocol import protocol_class
 from loom.settings import Settings
 from loom.store import migrate
 from loom.store.engine import Database, redact_url
@@ -108,6 +109,7 @@ def run(settings: Settings) -> None:
             log_config=_LOG_CONFIG,
             access_log=settings.access_log,
             timeout_graceful_shutdown=10,
+            **_connection_limits(settings),
         )
         # Bind here (as uvicorn.run does) so the real port is known, then fork the workers.
         sock = config.bind_socket()
@@ -127,8 +129,19 @@ def run(settings: Settings) -> None:
         log_config=_LOG_CONFIG,
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,
+        **_connection_limits(settings),
     )
     _Server(config).run()
+
+
+def _connection_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn options for the connection limits and timeouts (see loom._http_protocol)."""
+    return {
+        "http": protocol_class(settings.header_timeout, settings.max_connections),
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        # h11 only: the largest request head buffered before a 400 (httptools: 80 KiB).
+        "h11_max_incomplete_event_size": 64 * 1024,
+    }
 
 
 def _announce_when_serving(host: str, port: int, shown: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from loom import __version__
 from loom.api import contract
@@ -52,6 +52,10 @@ class LoomApp(FastAPI):
                 scope["app"] = self
                 if await self.lane.serve(scope, receive, send):
                     return
+            if scope["method"] == "HEAD":
+                # RFC 9110 §9.3.2: the GET response's status and headers, without the body.
+                scope = {**scope, "method": "GET"}
+                send = _without_body(send)
         await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
@@ -59,6 +63,15 @@ class LoomApp(FastAPI):
 
 
 _PROJECTS = b"/api/v1/projects/"
+
+
+def _without_body(send: Send) -> Send:
+    async def head_send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return head_send
 
 
 def create_app(
@@ -150,10 +163,12 @@ def create_app(
     hot = fast_routes() + project_fast_routes()
     app.router.routes[:0] = hot
     app.lane = HotLane(
-        [(r.path_regex, r.endpoint) for r in hot if isinstance(r, Route)], settings.max_body_bytes
+        [(r.path_regex, r.endpoint) for r in hot if isinstance(r, Route)],
+        settings.max_body_bytes,
+        settings.body_timeout,
     )
     for router in (leases_router, changes_router, project_router):
         app.router.routes.extend(router.routes)
     app.router.routes.append(mcp_route(settings))
-    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
     return app

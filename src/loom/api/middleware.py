@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loom.api._scope import BODY_KEY, HOT_KEY
 from loom.api.errors import error_response, stored_error_response, unexpected_error_response
-from loom.errors import LoomError, PayloadTooLarge, UnsupportedMediaType
+from loom.errors import LoomError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 __all__ = ["BodyGuard", "HotLane", "read_body"]
 
@@ -32,11 +33,15 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) -> bytes | None:
-    """A mutating request's whole body, or None after answering 413/415 (or a disconnect).
+async def read_body(
+    scope: Scope, receive: Receive, send: Send, max_bytes: int, timeout: float = 30.0
+) -> bytes | None:
+    """A mutating request's whole body, or None after answering 413/415/408 (or a
+    disconnect).
 
     The limit is checked against ``Content-Length`` first and against the bytes actually
-    received; a non-empty body must be JSON.
+    received; a non-empty body must be JSON; a body that stalls ``timeout`` seconds between
+    two chunks is answered 408 (a slow client otherwise holds its connection forever).
     """
     length = content_type = None
     for name, value in scope["headers"]:
@@ -51,7 +56,11 @@ async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) 
     size = 0
     more = True
     while more:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), timeout)
+        except TimeoutError:
+            await _send_error(scope, receive, send, _body_timeout(timeout))
+            return None
         if message["type"] == "http.disconnect":
             return None
         chunk = message.get("body", b"")
@@ -78,6 +87,10 @@ async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) 
     return body
 
 
+def _body_timeout(timeout: float) -> RequestTimeout:
+    return RequestTimeout(f"request body stalled for {timeout:g} seconds", kind="body_timeout")
+
+
 def _too_large(max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body exceeds {max_bytes} bytes", max_bytes=max_bytes)
 
@@ -98,15 +111,16 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 class BodyGuard:
     """Reads a mutating request's body up to ``max_bytes`` and replays it to the app."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
-        body = await read_body(scope, receive, send, self.max_bytes)
+        body = await read_body(scope, receive, send, self.max_bytes, self.timeout)
         if body is not None:
             scope[BODY_KEY] = body
             await self.app(scope, _replay(body, receive), send)
@@ -127,9 +141,15 @@ class HotLane:
     with the same body guard and the same error envelope; anything else is left to the app.
     """
 
-    def __init__(self, routes: list[tuple[re.Pattern[str], Endpoint]], max_bytes: int) -> None:
+    def __init__(
+        self,
+        routes: list[tuple[re.Pattern[str], Endpoint]],
+        max_bytes: int,
+        timeout: float = 30.0,
+    ) -> None:
         self.routes = routes
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request if it is one of the hot routes; False to pass it on."""
@@ -151,7 +171,7 @@ class HotLane:
         receive: Receive,
         send: Send,
     ) -> None:
-        body = await read_body(scope, receive, send, self.max_bytes)
+        body = await read_body(scope, receive, send, self.max_bytes, self.timeout)
         if body is None:
             return
         scope["path_params"] = params
