@@ -26,6 +26,7 @@ from loom.api.routes_project import router as project_router
 from loom.errors import ValidationError
 from loom.models import ErrorEnvelope, Health, Ready
 from loom.service import ServiceContext, open_context
+from loom.service.idempotency import release_abandoned
 from loom.settings import Settings
 
 __all__ = ["create_app"]
@@ -91,6 +92,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = open_context(settings, clock, run_migrations=run_migrations)
+        release_abandoned(ctx)
         app.state.ctx = ctx
         if freeze_gc:
             gc.collect()
