@@ -12,6 +12,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from loom import __version__
+from loom.api._hub import Hub
 from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON
@@ -20,6 +21,7 @@ from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
 from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
+from loom.api.routes_stream import router as stream_router
 from loom.errors import ValidationError
 from loom.service._context import Policy, ServiceContext, system_clock_us
 from loom.settings import Settings
@@ -87,12 +89,19 @@ def create_app(
         if run_migrations:
             migrate.upgrade(db)
         app.state.ctx = ServiceContext(db, _policy(settings), clock or system_clock_us)
+        # Several SQLite processes cannot wake each other: their channels re-read sooner.
+        recheck = settings.stream_recheck
+        if settings.database_kind == "sqlite" and settings.workers > 1:
+            recheck = min(recheck, 1.0)
+        app.state.hub = hub = Hub(app.state.ctx, buffer=settings.stream_buffer, recheck=recheck)
+        hub.start()
         if freeze_gc:
             gc.collect()
             gc.freeze()
         try:
             yield
         finally:
+            await hub.stop()
             db.dispose()
 
     app = LoomApp(
@@ -141,7 +150,7 @@ def create_app(
     app.lane = HotLane(
         [(r.path_regex, r.endpoint) for r in hot if isinstance(r, Route)], settings.max_body_bytes
     )
-    for router in (leases_router, changes_router, project_router):
+    for router in (leases_router, changes_router, stream_router, project_router):
         app.router.routes.extend(router.routes)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app

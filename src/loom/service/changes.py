@@ -394,4 +394,19 @@ def push_bundle(
                 server_revision=str(row.revision),
             )
         replace_specs(conn, pid, change_id, specs)
+        # Watchers (the event stream, `allocate --wait`, the dashboard) learn of the new
+        # artifacts from this event: a draft a push made ready is work for a waiting agent.
+        record(
+            conn,
+            pid,
+            now,
+            server_event(
+                now,
+                entity="change",
+                entity_id=change_id,
+                op="update",
+                by=actor.by,
+                meta={"source": "push", "revision": str(new_revision)},
+            ),
+        )
     return {"change_id": change_id, "new_revision": str(new_revision)}
