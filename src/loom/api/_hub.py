@@ -4,8 +4,8 @@ A commit that appended events wakes the project's *channel* (``Database.on_event
 process, after commit). The channel reads the log through the same path as ``GET /events``
 (``service.events.read_events``: on PostgreSQL that numbers what has been committed) from its
 cursor and hands every new event, encoded once, to each subscriber's bounded queue. A
-subscriber whose queue is full is cut off (its connection closed); it resumes with its last
-id. The wake-up is only a hint: the ``seq`` read is the truth, and every channel also re-reads
+subscriber with more than ``buffer`` bytes queued is cut off (its connection closed); it
+resumes with its last id. The wake-up is only a hint: the ``seq`` read is the truth, and every channel also re-reads
 on a timer, so a lost wake-up delays an event, never loses it.
 
 Several processes on one PostgreSQL (``serve --workers N``, several hosts) tell each other
@@ -29,7 +29,7 @@ import orjson
 from loom.service import events as events_service
 from loom.service._context import Project, ServiceContext
 
-__all__ = ["Filters", "Hub", "Subscriber", "encode_frame"]
+__all__ = ["Filters", "Hub", "Item", "Subscriber", "encode_frame"]
 
 _log = logging.getLogger("loom.stream")
 _PAGE = 500
@@ -51,6 +51,9 @@ class Filters(NamedTuple):
         )
 
 
+_ALL = Filters()
+
+
 def encode_frame(event: dict[str, Any]) -> bytes:
     """One SSE message: ``id`` = seq, ``event`` = op, ``data`` = the event JSON (one line)."""
     op = str(event.get("op", "message")).replace("\r", " ").replace("\n", " ") or "message"
@@ -58,14 +61,19 @@ def encode_frame(event: dict[str, Any]) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (int(event["seq"]), op.encode(), data)
 
 
+Item = tuple[int, dict[str, Any], bytes]  # (seq, event, SSE frame)
+
+
 @dataclass(eq=False)
 class Subscriber:
-    """One stream connection: its filters, its cursor and its bounded queue of
-    ``(seq, event, frame)``; ``task`` is cancelled when it is cut off."""
+    """One stream connection: its filters, its cursor and its queue of pages (lists of
+    :data:`Item`, shared between subscribers); ``pending`` counts the queued frames' bytes,
+    bounded by the hub's ``buffer``. ``task`` is cancelled when it is cut off."""
 
     filters: Filters
     cursor: int
-    queue: asyncio.Queue[tuple[int, dict[str, Any], bytes]]
+    queue: asyncio.Queue[list[Item]] = field(default_factory=asyncio.Queue)
+    pending: int = 0
     dropped: bool = False
     task: asyncio.Task[Any] | None = None
 
@@ -145,7 +153,7 @@ class Hub:
     async def subscribe(self, project: Project, since: int | None, filters: Filters) -> Subscriber:
         """Register first, then fix the start: every event after the returned subscriber's
         ``cursor`` reaches it, from its own backlog read (:meth:`backlog`) or its queue."""
-        sub = Subscriber(filters, 0, asyncio.Queue(maxsize=self.buffer))
+        sub = Subscriber(filters, 0)
         channel = self._channels.get(project)
         if channel is None:
             pid, top = await self._latest(project)
@@ -212,17 +220,24 @@ class Hub:
                 return
         while True:
             page = await self.backlog(channel.project, channel.cursor)
-            for event in page:
-                frame = encode_frame(event)
-                seq = int(event["seq"])
-                for sub in list(channel.subs):
-                    if not sub.filters.match(event):
-                        continue
-                    try:
-                        sub.queue.put_nowait((seq, event, frame))
-                    except asyncio.QueueFull:
-                        self._drop(channel, sub)
-                channel.cursor = seq
+            if not page:
+                return
+            items = [(int(ev["seq"]), ev, encode_frame(ev)) for ev in page]
+            size = sum(len(frame) for _, _, frame in items)
+            for sub in list(channel.subs):
+                if sub.filters == _ALL:
+                    mine, mine_size = items, size
+                else:
+                    mine = [item for item in items if sub.filters.match(item[1])]
+                    mine_size = sum(len(frame) for _, _, frame in mine)
+                if not mine:
+                    continue
+                if sub.pending + mine_size > self.buffer:
+                    self._drop(channel, sub)
+                    continue
+                sub.pending += mine_size
+                sub.queue.put_nowait(mine)
+            channel.cursor = items[-1][0]
             if len(page) < _PAGE:
                 return
 

@@ -153,30 +153,31 @@ class EventStream(Response):
         sub = self.sub
         await self._send(send, b": loom event stream\nretry: 1000\n\n")
         while True:  # the backlog: the same reads as GET /events, a page at a time
-            page = await self.hub.backlog(self.project, sub.cursor)
-            chunk = [self.encode(ev) for ev in page if sub.filters.match(ev)]
-            if page:
-                sub.cursor = int(page[-1]["seq"])
+            backlog = await self.hub.backlog(self.project, sub.cursor)
+            chunk = [self.encode(ev) for ev in backlog if sub.filters.match(ev)]
+            if backlog:
+                sub.cursor = int(backlog[-1]["seq"])
             if chunk:
                 await self._send(send, b"".join(chunk))
-            if len(page) < _PAGE:
+            if len(backlog) < _PAGE:
                 break
         queue = sub.queue
         while True:
             try:
-                first = await asyncio.wait_for(queue.get(), self.heartbeat)
+                pages = [await asyncio.wait_for(queue.get(), self.heartbeat)]
             except TimeoutError:
                 await self._send(send, b": keepalive\n\n")
                 continue
-            batch = [first]
             while not queue.empty():
-                batch.append(queue.get_nowait())
+                pages.append(queue.get_nowait())
             chunk = []
-            for seq, event, frame in batch:
-                if seq <= sub.cursor:
-                    continue  # already sent from the backlog
-                sub.cursor = seq
-                chunk.append(frame if self.encode is encode_frame else self.encode(event))
+            for page in pages:
+                for seq, event, frame in page:
+                    sub.pending -= len(frame)
+                    if seq <= sub.cursor:
+                        continue  # already sent from the backlog
+                    sub.cursor = seq
+                    chunk.append(frame if self.encode is encode_frame else self.encode(event))
             if chunk:
                 await self._send(send, b"".join(chunk))
 
