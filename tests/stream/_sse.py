@@ -117,8 +117,6 @@ def open_stream(
         buf += data
     head, _, rest = buf.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = {
-        k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)
-    }
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
     headers[":status"] = status_line.split(" ")[1]
     return RawStream(sock, headers, _buf=rest)

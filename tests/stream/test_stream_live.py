@@ -129,9 +129,7 @@ def test_a_lease_claim_reaches_the_stream_as_a_server_event(live_server_on: Live
     assert op == "claim" and data["entity_id"] == "001-01_alpha" and data["by"] == "@agent-a"
 
 
-def test_two_serve_processes_on_one_postgresql_deliver_to_both(
-    tmp_path: Path, pg_url: str
-) -> None:
+def test_two_serve_processes_on_one_postgresql_deliver_to_both(tmp_path: Path, pg_url: str) -> None:
     """An event committed through either process reaches subscribers of both (LISTEN/NOTIFY;
     the long re-read timer shows the wake-up came from the notification)."""
     cfg = _config(tmp_path, stream_recheck=600.0)

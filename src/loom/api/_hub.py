@@ -5,8 +5,8 @@ process, after commit). The channel reads the log through the same path as ``GET
 (``service.events.read_events``: on PostgreSQL that numbers what has been committed) from its
 cursor and hands every new event, encoded once, to each subscriber's bounded queue. A
 subscriber with more than ``buffer`` bytes queued is cut off (its connection closed); it
-resumes with its last id. The wake-up is only a hint: the ``seq`` read is the truth, and every channel also re-reads
-on a timer, so a lost wake-up delays an event, never loses it.
+resumes with its last id. The wake-up is only a hint: the ``seq`` read is the truth, and
+every channel also re-reads on a timer, so a lost wake-up delays an event, never loses it.
 
 Several processes on one PostgreSQL (``serve --workers N``, several hosts) tell each other
 with ``NOTIFY loom_events, '<project ids>'``, sent after commit by one notifier thread per
