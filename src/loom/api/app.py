@@ -152,5 +152,8 @@ def create_app(
     )
     for router in (leases_router, changes_router, stream_router, project_router):
         app.router.routes.extend(router.routes)
+    from loom.api import ui
+
+    ui.install(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app
