@@ -103,7 +103,12 @@ class BodyGuard:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in _WITH_BODY
+            # The dashboard's HTML forms (urlencoded, a few fields) read their own bodies.
+            or scope["path"].startswith("/ui/")
+        ):
             await self.app(scope, receive, send)
             return
         body = await read_body(scope, receive, send, self.max_bytes)

@@ -27,6 +27,24 @@ COLUMNS = (
     ("complete", "Complete"),
 )
 _FEED = 40
+_VERBS = {
+    "claim": "claimed",
+    "allocate": "allocated",
+    "release": "released",
+    "force_release": "force-released",
+    "expire": "lost (expired)",
+    "create": "created",
+    "update": "pushed",
+    "archive": "archived",
+    "add": "added",
+    "change_completed": "completed",
+}
+_STATUS_VERBS = {
+    "in-progress": "started",
+    "complete": "completed",
+    "shelved": "shelved",
+    "pending": "reopened",
+}
 
 
 def title_of(change_id: str) -> str:
@@ -92,7 +110,15 @@ def event_line(event: dict[str, Any]) -> dict[str, Any]:
     moved = ""
     if event.get("from") is not None or event.get("to") is not None:
         moved = f"{event.get('from') or '–'} → {event.get('to') or '–'}"
+    op = str(event.get("op", ""))
+    verb = _VERBS.get(op, op.replace("_", " "))
+    if op == "status_change":
+        verb = _STATUS_VERBS.get(str(event.get("to")), "updated")
+    by = str(event.get("by", ""))
     return {
+        "verb": verb,
+        "who": by.removeprefix("@") or "someone",
+        "what": f"{event.get('entity', '')} {target}" if event.get("entity") != "change" else "",
         "seq": event.get("seq"),
         "op": str(event.get("op", "")),
         "entity": str(event.get("entity", "")),

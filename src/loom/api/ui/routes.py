@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import html
+import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -127,6 +128,25 @@ async def _visible(request: Request, token: str) -> list[tuple[str, str]]:
     ]
 
 
+async def _form(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body (the dashboard's only form encoding);
+    the first value of each field, each cut to 512 characters."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _FORM_LIMIT:
+            return {}
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return {}
+    fields = urllib.parse.parse_qs(text, keep_blank_values=True, max_num_fields=20)
+    return {k: v[0][:512] for k, v in fields.items() if v}
+
+
+_FORM_LIMIT = 16 * 1024
+
+
 class _Denied(Exception):
     def __init__(self, response: Response) -> None:
         self.response = response
@@ -168,8 +188,8 @@ async def login_form(request: Request) -> Response:
 
 
 @router.post("/login")
-async def login(request: Request, token: Annotated[str, Form(max_length=512)] = "") -> Response:
-    token = token.strip()
+async def login(request: Request) -> Response:
+    token = (await _form(request)).get("token", "").strip()
     settings: Settings = request.app.state.settings
     valid = bool(token) and (_is_admin(settings, token) or bool(await _visible(request, token)))
     if not valid:
@@ -189,7 +209,8 @@ async def login(request: Request, token: Annotated[str, Form(max_length=512)] = 
 
 
 @router.post("/logout")
-async def logout(request: Request, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
+async def logout(request: Request) -> Response:
+    csrf = (await _form(request)).get("csrf", "")
     session = _session(request)
     signer = _signer(request)
     if session is not None:
@@ -296,10 +317,10 @@ async def force_release(
     org: str,
     repo: str,
     change_id: str,
-    csrf: Annotated[str, Form(max_length=128)] = "",
-    confirm: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Admin only: force-release the change's lease (recorded as ``force_release``)."""
+    form = await _form(request)
+    csrf, confirm = form.get("csrf", ""), form.get("confirm", "")
     try:
         session, scope, project = _project_access(request, org, repo)
     except _Denied as denied:
