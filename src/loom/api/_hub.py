@@ -72,8 +72,17 @@ class Subscriber:
 
     filters: Filters
     cursor: int
-    queue: asyncio.Queue[list[Item]] = field(default_factory=asyncio.Queue)
+    pages: list[list[Item]] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
     pending: int = 0
+    beat: bool = False  # a heartbeat is due (set by the hub's timer)
+
+    def take(self) -> list[list[Item]]:
+        """Everything queued so far (the writer sends it as one chunk)."""
+        pages, self.pages = self.pages, []
+        self.ready.clear()
+        return pages
+
     dropped: bool = False
     task: asyncio.Task[Any] | None = None
 
@@ -91,10 +100,21 @@ class _Channel:
 class Hub:
     """Per-process registry of channels (one per project with subscribers)."""
 
-    def __init__(self, ctx: ServiceContext, *, buffer: int, recheck: float) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        *,
+        buffer: int,
+        recheck: float,
+        heartbeat: float = 15.0,
+        coalesce: float = 0.05,
+    ) -> None:
         self.ctx = ctx
+        self.heartbeat = heartbeat
+        self._beat_task: asyncio.Task[None] | None = None
         self.buffer = buffer
         self.recheck = recheck
+        self.coalesce = coalesce
         self.dropped = 0  # subscribers cut off since start (tests and the bench read it)
         self._channels: dict[Project, _Channel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,9 +130,21 @@ class Hub:
             self._pg = _PgRelay(self.ctx.db.url, self._wake_threadsafe)
             self._pg.start()
         self.ctx.db.on_events = self.on_commit
+        self._beat_task = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        """One timer for every subscriber's heartbeat (no timer per connection)."""
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            for channel in list(self._channels.values()):
+                for sub in channel.subs:
+                    sub.beat = True
+                    sub.ready.set()
 
     async def stop(self) -> None:
         self.ctx.db.on_events = None
+        if self._beat_task is not None:
+            self._beat_task.cancel()
         if self._pg is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._pg.stop)
         for channel in list(self._channels.values()):
@@ -202,9 +234,17 @@ class Hub:
     # --- the channel's reader ---------------------------------------------------------
 
     async def _run(self, channel: _Channel) -> None:
+        loop = asyncio.get_running_loop()
+        last = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(channel.wake.wait(), timeout=self.recheck)
+            # Under load, commits arrive faster than subscribers can be written to: one read
+            # (and one write per subscriber) per ``coalesce`` seconds carries them all.
+            gap = self.coalesce - (loop.time() - last)
+            if gap > 0:
+                await asyncio.sleep(gap)
+            last = loop.time()
             channel.wake.clear()
             try:
                 await self._pull(channel)
@@ -236,7 +276,8 @@ class Hub:
                     self._drop(channel, sub)
                     continue
                 sub.pending += mine_size
-                sub.queue.put_nowait(mine)
+                sub.pages.append(mine)
+                sub.ready.set()
             channel.cursor = items[-1][0]
             if len(page) < _PAGE:
                 return

@@ -93,7 +93,12 @@ def create_app(
         recheck = settings.stream_recheck
         if settings.database_kind == "sqlite" and settings.workers > 1:
             recheck = min(recheck, 1.0)
-        app.state.hub = hub = Hub(app.state.ctx, buffer=settings.stream_buffer, recheck=recheck)
+        app.state.hub = hub = Hub(
+            app.state.ctx,
+            buffer=settings.stream_buffer,
+            recheck=recheck,
+            heartbeat=settings.stream_heartbeat,
+        )
         hub.start()
         if freeze_gc:
             gc.collect()

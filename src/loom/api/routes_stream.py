@@ -2,7 +2,7 @@
 
 Each message: ``id`` = the event's ``seq``, ``event`` = its ``op``, ``data`` = the event JSON
 (the shape of ``GET /events``). Starts after ``Last-Event-ID`` or ``?since=`` (exclusive;
-the header wins), else with the next event. A comment every ``stream_heartbeat`` seconds
+the header wins), else with the next event. A comment every ``stream_heartbeat`` seconds of silence
 keeps proxies from closing an idle connection.
 """
 
@@ -38,6 +38,12 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
             "Lines starting with `:` are comments (the opening line and a heartbeat every "
             "15 s). The connection stays open; reconnect with `Last-Event-ID` to resume."
         ),
+        "headers": {
+            "X-Loom-Since": {
+                "description": "The seq the stream starts after (resume from here).",
+                "schema": {"type": "integer"},
+            }
+        },
         "content": {
             "text/event-stream": {
                 "schema": {"type": "string"},
@@ -84,7 +90,7 @@ async def stream_events(
     start = start_position(since, last_event_id)
     hub: Hub = request.app.state.hub
     sub = await hub.subscribe(access.project, start, Filters(entity, entity_id, scope, op))
-    return EventStream(hub, access.project, sub, request.app.state.settings.stream_heartbeat)
+    return EventStream(hub, access.project, sub)
 
 
 Render = Callable[[dict[str, Any]], bytes]
@@ -101,7 +107,6 @@ class EventStream(Response):
         hub: Hub,
         project: Project,
         sub: Subscriber,
-        heartbeat: float,
         render: Render = encode_frame,
     ) -> None:
         super().__init__(
@@ -120,7 +125,6 @@ class EventStream(Response):
         self.hub = hub
         self.project = project
         self.sub = sub
-        self.heartbeat = heartbeat
         self.encode = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -161,17 +165,10 @@ class EventStream(Response):
                 await self._send(send, b"".join(chunk))
             if len(backlog) < _PAGE:
                 break
-        queue = sub.queue
         while True:
-            try:
-                pages = [await asyncio.wait_for(queue.get(), self.heartbeat)]
-            except TimeoutError:
-                await self._send(send, b": keepalive\n\n")
-                continue
-            while not queue.empty():
-                pages.append(queue.get_nowait())
+            await sub.ready.wait()
             chunk = []
-            for page in pages:
+            for page in sub.take():
                 for seq, event, frame in page:
                     sub.pending -= len(frame)
                     if seq <= sub.cursor:
@@ -179,7 +176,11 @@ class EventStream(Response):
                     sub.cursor = seq
                     chunk.append(frame if self.encode is encode_frame else self.encode(event))
             if chunk:
+                sub.beat = False
                 await self._send(send, b"".join(chunk))
+            elif sub.beat:
+                sub.beat = False
+                await self._send(send, b": keepalive\n\n")
 
 
 async def _wait_disconnect(receive: Receive) -> None:

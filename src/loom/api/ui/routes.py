@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import html
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -268,10 +269,15 @@ async def board_page(request: Request, org: str, repo: str) -> Response:
         session, scope, project = _project_access(request, org, repo)
     except _Denied as denied:
         return denied.response
+    started = time.perf_counter()
     board = await _read(request, _data.board, project, *_filters(request))
-    return _page(
-        "board.html", **_board_values(request, project, board, _base(request, session, scope))
-    )
+    values = _board_values(request, project, board, _base(request, session, scope))
+    response = _page("board.html", **values)
+    # The server's own time for the page (read + render), for bench/stream.py and browsers'
+    # developer tools.
+    spent = (time.perf_counter() - started) * 1000
+    response.headers["Server-Timing"] = f"app;dur={spent:.1f}"
+    return response
 
 
 @router.get("/{org}/{repo}/board")
@@ -384,7 +390,4 @@ async def ui_stream(
         start = None
     hub: Hub = request.app.state.hub
     sub = await hub.subscribe(project, start, Filters())
-    settings: Settings = request.app.state.settings
-    return EventStream(
-        hub, project, sub, settings.stream_heartbeat, render=functools.partial(_feed_frame, project)
-    )
+    return EventStream(hub, project, sub, render=functools.partial(_feed_frame, project))
