@@ -220,5 +220,7 @@ def test_works_without_javascript_on_a_phone_and_in_dark_mode(
         assert page.locator(".kcard").count() == 0
         page.goto(f"{url}{BOARD}/changes/001-01_alpha")
         assert "Alpha" in page.inner_text(".md")
+        page.goto(f"{url}{BOARD}/archived")
+        assert "Nothing archived yet." in page.inner_text("main")
     finally:
         context.close()

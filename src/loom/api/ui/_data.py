@@ -13,6 +13,7 @@ from loom.service._context import Project, ServiceContext
 __all__ = [
     "COLUMNS",
     "Board",
+    "archived",
     "board",
     "change_page",
     "event_line",
@@ -177,6 +178,15 @@ def board(ctx: ServiceContext, project: Project, module: str | None, holder: str
         shown=len(shown),
         filters=filters,
     )
+
+
+def archived(ctx: ServiceContext, project: Project) -> list[dict[str, Any]]:
+    """Archived changes, most recently archived first."""
+    items, _ = changes.list_summaries(
+        ctx, project, lifecycle="archived", module=None, statuses=None, limit=None, cursor=None
+    )
+    rows = [{**_card(s), "archived_at": s["archived_at"]} for s in items]
+    return sorted(rows, key=lambda r: str(r["archived_at"] or ""), reverse=True)
 
 
 _LEASE_OPS = frozenset({"claim", "expire", "release", "force_release"})

@@ -291,6 +291,16 @@ async def board_fragment(request: Request, org: str, repo: str) -> Response:
     return HTMLResponse(_render("_board.html", **values), headers=SECURITY_HEADERS)
 
 
+@router.get("/{org}/{repo}/archived")
+async def archived_page(request: Request, org: str, repo: str) -> Response:
+    try:
+        session, scope, project = _project_access(request, org, repo)
+    except _Denied as denied:
+        return denied.response
+    rows = await _read(request, _data.archived, project)
+    return _page("archived.html", project=project, rows=rows, **_base(request, session, scope))
+
+
 @router.get("/{org}/{repo}/changes/{change_id}")
 async def change_page(request: Request, org: str, repo: str, change_id: str) -> Response:
     return await _change(request, org, repo, change_id, "change.html")
