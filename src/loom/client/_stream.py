@@ -19,7 +19,7 @@ import httpx
 
 from loom.client._base import _redact_url
 from loom.client._errors import ConnectionFailed
-from loom.client._models import AllocateResult, AuditEvent
+from loom.models import AllocateResult, AuditEvent
 from loom.client._routes_project import ProjectAPI
 from loom.errors import LoomError
 
