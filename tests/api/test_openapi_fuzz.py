@@ -62,9 +62,7 @@ def _schema(max_examples: int, *, coverage: bool = True) -> Any:
     schema = schemathesis.openapi.from_dict(_DOC, config=config)
     schema.app = _app("sqlite://", Path("unused"))  # selects the ASGI transport
     schema.location = "/api/v1/openapi.json"
-    # The event stream never ends by itself (it would hold a case forever): its contract is
-    # proven against real servers in tests/stream/.
-    return schema.exclude(operation_id="stream_events")
+    return schema
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,21 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
         },
         "content": {
             "text/event-stream": {
-                "schema": {"type": "string"},
+                # OpenAPI 3.1: for an event stream, `schema` describes one event.
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "seq"},
+                        "event": {"type": "string", "description": "the event's op"},
+                        "data": {
+                            "type": "string",
+                            "description": "the event, as an item of GET /events",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"$ref": "#/components/schemas/AuditEvent"},
+                        },
+                    },
+                },
                 "example": (
                     ': loom event stream\nretry: 1000\n\nid: 42\nevent: claim\ndata: {"v":1,'
                     '"ts":"2026-02-28T10:00:00.000Z","entity":"change","entity_id":'
