@@ -212,3 +212,31 @@ def test_a_stalled_subscriber_is_cut_off_and_claims_go_on(
         stalled.close()
     finally:
         server.stop()
+
+
+def test_messages_match_the_openapi_document(live_server: LiveServer) -> None:
+    """Each message, read as (id, event, data), is what the document's 200 declares."""
+    import json
+
+    import jsonschema
+
+    base = live_server.url
+    doc = httpx.get(f"{base}/api/v1/openapi.json", timeout=10).json()
+    ok = doc["paths"]["/api/v1/projects/{org}/{repo}/events/stream"]["get"]["responses"]
+    schema = ok["200"]["content"]["text/event-stream"]["schema"]
+    audit = {"$ref": "#/components/schemas/AuditEvent", "components": doc["components"]}
+    _post(base, [event(i) for i in range(3)], "doc")
+    stream = open_stream(base, query="since=0")
+    try:
+        for _ in range(3):
+            msg = stream.next_message()
+            assert msg is not None
+            seq, op, data = msg
+            jsonschema.validate(
+                {"id": str(seq), "event": op, "data": json.dumps(data)},
+                schema,
+                cls=jsonschema.Draft202012Validator,
+            )
+            jsonschema.validate(data, audit, cls=jsonschema.Draft202012Validator)
+    finally:
+        stream.close()

@@ -13,8 +13,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from loom import __version__
-from loom.api._hub import Hub
 from loom.api import contract
+from loom.api._hub import Hub
 from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON

@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from loom.api._hub import Filters, Hub, Subscriber, encode_frame
 from loom.api.access import Access, project_access
+from loom.api.contract import operation_id
 from loom.errors import ValidationError
 from loom.service._context import Project
 
@@ -27,7 +28,7 @@ __all__ = ["EventStream", "router", "start_position"]
 _NO_NUL = r"^[^\x00]*$"
 _PAGE = 500
 
-router = APIRouter(prefix="/api/v1/projects/{org}/{repo}")
+router = APIRouter(prefix="/api/v1/projects/{org}/{repo}", generate_unique_id_function=operation_id)
 AccessDep = Annotated[Access, Depends(project_access)]
 
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {

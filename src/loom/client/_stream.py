@@ -19,9 +19,9 @@ import httpx
 
 from loom.client._base import _redact_url
 from loom.client._errors import ConnectionFailed
-from loom.models import AllocateResult, AuditEvent
 from loom.client._routes_project import ProjectAPI
 from loom.errors import LoomError
+from loom.models import AllocateResult, AuditEvent
 
 __all__ = ["SSEMessage", "StreamAPI", "parse_sse"]
 

@@ -265,6 +265,16 @@ def _filters(request: Request) -> tuple[str | None, str | None]:
 
 @router.get("/{org}/{repo}")
 async def board_page(request: Request, org: str, repo: str) -> Response:
+    return await _board(request, org, repo, "board.html")
+
+
+@router.get("/{org}/{repo}/board")
+async def board_fragment(request: Request, org: str, repo: str) -> Response:
+    """The board alone (what the page swaps in when the stream says something happened)."""
+    return await _board(request, org, repo, "_board.html")
+
+
+async def _board(request: Request, org: str, repo: str, template: str) -> Response:
     try:
         session, scope, project = _project_access(request, org, repo)
     except _Denied as denied:
@@ -272,23 +282,12 @@ async def board_page(request: Request, org: str, repo: str) -> Response:
     started = time.perf_counter()
     board = await _read(request, _data.board, project, *_filters(request))
     values = _board_values(request, project, board, _base(request, session, scope))
-    response = _page("board.html", **values)
+    response = _page(template, **values)
     # The server's own time for the page (read + render), for bench/stream.py and browsers'
     # developer tools.
     spent = (time.perf_counter() - started) * 1000
     response.headers["Server-Timing"] = f"app;dur={spent:.1f}"
     return response
-
-
-@router.get("/{org}/{repo}/board")
-async def board_fragment(request: Request, org: str, repo: str) -> Response:
-    try:
-        session, scope, project = _project_access(request, org, repo)
-    except _Denied as denied:
-        return denied.response
-    board = await _read(request, _data.board, project, *_filters(request))
-    values = _board_values(request, project, board, _base(request, session, scope))
-    return HTMLResponse(_render("_board.html", **values), headers=SECURITY_HEADERS)
 
 
 @router.get("/{org}/{repo}/archived")
