@@ -156,7 +156,10 @@ def board(ctx: ServiceContext, project: Project, module: str | None, holder: str
         for c in cards
         if (module is None or c["module"] == module) and (holder is None or c["holder"] == holder)
     ]
-    columns = [(key, label, [c for c in shown if _column_of(c) == key]) for key, label in COLUMNS]
+    grouped: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in COLUMNS}
+    for card in shown:
+        grouped.setdefault(_column_of(card), []).append(card)
+    columns = [(key, label, grouped[key]) for key, label in COLUMNS]
     agents: dict[str, dict[str, Any]] = {}
     for lease in leases.list_leases(ctx, project):
         expires = parse_rfc3339_us(lease["expires_at"])

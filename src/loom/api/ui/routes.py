@@ -24,6 +24,7 @@ from loom.api.access import _known_projects
 from loom.api.auth import Scope, authorize
 from loom.api.routes_stream import EventStream, start_position
 from loom.api.ui import _data
+from loom.api.ui._cards import cards_html
 from loom.api.ui._markdown import render_markdown
 from loom.api.ui._session import COOKIE, SESSION_SECONDS, Session, SessionSigner
 from loom.domain import ids
@@ -55,6 +56,7 @@ _env = Environment(
     lstrip_blocks=True,
 )
 _env.filters["markdown"] = render_markdown
+_env.globals["cards_html"] = cards_html
 
 
 def _render(name: str, **values: Any) -> str:
