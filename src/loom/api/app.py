@@ -7,6 +7,7 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -19,6 +20,7 @@ from loom.api.responses import JSON
 from loom.api.routes_changes import router as changes_router
 from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
+from loom.api.routes_mcp import mcp_route
 from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
 from loom.errors import ValidationError
@@ -81,7 +83,14 @@ def create_app(
             gc.collect()
             gc.freeze()
         try:
-            yield
+            # Background work that lives as long as the app (the MCP session manager, started
+            # on the first MCP request).
+            async with anyio.create_task_group() as tasks:
+                app.state.tasks = tasks
+                try:
+                    yield
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
             ctx.db.dispose()
 
@@ -145,5 +154,6 @@ def create_app(
     )
     for router in (leases_router, changes_router, project_router):
         app.router.routes.extend(router.routes)
+    app.router.routes.append(mcp_route(settings))
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app
