@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from loom import __version__
@@ -18,12 +17,10 @@ from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON
 from loom.api.routes_changes import router as changes_router
-from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
 from loom.api.routes_mcp import mcp_route
-from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
-from loom.errors import ValidationError
+from loom.errors import Unavailable, ValidationError
 from loom.models import ErrorEnvelope, Health, Ready
 from loom.service import ServiceContext, open_context
 from loom.settings import Settings
@@ -67,12 +64,16 @@ def create_app(
     clock: Callable[[], int] | None = None,
     run_migrations: bool = True,
     freeze_gc: bool = False,
+    hot_lane: bool = True,
 ) -> LoomApp:
     """Build the ASGI app. ``clock`` (µs since the epoch) is injectable for tests.
 
     ``freeze_gc`` (the server process, not tests that build many apps): once started, move
     every object alive then — framework, models, engine — out of the garbage collector's
     generations (``gc.freeze``), so collections under load stop re-scanning them.
+
+    ``hot_lane`` (on by default): answer the handlers marked ``hot`` (leases, event batches)
+    ahead of the framework stack; off, the same handlers run through FastAPI's router.
     """
 
     @contextlib.asynccontextmanager
@@ -132,28 +133,18 @@ def create_app(
             await ctx.db.run_read(ctx.db.ping)
         except Exception:
             # API.md §1's body, plus the error envelope every non-2xx carries (§0).
-            return JSON(
-                {
-                    "status": "not_ready",
-                    "reason": "database unavailable",
-                    "error": "database unavailable",
-                    "code": "service_unavailable",
-                    "kind": "database_unavailable",
-                },
-                status_code=503,
-            )
+            err = Unavailable("database unavailable", kind="database_unavailable")
+            body = {"status": "not_ready", "reason": err.message, **err.to_envelope()}
+            return JSON(body, status_code=err.status)
         return {"status": "ready"}
 
     # The routes are added to the app's own router (not nested with include_router): matching
     # a request then walks one flat list, hottest routes first (leases), which measurably
     # lowers per-request overhead.
-    hot = fast_routes() + project_fast_routes()
-    app.router.routes[:0] = hot
-    app.lane = HotLane(
-        [(r.path_regex, r.endpoint) for r in hot if isinstance(r, Route)], settings.max_body_bytes
-    )
     for router in (leases_router, changes_router, project_router):
         app.router.routes.extend(router.routes)
+    if hot_lane:
+        app.lane = HotLane.of(app.router.routes, settings.max_body_bytes)
     app.router.routes.append(mcp_route(settings))
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app

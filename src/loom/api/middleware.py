@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loom.api._scope import BODY_KEY
 from loom.api.errors import error_response, stored_error_response, unexpected_error_response
 from loom.errors import LoomError, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["BodyGuard", "HotLane", "read_body"]
+__all__ = ["BodyGuard", "HotLane", "hot", "read_body"]
 
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -113,6 +115,16 @@ class BodyGuard:
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+_HOT = "loom_hot"
+
+
+def hot(endpoint: Endpoint) -> Endpoint:
+    """Mark a ``POST`` handler (registered on an ``APIRouter`` as usual, which declares it
+    in the OpenAPI document) to be served by :class:`HotLane` too: the one declaration yields
+    both. Such a handler takes the bare ``Request`` and parses its own body after the access
+    check (``loom.api.bodies.parse_body``), so both paths answer alike."""
+    setattr(endpoint, _HOT, True)
+    return endpoint
 
 
 class HotLane:
@@ -125,11 +137,27 @@ class HotLane:
     each request paid ~35 µs before its handler ran. :meth:`serve` runs the *same* endpoint
     function the router would (the routes stay registered, and in the OpenAPI document),
     with the same body guard and the same error envelope; anything else is left to the app.
+    ``create_app(hot_lane=False)`` turns it off; tests/api/test_hot_lane.py checks that both
+    paths give the same answers.
     """
 
     def __init__(self, routes: list[tuple[re.Pattern[str], Endpoint]], max_bytes: int) -> None:
         self.routes = routes
         self.max_bytes = max_bytes
+
+    @classmethod
+    def of(cls, routes: Iterable[BaseRoute], max_bytes: int) -> HotLane:
+        """The lane of the app's routes whose handlers are marked :func:`hot`."""
+        return cls(
+            [
+                (route.path_regex, route.endpoint)
+                for route in routes
+                if isinstance(route, APIRoute)
+                and getattr(route.endpoint, _HOT, False)
+                and route.methods == {"POST"}
+            ],
+            max_bytes,
+        )
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request if it is one of the hot routes; False to pass it on."""
