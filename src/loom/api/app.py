@@ -29,10 +29,8 @@ __all__ = ["create_app"]
 
 
 class LoomApp(FastAPI):
-    """FastAPI whose hot endpoints (leases, event batches) are answered by :class:`HotLane`
-    first."""
-
-    lane: HotLane | None = None
+    """FastAPI that refuses an encoded ``/`` in a project path before anything else, and
+    documents itself with :func:`loom.api.contract.openapi`."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -45,10 +43,6 @@ class LoomApp(FastAPI):
                 )
                 await error_response(err)(scope, receive, send)
                 return
-            if self.lane is not None:
-                scope["app"] = self
-                if await self.lane.serve(scope, receive, send):
-                    return
         await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
@@ -143,8 +137,8 @@ def create_app(
     # lowers per-request overhead.
     for router in (leases_router, changes_router, project_router):
         app.router.routes.extend(router.routes)
-    if hot_lane:
-        app.lane = HotLane.of(app.router.routes, settings.max_body_bytes)
     app.router.routes.append(mcp_route(settings))
+    if hot_lane:  # innermost: every other middleware sees the hot requests too
+        app.add_middleware(HotLane, routes=app.router.routes, max_bytes=settings.max_body_bytes)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app

@@ -128,48 +128,40 @@ def hot(endpoint: Endpoint) -> Endpoint:
 
 
 class HotLane:
-    """Serves a few hot ``POST`` endpoints ahead of the framework's machinery.
+    """Serves the hot ``POST`` endpoints ahead of the framework's routing machinery.
 
     Agents call claim, heartbeat, release and allocate far more often than anything else, and
-    event batches carry hundreds of events each.
-    Through the full stack (FastAPI's telemetry check, server-error, telemetry and body-limit
-    middleware, exception middleware, exit stack, route matching, request/response wrapper)
-    each request paid ~35 µs before its handler ran. :meth:`serve` runs the *same* endpoint
-    function the router would (the routes stay registered, and in the OpenAPI document),
-    with the same body guard and the same error envelope; anything else is left to the app.
-    ``create_app(hot_lane=False)`` turns it off; tests/api/test_hot_lane.py checks that both
+    event batches carry hundreds of events each. Through the full stack (exception
+    middleware, exit stack, route matching, dependency solving, request/response wrappers)
+    each request paid ~35 µs before its handler ran. The lane is the innermost middleware
+    of the app: every middleware outside it (the body guard, and any added later) still
+    sees these requests; it then runs the *same* endpoint function the router would (the
+    routes stay registered, and in the OpenAPI document), with the same error rendering
+    (:func:`~loom.api.errors.stored_error_response`); anything else goes on to the router.
+    ``create_app(hot_lane=False)`` leaves it out; tests/api/test_hot_lane.py checks that both
     paths give the same answers.
     """
 
-    def __init__(self, routes: list[tuple[re.Pattern[str], Endpoint]], max_bytes: int) -> None:
-        self.routes = routes
+    def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute], max_bytes: int) -> None:
+        self.app = app
         self.max_bytes = max_bytes
+        self.routes: list[tuple[re.Pattern[str], Endpoint]] = [
+            (route.path_regex, route.endpoint)
+            for route in routes
+            if isinstance(route, APIRoute)
+            and getattr(route.endpoint, _HOT, False)
+            and route.methods == {"POST"}
+        ]
 
-    @classmethod
-    def of(cls, routes: Iterable[BaseRoute], max_bytes: int) -> HotLane:
-        """The lane of the app's routes whose handlers are marked :func:`hot`."""
-        return cls(
-            [
-                (route.path_regex, route.endpoint)
-                for route in routes
-                if isinstance(route, APIRoute)
-                and getattr(route.endpoint, _HOT, False)
-                and route.methods == {"POST"}
-            ],
-            max_bytes,
-        )
-
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer the request if it is one of the hot routes; False to pass it on."""
-        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
-            return False
-        path = scope["path"]
-        for pattern, endpoint in self.routes:
-            match = pattern.match(path)
-            if match is not None:
-                await self._serve(endpoint, match.groupdict(), scope, receive, send)
-                return True
-        return False
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            path = scope["path"]
+            for pattern, endpoint in self.routes:
+                match = pattern.match(path)
+                if match is not None:
+                    await self._serve(endpoint, match.groupdict(), scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
     async def _serve(
         self,
@@ -179,11 +171,13 @@ class HotLane:
         receive: Receive,
         send: Send,
     ) -> None:
-        body = await read_body(scope, receive, send, self.max_bytes)
+        body = scope.get(BODY_KEY)  # read by the body guard
         if body is None:
-            return
+            body = await read_body(scope, receive, send, self.max_bytes)
+            if body is None:
+                return
+            scope[BODY_KEY] = body
         scope["path_params"] = params
-        scope[BODY_KEY] = body
         request = Request(scope, _replay(body, receive))
         try:
             response = await endpoint(request)
