@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test lint typecheck pytest bench clean
+.PHONY: serve test lint typecheck walls pytest explore bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/loom serve $(ARGS)
 
-## Install everything, then run ruff, mypy (strict) and the whole pytest suite.
-test: $(STAMP) lint typecheck pytest
+## Install everything, then run ruff, mypy (strict), the import walls and the whole pytest suite.
+test: $(STAMP) lint typecheck walls pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -26,8 +26,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## The import walls of docs/architecture.md (import-linter contracts in pyproject.toml).
+walls: $(STAMP)
+	$(BIN)/lint-imports
+
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Hunt for new failures: every property and state-machine test, random seeds, 10x budgets
+## (hypothesis profile `explore`; `make test` uses `dev`, or the derandomized `ci` when CI is set).
+explore: $(STAMP)
+	HYPOTHESIS_PROFILE=explore $(BIN)/pytest -m hypothesis $(PYTEST_ARGS)
 
 ## Run every benchmark (prints its figures; see BENCHMARKS.md). Starts its own servers.
 bench: $(STAMP)

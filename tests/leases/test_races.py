@@ -8,7 +8,6 @@ exactly once, and a fenced-off zombie changes nothing.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,19 +29,11 @@ def _client(server: LiveServer) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers=ADMIN_H, timeout=TIMEOUT)
 
 
-def _stop(server: LiveServer) -> None:
-    """Stop the server and close its log pipe (the fixture's drain thread reaches EOF first)."""
-    server.stop()
-    if server.process.stderr is not None:
-        time.sleep(0.05)
-        server.process.stderr.close()
-
-
 @pytest.fixture
 def server(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
     live = start_server(tmp_path / "server", database_url)
     yield live
-    _stop(live)
+    live.stop()
 
 
 def _run_threads(n: int, target: Any) -> list[BaseException]:
@@ -207,8 +198,8 @@ def test_two_servers_on_one_postgresql_allocate_every_change_exactly_once(
         with _client(second) as admin:
             _check_allocation(admin, ids, log)
     finally:
-        _stop(first)
-        _stop(second)
+        first.stop()
+        second.stop()
 
 
 # --------------------------------------------------------------------------- zombie

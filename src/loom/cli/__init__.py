@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["app", "main", "version"]
 
 # Command modules in help order; each registers its commands on loom.cli._app.app.
-_MODULES = ("changes", "config", "events", "leases", "server", "sync", "tasks")
+_MODULES = ("changes", "config", "events", "leases", "mcp", "server", "sync", "tasks")
 # The top-level command (or group) -> the module that registers it. A command missing here
 # still works: its first word is unknown, so every module is loaded.
 _OWNER = {
@@ -36,6 +36,7 @@ _OWNER = {
     "release": "leases",
     "allocate": "leases",
     "keepalive": "leases",
+    "mcp": "mcp",
     "serve": "server",
     "token": "server",
     "db": "server",

@@ -1,4 +1,9 @@
-"""Typed results of the Loom HTTP API (API.md), as pydantic v2 models.
+"""The bodies of the Loom HTTP API (API.md), as pydantic v2 models: one set for both sides.
+
+``loom.client`` parses every response into these models, and the server's OpenAPI document
+(``/api/v1/openapi.json``) describes its responses with the same models, so the client and
+the document cannot drift (the server still renders its bodies directly, for speed; the
+contract tests check that the bytes match these schemas).
 
 Every model allows extra fields, so a newer server can add fields without breaking older
 clients. ``model.model_dump(mode="json", by_alias=True)`` gives back the API's JSON shape.
@@ -8,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 __all__ = [
     "AllocateResult",
@@ -22,6 +27,7 @@ __all__ = [
     "ChangeSummary",
     "ClaimResult",
     "Diagnostic",
+    "ErrorEnvelope",
     "Health",
     "ImportChange",
     "ImportConflict",
@@ -41,6 +47,7 @@ __all__ = [
     "ReleaseResult",
     "SpecContent",
     "SpecDocument",
+    "SpecPair",
     "SpecSummary",
     "SubModuleSummary",
     "TaskItem",
@@ -50,7 +57,15 @@ __all__ = [
     "WaveInfo",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
+
+# A change's spec delta on the wire: ``["capability", "markdown"]``. Documented as a
+# two-string array (not JSON Schema's ``prefixItems``, which several OpenAPI tools, among
+# them schemathesis' response validation, do not handle).
+SpecPair = Annotated[
+    tuple[str, str],
+    WithJsonSchema({"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}),
+]
 
 
 class _Model(BaseModel):
@@ -64,11 +79,22 @@ class _Model(BaseModel):
 
 
 @dataclass(frozen=True)
-class Page(Generic[T]):
+class Page(Generic[_T]):
     """One page of a paginated listing; ``next_cursor`` is None on the last page."""
 
-    items: list[T] = field(default_factory=list)
+    items: list[_T] = field(default_factory=list)
     next_cursor: str | None = None
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class ErrorEnvelope(_Model):
+    """The body of every non-2xx response (API.md §0); details vary by ``kind``."""
+
+    error: str = Field(description="human readable message")
+    code: str = Field(description="the coarse class (bad_request, conflict, ...)")
+    kind: str = Field(description="the precise machine reason (lease_conflict, invalid_id, ...)")
 
 
 # --- service routes ---------------------------------------------------------------------
@@ -178,7 +204,7 @@ class ArtifactBundle(_Model):
     proposal: str | None = None
     design: str | None = None
     tasks: str | None = None
-    specs: list[tuple[str, str]] = Field(default_factory=list)
+    specs: list[SpecPair] = Field(default_factory=list)
     revision: str = ""
 
     @field_validator("revision", mode="before")
@@ -354,7 +380,7 @@ class ImportChange(_Model):
     proposal: str | None = None
     design: str | None = None
     tasks: str | None = None
-    specs: list[tuple[str, str]] = Field(default_factory=list)
+    specs: list[SpecPair] = Field(default_factory=list)
     metadata: str | None = None
     archived_at: datetime | None = None
 
