@@ -14,7 +14,9 @@ import pytest
 
 from conftest import ADMIN, start_server
 
-pytestmark = pytest.mark.slow
+# The real-process races share one xdist worker (`make test` runs -n 2 --dist loadgroup),
+# so they do not compete with each other for the two cores.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("races")]
 
 PATH = "/api/v1/projects/acme/widgets"
 H = {"Authorization": f"Bearer {ADMIN}"}

@@ -17,6 +17,7 @@ from loom.store.schema import event_batches, events
 __all__ = [
     "BatchKey",
     "append_events",
+    "event_rows",
     "get_batch_key",
     "insert_batch_key",
     "latest_seq",
@@ -52,19 +53,7 @@ def append_events(
     # event stream (see ``Database.on_events``).
     conn.info.setdefault(APPENDED, set()).add(project_id)
     deferred = conn.dialect.name == "postgresql"
-    rows = []
-    for offset, ev in enumerate(items):
-        scope = ev.get("scope")
-        rows.append(
-            (
-                project_id,
-                str(ev.get("entity", ""))[:100],
-                scope[:200] if isinstance(scope, str) else None,
-                str(ev.get("op", ""))[:100],
-                bodies[offset] if bodies is not None else _dump(ev),
-                now_us,
-            )
-        )
+    rows = event_rows(project_id, items, now_us, bodies)
     if deferred:
         _copy_rows(conn, rows)
         return 0
@@ -79,6 +68,29 @@ def append_events(
     first = (int(top[0]) if top is not None and top[0] is not None else 0) + 1
     _raw.executemany(conn, _APPEND, [(r[0], first + i, *r[1:]) for i, r in enumerate(rows)])
     return first
+
+
+def event_rows(
+    project_id: int,
+    items: Sequence[dict[str, Any]],
+    now_us: int,
+    bodies: Sequence[str] | None = None,
+) -> list[tuple[Any, ...]]:
+    """``(project_id, entity, scope, op, body, created_us)`` per event, as stored."""
+    rows = []
+    for offset, ev in enumerate(items):
+        scope = ev.get("scope")
+        rows.append(
+            (
+                project_id,
+                str(ev.get("entity", ""))[:100],
+                scope[:200] if isinstance(scope, str) else None,
+                str(ev.get("op", ""))[:100],
+                bodies[offset] if bodies is not None else _dump(ev),
+                now_us,
+            )
+        )
+    return rows
 
 
 def _dump(event: dict[str, Any]) -> str:

@@ -20,7 +20,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from loom.api._hub import Filters, Hub
-from loom.api.access import _known_projects
 from loom.api.auth import Scope, authorize
 from loom.api.routes_stream import EventStream, start_position
 from loom.api.ui import _data
@@ -29,7 +28,7 @@ from loom.api.ui._markdown import render_markdown
 from loom.api.ui._session import COOKIE, SESSION_SECONDS, Session, SessionSigner
 from loom.domain import ids
 from loom.errors import Forbidden, LoomError, NotFound, Unauthorized
-from loom.service import leases
+from loom.service import catalog, leases
 from loom.service._context import Actor, Project, ServiceContext
 from loom.settings import Settings
 
@@ -98,7 +97,7 @@ def _not_found(session: Session | None, message: str) -> HTMLResponse:
 
 async def _candidates(request: Request) -> list[tuple[str, str]]:
     settings: Settings = request.app.state.settings
-    known = set(await request.app.state.ctx.db.run_read(_known_projects, _ctx(request)))
+    known = set(await request.app.state.ctx.db.run_read(catalog.known_projects, _ctx(request)))
     for entry in settings.allow_projects:
         org, _, repo = entry.partition("/")
         known.add((org, repo))
