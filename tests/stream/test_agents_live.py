@@ -12,8 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import ADMIN, ORG, REPO, LiveServer
 from loom.client import Client
+
+# Real servers and 1-second bounds: with the other real-process tests, on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("races")]
 
 DELTA = (
     "## ADDED Requirements\n\n### Requirement: Alpha works\nThe system SHALL do alpha.\n\n"

@@ -8,11 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from conftest import ADMIN, ORG, REPO, LiveServer, auth, project_token, start_server
 from loom.client import Client
 
 from ._sse import STREAM, event, open_stream
+
+# Real servers and 1-second bounds: with the other real-process tests, on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("races")]
 
 P = f"/api/v1/projects/{ORG}/{REPO}"
 

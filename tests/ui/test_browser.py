@@ -16,6 +16,9 @@ import pytest
 from conftest import ADMIN, ORG, REPO, LiveServer, project_token
 from loom.client import Client
 
+# Real servers and 1-second bounds: with the other real-process tests, on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("races")]
+
 BOARD = f"/ui/{ORG}/{REPO}"
 DELTA = (
     "## ADDED Requirements\n\n### Requirement: It works\nThe system SHALL work.\n\n"

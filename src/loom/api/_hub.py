@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from loom.service import Project, ServiceContext
 from loom.service import events as events_service
-from loom.service._context import Project, ServiceContext
 
 __all__ = ["Filters", "Hub", "Item", "Subscriber", "encode_frame"]
 

@@ -21,7 +21,7 @@ from loom.api._hub import Filters, Hub, Subscriber, encode_frame
 from loom.api.access import Access, project_access
 from loom.api.contract import operation_id
 from loom.errors import ValidationError
-from loom.service._context import Project
+from loom.service import Project
 
 __all__ = ["EventStream", "router", "start_position"]
 

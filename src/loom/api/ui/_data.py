@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loom.domain.timefmt import parse_rfc3339_us
-from loom.service import changes, events, leases, tasks
-from loom.service._context import Project, ServiceContext
+from loom.service import Project, ServiceContext, changes, events, leases, tasks
 
 __all__ = [
     "COLUMNS",

@@ -28,8 +28,7 @@ from loom.api.ui._markdown import render_markdown
 from loom.api.ui._session import COOKIE, SESSION_SECONDS, Session, SessionSigner
 from loom.domain import ids
 from loom.errors import Forbidden, LoomError, NotFound, Unauthorized
-from loom.service import catalog, leases
-from loom.service._context import Actor, Project, ServiceContext
+from loom.service import Actor, Project, ServiceContext, catalog, leases
 from loom.settings import Settings
 
 __all__ = ["SECURITY_HEADERS", "router"]
