@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/leases.py
 	$(BIN)/python bench/burndown.py
+	$(BIN)/python bench/large.py
 	$(BIN)/python bench/cli.py
 
 clean:
