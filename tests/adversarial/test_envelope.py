@@ -87,6 +87,6 @@ def test_a_database_outage_is_one_503_log_line(
     with TestClient(app, raise_server_exceptions=True) as client, caplog.at_level(logging.INFO):
         r = client.get(f"{P}/changes", headers=ADMIN_H)  # was re-raised after the 503
         assert r.status_code == 503 and r.json()["kind"] == "database_unavailable"
-    records = [rec for rec in caplog.records if rec.name.startswith("loom")]
+    records = [rec for rec in caplog.records if rec.name == "loom.api"]
     assert [rec.getMessage() for rec in records] == ["database unavailable: OperationalError"]
     assert records[0].exc_info is None

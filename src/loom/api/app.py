@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -29,6 +30,8 @@ from loom.service.idempotency import release_abandoned
 from loom.settings import Settings
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("loom.api")
 
 
 class LoomApp(FastAPI):
@@ -90,7 +93,10 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = open_context(settings, clock, run_migrations=run_migrations)
-        release_abandoned(ctx)
+        try:
+            release_abandoned(ctx)
+        except Exception:  # an unreachable database answers 503 per request, as always
+            log.warning("could not release abandoned idempotency keys at start-up")
         app.state.ctx = ctx
         app.state.hub = hub = Hub(
             ctx,
