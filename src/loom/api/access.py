@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
-from loom.api._scope import BODY_KEY, WRITE_STARTED
+from loom.api._scope import ACCESS_KEY, BODY_KEY, WRITE_STARTED
 from loom.api.auth import Scope, authorize, derive_project_token, parse_bearer
 from loom.api.responses import JSON
 from loom.domain import ids
@@ -138,7 +138,9 @@ async def project_access(request: Request) -> Access:
                 "X-Loom-Fencing-Token must be a non-negative integer", kind="invalid_fencing_token"
             )
         fencing = int(value)
-    return Access(Project(org, repo), scope, Actor(holder, fencing, scope.admin))
+    access = Access(Project(org, repo), scope, Actor(holder, fencing, scope.admin))
+    request.scope[ACCESS_KEY] = access
+    return access
 
 
 async def read(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

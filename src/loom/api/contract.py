@@ -163,6 +163,7 @@ def operation(
     *,
     errors: Iterable[int] = (),
     body: type[BaseModel] | None = None,
+    body_required: bool = True,
     query: Mapping[str, dict[str, Any]] | None = None,
     headers: Iterable[str] = (),
     response_headers: Iterable[str] = (),
@@ -172,7 +173,8 @@ def operation(
 
     ``ok``: the 200 body's model (or ``list[Model]``); ``errors``: the statuses the use case
     itself can answer (the shared ones are added by :func:`openapi`); ``body``: the request
-    body of a handler that parses it itself; ``query``: schemas of query parameters the
+    body (every handler parses its own, after the access check: ``loom.api.bodies``),
+    optional when ``body_required`` is False; ``query``: schemas of query parameters the
     handler reads itself; ``headers``: request headers beyond the shared ones;
     ``links``: OpenAPI links of the 200 response, for stateful testing.
     """
@@ -199,7 +201,7 @@ def operation(
         extra["parameters"] = parameters
     if body is not None:
         extra["requestBody"] = {
-            "required": True,
+            "required": body_required,
             "content": {
                 "application/json": {"schema": {"$ref": f"#/components/schemas/{body.__name__}"}}
             },
