@@ -13,6 +13,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from loom import __version__
+from loom.api import contract
 from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON
@@ -23,6 +24,7 @@ from loom.api.routes_mcp import mcp_route
 from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
 from loom.errors import ValidationError
+from loom.models import ErrorEnvelope, Health, Ready
 from loom.service._context import Policy, ServiceContext, system_clock_us
 from loom.settings import Settings
 from loom.store import migrate
@@ -53,6 +55,9 @@ class LoomApp(FastAPI):
                 if await self.lane.serve(scope, receive, send):
                     return
         await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        return contract.openapi(self)
 
 
 _PROJECTS = b"/api/v1/projects/"
@@ -115,15 +120,27 @@ def create_app(
         # header): a trailing slash is an unknown route, 404 with the envelope, as in Ito.
         redirect_slashes=False,
         lifespan=lifespan,
+        generate_unique_id_function=contract.operation_id,
     )
     app.state.settings = settings
     install_error_handlers(app)
 
-    @app.get("/api/v1/health", summary="Liveness (never touches the database)")
+    @app.get(
+        "/api/v1/health",
+        summary="Liveness (never touches the database)",
+        responses={200: {"model": Health}},
+    )
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/api/v1/ready", summary="Readiness (runs a trivial database query)")
+    @app.get(
+        "/api/v1/ready",
+        summary="Readiness (runs a trivial database query)",
+        responses={
+            200: {"model": Ready},
+            503: {"model": ErrorEnvelope, "description": "The database is unavailable"},
+        },
+    )
     async def ready(request: Request) -> Any:
         ctx: ServiceContext = request.app.state.ctx
         try:
