@@ -316,3 +316,35 @@ def test_admin_token_is_not_required(server: ClockedServer, tmp_path: Path) -> N
     assert not listed.error
     assert [c["id"] for c in listed.data["changes"]] == sorted(CHANGES)
     assert ADMIN not in json.dumps(listed.data)
+
+
+def test_list_changes_and_recent_events(server: ClockedServer, tmp_path: Path) -> None:
+    async def main() -> Any:
+        async with stdio_session(server.url, PROJECT, "agent-1", tmp_path / "a") as (s, _):
+            await call(s, "next_change", ttl_seconds=120)
+            await call(s, "update_task", change_id=FIRST, task_id="1.1", action="start")
+            listed = await call(s, "list_changes", status=["in-progress"])
+            mine = await call(s, "recent_events", change_id="1-1", limit=2)
+            everything = await call(s, "recent_events", limit=200)
+            return listed, mine, everything
+
+    listed, mine, everything = run(main)
+    assert listed.data["changes"] == [
+        {
+            "id": FIRST,
+            "title": FIRST.split("_", 1)[1],
+            "status": "in-progress",
+            "progress": "0/2",
+            "holder": "agent-1",
+        }
+    ]
+    all_events = server.json(PROJECT, "/events")
+    ours = [e for e in all_events if FIRST in (e["entity_id"], e.get("scope"))]
+    # The last one came after: the session's end released the lease.
+    assert (ours[-1]["op"], ours[-1]["meta"]["holder"]) == ("release", "agent-1")
+    assert [e["seq"] for e in mine.data["events"]] == [e["seq"] for e in ours[-3:-1]]
+    assert [(e["op"], e["entity"]) for e in mine.data["events"]] == [
+        ("allocate", "change"),
+        ("status_change", "task"),
+    ]
+    assert [e["seq"] for e in everything.data["events"]] == [e["seq"] for e in all_events[:-1]]
