@@ -140,8 +140,9 @@ def test_concurrent_http_sessions_get_different_changes(server: ClockedServer) -
     assert sorted(got) == sorted(CHANGES)[:3]
 
 
+@pytest.mark.postgres
 def test_the_endpoint_works_with_several_workers(tmp_path: Path, pg_url: str) -> None:
-    # Several workers need PostgreSQL (SQLite serves one worker).
+    # Several processes need PostgreSQL (`serve` refuses --workers > 1 on SQLite).
     live: LiveServer = start_server(tmp_path / "server", pg_url, "--workers", "2")
     try:
         seed(live.url, PROJECT, tmp_path / "trees")

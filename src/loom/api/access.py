@@ -11,17 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import select
 
 from loom.api._scope import BODY_KEY, WRITE_STARTED
 from loom.api.auth import Scope, authorize, derive_project_token, parse_bearer
 from loom.api.responses import JSON
 from loom.domain import ids
 from loom.errors import Forbidden, Unauthorized, ValidationError
-from loom.service._context import Actor, Project, ServiceContext
+from loom.service import Actor, Project, ServiceContext, catalog
 from loom.service.idempotency import run_idempotent
 from loom.settings import Settings
-from loom.store.schema import projects
 
 __all__ = ["Access", "project_access", "read", "valid_idempotency_key", "write"]
 
@@ -93,11 +91,6 @@ def _access_headers(request: Request) -> tuple[str | None, str | None, str | Non
     return auth, holder, fencing
 
 
-def _known_projects(ctx: ServiceContext) -> list[tuple[str, str]]:
-    with ctx.db.read() as conn:
-        return [(r[0], r[1]) for r in conn.execute(select(projects.c.org, projects.c.repo))]
-
-
 def _token_of_other_project(
     settings: Settings, header: str | None, org: str, repo: str, known: list[tuple[str, str]]
 ) -> bool:
@@ -128,7 +121,7 @@ async def project_access(request: Request) -> Access:
         scope = authorize(settings, header, org, repo)
     except Unauthorized as err:
         if err.kind == "invalid_token" and settings.token_seed is not None:
-            known = await ctx.db.run_read(_known_projects, ctx)
+            known = await ctx.db.run_read(catalog.known_projects, ctx)
             if _token_of_other_project(settings, header, org, repo, known):
                 raise Forbidden(
                     "this token is not allowed to access this project", kind="forbidden"

@@ -17,7 +17,6 @@ from loom.domain.timefmt import format_us
 from loom.errors import ArchivedConflict, LeaseConflict, NotFound, ValidationError
 from loom.service._common import (
     change_not_found,
-    record,
     require_live_change,
     server_event,
     write_pid,
@@ -146,7 +145,6 @@ def _apply_claim(
         now_us=now,
         ttl_seconds=ttl,
     )
-    save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
     events = _lease_events(
         now,
         change_id,
@@ -155,8 +153,9 @@ def _apply_claim(
         allocate=allocate,
         fencing_token=outcome.state.fencing_token,
     )
-    if events:
-        record(conn, pid, now, *events)
+    save_lease(
+        conn, pid, change_id, outcome.state, exists=stored is not None, events=events, now_us=now
+    )
     return claim_json(change_id, outcome.state)
 
 
@@ -213,7 +212,6 @@ def release(
             return {"change_id": change_id, "released": False}
         outcome = rules.release(stored, change_id=change_id, holder=holder, now_us=now, force=force)
         if outcome.changed:
-            save_lease(conn, pid, change_id, outcome.state, exists=True)
             events = _lease_events(
                 now,
                 change_id,
@@ -222,7 +220,7 @@ def release(
                 allocate=False,
                 fencing_token=outcome.state.fencing_token,
             )
-            record(conn, pid, now, *events)
+            save_lease(conn, pid, change_id, outcome.state, exists=True, events=events, now_us=now)
         released = any(name in ("release", "force_release") for name, _ in outcome.events)
         return {"change_id": change_id, "released": released}
 
@@ -251,14 +249,16 @@ def list_leases(ctx: ServiceContext, project: Project) -> list[dict[str, Any]]:
             return []
         active = list_active(conn, pid, ctx.now_us())
     return [
-        {
-            "change_id": a.change_id,
-            "holder": a.holder,
-            "acquired_at": format_us(a.acquired_us),
-            "expires_at": format_us(a.expires_us),
-            "ttl_seconds": a.ttl_seconds,
-            "fencing_token": a.fencing_token,
-        }
+        claim_json(
+            a.change_id,
+            rules.LeaseState(
+                holder=a.holder,
+                acquired_us=a.acquired_us,
+                expires_us=a.expires_us,
+                ttl_seconds=a.ttl_seconds,
+                fencing_token=a.fencing_token,
+            ),
+        )
         for a in active
     ]
 
