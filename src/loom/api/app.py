@@ -15,6 +15,7 @@ from loom import __version__
 from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON
+from loom.api.routes_admin import router as admin_router
 from loom.api.routes_changes import router as changes_router
 from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
@@ -22,6 +23,7 @@ from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
 from loom.errors import ValidationError
 from loom.service._context import Policy, ServiceContext, system_clock_us
+from loom.service._tokencache import TokenCache
 from loom.settings import Settings
 from loom.store import migrate
 from loom.store.engine import Database
@@ -86,7 +88,12 @@ def create_app(
         db = Database(settings.database_url)
         if run_migrations:
             migrate.upgrade(db)
-        app.state.ctx = ServiceContext(db, _policy(settings), clock or system_clock_us)
+        app.state.ctx = ServiceContext(
+            db,
+            _policy(settings),
+            clock or system_clock_us,
+            tokens=TokenCache(settings.token_cache_seconds),
+        )
         if freeze_gc:
             gc.collect()
             gc.freeze()
@@ -141,7 +148,7 @@ def create_app(
     app.lane = HotLane(
         [(r.path_regex, r.endpoint) for r in hot if isinstance(r, Route)], settings.max_body_bytes
     )
-    for router in (leases_router, changes_router, project_router):
+    for router in (leases_router, changes_router, project_router, admin_router):
         app.router.routes.extend(router.routes)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app

@@ -9,6 +9,7 @@ from loom.cli import leases as _leases  # noqa: F401
 from loom.cli import server as _server  # noqa: F401  (registers serve/token/db)
 from loom.cli import sync as _sync  # noqa: F401
 from loom.cli import tasks as _tasks  # noqa: F401
+from loom.cli import tokens as _tokens  # noqa: F401  (registers token create/list/revoke)
 from loom.cli._app import app
 
 __all__ = ["app", "main"]

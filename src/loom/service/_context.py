@@ -10,6 +10,7 @@ from typing import Literal
 
 from sqlalchemy import Connection
 
+from loom.service._tokencache import TokenCache
 from loom.store.engine import Database
 from loom.store.projects import ensure_project, find_project
 
@@ -38,9 +39,13 @@ class Actor:
     holder: str | None = None
     fencing_token: int | None = None
     admin: bool = False
+    # The named token's name (``loom token create --name``): what audit events record.
+    token_name: str | None = None
 
     @property
     def by(self) -> str:
+        if self.token_name is not None:
+            return self.token_name
         return f"@{self.holder}" if self.holder else ("@admin" if self.admin else "@project")
 
 
@@ -62,6 +67,7 @@ class ServiceContext:
     db: Database
     policy: Policy = field(default_factory=Policy)
     clock: Callable[[], int] = system_clock_us
+    tokens: TokenCache = field(default_factory=TokenCache)
     _project_ids: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
