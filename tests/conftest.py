@@ -96,7 +96,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _TABLES = (
-    "idempotency, event_batches, events, leases, change_specs, changes, modules, specs, projects"
+    "idempotency, event_batches, events, leases, change_specs, changes, modules, specs, projects,"
+    " api_tokens"
 )
 
 

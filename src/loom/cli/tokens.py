@@ -31,9 +31,7 @@ T = TypeVar("T")
 
 
 @contextmanager
-def _context(
-    database_url: str | None, data_dir: Path | None, config: Path | None
-) -> Iterator[Any]:
+def _context(database_url: str | None, data_dir: Path | None, config: Path | None) -> Iterator[Any]:
     from loom.service._context import ServiceContext
     from loom.store import migrate
 

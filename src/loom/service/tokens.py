@@ -90,4 +90,3 @@ def record_use(ctx: ServiceContext, digest: str) -> None:
     """Update ``last_used`` (callers throttle this with ``ctx.tokens.due_for_touch``)."""
     with ctx.db.write() as conn:
         store.touch(conn, digest, ctx.now_us())
-

@@ -94,7 +94,5 @@ def revoke(conn: Connection, name: str, now_us: int) -> bool:
 def touch(conn: Connection, token_hash: str, now_us: int) -> None:
     """Record a use (callers throttle this; it is not done on every request)."""
     conn.execute(
-        update(api_tokens)
-        .where(api_tokens.c.token_hash == token_hash)
-        .values(last_used_us=now_us)
+        update(api_tokens).where(api_tokens.c.token_hash == token_hash).values(last_used_us=now_us)
     )
