@@ -29,7 +29,7 @@ class TokenCache:
         self._used: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def get(self, token_hash: str) -> NamedToken | None | object:
+    def get(self, token_hash: str) -> NamedToken | object | None:
         """The cached lookup, or :data:`MISS` when absent or older than ``ttl``."""
         entry = self._entries.get(token_hash)
         if entry is None or self._monotonic() - entry[0] >= self.ttl:

@@ -73,7 +73,7 @@ def revoke_token(ctx: ServiceContext, name: str) -> NamedToken:
     return token
 
 
-def cached_token(ctx: ServiceContext, digest: str) -> NamedToken | None | object:
+def cached_token(ctx: ServiceContext, digest: str) -> NamedToken | object | None:
     """The process cache's answer for a token hash, or ``MISS`` (then call lookup_token)."""
     return ctx.tokens.get(digest)
 
