@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy import select
 
+from loom import metrics
 from loom.api._scope import BODY_KEY, WRITE_STARTED
 from loom.api.auth import (
     Scope,
@@ -27,7 +28,7 @@ from loom.api.auth import (
 from loom.api.responses import JSON
 from loom.domain import ids
 from loom.domain.tokens import NamedToken
-from loom.errors import Forbidden, Unauthorized, ValidationError
+from loom.errors import Forbidden, LeaseConflict, Unauthorized, ValidationError
 from loom.service import tokens
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service.idempotency import run_idempotent
@@ -255,9 +256,24 @@ async def write(
     ctx: ServiceContext = request.app.state.ctx
     call = functools.partial(fn, ctx, access.project, *args, **kwargs)
     key = request.headers.get("idempotency-key")
-    if key is None:
-        body = await ctx.db.run_write(call)
-        return JSON(body, headers=headers)
+    try:
+        if key is None:
+            body = await ctx.db.run_write(call)
+            return JSON(body, headers=headers)
+        return await _write_keyed(request, access, key, call, headers)
+    except LeaseConflict:
+        metrics.LEASE_CONFLICTS.inc()
+        raise
+
+
+async def _write_keyed(
+    request: Request,
+    access: Access,
+    key: str,
+    call: Callable[[], Any],
+    headers: dict[str, str] | None,
+) -> JSON:
+    ctx: ServiceContext = request.app.state.ctx
     if not valid_idempotency_key(key):
         raise ValidationError(
             "Idempotency-Key must be 1-255 visible ASCII characters",
@@ -269,5 +285,6 @@ async def write(
     )
     out = dict(headers or {})
     if replayed:
+        metrics.IDEMPOTENT_REPLAYS.inc()
         out["Idempotent-Replayed"] = "true"
     return JSON(body, status_code=status, headers=out)

@@ -19,6 +19,8 @@ from loom.api.routes_admin import router as admin_router
 from loom.api.routes_changes import router as changes_router
 from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
+from loom.api.routes_metrics import measure
+from loom.api.routes_metrics import router as metrics_router
 from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
 from loom.errors import ValidationError
@@ -38,6 +40,12 @@ class LoomApp(FastAPI):
     lane: HotLane | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await measure(self._dispatch, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             raw = scope.get("raw_path") or b""
             if raw.startswith(_PROJECTS) and b"%2f" in raw.lower():
@@ -146,9 +154,10 @@ def create_app(
     hot = fast_routes() + project_fast_routes()
     app.router.routes[:0] = hot
     app.lane = HotLane(
-        [(r.path_regex, r.endpoint) for r in hot if isinstance(r, Route)], settings.max_body_bytes
+        [(r.path_regex, r.endpoint, r.path) for r in hot if isinstance(r, Route)],
+        settings.max_body_bytes,
     )
-    for router in (leases_router, changes_router, project_router, admin_router):
+    for router in (leases_router, changes_router, project_router, admin_router, metrics_router):
         app.router.routes.extend(router.routes)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loom.api._scope import BODY_KEY
+from loom.api._scope import BODY_KEY, ROUTE_KEY
 from loom.api.errors import error_response, stored_error_response, unexpected_error_response
 from loom.errors import LoomError, PayloadTooLarge, UnsupportedMediaType
 
@@ -127,7 +127,7 @@ class HotLane:
     with the same body guard and the same error envelope; anything else is left to the app.
     """
 
-    def __init__(self, routes: list[tuple[re.Pattern[str], Endpoint]], max_bytes: int) -> None:
+    def __init__(self, routes: list[tuple[re.Pattern[str], Endpoint, str]], max_bytes: int) -> None:
         self.routes = routes
         self.max_bytes = max_bytes
 
@@ -136,9 +136,10 @@ class HotLane:
         if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
             return False
         path = scope["path"]
-        for pattern, endpoint in self.routes:
+        for pattern, endpoint, template in self.routes:
             match = pattern.match(path)
             if match is not None:
+                scope[ROUTE_KEY] = template
                 await self._serve(endpoint, match.groupdict(), scope, receive, send)
                 return True
         return False

@@ -150,6 +150,8 @@ def resolve_settings(
     allow_blind_push: bool | None = None,
     max_body_bytes: int | None = None,
     workers: int | None = None,
+    project_tokens: bool | None = None,
+    metrics_public: bool | None = None,
     generate_auth: bool = False,
 ) -> tuple[Settings, list[str]]:
     """Resolve every setting; returns the settings and lines to print (never secrets)."""
@@ -226,6 +228,9 @@ def resolve_settings(
             _first(max_body_bytes, cfg.get("max_body_bytes"), DEFAULT_MAX_BODY_BYTES),
         ),
         "workers": _int("workers", _first(workers, cfg.get("workers"), 1)),
+        "project_tokens": bool(_first(project_tokens, cfg.get("project_tokens"), True)),
+        "metrics_public": bool(_first(metrics_public, cfg.get("metrics_public"), False)),
+        "token_cache_seconds": _first(cfg.get("token_cache_seconds"), 1.0),
     }
     try:
         return Settings(**values), notes
@@ -276,6 +281,17 @@ def serve(
         int | None, typer.Option(help="Request body limit in bytes (10 MiB).")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (1).")] = None,
+    no_project_tokens: Annotated[
+        bool,
+        typer.Option(
+            "--no-project-tokens",
+            help="Refuse Ito's HMAC project tokens (admin and named tokens only).",
+        ),
+    ] = False,
+    metrics_public: Annotated[
+        bool | None,
+        typer.Option("--metrics-public", help="Serve /metrics without an admin token."),
+    ] = None,
 ) -> None:
     """Run the Loom server (SQLite in the data dir by default).
 
@@ -298,6 +314,8 @@ def serve(
         allow_blind_push=allow_blind_push,
         max_body_bytes=max_body_bytes,
         workers=workers,
+        project_tokens=False if no_project_tokens else None,
+        metrics_public=metrics_public,
         generate_auth=True,
     )
     from loom.server import run

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from loom import metrics
 from loom.domain import leases as rules
 from loom.domain.timefmt import format_us
 from loom.errors import ArchivedConflict, LeaseConflict, NotFound, ValidationError
@@ -149,6 +150,7 @@ def _apply_claim(
         ttl_seconds=ttl,
     )
     save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
+    metrics.count_claim(outcome.events, allocate=allocate)
     events = _lease_events(
         now,
         change_id,
@@ -193,6 +195,7 @@ def heartbeat(
             ttl_seconds=ttl,
         )
         save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
+        metrics.count_claim(outcome.events)
         return claim_json(change_id, outcome.state)
 
 
@@ -214,6 +217,7 @@ def release(
         if stored is None:
             return {"change_id": change_id, "released": False}
         outcome = rules.release(stored, change_id=change_id, holder=holder, now_us=now, force=force)
+        metrics.count_release(outcome.events)
         if outcome.changed:
             save_lease(conn, pid, change_id, outcome.state, exists=True)
             events = _lease_events(
@@ -290,6 +294,7 @@ def allocate(
             require_live_change(conn, pid, mine)
             stored = get_lease(conn, pid, mine)
             renewal = _renewal_ttl(ctx, requested, stored, holder)
+            metrics.ALLOCATIONS.labels("granted").inc()
             return {
                 "claim": _apply_claim(
                     ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored
@@ -304,5 +309,7 @@ def allocate(
             except LeaseConflict:
                 # Taken between the candidate query and the row lock (PostgreSQL only).
                 continue
+            metrics.ALLOCATIONS.labels("granted").inc()
             return {"claim": result}
+        metrics.ALLOCATIONS.labels("no_work").inc()
         return {"claim": None}
