@@ -82,8 +82,8 @@ REQUEST_SECONDS = Histogram(
 WORKER_RESPONSES = Gauge(
     "loom_worker_http_responses",
     "HTTP responses answered by each live worker process (pid label with --workers), by "
-    "status class.",
-    ["status_class"],
+    "status.",
+    ["status"],
     multiprocess_mode="liveall",
 )
 LEASE_GRANTS = Counter(

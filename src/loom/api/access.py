@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import json
@@ -155,8 +154,8 @@ async def named_token(ctx: ServiceContext, header: str | None) -> NamedToken | N
     if not isinstance(found, NamedToken):
         return None
     if ctx.tokens.due_for_touch(digest):
-        # last_used, at most once a minute per token and process, off the request's path.
-        asyncio.get_running_loop().run_in_executor(None, _record_use, ctx, digest)
+        # last_used: at most once a minute per token and process (one small write).
+        await ctx.db.run_write(_record_use, ctx, digest)
     return found
 
 

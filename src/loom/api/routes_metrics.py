@@ -65,6 +65,7 @@ async def measure(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> N
     finally:
         method = scope["method"] if scope["method"] in _METHODS else "other"
         route = _route_of(scope)
-        metrics.REQUESTS.labels(route, method, str(status)).inc()
+        code = str(status)
+        metrics.REQUESTS.labels(route, method, code).inc()
         metrics.REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
-        metrics.WORKER_RESPONSES.labels(f"{status // 100}xx").inc()
+        metrics.WORKER_RESPONSES.labels(code).inc()

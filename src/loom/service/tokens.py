@@ -11,7 +11,7 @@ from loom.domain.tokens import (
     validate_scope,
     validate_token_name,
 )
-from loom.errors import Conflict, NotFound, ValidationError
+from loom.errors import Conflict, NotFound
 from loom.service._context import ServiceContext
 from loom.service._tokencache import MISS
 from loom.store import tokens as store
@@ -43,9 +43,8 @@ def create_token(
     name = validate_token_name(name)
     chosen = validate_scope(scope or ("admin" if target.kind == "server" else "write"))
     now = ctx.now_us()
+    # A past RFC 3339 time is accepted (the token is created expired, as ``state`` shows).
     expires_us = parse_expiry(expires, now) if expires else None
-    if expires_us is not None and expires_us <= now:
-        raise ValidationError("expiry must be in the future", kind="invalid_expiry")
     token = NamedToken(name, chosen, target, now, expires_us)
     secret = new_secret()
     with ctx.db.write() as conn:
