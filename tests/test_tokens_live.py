@@ -256,3 +256,96 @@ def test_metrics_public_needs_no_token(tmp_path: Path) -> None:
         assert {"loom_http_requests", "loom_leases_active", "loom_lease_grants"} <= names
     finally:
         server.stop()
+
+
+ENHANCED = (
+    "# Tasks for: 001-01_alpha\n\n## Wave 1\n\n- **Depends On**: None\n\n"
+    "### Task 1.1: First task\n- **Dependencies**: None\n- **Updated At**: 2026-03-01\n"
+    "- **Status**: [ ] pending\n"
+)
+EVENT = {
+    "v": 1,
+    "ts": "2026-02-28T10:00:00.000Z",
+    "entity": "task",
+    "entity_id": "1.1",
+    "op": "create",
+    "actor": "cli",
+    "by": "@t",
+    "ctx": {"session_id": "s"},
+}
+
+
+def test_scopes_targets_expiry_and_audit_on_a_real_server(live_server_on: LiveServer) -> None:
+    server = live_server_on
+
+    def create(*args: str) -> str:
+        made = loom_cli(server, "token", "create", *args)
+        assert made.returncode == 0, made.stderr
+        return made.stdout.strip()
+
+    writer = auth(create("--org", ORG, "--name", "ci-agent-1"))
+    reader = auth(create("--project", f"{ORG}/{REPO}", "--name", "dash", "--scope", "read"))
+    expired = auth(
+        create("--project", f"{ORG}/{REPO}", "--name", "old", "--expires", "2020-01-01T00:00:00Z")
+    )
+    c = httpx.Client(base_url=server.url, timeout=10)
+    change = "001-01_alpha"
+    bundle = {"proposal": "# p\n", "tasks": ENHANCED, "specs": [], "revision": ""}
+    # The org token writes to two repos of its org, and nowhere else.
+    for repo in (REPO, "gadgets"):
+        resp = c.post(
+            f"/api/v1/projects/{ORG}/{repo}/changes/{change}/sync", json=bundle, headers=writer
+        )
+        assert resp.status_code == 200, resp.text
+    other = c.post(
+        f"/api/v1/projects/other/{REPO}/changes/{change}/sync", json=bundle, headers=writer
+    )
+    assert (other.status_code, other.json()["kind"]) == (403, "forbidden")
+    # The push's audit event names the token.
+    events = c.get(f"{P}/events", headers=ADMIN_H).json()
+    pushes = [e for e in events if e["entity"] == "change" and e["op"] == "create"]
+    assert pushes and {e["by"] for e in pushes} == {"ci-agent-1"}, events
+    # The read token: 403 on every kind of write, 200 on reads.
+    writes = [
+        ("POST", f"{P}/changes/{change}/sync", {**bundle, "revision": "1"}),
+        ("POST", f"{P}/changes/{change}/tasks/1.1/start", None),
+        ("POST", f"{P}/changes/{change}/claim", {"holder": "r"}),
+        ("POST", f"{P}/changes/{change}/heartbeat", {"holder": "r"}),
+        ("POST", f"{P}/changes/{change}/release", {"holder": "r"}),
+        ("POST", f"{P}/allocate", {"holder": "r"}),
+        ("POST", f"{P}/changes/{change}/archive", None),
+        ("POST", f"{P}/events", {"events": [EVENT], "idempotency_key": "k"}),
+    ]
+    for method, path, body in writes:
+        resp = c.request(method, path, json=body, headers=reader)
+        assert (resp.status_code, resp.json()["code"], resp.json()["kind"]) == (
+            403,
+            "forbidden",
+            "forbidden",
+        ), (path, resp.text)
+    for path in (
+        f"{P}/changes",
+        f"{P}/changes/{change}",
+        f"{P}/changes/{change}/sync",
+        f"{P}/changes/{change}/tasks",
+        f"{P}/leases",
+        f"{P}/events",
+    ):
+        assert c.get(path, headers=reader).status_code == 200, path
+    after = c.get(f"{P}/events", headers=ADMIN_H).json()
+    assert len(after) == len(events)  # the refused writes changed nothing
+    # The expired token: 401.
+    resp = c.get(f"{P}/changes", headers=expired)
+    assert (resp.status_code, resp.json()["kind"]) == (401, "token_expired")
+    c.close()
+
+
+def test_no_project_tokens_refuses_hmac_tokens(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "nopt", None, "--no-project-tokens")
+    try:
+        resp = httpx.get(f"{server.url}{P}/changes", headers=auth(server.project_token()))
+        assert (resp.status_code, resp.json()["kind"]) == (401, "invalid_token")
+        assert httpx.get(f"{server.url}{P}/changes", headers=ADMIN_H).status_code == 200
+        assert any("project tokens disabled (--no-project-tokens)" in line for line in server.log)
+    finally:
+        server.stop()
