@@ -81,8 +81,7 @@ REQUEST_SECONDS = Histogram(
 )
 WORKER_RESPONSES = Gauge(
     "loom_worker_http_responses",
-    "HTTP responses answered by each live worker process (pid label with --workers), by "
-    "status.",
+    "HTTP responses answered by each live worker process (pid label with --workers), by status.",
     ["status"],
     multiprocess_mode="liveall",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from loom.cli import changes as _changes  # noqa: F401  (registers the agent commands)
 from loom.cli import config as _config  # noqa: F401
+from loom.cli import db as _db  # noqa: F401  (registers db upgrade/check/backup/restore)
 from loom.cli import events as _events  # noqa: F401
 from loom.cli import leases as _leases  # noqa: F401
 from loom.cli import server as _server  # noqa: F401  (registers serve/token/db)

@@ -1,4 +1,5 @@
-"""Operator commands: ``loom serve``, ``loom token project|init``, ``loom db upgrade|check``.
+"""Operator commands: ``loom serve`` and ``loom token project|init`` (``loom token
+create|list|revoke`` live in :mod:`loom.cli.tokens`, ``loom db`` in :mod:`loom.cli.db`).
 
 Settings precedence (CLI.md §1): flag > env > ``--config`` TOML file > ``<data-dir>/auth.toml``
 > default.
@@ -26,8 +27,14 @@ from loom.settings import DEFAULT_MAX_BODY_BYTES, Settings
 
 __all__ = ["db_app", "resolve_settings", "token_app"]
 
-token_app = typer.Typer(help="Derive or generate server tokens.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="Server tokens: named tokens (create, list, revoke), Ito project tokens, auth.toml.",
+    no_args_is_help=True,
+)
+db_app = typer.Typer(
+    help="The server's database: migrations, checks, online backup and restore.",
+    no_args_is_help=True,
+)
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 
@@ -406,68 +413,3 @@ def _db(database_url: str | None, data_dir: Path | None, config: Path | None) ->
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with _database_errors(settings.database_url):
         return Database(settings.database_url)
-
-
-@db_app.command("upgrade")
-def db_upgrade(
-    database_url: DatabaseUrlOption = None,
-    data_dir: DataDirOption = None,
-    config: ConfigOption = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Apply all schema migrations (exit 5 when the database is unreachable)."""
-    from loom.store import migrate
-
-    db = _db(database_url, data_dir, config)
-    try:
-        with _database_errors(db.url):
-            before = migrate.current_revision(db)
-            migrate.upgrade(db)
-            after = migrate.current_revision(db)
-    finally:
-        db.dispose()
-    if json_output:
-        _emit_json({"database": _redacted(db.url), "from": before, "to": after})
-        return
-    typer.echo(f"database at revision {after}")
-
-
-@db_app.command("check")
-def db_check(
-    database_url: DatabaseUrlOption = None,
-    data_dir: DataDirOption = None,
-    config: ConfigOption = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Exit 0 if the database is reachable and at the newest schema revision.
-
-    Exits 1 when it needs `loom db upgrade`, 5 when it is unreachable.
-    """
-    from loom.store import migrate
-
-    db = _db(database_url, data_dir, config)
-    head = migrate.head_revision()
-    report: dict[str, Any] = {
-        "database": _redacted(db.url),
-        "ok": False,
-        "revision": None,
-        "head": head,
-    }
-    try:
-        current = migrate.current_revision(db)
-    except Exception as exc:
-        message = f"database unreachable: {type(exc).__name__} ({report['database']})"
-        if json_output:
-            _emit_json(report | {"error": message})
-        _err(message)
-        raise typer.Exit(EXIT_UNREACHABLE) from None
-    finally:
-        db.dispose()
-    report |= {"ok": current == head, "revision": current}
-    if json_output:
-        _emit_json(report)
-    if current != head:
-        _err(f"database at revision {current or 'none'}, newest is {head}: run `loom db upgrade`")
-        raise typer.Exit(EXIT_ERROR)
-    if not json_output:
-        typer.echo(f"database at revision {current} (up to date)")
