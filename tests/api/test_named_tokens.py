@@ -61,7 +61,9 @@ def test_a_duplicate_name_is_409_and_bad_input_400(tapi: Any) -> None:
     error(create(tapi, "bad name", org=ORG), 400, "bad_request", "invalid_token_name")
     error(create(tapi, "e", org=ORG, expires="soon"), 400, "bad_request", "invalid_expiry")
     error(create(tapi, "e", org=ORG, expires="0s"), 400, "bad_request", "invalid_expiry")
-    assert [t["name"] for t in ok(tapi.get("/api/v1/admin/tokens", headers=ADMIN_H))["tokens"]] == ["dup"]
+    assert [t["name"] for t in ok(tapi.get("/api/v1/admin/tokens", headers=ADMIN_H))["tokens"]] == [
+        "dup"
+    ]
 
 
 def test_read_token_reads_and_is_403_on_every_write(tapi: Any) -> None:
@@ -102,7 +104,9 @@ def test_expired_token_is_401_on_the_injected_clock(tapi: Any, clock: FakeClock)
 def test_a_past_rfc3339_expiry_makes_an_expired_token(tapi: Any) -> None:
     made = ok(create(tapi, "late", org=ORG, expires="2020-01-01T00:00:00Z"), 201)
     assert made["state"] == "expired" and made["expires"] == "2020-01-01T00:00:00.000000Z"
-    error(tapi.get(f"{P}/changes", headers=auth(made["token"])), 401, "unauthorized", "token_expired")
+    error(
+        tapi.get(f"{P}/changes", headers=auth(made["token"])), 401, "unauthorized", "token_expired"
+    )
 
 
 def test_revoked_token_is_401_on_its_next_request(tapi: Any) -> None:
