@@ -49,6 +49,9 @@ class TokenCache:
     def due_for_touch(self, token_hash: str, every: float = 60.0) -> bool:
         """True at most once per ``every`` seconds per token (throttles ``last_used``)."""
         now = self._monotonic()
+        last = self._used.get(token_hash)
+        if last is not None and now - last < every:
+            return False  # the common case, without the lock
         with self._lock:
             last = self._used.get(token_hash)
             if last is not None and now - last < every:
