@@ -22,6 +22,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.routes_table import EVENT
 from conftest import ADMIN, ORG, REPO, SEED, LiveServer, auth, start_server
 
 pytestmark = pytest.mark.slow
@@ -204,18 +205,7 @@ def test_metrics_add_up_across_two_workers(workers2: LiveServer) -> None:
         f"{server.url}{P}/events",
         json={
             "idempotency_key": "k1",
-            "events": [
-                {
-                    "v": 1,
-                    "ts": "2026-02-28T10:00:00.000Z",
-                    "entity": "task",
-                    "entity_id": "1.1",
-                    "op": "create",
-                    "actor": "cli",
-                    "by": "@t",
-                    "ctx": {"session_id": "s"},
-                }
-            ],
+            "events": [EVENT],
         },
         headers=writer,
     )
@@ -263,16 +253,6 @@ ENHANCED = (
     "### Task 1.1: First task\n- **Dependencies**: None\n- **Updated At**: 2026-03-01\n"
     "- **Status**: [ ] pending\n"
 )
-EVENT = {
-    "v": 1,
-    "ts": "2026-02-28T10:00:00.000Z",
-    "entity": "task",
-    "entity_id": "1.1",
-    "op": "create",
-    "actor": "cli",
-    "by": "@t",
-    "ctx": {"session_id": "s"},
-}
 
 
 def test_scopes_targets_expiry_and_audit_on_a_real_server(live_server_on: LiveServer) -> None:
