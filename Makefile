@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/import_corpus.py --postgres
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/leases.py
+	$(BIN)/python bench/auth.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -124,6 +124,8 @@ def _token_of_other_project(
     token = parse_bearer(header)
     if token is None or settings.token_seed is None or not settings.project_tokens:
         return False
+    if is_named(token):
+        return False  # a named token is never an HMAC of another project
     seed = settings.token_seed.get_secret_value()
     candidates = set(known)
     for entry in settings.allow_projects:
