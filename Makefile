@@ -40,6 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/import_corpus.py --postgres
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/leases.py
+	$(BIN)/python bench/burndown.py
+	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/auth.py
 
 clean:

@@ -88,7 +88,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_serves(dist: Path, tmp_path: P
         env=env,
     ).stdout
     assert where.startswith(str(venv)), where
-    from loom.cli._app import version
+    from loom.cli import version
 
     shown = subprocess.run([loom, "--version"], capture_output=True, text=True, env=env, check=True)
     assert shown.stdout.strip() == f"loom {version()}"

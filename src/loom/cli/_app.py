@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["app", "version"]
+__all__ = ["app"]
 
 app = typer.Typer(
     name="loom",
@@ -17,21 +17,10 @@ app = typer.Typer(
 )
 
 
-def version() -> str:
-    """The installed distribution's version (the package's own when not installed)."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("ito-loom")
-    except PackageNotFoundError:
-        from loom import __version__
-
-        return __version__
-
-
 def _print_version(value: bool) -> None:
     if value:
+        from loom.cli import version
+
         typer.echo(f"loom {version()}")
         raise typer.Exit()
 
@@ -42,10 +31,13 @@ def _root(
         bool,
         typer.Option(
             "--version",
-            callback=_print_version,
-            is_eager=True,
+            "-V",
             help="Print the version and exit.",
+            is_eager=True,
+            callback=_print_version,
         ),
     ] = False,
 ) -> None:
-    """Loom: coordinate many agents on one repository's Ito changes (server and client)."""
+    # The root group's options (`loom.cli.main` answers --version before importing Typer;
+    # this declares it for --help and for callers of `app` itself).
+    pass

@@ -132,8 +132,10 @@ def token_revoke(
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Revoke a named token (every server process refuses it within a second; exit 4 if
-    there is no such active token)."""
+    """Revoke a named token: every server process refuses it within a second.
+
+    Exits 4 when there is no active token of that name.
+    """
     from loom.api.routes_admin import token_json
     from loom.service import tokens
 
