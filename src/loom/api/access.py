@@ -205,12 +205,8 @@ async def project_access(request: Request) -> Access:
                 "X-Loom-Fencing-Token must be a non-negative integer", kind="invalid_fencing_token"
             )
         fencing = int(value)
-    if scope.read_only and request.method not in _READS:
-        raise Forbidden("this token may only read", kind="forbidden")
     return Access(Project(org, repo), scope, Actor(holder, fencing, scope.admin, scope.name))
 
-
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def read(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -250,7 +246,11 @@ async def write(
     headers: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> JSON:
-    """Run a mutating use case on the writer executor, honouring ``Idempotency-Key``."""
+    """Run a mutating use case on the writer executor, honouring ``Idempotency-Key``.
+
+    Every mutating route goes through here, so this is where ``read`` tokens are refused
+    (not in :func:`project_access`: the MCP endpoint is POST-only and serves reads too).
+    """
     if access.scope.read_only:
         raise Forbidden("this token may only read", kind="forbidden")
     request.scope[WRITE_STARTED] = True
