@@ -61,6 +61,13 @@ def test_a_duplicate_name_is_409_and_bad_input_400(tapi: Any) -> None:
     error(create(tapi, "bad name", org=ORG), 400, "bad_request", "invalid_token_name")
     error(create(tapi, "e", org=ORG, expires="soon"), 400, "bad_request", "invalid_expiry")
     error(create(tapi, "e", org=ORG, expires="0s"), 400, "bad_request", "invalid_expiry")
+    error(create(tapi, "e", org=ORG, expires="999999999w"), 400, "bad_request", "invalid_expiry")
+    error(
+        create(tapi, "e", org=ORG, expires="99999-01-01T00:00:00Z"),
+        400,
+        "bad_request",
+        "invalid_expiry",
+    )
     assert [t["name"] for t in ok(tapi.get("/api/v1/admin/tokens", headers=ADMIN_H))["tokens"]] == [
         "dup"
     ]

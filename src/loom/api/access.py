@@ -208,7 +208,6 @@ async def project_access(request: Request) -> Access:
     return Access(Project(org, repo), scope, Actor(holder, fencing, scope.admin, scope.name))
 
 
-
 async def read(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     ctx: ServiceContext = request.app.state.ctx
     return await ctx.db.run_read(functools.partial(fn, ctx, *args, **kwargs))

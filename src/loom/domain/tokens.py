@@ -39,6 +39,7 @@ Scope = Literal["read", "write", "admin"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 _DURATION = re.compile(r"^(\d{1,9})([smhdw])$")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_MAX_SECONDS: Final = 100 * 366 * 86_400
 
 
 def new_secret() -> str:
@@ -80,6 +81,8 @@ def parse_expiry(value: str, now_us: int) -> int:
         seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
         if seconds <= 0:
             raise ValidationError("expiry must be in the future", kind="invalid_expiry")
+        if seconds > _MAX_SECONDS:
+            raise ValidationError("expiry must be within 100 years", kind="invalid_expiry")
         return now_us + seconds * 1_000_000
     try:
         at = parse_rfc3339_us(text)

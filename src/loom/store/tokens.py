@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from loom.domain.tokens import NamedToken, Target, validate_scope
+from loom.errors import Conflict
 from loom.store import _raw
 from loom.store.schema import api_tokens
 
@@ -63,18 +65,22 @@ def insert_token(conn: Connection, token: NamedToken, token_hash: str) -> None:
             api_tokens.c.name == token.name, api_tokens.c.revoked_us.is_not(None)
         )
     )
-    conn.execute(
-        insert(api_tokens).values(
-            name=token.name,
-            token_hash=token_hash,
-            scope=token.scope,
-            target_kind=token.target.kind,
-            org=token.target.org,
-            repo=token.target.repo,
-            created_us=token.created_us,
-            expires_us=token.expires_us,
-        )
+    statement = insert(api_tokens).values(
+        name=token.name,
+        token_hash=token_hash,
+        scope=token.scope,
+        target_kind=token.target.kind,
+        org=token.target.org,
+        repo=token.target.repo,
+        created_us=token.created_us,
+        expires_us=token.expires_us,
     )
+    try:
+        conn.execute(statement)
+    except IntegrityError:  # a concurrent create of the same name won the race
+        raise Conflict(
+            f"a token named '{token.name}' already exists", kind="token_exists"
+        ) from None
 
 
 def list_tokens(conn: Connection) -> list[NamedToken]:
