@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test lint typecheck pytest explore bench clean
+.PHONY: serve test lint typecheck walls pytest explore bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/loom serve $(ARGS)
 
-## Install everything, then run ruff, mypy (strict) and the whole pytest suite.
-test: $(STAMP) lint typecheck pytest
+## Install everything, then run ruff, mypy (strict), the import walls and the whole pytest suite.
+test: $(STAMP) lint typecheck walls pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## The import walls of docs/architecture.md (import-linter contracts in pyproject.toml).
+walls: $(STAMP)
+	$(BIN)/lint-imports
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -34,10 +34,11 @@ CACHE_TTL = 1.0
 
 
 @pytest.fixture
-def workers2(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
+def workers2(tmp_path: Path, pg_url: str) -> Iterator[LiveServer]:
+    """``--workers 2`` (PostgreSQL: ``serve`` refuses several processes on SQLite)."""
     server = start_server(
         tmp_path / "server",
-        database_url,
+        pg_url,
         "--workers",
         "2",
         extra_env={"LOOM_TOKEN_SEED": "env-seed-must-not-reach-workers"},
@@ -317,6 +318,15 @@ def test_scopes_targets_expiry_and_audit_on_a_real_server(live_server_on: LiveSe
     # The expired token: 401.
     resp = c.get(f"{P}/changes", headers=expired)
     assert (resp.status_code, resp.json()["kind"]) == (401, "token_expired")
+    # Revoked with the CLI while the server runs: 401 once the process cache (1 s) has aged.
+    assert c.get(f"{P}/changes", headers=reader).status_code == 200
+    assert loom_cli(server, "token", "revoke", "dash").returncode == 0
+    deadline = time.monotonic() + CACHE_TTL
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(3):
+        resp = c.get(f"{P}/changes", headers=reader)
+        assert (resp.status_code, resp.json()["kind"]) == (401, "token_revoked")
     c.close()
 
 

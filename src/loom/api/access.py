@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import select
 
 from loom import metrics
 from loom.api._scope import BODY_KEY, WRITE_STARTED
@@ -28,11 +27,9 @@ from loom.api.responses import JSON
 from loom.domain import ids
 from loom.domain.tokens import NamedToken
 from loom.errors import Forbidden, LeaseConflict, Unauthorized, ValidationError
-from loom.service import tokens
-from loom.service._context import Actor, Project, ServiceContext
+from loom.service import Actor, Project, ServiceContext, catalog, tokens
 from loom.service.idempotency import run_idempotent
 from loom.settings import Settings
-from loom.store.schema import projects
 
 __all__ = [
     "Access",
@@ -113,11 +110,6 @@ def _access_headers(request: Request) -> tuple[str | None, str | None, str | Non
     return auth, holder, fencing
 
 
-def _known_projects(ctx: ServiceContext) -> list[tuple[str, str]]:
-    with ctx.db.read() as conn:
-        return [(r[0], r[1]) for r in conn.execute(select(projects.c.org, projects.c.repo))]
-
-
 def _token_of_other_project(
     settings: Settings, header: str | None, org: str, repo: str, known: list[tuple[str, str]]
 ) -> bool:
@@ -183,12 +175,13 @@ async def project_access(request: Request) -> Access:
     settings: Settings = request.app.state.settings
     ctx: ServiceContext = request.app.state.ctx
     header, holder, token_header = _access_headers(request)
-    named = await named_token(ctx, header) if header and "loom_" in header else None
+    maybe_named = header is not None and "loom_" in header
+    named = await named_token(ctx, header) if maybe_named else None
     try:
         scope = authorize(settings, header, org, repo, named=named, now_us=ctx.now_us())
     except Unauthorized as err:
-        if err.kind == "invalid_token" and settings.token_seed is not None:
-            known = await ctx.db.run_read(_known_projects, ctx)
+        if err.kind == "invalid_token" and settings.token_seed is not None and not maybe_named:
+            known = await ctx.db.run_read(catalog.known_projects, ctx)
             if _token_of_other_project(settings, header, org, repo, known):
                 raise Forbidden(
                     "this token is not allowed to access this project", kind="forbidden"

@@ -28,11 +28,8 @@ from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
 from loom.errors import ValidationError
 from loom.models import ErrorEnvelope, Health, Ready
-from loom.service._context import Policy, ServiceContext, system_clock_us
-from loom.service._tokencache import TokenCache
+from loom.service import ServiceContext, open_context
 from loom.settings import Settings
-from loom.store import migrate
-from loom.store.engine import Database
 
 __all__ = ["create_app"]
 
@@ -73,17 +70,6 @@ class LoomApp(FastAPI):
 _PROJECTS = b"/api/v1/projects/"
 
 
-def _policy(settings: Settings) -> Policy:
-    return Policy(
-        lease_ttl=settings.lease_ttl,
-        lease_ttl_min=settings.lease_ttl_min,
-        lease_ttl_max=settings.lease_ttl_max,
-        lease_enforcement=settings.lease_enforcement,
-        allow_blind_push=settings.allow_blind_push,
-        idempotency_ttl=settings.idempotency_ttl,
-    )
-
-
 def create_app(
     settings: Settings,
     *,
@@ -100,15 +86,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
-        if run_migrations:
-            migrate.upgrade(db)
-        app.state.ctx = ServiceContext(
-            db,
-            _policy(settings),
-            clock or system_clock_us,
-            tokens=TokenCache(settings.token_cache_seconds),
-        )
+        ctx = open_context(settings, clock, run_migrations=run_migrations)
+        app.state.ctx = ctx
         if freeze_gc:
             gc.collect()
             gc.freeze()
@@ -122,7 +101,7 @@ def create_app(
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
-            db.dispose()
+            ctx.db.dispose()
 
     app = LoomApp(
         title="Loom",

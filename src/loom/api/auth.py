@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from loom.domain.tokens import PREFIX, NamedToken
@@ -125,7 +124,6 @@ def authorize(
     authorization: str | None,
     org: str,
     repo: str,
-    known_projects: Iterable[tuple[str, str]] = (),
     *,
     named: NamedToken | None = None,
     now_us: int = 0,
@@ -133,8 +131,9 @@ def authorize(
     """Resolve the request's scope for project ``org/repo`` or raise 401/403.
 
     ``named``: the stored token whose hash matches the bearer token, when it has the named
-    form (looked up by the caller); ``now_us`` decides its expiry.
-    """
+    form (looked up by the caller); ``now_us`` decides its expiry. A token of another
+    project is 401 here; ``loom.api.access`` turns it into the 403 "valid token, wrong
+    project" (it knows the stored projects)."""
     token = parse_bearer(authorization)
     if token is None:
         raise Unauthorized("Missing bearer token", kind="missing_token")
@@ -147,12 +146,6 @@ def authorize(
         seed = settings.token_seed.get_secret_value()
         if _eq(token, derive_project_token(seed, org, repo)):
             scope = Scope("project", org, repo)
-        else:
-            for other_org, other_repo in known_projects:
-                if (other_org, other_repo) != (org, repo) and _eq(
-                    token, derive_project_token(seed, other_org, other_repo)
-                ):
-                    raise Forbidden(_FORBIDDEN, kind="forbidden")
     if scope is None:
         raise Unauthorized("Invalid bearer token", kind="invalid_token")
     if not settings.project_allowed(org, repo):

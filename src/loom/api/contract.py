@@ -27,9 +27,11 @@ from loom.domain.statuses import WORK_STATUSES
 from loom.models import ErrorEnvelope
 
 __all__ = [
+    "HOLDER",
     "ID_GRAMMARS",
     "LIFECYCLE",
     "MODULE_FILTER",
+    "SPEC_PAIR_IN",
     "STATUS_LIST",
     "allocate_links",
     "any_case_enum",
@@ -57,6 +59,15 @@ ID_GRAMMARS: Final[dict[str, dict[str, Any]]] = {
     # Short forms are normalised: ``1`` is ``001``, ``1.2`` is ``001.02``.
     "module_id": {"type": "string", "pattern": r"^[0-9]{1,10}(\.[0-9]{1,10})?$"},
     "spec_id": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9._-]{0,127}$", "maxLength": 128},
+}
+# Ids in bodies and headers.
+HOLDER: Final = {"type": "string", "pattern": rf"^[^\s{_NO_CONTROL}]{{1,200}}$"}
+# A spec delta in a request body: ``["capability", "markdown"]``.
+SPEC_PAIR_IN: Final = {
+    "type": "array",
+    "prefixItems": [ID_GRAMMARS["spec_id"], {"type": "string"}],
+    "minItems": 2,
+    "maxItems": 2,
 }
 _READ_CHANGE_ID: Final = {
     "type": "string",
@@ -93,7 +104,7 @@ _HEADERS: Final[dict[str, dict[str, Any]]] = {
     },
     "X-Loom-Holder": {
         "description": "The lease holder making this write (1-200 visible characters).",
-        "schema": {"type": "string", "pattern": rf"^[^\s{_NO_CONTROL}]{{1,200}}$"},
+        "schema": HOLDER,
     },
     "X-Loom-Fencing-Token": {
         "description": "The fencing token of the writer's lease; an older one is refused.",

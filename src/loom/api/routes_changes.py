@@ -122,7 +122,7 @@ async def pull(request: Request, access: AccessDep, change_id: str) -> Response:
     summary="Push the artifact bundle (full replace)",
     **operation(
         PushResult,
-        errors=[409, 428],
+        errors=[404, 409, 428],
         headers=["If-Match", *WRITE_HEADERS],
         links=push_links(),
     ),

@@ -20,8 +20,7 @@ from loom.cli._common import (
     out,
     stdout_is_tty,
 )
-from loom.client import AuditEvent, Client
-from loom.client._forward import DEFAULT_EVENT_LOG, forward_events
+from loom.client import DEFAULT_EVENT_LOG, AuditEvent, Client, forward_events
 
 __all__ = ["events_app", "follow_events"]
 

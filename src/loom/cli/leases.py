@@ -22,8 +22,7 @@ from loom.cli._common import (
     out,
 )
 from loom.cli.changes import format_time
-from loom.client import ClaimResult
-from loom.client._keepalive import LeaseKeeper, renew_interval
+from loom.client import ClaimResult, LeaseKeeper, renew_interval
 from loom.errors import LoomError
 
 __all__: list[str] = []

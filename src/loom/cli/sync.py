@@ -22,9 +22,14 @@ from loom.cli._common import (
     table,
 )
 from loom.cli.changes import format_time
-from loom.client._state import REVISION_FILE
-from loom.client._sync import archive_change, pull_change, push_change
-from loom.client._transfer import export_tree, import_tree
+from loom.client import (
+    REVISION_FILE,
+    archive_change,
+    export_tree,
+    import_tree,
+    pull_change,
+    push_change,
+)
 from loom.errors import PreconditionRequired, RevisionConflict
 
 __all__: list[str] = []

@@ -8,8 +8,7 @@ import typer
 
 from loom.cli._app import app
 from loom.cli._common import ChangeArg, Ctx, TaskArg, agent_command, emit_json, err, out, table
-from loom.client import TaskItem, TaskMutationResult
-from loom.client._sync import refresh_local_tasks
+from loom.client import TaskItem, TaskMutationResult, refresh_local_tasks
 
 __all__ = ["tasks_app"]
 

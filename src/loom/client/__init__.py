@@ -7,13 +7,15 @@ a local ``.ito/`` tree in step with the server.
 
 from __future__ import annotations
 
+from loom.client._base import segment_problem
 from loom.client._client import Client
-from loom.client._config import ClientConfig, Resolved, resolve_config
+from loom.client._config import ClientConfig, Resolved, resolve_config, url_problem
 from loom.client._errors import ConnectionFailed, InvalidArgument
-from loom.client._forward import ForwardResult, forward_events
+from loom.client._forward import DEFAULT_EVENT_LOG, ForwardResult, forward_events
 from loom.client._keepalive import LeaseKeeper, renew_interval
 from loom.client._retry import RetryPolicy
-from loom.client._sync import archive_change, pull_change, push_change
+from loom.client._state import REVISION_FILE, LeaseStore, state_dir
+from loom.client._sync import archive_change, pull_change, push_change, refresh_local_tasks
 from loom.client._transfer import export_tree, import_tree
 from loom.errors import (
     ArchivedConflict,
@@ -67,6 +69,8 @@ from loom.models import (
 )
 
 __all__ = [
+    "DEFAULT_EVENT_LOG",
+    "REVISION_FILE",
     "AllocateResult",
     "ArchiveResult",
     "ArchivedConflict",
@@ -94,6 +98,7 @@ __all__ = [
     "LeaseConflict",
     "LeaseInfo",
     "LeaseKeeper",
+    "LeaseStore",
     "LoomError",
     "ModuleDetail",
     "ModuleSummary",
@@ -127,6 +132,10 @@ __all__ = [
     "import_tree",
     "pull_change",
     "push_change",
+    "refresh_local_tasks",
     "renew_interval",
     "resolve_config",
+    "segment_problem",
+    "state_dir",
+    "url_problem",
 ]

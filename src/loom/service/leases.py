@@ -255,14 +255,16 @@ def list_leases(ctx: ServiceContext, project: Project) -> list[dict[str, Any]]:
             return []
         active = list_active(conn, pid, ctx.now_us())
     return [
-        {
-            "change_id": a.change_id,
-            "holder": a.holder,
-            "acquired_at": format_us(a.acquired_us),
-            "expires_at": format_us(a.expires_us),
-            "ttl_seconds": a.ttl_seconds,
-            "fencing_token": a.fencing_token,
-        }
+        claim_json(
+            a.change_id,
+            rules.LeaseState(
+                holder=a.holder,
+                acquired_us=a.acquired_us,
+                expires_us=a.expires_us,
+                ttl_seconds=a.ttl_seconds,
+                fencing_token=a.fencing_token,
+            ),
+        )
         for a in active
     ]
 

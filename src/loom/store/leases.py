@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, select
 
@@ -40,20 +41,24 @@ _INSERT = _raw.SQL(
 )
 
 
+def _state(row: Sequence[Any]) -> LeaseState:
+    """A lease row's state from its columns in ``_GET`` order."""
+    holder, acquired, expires, ttl, token, previous, recorded = row
+    return LeaseState(
+        holder=holder,
+        acquired_us=acquired,
+        expires_us=expires,
+        ttl_seconds=ttl,
+        fencing_token=int(token),
+        previous_holder=previous,
+        expiry_recorded=bool(recorded),
+    )
+
+
 def get_lease(conn: Connection, project_id: int, change_id: str) -> LeaseState | None:
     """The stored state, or None when the change never had a lease row (hot path: raw SQL)."""
     row = _raw.fetchone(conn, _GET, (project_id, change_id))
-    if row is None:
-        return None
-    return LeaseState(
-        holder=row[0],
-        acquired_us=row[1],
-        expires_us=row[2],
-        ttl_seconds=row[3],
-        fencing_token=int(row[4]),
-        previous_holder=row[5],
-        expiry_recorded=bool(row[6]),
-    )
+    return None if row is None else _state(row)
 
 
 _WITH_CHANGE = _raw.SQL(
@@ -91,19 +96,7 @@ def get_change_lease(
         return False, None, None
     if row[1] is None:
         return True, row[0], None
-    return (
-        True,
-        row[0],
-        LeaseState(
-            holder=row[2],
-            acquired_us=row[3],
-            expires_us=row[4],
-            ttl_seconds=row[5],
-            fencing_token=int(row[6]),
-            previous_holder=row[7],
-            expiry_recorded=bool(row[8]),
-        ),
-    )
+    return True, row[0], _state(row[2:])
 
 
 def save_lease(
@@ -124,24 +117,37 @@ def save_lease(
     _raw.execute(conn, _UPDATE if exists else _INSERT, params)
 
 
+_ACTIVE = select(
+    leases.c.change_id,
+    leases.c.holder,
+    leases.c.acquired_us,
+    leases.c.expires_us,
+    leases.c.ttl_seconds,
+    leases.c.fencing_token,
+)
+
+
+def _active(r: Sequence[Any]) -> ActiveLease:
+    change_id, holder, acquired, expires, ttl, token = r
+    return ActiveLease(
+        str(change_id),
+        str(holder),
+        int(acquired),
+        int(expires),
+        int(ttl or 0),
+        int(token),
+    )
+
+
 def list_active(conn: Connection, project_id: int, now_us: int) -> list[ActiveLease]:
     rows = conn.execute(
-        select(
-            leases.c.change_id,
-            leases.c.holder,
-            leases.c.acquired_us,
-            leases.c.expires_us,
-            leases.c.ttl_seconds,
-            leases.c.fencing_token,
-        )
-        .where(
+        _ACTIVE.where(
             leases.c.project_id == project_id,
             leases.c.holder.is_not(None),
             leases.c.expires_us > now_us,
-        )
-        .order_by(leases.c.expires_us, leases.c.change_id)
+        ).order_by(leases.c.expires_us, leases.c.change_id)
     )
-    return [ActiveLease(r[0], r[1], int(r[2]), int(r[3]), int(r[4] or 0), int(r[5])) for r in rows]
+    return [_active(r) for r in rows]
 
 
 def active_leases_for(
@@ -150,23 +156,14 @@ def active_leases_for(
     if not change_ids:
         return {}
     rows = conn.execute(
-        select(
-            leases.c.change_id,
-            leases.c.holder,
-            leases.c.acquired_us,
-            leases.c.expires_us,
-            leases.c.ttl_seconds,
-            leases.c.fencing_token,
-        ).where(
+        _ACTIVE.where(
             leases.c.project_id == project_id,
             leases.c.change_id.in_(list(change_ids)),
             leases.c.holder.is_not(None),
             leases.c.expires_us > now_us,
         )
     )
-    return {
-        r[0]: ActiveLease(r[0], r[1], int(r[2]), int(r[3]), int(r[4] or 0), int(r[5])) for r in rows
-    }
+    return {lease.change_id: lease for lease in map(_active, rows)}
 
 
 # Eligible changes, in canonical order, not actively leased. The lease is looked up with a
