@@ -123,6 +123,10 @@ DB_BUSY = Counter(
 )
 
 
+_GRANTS_CLAIM = LEASE_GRANTS.labels("claim")
+_GRANTS_ALLOCATE = LEASE_GRANTS.labels("allocate")
+
+
 def count_claim(events: Iterable[tuple[str, str]], *, allocate: bool = False) -> None:
     """Count a claim, allocation or heartbeat by its lease events: a ``claim`` event is a
     grant (a new holder), none is a renewal; ``expire`` is an expiry taken over."""
@@ -130,7 +134,7 @@ def count_claim(events: Iterable[tuple[str, str]], *, allocate: bool = False) ->
     for name, _ in events:
         if name == "claim":
             granted = True
-            LEASE_GRANTS.labels("allocate" if allocate else "claim").inc()
+            (_GRANTS_ALLOCATE if allocate else _GRANTS_CLAIM).inc()
         elif name == "expire":
             LEASE_EXPIRIES.inc()
     if not granted:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -64,8 +64,27 @@ async def measure(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> N
         await app(scope, receive, send_status)
     finally:
         method = scope["method"] if scope["method"] in _METHODS else "other"
-        route = _route_of(scope)
-        code = str(status)
-        metrics.REQUESTS.labels(route, method, code).inc()
-        metrics.REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
-        metrics.WORKER_RESPONSES.labels(code).inc()
+        key = (_route_of(scope), method, status)
+        children = _CHILDREN.get(key)
+        if children is None:
+            children = _children(*key)
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
+        children[2].inc()
+
+
+# (route, method, status) -> the labelled metrics of such a response. ``labels()`` costs
+# ~2 µs a call (lock, label checks); a dict lookup ~0.1. Bounded: route templates, seven
+# methods and the statuses the app answers.
+_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+
+
+def _children(route: str, method: str, status: int) -> tuple[Any, Any, Any]:
+    code = str(status)
+    children = (
+        metrics.REQUESTS.labels(route, method, code),
+        metrics.REQUEST_SECONDS.labels(route, method),
+        metrics.WORKER_RESPONSES.labels(code),
+    )
+    _CHILDREN[(route, method, status)] = children
+    return children
