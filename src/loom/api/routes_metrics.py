@@ -28,6 +28,7 @@ _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "O
     "/metrics",
     summary="Prometheus metrics (admin token unless the server runs with --metrics-public)",
     response_class=Response,
+    include_in_schema=False,  # Prometheus text, not a JSON API operation
 )
 async def metrics_endpoint(request: Request) -> Response:
     settings: Settings = request.app.state.settings

@@ -19,6 +19,7 @@ from loom.domain.timefmt import parse_rfc3339_us
 from loom.errors import ValidationError
 
 __all__ = [
+    "NAME_PATTERN",
     "PREFIX",
     "SCOPES",
     "NamedToken",
@@ -36,7 +37,8 @@ PREFIX: Final = "loom_"
 SCOPES: Final = ("read", "write", "admin")
 Scope = Literal["read", "write", "admin"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
+_NAME = re.compile(NAME_PATTERN)
 _DURATION = re.compile(r"^(\d{1,9})([smhdw])$")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _MAX_SECONDS: Final = 100 * 366 * 86_400
