@@ -13,8 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from loom import metrics
 from loom.api._scope import ROUTE_KEY
 from loom.api.access import admin_access
-from loom.service import stats
-from loom.service._context import ServiceContext
+from loom.service import ServiceContext, stats
 from loom.settings import Settings
 
 __all__ = ["measure", "router"]

@@ -3,7 +3,7 @@
 Start-up cost matters (an agent runs ``loom`` dozens of times per task), so nothing heavy is
 imported here: :func:`main` answers ``--version`` without importing Typer, and otherwise
 imports only the module that registers the command named on the command line (``loom tasks
-start`` never imports the server, ``loom serve`` never imports the client). An unknown first
+start`` never imports the server or its settings). An unknown first
 word, ``--help`` or no argument loads every command module, so help and errors list them
 all. ``from loom.cli import app`` also loads them all.
 """

@@ -239,6 +239,10 @@ def resolve_settings(
         "metrics_public": bool(_first(metrics_public, cfg.get("metrics_public"), False)),
         "token_cache_seconds": _first(cfg.get("token_cache_seconds"), 1.0),
     }
+    # Event stream tuning (docs/stream.md): config file only.
+    for key in ("stream_heartbeat", "stream_buffer", "stream_recheck"):
+        if key in cfg:
+            values[key] = cfg[key]
     try:
         return Settings(**values), notes
     except PydanticValidationError as exc:

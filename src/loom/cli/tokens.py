@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 @contextmanager
 def _context(database_url: str | None, data_dir: Path | None, config: Path | None) -> Iterator[Any]:
-    from loom.service._context import ServiceContext
+    from loom.service import ServiceContext
     from loom.store import migrate
 
     db = _db(database_url, data_dir, config)

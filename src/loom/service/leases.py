@@ -18,7 +18,6 @@ from loom.domain.timefmt import format_us
 from loom.errors import ArchivedConflict, LeaseConflict, NotFound, ValidationError
 from loom.service._common import (
     change_not_found,
-    record,
     require_live_change,
     server_event,
     write_pid,
@@ -147,7 +146,6 @@ def _apply_claim(
         now_us=now,
         ttl_seconds=ttl,
     )
-    save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
     metrics.count_claim(outcome.events, allocate=allocate)
     events = _lease_events(
         now,
@@ -157,8 +155,9 @@ def _apply_claim(
         allocate=allocate,
         fencing_token=outcome.state.fencing_token,
     )
-    if events:
-        record(conn, pid, now, *events)
+    save_lease(
+        conn, pid, change_id, outcome.state, exists=stored is not None, events=events, now_us=now
+    )
     return claim_json(change_id, outcome.state)
 
 
@@ -217,7 +216,6 @@ def release(
         outcome = rules.release(stored, change_id=change_id, holder=holder, now_us=now, force=force)
         metrics.count_release(outcome.events)
         if outcome.changed:
-            save_lease(conn, pid, change_id, outcome.state, exists=True)
             events = _lease_events(
                 now,
                 change_id,
@@ -226,7 +224,7 @@ def release(
                 allocate=False,
                 fencing_token=outcome.state.fencing_token,
             )
-            record(conn, pid, now, *events)
+            save_lease(conn, pid, change_id, outcome.state, exists=True, events=events, now_us=now)
         released = any(name in ("release", "force_release") for name, _ in outcome.events)
         return {"change_id": change_id, "released": released}
 

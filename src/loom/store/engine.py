@@ -30,7 +30,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from loom import metrics
 
-__all__ = ["Database", "normalize_database_url", "redact_url"]
+__all__ = ["APPENDED", "Database", "normalize_database_url", "redact_url"]
 
 T = TypeVar("T")
 
@@ -47,6 +47,11 @@ def _busy(exc: DBAPIError) -> bool:
     if isinstance(orig, sqlite3.OperationalError):
         return "locked" in str(orig) or "busy" in str(orig)
     return getattr(orig, "sqlstate", None) in _PG_BUSY
+
+
+# Key in ``Connection.info``: the project ids whose audit log this transaction appended to
+# (set by ``loom.store.events.append_events``).
+APPENDED = "loom.appended"
 
 
 def normalize_database_url(url: str) -> str:
@@ -82,6 +87,9 @@ class Database:
         self._local = threading.local()
         self._writers: list[Connection] = []
         self._writers_lock = threading.Lock()
+        # Called (from the committing thread) with the project ids whose audit log a write
+        # transaction appended to, once it has committed: the event stream's wake-up.
+        self.on_events: Callable[[set[int]], None] | None = None
 
     def _make_engine(self, pool_size: int) -> Engine:
         if self.kind == "sqlite":
@@ -127,13 +135,20 @@ class Database:
                     finally:
                         self._local.conn = None
         except DBAPIError as exc:
+            conn.info.pop(APPENDED, None)
             if _busy(exc):
                 metrics.DB_BUSY.inc()
             if exc.connection_invalidated or conn.invalidated or conn.closed:
                 self._drop_writer_connection()
             raise
+        except BaseException:
+            conn.info.pop(APPENDED, None)
+            raise
         finally:
             _WRITE_SECONDS.observe(time.perf_counter() - started)
+        appended = conn.info.pop(APPENDED, None)
+        if appended and self.on_events is not None:
+            self.on_events(appended)
 
     @contextlib.contextmanager
     def _sqlite_transaction(self, conn: Connection) -> Iterator[None]:
