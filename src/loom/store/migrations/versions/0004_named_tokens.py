@@ -1,7 +1,7 @@
 """api_tokens: named tokens with scopes, expiry and revocation (only a hash is stored)
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0005
 Create Date: 2026-12-06
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
