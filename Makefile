@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/burndown.py
 	$(BIN)/python bench/large.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/auth.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["BODY_KEY", "WRITE_STARTED"]
+__all__ = ["BODY_KEY", "ROUTE_KEY", "WRITE_STARTED"]
 
 # The request body, once read by the body guard or the hot lane (read it only once).
 BODY_KEY: Final = "loom.body"
 # Set once a request reaches ``loom.api.access.write``: its errors are then the idempotency
 # store's business (stored, or deliberately not).
 WRITE_STARTED: Final = "loom.write_started"
+# The route template a hot-lane request matched (the router sets ``scope["route"]`` for
+# the others): the ``route`` label of the request metrics.
+ROUTE_KEY: Final = "loom.route"
