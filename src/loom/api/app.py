@@ -13,13 +13,18 @@ from starlette.types import Receive, Scope, Send
 
 from loom import __version__
 from loom.api import contract
+from loom.api._hub import Hub
 from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON
+from loom.api.routes_admin import router as admin_router
 from loom.api.routes_changes import router as changes_router
 from loom.api.routes_leases import router as leases_router
 from loom.api.routes_mcp import mcp_route
+from loom.api.routes_metrics import measure
+from loom.api.routes_metrics import router as metrics_router
 from loom.api.routes_project import router as project_router
+from loom.api.routes_stream import router as stream_router
 from loom.errors import Unavailable, ValidationError
 from loom.models import ErrorEnvelope, Health, Ready
 from loom.service import ServiceContext, open_context
@@ -33,6 +38,12 @@ class LoomApp(FastAPI):
     documents itself with :func:`loom.api.contract.openapi`."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await measure(self._dispatch, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             raw = scope.get("raw_path") or b""
             if raw.startswith(_PROJECTS) and b"%2f" in raw.lower():
@@ -74,6 +85,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = open_context(settings, clock, run_migrations=run_migrations)
         app.state.ctx = ctx
+        app.state.hub = hub = Hub(
+            ctx,
+            buffer=settings.stream_buffer,
+            recheck=settings.stream_recheck,
+            heartbeat=settings.stream_heartbeat,
+        )
+        hub.start()
         if freeze_gc:
             gc.collect()
             gc.freeze()
@@ -87,6 +105,7 @@ def create_app(
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
+            await hub.stop()
             ctx.db.dispose()
 
     app = LoomApp(
@@ -135,8 +154,18 @@ def create_app(
     # The routes are added to the app's own router (not nested with include_router): matching
     # a request then walks one flat list, hottest routes first (leases), which measurably
     # lowers per-request overhead.
-    for router in (leases_router, changes_router, project_router):
+    for router in (
+        leases_router,
+        changes_router,
+        stream_router,
+        project_router,
+        admin_router,
+        metrics_router,
+    ):
         app.router.routes.extend(router.routes)
+    from loom.api import ui
+
+    ui.install(app)
     app.router.routes.append(mcp_route(settings))
     if hot_lane:  # innermost: every other middleware sees the hot requests too
         app.add_middleware(HotLane, routes=app.router.routes, max_bytes=settings.max_body_bytes)

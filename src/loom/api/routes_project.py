@@ -47,6 +47,11 @@ async def verify(access: AccessDep) -> Any:
         body["org"] = access.project.org
         body["repo"] = access.project.repo
     body["project_id"] = access.project.name
+    if access.scope.name is not None:
+        body["token_name"] = access.scope.name
+        body["access"] = (
+            "read" if access.scope.read_only else ("admin" if access.scope.admin else "write")
+        )
     return body
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from sqlalchemy import Connection, select
 
 from loom.domain.leases import LeaseState
 from loom.store import _raw
+from loom.store.events import append_events, event_rows
 from loom.store.schema import changes, leases
 
 __all__ = ["ActiveLease", "get_lease", "list_active", "next_candidate", "save_lease"]
@@ -68,8 +70,10 @@ _WITH_CHANGE = _raw.SQL(
     " ON l.project_id = c.project_id AND l.change_id = c.change_id"
     " WHERE c.project_id = ? AND c.change_id = ?"
 )
-_LOCK_CHANGE = _raw.SQL(
-    "SELECT archived_us FROM changes WHERE project_id = ? AND change_id = ? FOR UPDATE"
+# PostgreSQL: lock the change row, then read the lease (migration 0005), one round trip.
+_PG_LOCK_CHANGE_LEASE = _raw.SQL(
+    "SELECT archived_us, has_lease, holder, acquired_us, expires_us, ttl_seconds,"
+    " fencing_token, previous_holder, expiry_recorded FROM loom_lock_change_lease(?, ?)"
 )
 
 
@@ -80,29 +84,39 @@ def get_change_lease(
     rest of the transaction, as every lease write needs.
 
     SQLite: one statement (the transaction already holds the database write lock).
-    PostgreSQL: lock the change row, *then* read the lease in a second statement. Under READ
-    COMMITTED a statement reads the snapshot taken when it started, so a single
-    ``SELECT … FOR UPDATE OF c`` joined to the lease would return the lease as it was before
-    it waited for the lock — a competitor's claim committed meanwhile would be invisible and
-    be overwritten (two holders). The statement after the lock sees every commit before it.
+    PostgreSQL: one call of ``loom_lock_change_lease`` (migration 0005), which locks the
+    change row and *then* reads the lease in a second statement. Under READ COMMITTED a
+    statement reads the snapshot taken when it started, so a single ``SELECT … FOR UPDATE
+    OF c`` joined to the lease would return the lease as it was before it waited for the
+    lock — a competitor's claim committed meanwhile would be invisible and be overwritten
+    (two holders). The statement after the lock sees every commit before it.
     """
-    if conn.dialect.name == "postgresql":
-        locked = _raw.fetchone(conn, _LOCK_CHANGE, (project_id, change_id))
-        if locked is None:
-            return False, None, None
-        return True, locked[0], get_lease(conn, project_id, change_id)
-    row = _raw.fetchone(conn, _WITH_CHANGE, (project_id, change_id))
+    pg = conn.dialect.name == "postgresql"
+    row = _raw.fetchone(
+        conn, _PG_LOCK_CHANGE_LEASE if pg else _WITH_CHANGE, (project_id, change_id)
+    )
     if row is None:
         return False, None, None
-    if row[1] is None:
+    if not row[1]:  # PostgreSQL: has_lease; SQLite: the lease's change_id (NULL: no row)
         return True, row[0], None
     return True, row[0], _state(row[2:])
 
 
 def save_lease(
-    conn: Connection, project_id: int, change_id: str, state: LeaseState, *, exists: bool
+    conn: Connection,
+    project_id: int,
+    change_id: str,
+    state: LeaseState,
+    *,
+    exists: bool,
+    events: Sequence[dict[str, Any]] = (),
+    now_us: int = 0,
 ) -> None:
-    """Write the state. The caller holds the change's lock, so plain writes are safe."""
+    """Write the state, and append ``events`` (stamped ``now_us``) to the audit log.
+
+    The caller holds the change's lock, so plain writes are safe. On PostgreSQL the lease
+    write and the events are one statement (a data-modifying ``WITH``): one round trip.
+    """
     params = (
         state.holder,
         state.acquired_us,
@@ -114,7 +128,26 @@ def save_lease(
         project_id,
         change_id,
     )
+    if events and conn.dialect.name == "postgresql":
+        rows = event_rows(project_id, events, now_us)
+        sql = _pg_save_with_events(exists, len(rows))
+        _raw.execute(conn, sql, [*params, *(value for row in rows for value in row)])
+        return
     _raw.execute(conn, _UPDATE if exists else _INSERT, params)
+    if events:
+        append_events(conn, project_id, events, now_us)
+
+
+@functools.cache
+def _pg_save_with_events(exists: bool, count: int) -> _raw.SQL:
+    """``WITH saved AS (<lease write>) INSERT INTO events …``: both, one statement. The
+    events are appended unnumbered, as :func:`loom.store.events.append_events` does on
+    PostgreSQL (``publish_events`` numbers them)."""
+    values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in range(count))
+    return _raw.SQL(
+        f"WITH saved AS ({(_UPDATE if exists else _INSERT).qmark})"
+        f" INSERT INTO events (project_id, entity, scope, op, body, created_us) VALUES {values}"
+    )
 
 
 _ACTIVE = select(
