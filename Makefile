@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/leases.py
 	$(BIN)/python bench/burndown.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/stream.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
