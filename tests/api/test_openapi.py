@@ -201,7 +201,12 @@ def test_success_bodies_are_the_client_models(doc: dict[str, Any]) -> None:
     for path, method, op in _operations(doc):
         if path == "/api/v1/openapi.json":
             continue
-        name = _success_model(op["responses"]["200"]["content"]["application/json"]["schema"])
+        content = op["responses"]["200"]["content"]
+        if "text/event-stream" in content:  # each event's data is one of the models
+            schema = content["text/event-stream"]["schema"]["properties"]["data"]["contentSchema"]
+        else:
+            schema = content["application/json"]["schema"]
+        name = _success_model(schema)
         model = getattr(models, name, None)
         assert model is not None and name in models.__all__, (method, path, name)
         used.add(name)
