@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test lint typecheck walls pytest explore bench clean
+.PHONY: serve test test-fast lint typecheck walls pytest explore bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,16 @@ typecheck: $(STAMP)
 walls: $(STAMP)
 	$(BIN)/lint-imports
 
+# Two workers (the machine has two cores); tests marked xdist_group("races") share one.
+XDIST ?= -n 2 --dist loadgroup
+
 pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
+
+## The inner loop: lint, types, walls and every test not marked slow (no real-server races,
+## no fuzzing), on two workers.
+test-fast: $(STAMP) lint typecheck walls
+	$(BIN)/pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 ## Hunt for new failures: every property and state-machine test, random seeds, 10x budgets
 ## (hypothesis profile `explore`; `make test` uses `dev`, or the derandomized `ci` when CI is set).

@@ -41,6 +41,12 @@ class Settings(BaseModel):
     workers: int = Field(default=1, ge=1, le=64)
     idempotency_ttl: int = Field(default=86400, ge=60)
     access_log: bool = True
+    # The event stream (GET /events/stream, /ui/): comment heartbeat interval, per-subscriber
+    # buffer (bytes of events queued for a slow reader before it is cut off), and the re-read
+    # timer that bounds the delay of a lost wake-up.
+    stream_heartbeat: float = Field(default=15.0, gt=0)
+    stream_buffer: int = Field(default=16 * 1024 * 1024, ge=1024)
+    stream_recheck: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _check_ttls(self) -> Settings:

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from loom.api._scope import BODY_KEY
 from loom.api.access import Access, project_access, read, write
 from loom.api.bodies import parse_body
 from loom.api.contract import operation, operation_id
+from loom.api.middleware import hot
 from loom.api.models import EventsBody, ImportBody, ModulePut, SpecPut
 from loom.api.responses import JSON
 from loom.domain.timefmt import parse_rfc3339_us
@@ -31,7 +31,7 @@ from loom.models import (
 )
 from loom.service import catalog, events, imports
 
-__all__ = ["fast_routes", "router"]
+__all__ = ["router"]
 
 # PostgreSQL refuses NUL in text parameters (a 500): such a filter is a 400 instead.
 _NO_NUL = r"^[^\x00]*$"
@@ -187,6 +187,7 @@ def _events_body(raw: bytes) -> tuple[list[Any], str, bool] | None:
     summary="Ingest a batch of audit events (idempotent per key)",
     **operation(IngestResult, body=EventsBody),
 )
+@hot
 async def ingest(request: Request) -> Response:
     """Served by the hot lane: batches of hundreds of events skip the framework's generic
     body handling (decode, model validation of every element as ``Any``)."""
@@ -200,11 +201,6 @@ async def ingest(request: Request) -> Response:
         parsed = (body.events, body.idempotency_key, False)
     items, key, strict = parsed
     return await write(request, access, events.ingest_events, items, key, strict_json=strict)
-
-
-def fast_routes() -> list[BaseRoute]:
-    """Starlette routes for this module's hot endpoints (see routes_leases.fast_routes)."""
-    return [Route(f"{router.prefix}/events", ingest, methods=["POST"])]
 
 
 @router.get(

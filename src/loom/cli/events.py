@@ -22,7 +22,7 @@ from loom.cli._common import (
 )
 from loom.client import DEFAULT_EVENT_LOG, AuditEvent, Client, forward_events
 
-__all__ = ["events_app", "follow_events"]
+__all__ = ["events_app", "follow_events", "stream_events"]
 
 events_app = typer.Typer(
     name="events",
@@ -64,6 +64,26 @@ def follow_events(
         sleep(interval)
 
 
+def stream_events(
+    client: Client,
+    since: int | None,
+    emit: Callable[[AuditEvent], None],
+    *,
+    entity: str | None = None,
+    scope: str | None = None,
+    op: str | None = None,
+    reconnect_delay: float = 1.0,
+) -> None:
+    """Follow the event stream (``GET /events/stream``) and emit each event, forever.
+
+    The client reconnects by itself and resumes after the last event emitted (nothing lost
+    or repeated). Stops only by an exception (Ctrl-C raises KeyboardInterrupt)."""
+    for event in client.follow_events(
+        since, entity=entity, scope=scope, op=op, reconnect_delay=reconnect_delay
+    ):
+        emit(event)
+
+
 @agent_group_callback(events_app)
 def show(
     cx: Ctx,
@@ -77,10 +97,16 @@ def show(
     scope: Annotated[str | None, typer.Option("--scope", help="Filter by scope.")] = None,
     op: Annotated[str | None, typer.Option("--op", help="Filter by operation.")] = None,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep polling for new events (Ctrl-C stops).")
+        bool,
+        typer.Option("--follow", "-f", help="Stream new events as they happen (Ctrl-C stops)."),
     ] = False,
     interval: Annotated[
-        float, typer.Option("--interval", help="Seconds between polls with --follow.", min=0.01)
+        float,
+        typer.Option(
+            "--interval",
+            help="With --follow: seconds before reconnecting a dropped stream.",
+            min=0.01,
+        ),
     ] = 1.0,
 ) -> int:
     """Show the audit log, or follow it; `loom events forward` sends a local log.
@@ -97,7 +123,10 @@ def show(
                 out(_line(event))
 
         try:
-            follow_events(client, since, emit, interval=interval)
+            start = since if since is not None else 0  # the whole log, then live
+            stream_events(
+                client, start, emit, entity=entity, scope=scope, op=op, reconnect_delay=interval
+            )
         except KeyboardInterrupt:
             return 0
         return 0

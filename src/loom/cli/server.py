@@ -227,6 +227,10 @@ def resolve_settings(
         ),
         "workers": _int("workers", _first(workers, cfg.get("workers"), 1)),
     }
+    # Event stream tuning (docs/stream.md): config file only.
+    for key in ("stream_heartbeat", "stream_buffer", "stream_recheck"):
+        if key in cfg:
+            values[key] = cfg[key]
     try:
         return Settings(**values), notes
     except PydanticValidationError as exc:

@@ -26,11 +26,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["Database", "normalize_database_url", "redact_url"]
+__all__ = ["APPENDED", "Database", "normalize_database_url", "redact_url"]
 
 T = TypeVar("T")
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Key in ``Connection.info``: the project ids whose audit log this transaction appended to
+# (set by ``loom.store.events.append_events``).
+APPENDED = "loom.appended"
 
 
 def normalize_database_url(url: str) -> str:
@@ -66,6 +69,9 @@ class Database:
         self._local = threading.local()
         self._writers: list[Connection] = []
         self._writers_lock = threading.Lock()
+        # Called (from the committing thread) with the project ids whose audit log a write
+        # transaction appended to, once it has committed: the event stream's wake-up.
+        self.on_events: Callable[[set[int]], None] | None = None
 
     def _make_engine(self, pool_size: int) -> Engine:
         if self.kind == "sqlite":
@@ -110,9 +116,16 @@ class Database:
                     finally:
                         self._local.conn = None
         except DBAPIError as exc:
+            conn.info.pop(APPENDED, None)
             if exc.connection_invalidated or conn.invalidated or conn.closed:
                 self._drop_writer_connection()
             raise
+        except BaseException:
+            conn.info.pop(APPENDED, None)
+            raise
+        appended = conn.info.pop(APPENDED, None)
+        if appended and self.on_events is not None:
+            self.on_events(appended)
 
     @contextlib.contextmanager
     def _sqlite_transaction(self, conn: Connection) -> Iterator[None]:

@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import Connection, select
 
 from loom.store import _raw
+from loom.store.engine import APPENDED
 from loom.store.schema import event_batches
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "event_rows",
     "get_batch_key",
     "insert_batch_key",
+    "latest_seq",
     "list_events",
     "publish_events",
 ]
@@ -48,6 +50,9 @@ def append_events(
     """
     if not items:
         return 0
+    # Tell the engine which project's log grew: after this transaction commits, it wakes the
+    # event stream (see ``Database.on_events``).
+    conn.info.setdefault(APPENDED, set()).add(project_id)
     deferred = conn.dialect.name == "postgresql"
     rows = event_rows(project_id, items, now_us, bodies)
     if deferred:
@@ -168,6 +173,15 @@ _NUMBER = _raw.SQL(
     " WHERE project_id = ? AND seq IS NULL) p WHERE e.id = p.id"
 )
 _SET_COUNTER = _raw.SQL("UPDATE projects SET event_seq = ? WHERE id = ?")
+
+
+_LATEST = _raw.SQL("SELECT MAX(seq) FROM events WHERE project_id = ? AND seq IS NOT NULL")
+
+
+def latest_seq(conn: Connection, project_id: int) -> int:
+    """The highest numbered ``seq`` of the project's log (0 when empty)."""
+    row = _raw.fetchone(conn, _LATEST, (project_id,))
+    return int(row[0]) if row is not None and row[0] is not None else 0
 
 
 def publish_events(conn: Connection, project_id: int) -> int:
