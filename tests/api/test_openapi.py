@@ -201,18 +201,11 @@ def test_success_bodies_are_the_client_models(doc: dict[str, Any]) -> None:
     used = set()
     for path, method, op in _operations(doc):
         content = op["responses"]["200"]["content"]
-        if "text/event-stream" in content:  # the SSE stream: events, not a JSON body
-            continue
-<<<<<<< HEAD
-        name = _success_model(content["application/json"]["schema"])
-=======
-        content = op["responses"]["200"]["content"]
         if "text/event-stream" in content:  # each event's data is one of the models
             schema = content["text/event-stream"]["schema"]["properties"]["data"]["contentSchema"]
         else:
             schema = content["application/json"]["schema"]
         name = _success_model(schema)
->>>>>>> issue-13
         model = getattr(models, name, None)
         assert model is not None and name in models.__all__, (method, path, name)
         used.add(name)
