@@ -23,6 +23,7 @@ __all__ = [
     "insert_batch_key",
     "latest_seq",
     "list_events",
+    "note_appended",
     "publish_events",
 ]
 
@@ -50,9 +51,7 @@ def append_events(
     """
     if not items:
         return 0
-    # Tell the engine which project's log grew: after this transaction commits, it wakes the
-    # event stream (see ``Database.on_events``).
-    conn.info.setdefault(APPENDED, set()).add(project_id)
+    note_appended(conn, project_id)
     deferred = conn.dialect.name == "postgresql"
     rows = event_rows(project_id, items, now_us, bodies)
     if deferred:
@@ -69,6 +68,12 @@ def append_events(
     first = (int(top[0]) if top is not None and top[0] is not None else 0) + 1
     _raw.executemany(conn, _APPEND, [(r[0], first + i, *r[1:]) for i, r in enumerate(rows)])
     return first
+
+
+def note_appended(conn: Connection, project_id: int) -> None:
+    """Tell the engine which project's log grew: after this transaction commits, it wakes
+    the event stream (see ``Database.on_events``). Every append must call it."""
+    conn.info.setdefault(APPENDED, set()).add(project_id)
 
 
 def event_rows(
