@@ -122,10 +122,12 @@ class LoomH11Protocol(_Limits, H11Protocol):
 
 
 def protocol_class(header_timeout: float, max_connections: int) -> type[Any]:
-    """The protocol class for ``uvicorn.Config(http=...)`` with these limits."""
-    base: type[Any] = LoomHttpToolsProtocol if HttpToolsProtocol is not None else LoomH11Protocol
-    return type(
-        base.__name__,
-        (base,),
-        {"header_timeout": header_timeout, "max_connections": max_connections},
-    )
+    """The protocol class for ``uvicorn.Config(http=...)``, configured with these limits.
+
+    The limits are class attributes set in the calling process (a module-level class is
+    what a ``--workers`` config can carry to its spawned workers: each worker calls this
+    again with its settings)."""
+    cls: type[Any] = LoomHttpToolsProtocol if HttpToolsProtocol is not None else LoomH11Protocol
+    cls.header_timeout = header_timeout
+    cls.max_connections = max_connections
+    return cls

@@ -215,9 +215,9 @@ class WorkerFactory:
         payload, self._payload = self._payload, ""
         if not payload:
             raise RuntimeError("loom worker started without settings")
-        return create_app(
-            Settings.model_validate_json(payload), run_migrations=False, freeze_gc=True
-        )
+        settings = Settings.model_validate_json(payload)
+        protocol_class(settings.header_timeout, settings.max_connections)  # this process's
+        return create_app(settings, run_migrations=False, freeze_gc=True)
 
 
 logging.getLogger("loom").addHandler(logging.NullHandler())
