@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -117,6 +118,10 @@ def create_app(
         if freeze_gc:
             gc.collect()
             gc.freeze()
+            # Parsing and merging run on worker threads (CPU-bound, holding the GIL): with
+            # the default 5 ms switch interval the event loop waited up to 5 ms per GIL
+            # hand-off, several per request; 1 ms keeps /health fast meanwhile.
+            sys.setswitchinterval(0.001)
         try:
             # Background work that lives as long as the app (the MCP session manager, started
             # on the first MCP request).
