@@ -7,9 +7,25 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Settings"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "Settings", "make_private_dir"]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents); the directories created are mode 0700.
+
+    An existing directory keeps its mode (the operator chose it)."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)  # mkdir's mode is masked by the umask
 
 
 class Settings(BaseModel):
@@ -30,6 +46,7 @@ class Settings(BaseModel):
     lease_ttl_max: int = Field(default=86400, ge=1)
     lease_enforcement: Literal["strict", "advisory"] = "strict"
     allow_blind_push: bool = False
+    require_lease: bool = False
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     workers: int = Field(default=1, ge=1, le=64)
     idempotency_ttl: int = Field(default=86400, ge=60)
@@ -43,6 +60,10 @@ class Settings(BaseModel):
                 f"[{self.lease_ttl_min}, {self.lease_ttl_max}]"
             )
         return self
+
+    def make_data_dir(self) -> None:
+        """Create the data dir (and parents) if missing; a new data dir is mode 0700."""
+        make_private_dir(self.data_dir)
 
     @property
     def database_kind(self) -> str:

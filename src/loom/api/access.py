@@ -23,7 +23,7 @@ from loom.service.idempotency import run_idempotent
 from loom.settings import Settings
 from loom.store.schema import projects
 
-__all__ = ["Access", "project_access", "read", "valid_idempotency_key", "write"]
+__all__ = ["Access", "bool_param", "project_access", "read", "valid_idempotency_key", "write"]
 
 
 def valid_idempotency_key(key: str) -> bool:
@@ -206,3 +206,11 @@ async def write(
     if replayed:
         out["Idempotent-Replayed"] = "true"
     return JSON(body, status_code=status, headers=out)
+
+
+def bool_param(request: Request, name: str) -> bool:
+    """A ``?name=true|false|1|0`` query flag (absent: false); anything else is a 400."""
+    value = request.query_params.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ValidationError(f"{name} must be true or false", kind="invalid_request")
+    return value in ("true", "1")

@@ -63,6 +63,7 @@ def _policy(settings: Settings) -> Policy:
         lease_ttl_max=settings.lease_ttl_max,
         lease_enforcement=settings.lease_enforcement,
         allow_blind_push=settings.allow_blind_push,
+        require_lease=settings.require_lease,
         idempotency_ttl=settings.idempotency_ttl,
     )
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
-from loom.api.access import Access, project_access, read, write
+from loom.api.access import Access, bool_param, project_access, read, write
 from loom.api.models import AddTaskBody, CompleteBody, ShelveBody, SyncPush
 from loom.api.responses import JSON
 from loom.domain.ids import validate_module_id
@@ -100,9 +100,15 @@ async def push(
     )
 
 
-@router.post("/changes/{change_id}/archive", summary="Archive: merge deltas, mark archived")
+@router.post(
+    "/changes/{change_id}/archive",
+    summary="Archive: merge deltas, mark archived (?force=true: even with unfinished tasks)",
+)
 async def archive_change(request: Request, access: AccessDep, change_id: str) -> Response:
-    return await write(request, access, archive.archive_change, change_id, access.actor)
+    force = bool_param(request, "force")
+    return await write(
+        request, access, archive.archive_change, change_id, access.actor, force=force
+    )
 
 
 @router.get("/changes/{change_id}/tasks", summary="Parsed tasks, waves, readiness, diagnostics")

@@ -17,11 +17,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from loom.api.access import project_access, read, write
+from loom.api.access import bool_param, project_access, read, write
 from loom.api.bodies import body_doc, parse_body
 from loom.api.models import AllocateBody, ClaimBody, ReleaseBody
 from loom.domain.ids import validate_change_id, validate_holder, validate_module_id
-from loom.errors import Forbidden, ValidationError
+from loom.errors import Forbidden
 from loom.service import leases
 
 __all__ = ["fast_routes", "router"]
@@ -72,10 +72,7 @@ async def release(request: Request) -> Response:
     access = await project_access(request)
     body = await parse_body(request, ReleaseBody, _LEASE_FIELDS)
     holder = validate_holder(body.holder)
-    force_param = request.query_params.get("force", "false").lower()
-    if force_param not in ("true", "false", "1", "0"):
-        raise ValidationError("force must be true or false", kind="invalid_request")
-    force = force_param in ("true", "1")
+    force = bool_param(request, "force")
     if force and not access.scope.admin:
         raise Forbidden("force release needs an admin token", kind="admin_required")
     change_id = request.path_params["change_id"]

@@ -60,6 +60,7 @@ async def put_module(
         name=body.name,
         description=body.description,
         markdown=body.markdown,
+        actor=access.actor,
     )
 
 
@@ -75,7 +76,9 @@ async def get_spec(request: Request, access: AccessDep, spec_id: str) -> Any:
 
 @router.put("/specs/{spec_id}", summary="Create or replace a promoted spec")
 async def put_spec(request: Request, access: AccessDep, spec_id: str, body: SpecPut) -> Response:
-    return await write(request, access, catalog.put_spec, spec_id, body.markdown)
+    return await write(
+        request, access, catalog.put_spec, spec_id, body.markdown, actor=access.actor
+    )
 
 
 def _archived_us(value: str | None, change_id: str) -> int | None:

@@ -51,6 +51,8 @@ class Policy:
     lease_ttl_max: int = 86400
     lease_enforcement: Literal["strict", "advisory"] = "strict"
     allow_blind_push: bool = False
+    # Writes to an existing change need an active lease (creating a change stays open).
+    require_lease: bool = False
     idempotency_ttl: int = 86400
     idempotency_in_flight_timeout: int = 120
     # Expired idempotency records are deleted by every n-th keyed request of a process.

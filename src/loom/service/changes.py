@@ -32,6 +32,7 @@ from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
 from loom.store.catalog import get_module, upsert_module
 from loom.store.changes import (
+    ChangeRow,
     get_change,
     get_specs,
     insert_change,
@@ -319,7 +320,7 @@ def _created(
             meta={"source": "push"},
         ),
     )
-    return {"change_id": change_id, "new_revision": "1"}
+    return {"change_id": change_id, "new_revision": "1", "changed": True}
 
 
 def push_bundle(
@@ -373,6 +374,16 @@ def push_bundle(
                 local_revision=revision,
                 server_revision=str(row.revision),
             )
+        current = get_specs(conn, pid, change_id)
+        changed = changed_artifacts(row, bundle, current, specs)
+        if not changed:
+            # An identical push is a no-op: a new revision here would make every other
+            # agent's next push a conflict although nothing changed.
+            return {
+                "change_id": change_id,
+                "new_revision": str(row.revision),
+                "changed": False,
+            }
         new_revision = row.revision + 1
         done = update_change(
             conn,
@@ -394,4 +405,45 @@ def push_bundle(
                 server_revision=str(row.revision),
             )
         replace_specs(conn, pid, change_id, specs)
-    return {"change_id": change_id, "new_revision": str(new_revision)}
+        record(
+            conn,
+            pid,
+            now,
+            server_event(
+                now,
+                entity="change",
+                entity_id=change_id,
+                op="update",
+                by=actor.by,
+                meta={
+                    "source": "push",
+                    "artifacts": changed,
+                    "old_revision": str(row.revision),
+                    "new_revision": str(new_revision),
+                },
+            ),
+        )
+    return {"change_id": change_id, "new_revision": str(new_revision), "changed": True}
+
+
+def changed_artifacts(
+    row: ChangeRow,
+    bundle: Bundle,
+    current_specs: Sequence[tuple[str, str]],
+    specs: tuple[tuple[str, str], ...],
+) -> list[str]:
+    """The artifacts a push would change: ``proposal``, ``design``, ``tasks``, ``specs/<cap>``."""
+    changed = [
+        name
+        for name, old, new in (
+            ("proposal", row.proposal, bundle.proposal),
+            ("design", row.design, bundle.design),
+            ("tasks", row.tasks, bundle.tasks),
+        )
+        if old != new
+    ]
+    before = dict(current_specs)
+    after = dict(specs)
+    caps = sorted(before.keys() | after.keys())
+    changed.extend(f"specs/{cap}" for cap in caps if before.get(cap) != after.get(cap))
+    return changed

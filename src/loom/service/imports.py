@@ -58,6 +58,8 @@ class _Tally:
         self.updated = 0
         self.unchanged = 0
         self.conflicts: list[dict[str, str]] = []
+        self.changes_created: list[str] = []
+        self.changes_updated: list[str] = []
 
     def conflict(self, kind: str, item_id: str, reason: str) -> None:
         self.conflicts.append({"kind": kind, "id": item_id, "reason": reason})
@@ -144,6 +146,30 @@ def import_tree(
                     tally.updated += 1
         for c, c_specs in checked:
             _import_change(ctx, conn, pid, c, c_specs, overwrite, tally, now, actor)
+        if tally.created or tally.updated:
+            # One summary event for the whole import (not one per change: a corpus is
+            # hundreds), naming the changes it created or replaced.
+            record(
+                conn,
+                pid,
+                now,
+                server_event(
+                    now,
+                    entity="project",
+                    entity_id=project.name,
+                    op="import",
+                    by=actor.by,
+                    meta={
+                        "mode": mode,
+                        "created": tally.created,
+                        "updated": tally.updated,
+                        "unchanged": tally.unchanged,
+                        "conflicts": len(tally.conflicts),
+                        "changes_created": tally.changes_created,
+                        "changes_updated": tally.changes_updated,
+                    },
+                ),
+            )
     return tally.json()
 
 
@@ -179,20 +205,8 @@ def _import_change(
             return
         replace_specs(conn, pid, c.id, specs)
         ensure_module_rows(conn, pid, c.id, now)
-        record(
-            conn,
-            pid,
-            now,
-            server_event(
-                now,
-                entity="change",
-                entity_id=c.id,
-                op="create",
-                by=actor.by,
-                meta={"source": "import", "archived": c.archived_us is not None},
-            ),
-        )
         tally.created += 1
+        tally.changes_created.append(c.id)
         return
     same = (
         (row.proposal, row.design, row.tasks, row.metadata)
@@ -205,6 +219,10 @@ def _import_change(
         return
     if not overwrite:
         tally.conflict("change", c.id, "exists with different content")
+        return
+    if row.archived_us is not None and c.archived_us is None:
+        # An archive cannot be undone by an import (its specs are already merged).
+        tally.conflict("change", c.id, "archived on the server; an import does not un-archive")
         return
     update_change(
         conn,
@@ -226,6 +244,7 @@ def _import_change(
         if events:
             record(conn, pid, now, *events)
     tally.updated += 1
+    tally.changes_updated.append(c.id)
 
 
 def _same_archive(stored_us: int | None, imported_us: int | None) -> bool:

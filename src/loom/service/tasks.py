@@ -92,6 +92,19 @@ def init_tasks(
             updated_us=now,
             **derived.values(),
         )
+        record(
+            conn,
+            pid,
+            now,
+            server_event(
+                now,
+                entity="change",
+                entity_id=change_id,
+                op="tasks_init",
+                by=actor.by,
+                meta={"old_revision": str(row.revision), "new_revision": str(row.revision + 1)},
+            ),
+        )
     return {"change_id": change_id, "existed": False, "revision": str(row.revision + 1)}
 
 
