@@ -176,7 +176,11 @@ def test_sigkill_mid_stream_leaves_whole_transactions(tmp_path: Path, database_u
             resp = client.post(f"{PATH}/events", json={"events": [ev], "idempotency_key": "after"})
             assert resp.json() == {"accepted": 1, "duplicates": 0}
             last = client.get(f"{PATH}/events?since={len(events)}").json()
-            assert [e["seq"] for e in last] == [len(events) + 1]
+            # The push's own audit event, then the forwarded one, continuing the sequence.
+            assert [(e["seq"], e["op"]) for e in last] == [
+                (len(events) + 1, "update"),
+                (len(events) + 2, "create"),
+            ]
     finally:
         restarted.stop()
     # The kill really landed mid-stream: requests were in flight (sent, never answered).

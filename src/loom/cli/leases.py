@@ -21,7 +21,7 @@ from loom.cli._common import (
     err,
     out,
 )
-from loom.cli.changes import format_time
+from loom.cli._format import format_time
 from loom.client import ClaimResult
 from loom.client._keepalive import LeaseKeeper, renew_interval
 from loom.errors import LoomError

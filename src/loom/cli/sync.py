@@ -21,7 +21,7 @@ from loom.cli._common import (
     stdout_is_tty,
     table,
 )
-from loom.cli.changes import format_time
+from loom.cli._format import format_time
 from loom.client._state import REVISION_FILE
 from loom.client._sync import archive_change, pull_change, push_change
 from loom.client._transfer import export_tree, import_tree

@@ -320,7 +320,7 @@ def _created(
             meta={"source": "push"},
         ),
     )
-    return {"change_id": change_id, "new_revision": "1", "changed": True}
+    return {"change_id": change_id, "new_revision": "1"}
 
 
 def push_bundle(
@@ -379,11 +379,7 @@ def push_bundle(
         if not changed:
             # An identical push is a no-op: a new revision here would make every other
             # agent's next push a conflict although nothing changed.
-            return {
-                "change_id": change_id,
-                "new_revision": str(row.revision),
-                "changed": False,
-            }
+            return {"change_id": change_id, "new_revision": str(row.revision)}
         new_revision = row.revision + 1
         done = update_change(
             conn,
@@ -423,7 +419,7 @@ def push_bundle(
                 },
             ),
         )
-    return {"change_id": change_id, "new_revision": str(new_revision), "changed": True}
+    return {"change_id": change_id, "new_revision": str(new_revision)}
 
 
 def changed_artifacts(
