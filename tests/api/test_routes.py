@@ -508,7 +508,9 @@ def test_archive(api: Any, clock: FakeClock) -> None:
     }
     clock.advance(60)
     # Idempotent: the original archived_at, nothing else changes.
-    assert ok(api.post(f"{P}/changes/001-01_alpha/archive?force=true", json={}, headers=ADMIN_H)) == {
+    assert ok(
+        api.post(f"{P}/changes/001-01_alpha/archive?force=true", json={}, headers=ADMIN_H)
+    ) == {
         "change_id": "001-01_alpha",
         "archived_at": T1,
     }
@@ -544,12 +546,18 @@ def test_archive_error_cases(api: Any) -> None:
     ok(push(api, "001-02_beta"))
     ok(api.post(f"{P}/changes/001-02_beta/claim", json={"holder": "a"}, headers=ADMIN_H))
     error(
-        api.post(f"{P}/changes/001-02_beta/archive?force=true", headers={**ADMIN_H, "X-Loom-Holder": "b"}),
+        api.post(
+            f"{P}/changes/001-02_beta/archive?force=true", headers={**ADMIN_H, "X-Loom-Holder": "b"}
+        ),
         409,
         "conflict",
         "lease_conflict",
     )
-    ok(api.post(f"{P}/changes/001-02_beta/archive?force=true", headers={**ADMIN_H, "X-Loom-Holder": "a"}))
+    ok(
+        api.post(
+            f"{P}/changes/001-02_beta/archive?force=true", headers={**ADMIN_H, "X-Loom-Holder": "a"}
+        )
+    )
     error(
         api.get(f"{P}/changes/001-02_beta/lease", headers=ADMIN_H),
         404,

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from loom import __version__
+from loom.api.docs import install_docs
 from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON
@@ -101,7 +102,7 @@ def create_app(
         version=__version__,
         description="Coordination server for agents working on Ito spec-driven changes.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by loom.api.docs, with Swagger UI from the package
         redoc_url=None,
         # No 307 to the slash-less path (an empty, non-JSON body built from the Host
         # header): a trailing slash is an unknown route, 404 with the envelope, as in Ito.
@@ -110,6 +111,7 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_docs(app, "/api/v1/openapi.json")
 
     @app.get("/api/v1/health", summary="Liveness (never touches the database)")
     async def health() -> dict[str, str]:
