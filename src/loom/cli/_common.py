@@ -76,6 +76,9 @@ _NO_PROJECT = (
     "no project configured: pass --project ORG/REPO (or set LOOM_PROJECT, `project` in "
     ".loom.toml, or backend.project in .ito/config.json; `loom config show` shows the sources)"
 )
+# A task that cannot move from its state (blocked, shelved, already done): the server says
+# 400 (as Ito does), but for the command line it is a conflict with the change's state.
+_CONFLICT_KINDS = frozenset({"task_blocked", "task_invalid_state"})
 F = TypeVar("F", bound=Callable[..., Any])
 _PANEL = "Connection"
 
@@ -84,7 +87,7 @@ def exit_code_for(error: LoomError) -> int:
     """The documented exit code of a Loom error."""
     if isinstance(error, Unauthorized | Forbidden):
         return EXIT_AUTH
-    if isinstance(error, Conflict | PreconditionRequired):
+    if isinstance(error, Conflict | PreconditionRequired) or error.kind in _CONFLICT_KINDS:
         return EXIT_CONFLICT
     if isinstance(error, NotFound):
         return EXIT_NOT_FOUND

@@ -11,7 +11,7 @@ from loom.client._client import Client
 from loom.client._config import ClientConfig, Resolved, resolve_config
 from loom.client._errors import ConnectionFailed, InvalidArgument
 from loom.client._forward import ForwardResult, forward_events
-from loom.client._keepalive import LeaseKeeper
+from loom.client._keepalive import LeaseKeeper, renew_interval
 from loom.client._models import (
     AllocateResult,
     ArchiveResult,
@@ -50,7 +50,14 @@ from loom.client._models import (
     WaveInfo,
 )
 from loom.client._retry import RetryPolicy
-from loom.client._sync import archive_change, pull_change, push_change
+from loom.client._sync import (
+    LocalCopy,
+    archive_change,
+    local_copy,
+    pull_change,
+    push_change,
+    refresh_local_tasks,
+)
 from loom.client._transfer import export_tree, import_tree
 from loom.errors import (
     ArchivedConflict,
@@ -94,6 +101,7 @@ __all__ = [
     "LeaseConflict",
     "LeaseInfo",
     "LeaseKeeper",
+    "LocalCopy",
     "LoomError",
     "ModuleDetail",
     "ModuleSummary",
@@ -125,7 +133,10 @@ __all__ = [
     "export_tree",
     "forward_events",
     "import_tree",
+    "local_copy",
     "pull_change",
     "push_change",
+    "refresh_local_tasks",
+    "renew_interval",
     "resolve_config",
 ]
