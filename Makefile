@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test lint typecheck pytest bench clean
+.PHONY: serve test lint typecheck pytest explore bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,12 +29,19 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## Hunt for new failures: every property and state-machine test, random seeds, 10x budgets
+## (hypothesis profile `explore`; `make test` uses `dev`, or the derandomized `ci` when CI is set).
+explore: $(STAMP)
+	HYPOTHESIS_PROFILE=explore $(BIN)/pytest -m hypothesis $(PYTEST_ARGS)
+
 ## Run every benchmark (prints its figures; see BENCHMARKS.md). Starts its own servers.
 bench: $(STAMP)
 	$(BIN)/python bench/parse_corpus.py
 	$(BIN)/python bench/import_corpus.py --postgres
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/leases.py
+	$(BIN)/python bench/burndown.py
+	$(BIN)/python bench/cli.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

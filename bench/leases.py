@@ -95,13 +95,20 @@ class Conn:
                 await self._w.wait_closed()
 
     async def request(
-        self, method: str, path: str, body: Any = None, *, auth: bool = True
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        auth: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         assert self._r is not None and self._w is not None
         payload = b"" if body is None else json.dumps(body).encode()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
             + (self._auth if auth else "")
+            + "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
             + (
                 f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
                 if body is not None

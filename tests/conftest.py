@@ -21,12 +21,52 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from loom.api.auth import derive_project_token
 from loom.settings import Settings
+
+# --------------------------------------------------------------------------- hypothesis
+# One verdict per commit: under CI (``CI`` set, as ``.ci/run`` does) every property and state
+# machine test draws the same examples on every run (derandomized, fixed budgets, no
+# deadline, no example database). ``dev`` (the default) draws at random with the same
+# budgets; ``explore`` (``make explore``) draws at random with ten times the budget, to hunt
+# for new failures deliberately. A test that sets its own budget writes
+# ``max_examples=examples(n)`` so that ``explore`` scales it too; tests never pin
+# ``derandomize`` or a seed themselves (the profile decides).
+_SLOW_OK = [HealthCheck.too_slow]
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_OK,
+)
+settings.register_profile("dev", deadline=None, print_blob=True, suppress_health_check=_SLOW_OK)
+settings.register_profile(
+    "explore",
+    max_examples=1000,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_OK,
+    phases=list(Phase),
+    verbosity=Verbosity.normal,
+)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or (
+    "ci" if os.environ.get("CI") else "dev"
+)
+settings.load_profile(HYPOTHESIS_PROFILE)
+_EXPLORE_FACTOR = 10
+
+
+def examples(n: int) -> int:
+    """A test's example budget: ``n``, or ten times ``n`` under the ``explore`` profile."""
+    return n * _EXPLORE_FACTOR if HYPOTHESIS_PROFILE == "explore" else n
+
 
 ADMIN = "test-admin-token"
 SEED = "test-seed"

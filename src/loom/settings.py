@@ -10,6 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "Settings", "make_private_dir"]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# Several processes on one SQLite file would each run their writes inline on the event loop:
+# one process's write lock would stall the others' whole loops for up to the busy timeout.
+_SQLITE_WORKERS = (
+    "--workers > 1 needs PostgreSQL: SQLite allows one writing process, and one server "
+    "process already uses it fully (see docs/scaling.md); use --workers 1 or a "
+    "postgresql:// --database-url"
+)
 
 
 def make_private_dir(path: Path) -> None:
@@ -59,6 +66,8 @@ class Settings(BaseModel):
                 f"lease TTL {self.lease_ttl}s must lie within "
                 f"[{self.lease_ttl_min}, {self.lease_ttl_max}]"
             )
+        if self.workers > 1 and self.database_kind == "sqlite":
+            raise ValueError(_SQLITE_WORKERS)
         return self
 
     def make_data_dir(self) -> None:

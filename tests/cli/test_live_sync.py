@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -220,24 +221,45 @@ def _keepalive(loom: Loom, *command: str) -> subprocess.Popen[str]:
     )
 
 
+def _lease_or_none(client: Client) -> Any:
+    try:
+        return client.get_lease("001-01_alpha")
+    except NotFound:
+        return None
+
+
+def _wait_for(probe: Callable[[], Any], timeout: float = 30) -> Any:
+    """Poll ``probe`` until it returns something truthy (fails after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+    return value
+
+
 def test_keepalive_heartbeats_passes_exit_code_and_releases(
     loom: Loom, tmp_path: Path, client: Client
 ) -> None:
     loom("import", str(make_tree(tmp_path / "src")))
-    proc = _keepalive(loom, sys.executable, "-c", "import time; time.sleep(6); raise SystemExit(7)")
+    # The wrapped command runs until the test has seen a heartbeat (no fixed sleep: the
+    # first heartbeat is due at TTL/3 = 3.3 s, and a loaded machine may be later).
+    done = tmp_path / "renewed"
+    command = (
+        "import os, time\n"
+        f"while not os.path.exists({str(done)!r}): time.sleep(0.05)\n"
+        "raise SystemExit(7)\n"
+    )
+    proc = _keepalive(loom, sys.executable, "-c", command)
     try:
-        deadline = time.monotonic() + 20
-        while True:  # wait until keepalive holds the lease
-            try:
-                first = client.get_lease("001-01_alpha")
-                break
-            except NotFound:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-        time.sleep(4.2)  # past the first heartbeat at TTL/3 = 3.3 s
-        renewed = client.get_lease("001-01_alpha")
-        assert renewed.expires_at > first.expires_at
+        first = _wait_for(lambda: _lease_or_none(client))
+
+        def renewal() -> Any:
+            lease = _lease_or_none(client)
+            return lease if lease is not None and lease.expires_at > first.expires_at else None
+
+        renewed = _wait_for(renewal)
         assert renewed.fencing_token == first.fencing_token
+        done.touch()
         _out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -259,15 +281,9 @@ def test_keepalive_lost_lease_terminates_the_command(
     )
     try:
         with Client(server.url, server.admin_token, f"{ORG}/{REPO}", holder="thief") as c:
-            deadline = time.monotonic() + 20
-            while True:  # wait until keepalive holds the lease
-                try:
-                    if c.get_lease("001-01_alpha").holder == "agent-a":
-                        break
-                except NotFound:
-                    pass
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            _wait_for(  # until keepalive holds the lease
+                lambda: getattr(_lease_or_none(c), "holder", None) == "agent-a"
+            )
             c.release("001-01_alpha", force=True)
             c.claim("001-01_alpha")
             _out, err = proc.communicate(timeout=30)

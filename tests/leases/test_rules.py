@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from loom.domain.leases import LeaseState, check_write, claim, heartbeat, release
 from loom.domain.timefmt import format_us
 from loom.errors import LeaseConflict
@@ -242,7 +243,7 @@ _STEP = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300))
 @given(st.lists(_STEP, max_size=40))
 def test_token_changes_exactly_on_ownership_transitions(
     steps: list[tuple[str, object, object]],

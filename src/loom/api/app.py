@@ -7,11 +7,13 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from loom import __version__
+from loom.api import contract
 from loom.api.docs import install_docs
 from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
@@ -19,9 +21,11 @@ from loom.api.responses import JSON
 from loom.api.routes_changes import router as changes_router
 from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
+from loom.api.routes_mcp import mcp_route
 from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
 from loom.errors import ValidationError
+from loom.models import ErrorEnvelope, Health, Ready
 from loom.service._context import Policy, ServiceContext, system_clock_us
 from loom.settings import Settings
 from loom.store import migrate
@@ -52,6 +56,9 @@ class LoomApp(FastAPI):
                 if await self.lane.serve(scope, receive, send):
                     return
         await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        return contract.openapi(self)
 
 
 _PROJECTS = b"/api/v1/projects/"
@@ -93,7 +100,14 @@ def create_app(
             gc.collect()
             gc.freeze()
         try:
-            yield
+            # Background work that lives as long as the app (the MCP session manager, started
+            # on the first MCP request).
+            async with anyio.create_task_group() as tasks:
+                app.state.tasks = tasks
+                try:
+                    yield
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
             db.dispose()
 
@@ -108,16 +122,28 @@ def create_app(
         # header): a trailing slash is an unknown route, 404 with the envelope, as in Ito.
         redirect_slashes=False,
         lifespan=lifespan,
+        generate_unique_id_function=contract.operation_id,
     )
     app.state.settings = settings
     install_error_handlers(app)
     install_docs(app, "/api/v1/openapi.json")
 
-    @app.get("/api/v1/health", summary="Liveness (never touches the database)")
+    @app.get(
+        "/api/v1/health",
+        summary="Liveness (never touches the database)",
+        responses={200: {"model": Health}},
+    )
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/api/v1/ready", summary="Readiness (runs a trivial database query)")
+    @app.get(
+        "/api/v1/ready",
+        summary="Readiness (runs a trivial database query)",
+        responses={
+            200: {"model": Ready},
+            503: {"model": ErrorEnvelope, "description": "The database is unavailable"},
+        },
+    )
     async def ready(request: Request) -> Any:
         ctx: ServiceContext = request.app.state.ctx
         try:
@@ -146,5 +172,6 @@ def create_app(
     )
     for router in (leases_router, changes_router, project_router):
         app.router.routes.extend(router.routes)
+    app.router.routes.append(mcp_route(settings))
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app

@@ -5,7 +5,7 @@ OpenAPI description of such a body."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -15,18 +15,9 @@ from loom.api._scope import BODY_KEY
 from loom.api.models import PLAIN_TEXT, is_plain_json_text
 from loom.errors import Unprocessable, ValidationError
 
-__all__ = ["body_doc", "parse_body"]
+__all__ = ["parse_body"]
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
 
 
 async def parse_body(

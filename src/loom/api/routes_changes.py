@@ -8,17 +8,39 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from loom.api.access import Access, bool_param, project_access, read, write
+from loom.api.contract import (
+    LIFECYCLE,
+    MODULE_FILTER,
+    STATUS_LIST,
+    any_case_enum,
+    operation,
+    operation_id,
+    push_links,
+)
 from loom.api.models import AddTaskBody, CompleteBody, ShelveBody, SyncPush
 from loom.api.responses import JSON
 from loom.domain.ids import validate_module_id
 from loom.domain.statuses import WORK_STATUSES
 from loom.errors import ValidationError
+from loom.models import (
+    ArchiveResult,
+    ArtifactBundle,
+    ChangeDetail,
+    ChangeSummary,
+    PushResult,
+    RawTasks,
+    TaskMutationResult,
+    TasksInitResult,
+    TasksView,
+)
 from loom.service import archive, changes, tasks
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/projects/{org}/{repo}")
+router = APIRouter(prefix="/api/v1/projects/{org}/{repo}", generate_unique_id_function=operation_id)
 AccessDep = Annotated[Access, Depends(project_access)]
+# Writes to a change name the lease they hold (API.md §0 "Leases on writes").
+WRITE_HEADERS = ("X-Loom-Holder", "X-Loom-Fencing-Token")
 
 
 def _lifecycle(value: str | None) -> str:
@@ -31,13 +53,17 @@ def _lifecycle(value: str | None) -> str:
     return text
 
 
-@router.get("/changes", summary="List change summaries (canonical id order, paged)")
+@router.get(
+    "/changes",
+    summary="List change summaries (canonical id order, paged)",
+    **operation(list[ChangeSummary], response_headers=["X-Next-Cursor"]),
+)
 async def list_changes(
     request: Request,
     access: AccessDep,
-    lifecycle: str | None = None,
-    module: str | None = None,
-    status: str | None = None,
+    lifecycle: Annotated[str | None, Query(json_schema_extra=LIFECYCLE)] = None,
+    module: Annotated[str | None, Query(json_schema_extra=MODULE_FILTER)] = None,
+    status: Annotated[str | None, Query(json_schema_extra=STATUS_LIST)] = None,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> Response:
@@ -66,28 +92,48 @@ async def list_changes(
     return JSON(items, headers=headers)
 
 
-@router.get("/changes/{change_id}", summary="One change with artifacts, progress and lease")
+@router.get(
+    "/changes/{change_id}",
+    summary="One change with artifacts, progress and lease",
+    **operation(ChangeDetail, errors=[404]),
+)
 async def get_change(
-    request: Request, access: AccessDep, change_id: str, lifecycle: str | None = None
+    request: Request,
+    access: AccessDep,
+    change_id: str,
+    lifecycle: Annotated[str | None, Query(json_schema_extra=LIFECYCLE)] = None,
 ) -> Any:
     return await read(
         request, changes.change_detail, access.project, change_id, _lifecycle(lifecycle)
     )
 
 
-@router.get("/changes/{change_id}/sync", summary="Pull the artifact bundle (ETag = revision)")
+@router.get(
+    "/changes/{change_id}/sync",
+    summary="Pull the artifact bundle (ETag = revision)",
+    **operation(ArtifactBundle, errors=[404], response_headers=["ETag"]),
+)
 async def pull(request: Request, access: AccessDep, change_id: str) -> Response:
     body = await read(request, changes.pull_bundle, access.project, change_id)
     return JSON(body, headers={"ETag": f'"{body["revision"]}"'})
 
 
-@router.post("/changes/{change_id}/sync", summary="Push the artifact bundle (full replace)")
+@router.post(
+    "/changes/{change_id}/sync",
+    summary="Push the artifact bundle (full replace)",
+    **operation(
+        PushResult,
+        errors=[409, 428],
+        headers=["If-Match", *WRITE_HEADERS],
+        links=push_links(),
+    ),
+)
 async def push(
     request: Request,
     access: AccessDep,
     change_id: str,
     body: SyncPush,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     revision = changes.parse_revision(body.revision)
     if not revision:
@@ -103,6 +149,12 @@ async def push(
 @router.post(
     "/changes/{change_id}/archive",
     summary="Archive: merge deltas, mark archived (?force=true: even with unfinished tasks)",
+    **operation(
+        ArchiveResult,
+        errors=[404, 409],
+        headers=WRITE_HEADERS,
+        query={"force": any_case_enum(("true", "false", "1", "0"))},
+    ),
 )
 async def archive_change(request: Request, access: AccessDep, change_id: str) -> Response:
     force = bool_param(request, "force")
@@ -111,17 +163,29 @@ async def archive_change(request: Request, access: AccessDep, change_id: str) ->
     )
 
 
-@router.get("/changes/{change_id}/tasks", summary="Parsed tasks, waves, readiness, diagnostics")
+@router.get(
+    "/changes/{change_id}/tasks",
+    summary="Parsed tasks, waves, readiness, diagnostics",
+    **operation(TasksView, errors=[404]),
+)
 async def get_tasks(request: Request, access: AccessDep, change_id: str) -> Any:
     return await read(request, tasks.get_tasks, access.project, change_id)
 
 
-@router.get("/changes/{change_id}/tasks/raw", summary="The raw tasks.md")
+@router.get(
+    "/changes/{change_id}/tasks/raw",
+    summary="The raw tasks.md",
+    **operation(RawTasks, errors=[404]),
+)
 async def get_tasks_raw(request: Request, access: AccessDep, change_id: str) -> Any:
     return await read(request, tasks.get_tasks_raw, access.project, change_id)
 
 
-@router.post("/changes/{change_id}/tasks/init", summary="Write the enhanced template if absent")
+@router.post(
+    "/changes/{change_id}/tasks/init",
+    summary="Write the enhanced template if absent",
+    **operation(TasksInitResult, errors=[404], headers=WRITE_HEADERS),
+)
 async def init_tasks(request: Request, access: AccessDep, change_id: str) -> Response:
     return await write(request, access, tasks.init_tasks, change_id, access.actor)
 
@@ -129,7 +193,11 @@ async def init_tasks(request: Request, access: AccessDep, change_id: str) -> Res
 _MAX_WAVE = 9999
 
 
-@router.post("/changes/{change_id}/tasks/add", summary="Add a task to a wave")
+@router.post(
+    "/changes/{change_id}/tasks/add",
+    summary="Add a task to a wave",
+    **operation(TaskMutationResult, errors=[404], headers=WRITE_HEADERS),
+)
 async def add_task(
     request: Request, access: AccessDep, change_id: str, body: AddTaskBody
 ) -> Response:
@@ -150,14 +218,22 @@ async def add_task(
     )
 
 
-@router.post("/changes/{change_id}/tasks/{task_id}/start", summary="Start a task")
+@router.post(
+    "/changes/{change_id}/tasks/{task_id}/start",
+    summary="Start a task",
+    **operation(TaskMutationResult, errors=[404], headers=WRITE_HEADERS),
+)
 async def start_task(request: Request, access: AccessDep, change_id: str, task_id: str) -> Response:
     return await write(
         request, access, tasks.mutate_task, change_id, "start", access.actor, task_id=task_id
     )
 
 
-@router.post("/changes/{change_id}/tasks/{task_id}/complete", summary="Complete a task")
+@router.post(
+    "/changes/{change_id}/tasks/{task_id}/complete",
+    summary="Complete a task",
+    **operation(TaskMutationResult, errors=[404], headers=WRITE_HEADERS),
+)
 async def complete_task(
     request: Request,
     access: AccessDep,
@@ -177,7 +253,11 @@ async def complete_task(
     )
 
 
-@router.post("/changes/{change_id}/tasks/{task_id}/shelve", summary="Shelve a task")
+@router.post(
+    "/changes/{change_id}/tasks/{task_id}/shelve",
+    summary="Shelve a task",
+    **operation(TaskMutationResult, errors=[404], headers=WRITE_HEADERS),
+)
 async def shelve_task(
     request: Request,
     access: AccessDep,
@@ -197,7 +277,11 @@ async def shelve_task(
     )
 
 
-@router.post("/changes/{change_id}/tasks/{task_id}/unshelve", summary="Unshelve a task")
+@router.post(
+    "/changes/{change_id}/tasks/{task_id}/unshelve",
+    summary="Unshelve a task",
+    **operation(TaskMutationResult, errors=[404], headers=WRITE_HEADERS),
+)
 async def unshelve_task(
     request: Request, access: AccessDep, change_id: str, task_id: str
 ) -> Response:

@@ -18,15 +18,17 @@ from fastapi.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from loom.api.access import bool_param, project_access, read, write
-from loom.api.bodies import body_doc, parse_body
+from loom.api.bodies import parse_body
+from loom.api.contract import allocate_links, any_case_enum, operation, operation_id
 from loom.api.models import AllocateBody, ClaimBody, ReleaseBody
 from loom.domain.ids import validate_change_id, validate_holder, validate_module_id
 from loom.errors import Forbidden
+from loom.models import AllocateResult, ClaimResult, ReleaseResult
 from loom.service import leases
 
 __all__ = ["fast_routes", "router"]
 
-router = APIRouter(prefix="/api/v1/projects/{org}/{repo}")
+router = APIRouter(prefix="/api/v1/projects/{org}/{repo}", generate_unique_id_function=operation_id)
 # Lease bodies: a holder, TTL or id of the wrong type or missing is a plain 400 (API.md §2.7
 # "400 bad ttl/holder"), with the kind the same value would get if it were merely invalid.
 _LEASE_FIELDS: Final = {
@@ -40,7 +42,7 @@ _LEASE_FIELDS: Final = {
 @router.post(
     "/changes/{change_id}/claim",
     summary="Acquire or renew a lease",
-    openapi_extra=body_doc(ClaimBody),
+    **operation(ClaimResult, errors=[404, 409], body=ClaimBody),
 )
 async def claim(request: Request) -> Response:
     access = await project_access(request)
@@ -53,7 +55,7 @@ async def claim(request: Request) -> Response:
 @router.post(
     "/changes/{change_id}/heartbeat",
     summary="Renew the holder's lease",
-    openapi_extra=body_doc(ClaimBody),
+    **operation(ClaimResult, errors=[404, 409], body=ClaimBody),
 )
 async def heartbeat(request: Request) -> Response:
     access = await project_access(request)
@@ -66,7 +68,12 @@ async def heartbeat(request: Request) -> Response:
 @router.post(
     "/changes/{change_id}/release",
     summary="Release a lease (?force=true: admin only)",
-    openapi_extra=body_doc(ReleaseBody),
+    **operation(
+        ReleaseResult,
+        errors=[404, 409],
+        body=ReleaseBody,
+        query={"force": any_case_enum(("true", "false", "1", "0"))},
+    ),
 )
 async def release(request: Request) -> Response:
     access = await project_access(request)
@@ -81,7 +88,11 @@ async def release(request: Request) -> Response:
     )
 
 
-@router.get("/changes/{change_id}/lease", summary="The active lease of a change")
+@router.get(
+    "/changes/{change_id}/lease",
+    summary="The active lease of a change",
+    **operation(ClaimResult, errors=[404]),
+)
 async def get_lease(request: Request) -> Any:
     access = await project_access(request)
     return await read(
@@ -89,7 +100,9 @@ async def get_lease(request: Request) -> Any:
     )
 
 
-@router.get("/leases", summary="Active leases, soonest expiry first")
+@router.get(
+    "/leases", summary="Active leases, soonest expiry first", **operation(list[ClaimResult])
+)
 async def list_leases(request: Request) -> Any:
     access = await project_access(request)
     return await read(request, leases.list_leases, access.project)
@@ -98,7 +111,7 @@ async def list_leases(request: Request) -> Any:
 @router.post(
     "/allocate",
     summary="Lease the next eligible change (atomic)",
-    openapi_extra=body_doc(AllocateBody),
+    **operation(AllocateResult, errors=[404], body=AllocateBody, links=allocate_links()),
 )
 async def allocate(request: Request) -> Response:
     access = await project_access(request)

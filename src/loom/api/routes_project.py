@@ -12,11 +12,23 @@ from starlette.routing import BaseRoute, Route
 
 from loom.api._scope import BODY_KEY
 from loom.api.access import Access, project_access, read, write
-from loom.api.bodies import body_doc, parse_body
+from loom.api.bodies import parse_body
+from loom.api.contract import operation, operation_id
 from loom.api.models import EventsBody, ImportBody, ModulePut, SpecPut
 from loom.api.responses import JSON
 from loom.domain.timefmt import parse_rfc3339_us
 from loom.errors import ValidationError
+from loom.models import (
+    AuditEvent,
+    AuthInfo,
+    ImportResult,
+    IngestResult,
+    ModuleDetail,
+    ModuleSummary,
+    ProjectSnapshot,
+    SpecDocument,
+    SpecSummary,
+)
 from loom.service import catalog, events, imports
 
 __all__ = ["fast_routes", "router"]
@@ -24,11 +36,11 @@ __all__ = ["fast_routes", "router"]
 # PostgreSQL refuses NUL in text parameters (a 500): such a filter is a 400 instead.
 _NO_NUL = r"^[^\x00]*$"
 
-router = APIRouter(prefix="/api/v1/projects/{org}/{repo}")
+router = APIRouter(prefix="/api/v1/projects/{org}/{repo}", generate_unique_id_function=operation_id)
 AccessDep = Annotated[Access, Depends(project_access)]
 
 
-@router.get("/auth/verify", summary="Check the token and report its scope")
+@router.get("/auth/verify", summary="Check the token and report its scope", **operation(AuthInfo))
 async def verify(access: AccessDep) -> Any:
     body: dict[str, Any] = {"valid": True, "scope": access.scope.kind}
     if access.scope.kind == "project":
@@ -38,17 +50,29 @@ async def verify(access: AccessDep) -> Any:
     return body
 
 
-@router.get("/modules", summary="Modules with sub-modules and active change counts")
+@router.get(
+    "/modules",
+    summary="Modules with sub-modules and active change counts",
+    **operation(list[ModuleSummary]),
+)
 async def list_modules(request: Request, access: AccessDep) -> Any:
     return await read(request, catalog.list_modules, access.project)
 
 
-@router.get("/modules/{module_id}", summary="One module (or sub-module)")
+@router.get(
+    "/modules/{module_id}",
+    summary="One module (or sub-module)",
+    **operation(ModuleDetail, errors=[404]),
+)
 async def get_module(request: Request, access: AccessDep, module_id: str) -> Any:
     return await read(request, catalog.get_module, access.project, module_id)
 
 
-@router.put("/modules/{module_id}", summary="Create or replace a module or sub-module")
+@router.put(
+    "/modules/{module_id}",
+    summary="Create or replace a module or sub-module",
+    **operation(ModuleDetail, errors=[404]),
+)
 async def put_module(
     request: Request, access: AccessDep, module_id: str, body: ModulePut
 ) -> Response:
@@ -64,17 +88,21 @@ async def put_module(
     )
 
 
-@router.get("/specs", summary="Promoted specs, sorted by id")
+@router.get("/specs", summary="Promoted specs, sorted by id", **operation(list[SpecSummary]))
 async def list_specs(request: Request, access: AccessDep) -> Any:
     return await read(request, catalog.list_specs, access.project)
 
 
-@router.get("/specs/{spec_id}", summary="One promoted spec")
+@router.get(
+    "/specs/{spec_id}", summary="One promoted spec", **operation(SpecDocument, errors=[404])
+)
 async def get_spec(request: Request, access: AccessDep, spec_id: str) -> Any:
     return await read(request, catalog.get_spec, access.project, spec_id)
 
 
-@router.put("/specs/{spec_id}", summary="Create or replace a promoted spec")
+@router.put(
+    "/specs/{spec_id}", summary="Create or replace a promoted spec", **operation(SpecDocument)
+)
 async def put_spec(request: Request, access: AccessDep, spec_id: str, body: SpecPut) -> Response:
     return await write(
         request, access, catalog.put_spec, spec_id, body.markdown, actor=access.actor
@@ -93,7 +121,11 @@ def _archived_us(value: str | None, change_id: str) -> int | None:
         ) from exc
 
 
-@router.post("/import", summary="Bulk-load a whole .ito/ tree's state (one transaction)")
+@router.post(
+    "/import",
+    summary="Bulk-load a whole .ito/ tree's state (one transaction)",
+    **operation(ImportResult),
+)
 async def import_tree(request: Request, access: AccessDep, body: ImportBody) -> Response:
     from loom.domain.ids import validate_change_id, validate_spec_id
 
@@ -123,7 +155,11 @@ async def import_tree(request: Request, access: AccessDep, body: ImportBody) -> 
     )
 
 
-@router.get("/export", summary="The whole project in the POST /import body shape")
+@router.get(
+    "/export",
+    summary="The whole project in the POST /import body shape",
+    **operation(ProjectSnapshot),
+)
 async def export(request: Request, access: AccessDep) -> Any:
     return await read(request, imports.export_project, access.project)
 
@@ -152,7 +188,7 @@ def _events_body(raw: bytes) -> tuple[list[Any], str, bool] | None:
 @router.post(
     "/events",
     summary="Ingest a batch of audit events (idempotent per key)",
-    openapi_extra=body_doc(EventsBody),
+    **operation(IngestResult, body=EventsBody),
 )
 async def ingest(request: Request) -> Response:
     """Served by the hot lane: batches of hundreds of events skip the framework's generic
@@ -174,7 +210,11 @@ def fast_routes() -> list[BaseRoute]:
     return [Route(f"{router.prefix}/events", ingest, methods=["POST"])]
 
 
-@router.get("/events", summary="Audit events in append order, with seq")
+@router.get(
+    "/events",
+    summary="Audit events in append order, with seq",
+    **operation(list[AuditEvent], response_headers=["X-Next-Since"]),
+)
 async def list_events(
     request: Request,
     access: AccessDep,

@@ -93,21 +93,6 @@ class LoomGroup(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("ito-loom")
-    except PackageNotFoundError:  # running from a source tree without an install
-        return "unknown"
-
-
-def _show_version(value: bool) -> None:
-    if value:
-        typer.echo(f"loom {_version()}")
-        raise typer.Exit()
-
-
 app = typer.Typer(
     name="loom",
     cls=LoomGroup,
@@ -119,15 +104,24 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from loom.cli import version
+
+        typer.echo(f"loom {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
-    version: Annotated[
+    show_version: Annotated[
         bool,
         typer.Option(
             "--version",
-            help="Print the installed version and exit.",
-            callback=_show_version,
+            "-V",
+            help="Print the version and exit.",
             is_eager=True,
+            callback=_print_version,
         ),
     ] = False,
 ) -> None:
@@ -136,3 +130,5 @@ def _root(
     Agents: `loom allocate`, `loom pull`, `loom tasks …`, `loom push`, `loom archive`.
     Operators: `loom serve`, `loom token …`, `loom db …`. `loom COMMAND -h` for details.
     """
+    # `loom.cli.main` answers --version before importing Typer; this declares it for
+    # --help and for callers of `app` itself.

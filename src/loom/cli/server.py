@@ -233,7 +233,9 @@ def resolve_settings(
         return Settings(**values), notes
     except PydanticValidationError as exc:
         first = exc.errors()[0]
-        raise typer.BadParameter(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        where = ".".join(map(str, first["loc"]))
+        message = first["msg"].removeprefix("Value error, ")
+        raise typer.BadParameter(f"{where}: {message}" if where else message) from None
 
 
 @app.command()

@@ -12,7 +12,30 @@ from loom.client._config import ClientConfig, Resolved, resolve_config
 from loom.client._errors import ConnectionFailed, InvalidArgument
 from loom.client._forward import ForwardResult, forward_events
 from loom.client._keepalive import LeaseKeeper, renew_interval
-from loom.client._models import (
+from loom.client._retry import RetryPolicy
+from loom.client._sync import (
+    LocalCopy,
+    archive_change,
+    local_copy,
+    pull_change,
+    push_change,
+    refresh_local_tasks,
+)
+from loom.client._transfer import export_tree, import_tree
+from loom.errors import (
+    ArchivedConflict,
+    Conflict,
+    Forbidden,
+    LeaseConflict,
+    LoomError,
+    NotFound,
+    PreconditionRequired,
+    RevisionConflict,
+    Unauthorized,
+    Unavailable,
+    ValidationError,
+)
+from loom.models import (
     AllocateResult,
     ArchiveResult,
     ArtifactBundle,
@@ -48,29 +71,6 @@ from loom.client._models import (
     TasksInitResult,
     TasksView,
     WaveInfo,
-)
-from loom.client._retry import RetryPolicy
-from loom.client._sync import (
-    LocalCopy,
-    archive_change,
-    local_copy,
-    pull_change,
-    push_change,
-    refresh_local_tasks,
-)
-from loom.client._transfer import export_tree, import_tree
-from loom.errors import (
-    ArchivedConflict,
-    Conflict,
-    Forbidden,
-    LeaseConflict,
-    LoomError,
-    NotFound,
-    PreconditionRequired,
-    RevisionConflict,
-    Unauthorized,
-    Unavailable,
-    ValidationError,
 )
 
 __all__ = [

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from loom.client._client import Client
-from loom.client._models import ClaimResult
 from loom.errors import Conflict, LoomError, NotFound
+from loom.models import ClaimResult
 
 __all__ = ["LeaseKeeper", "renew_interval"]
 

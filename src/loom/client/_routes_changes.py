@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from loom.client._base import BaseClient
-from loom.client._models import (
+from loom.models import (
     ArchiveResult,
     ArtifactBundle,
     AuthInfo,

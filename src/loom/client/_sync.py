@@ -14,11 +14,11 @@ from pathlib import Path
 
 from loom.client._base import check_path_id
 from loom.client._client import Client
-from loom.client._models import ArchiveResult, ArtifactBundle, PushResult
 from loom.client._state import backup_change, read_revision, write_revision
 from loom.domain.ids import archive_dir_name, module_of, sub_module_of
 from loom.domain.modules import tick_change
 from loom.errors import NotFound
+from loom.models import ArchiveResult, ArtifactBundle, PushResult
 from loom.tree import ChangeFiles, SpecFiles, read_change, write_change, write_spec
 
 __all__ = [

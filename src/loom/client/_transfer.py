@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from loom.client._client import Client
-from loom.client._models import (
+from loom.client._protect import Protection, protect_local_edits, remove_stale_copies
+from loom.domain.ids import archive_dir_name
+from loom.errors import NotFound
+from loom.models import (
     ImportChange,
     ImportModule,
     ImportResult,
     ImportSpec,
     ProjectSnapshot,
 )
-from loom.client._protect import Protection, protect_local_edits, remove_stale_copies
-from loom.domain.ids import archive_dir_name
-from loom.errors import NotFound
 from loom.tree import ChangeFiles, ItoTree, ModuleFiles, SpecFiles, read_tree, write_tree
 
 __all__ = [

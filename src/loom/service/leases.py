@@ -25,11 +25,11 @@ from loom.service._common import (
 from loom.service._context import Actor, Project, ServiceContext
 from loom.store.changes import get_change
 from loom.store.leases import (
-    allocation_candidates,
     get_change_lease,
     get_lease,
     held_by,
     list_active,
+    next_candidate,
     save_lease,
 )
 
@@ -43,8 +43,6 @@ __all__ = [
     "release",
     "resolve_ttl",
 ]
-
-_ALLOCATE_BATCH = 8
 
 
 def resolve_ttl(ctx: ServiceContext, ttl_seconds: int | None) -> int:
@@ -295,14 +293,18 @@ def allocate(
                     ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored
                 )
             }
-        candidates = allocation_candidates(
-            conn, pid, now, module=module, change_ids=changes, limit=_ALLOCATE_BATCH
-        )
-        for change_id in candidates:
+        tried: list[str] = []
+        while True:
+            change_id = next_candidate(
+                conn, pid, now, module=module, change_ids=changes, exclude=tried
+            )
+            if change_id is None:
+                return {"claim": None}
             try:
                 result = _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True)
             except LeaseConflict:
-                # Taken between the candidate query and the row lock (PostgreSQL only).
+                # Claimed and committed between the candidate's snapshot and its row lock
+                # (PostgreSQL only); the lease was re-read under the lock. Ask again.
+                tried.append(change_id)
                 continue
             return {"claim": result}
-        return {"claim": None}

@@ -2,8 +2,10 @@
 
 SQLite: WAL, ``busy_timeout``, foreign keys ON, and write transactions that take the write
 lock up front (``BEGIN IMMEDIATE``), so a check-then-write can never interleave with another
-writer. Writes of one process go through a single writer thread (no lock waits inside the
-process); reads run concurrently on a small pool.
+writer. Writes run inline on the event loop thread, one at a time (no lock waits inside the
+process, no thread hand-off); reads run concurrently on a small pool. One server process per
+SQLite file: several would stall each other's whole event loops on the write lock, so
+``serve --workers N > 1`` is refused on SQLite (:mod:`loom.settings`).
 
 PostgreSQL: READ COMMITTED transactions; correctness comes from row locks
 (``SELECT … FOR UPDATE [SKIP LOCKED]``) and conditional writes issued by the store functions.
@@ -55,11 +57,15 @@ class Database:
         self.url = normalize_database_url(url)
         self.kind = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         self.engine: Engine = self._make_engine(pool_size)
-        writers = 1 if self.kind == "sqlite" else pool_size
-        self._write_pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="loom-w")
+        self.inline_writes = self.kind == "sqlite"
+        # SQLite writes run inline on the event loop: no writer threads.
+        self._write_pool = (
+            None
+            if self.inline_writes
+            else ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="loom-w")
+        )
         self._read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loom-r")
         self._local = threading.local()
-        self.inline_writes = self.kind == "sqlite"
         self._writers: list[Connection] = []
         self._writers_lock = threading.Lock()
 
@@ -174,7 +180,7 @@ class Database:
         hand-off and GIL ping-pong per request (measured: the single biggest cost of a claim).
         PostgreSQL: on a pool of writer threads (network round trips must not block the loop).
         """
-        if self.inline_writes:
+        if self._write_pool is None:
             return fn(*args)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args))
@@ -189,7 +195,8 @@ class Database:
             conn.execute(text("SELECT 1")).scalar_one()
 
     def dispose(self) -> None:
-        self._write_pool.shutdown(wait=True)
+        if self._write_pool is not None:
+            self._write_pool.shutdown(wait=True)
         self._read_pool.shutdown(wait=True)
         with self._writers_lock:
             for conn in self._writers:

@@ -11,7 +11,7 @@ from loom.domain.leases import LeaseState
 from loom.store import _raw
 from loom.store.schema import changes, leases
 
-__all__ = ["ActiveLease", "allocation_candidates", "get_lease", "list_active", "save_lease"]
+__all__ = ["ActiveLease", "get_lease", "list_active", "next_candidate", "save_lease"]
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ _ABANDONED = (
     "SELECT c.change_id FROM changes c"
     " WHERE c.project_id = ? AND c.work_status = 'in-progress' AND c.archived_us IS NULL{filters}"
     f" AND {_ACTIVE_UNTIL} BETWEEN 1 AND ?"
-    " ORDER BY c.sort_key LIMIT ?{lock}"
+    " ORDER BY {order} LIMIT 1{lock}"
 )
 # Everything else that may be offered: ready, or in progress without an active lease.
 _OPEN = (
@@ -191,69 +191,78 @@ _OPEN = (
     " WHERE c.project_id = ? AND c.work_status IN ('ready', 'in-progress')"
     " AND c.archived_us IS NULL{filters}"
     f" AND {_ACTIVE_UNTIL} <= ?"
-    " ORDER BY c.sort_key LIMIT ?{lock}"
+    " ORDER BY {order} LIMIT 1{lock}"
 )
+# The canonical order (PRODUCT.md §3.3). A preference key goes in front of it.
+_ORDER = "c.sort_key"
 _PG_LOCK = " FOR UPDATE OF c SKIP LOCKED"
 _MODULE_FILTERS = {
     None: "",
     "module": " AND c.module_id = ?",
     "sub_module": " AND c.sub_module_id = ?",
 }
+
+
+def _candidate_sql(template: str, filters: str, pg: bool) -> _raw.SQL:
+    return _raw.SQL(template.format(filters=filters, order=_ORDER, lock=_PG_LOCK if pg else ""))
+
+
 _CANDIDATE_SQL = {
-    (template, kind, pg): _raw.SQL(template.format(filters=f, lock=_PG_LOCK if pg else ""))
+    (template, kind, pg): _candidate_sql(template, f, pg)
     for template in (_ABANDONED, _OPEN)
     for kind, f in _MODULE_FILTERS.items()
     for pg in (False, True)
 }
 
 
-def allocation_candidates(
+def next_candidate(
     conn: Connection,
     project_id: int,
     now_us: int,
     *,
     module: str | None,
     change_ids: Sequence[str] | None,
-    limit: int,
-) -> list[str]:
-    """Eligible change ids: abandoned work first (in progress, its lease expired and never
-    released or taken over), then every other ready or in-progress change without an active
-    lease, in canonical order (PRODUCT.md §3.3).
+    exclude: Sequence[str] = (),
+) -> str | None:
+    """The first eligible change id: abandoned work first (in progress, its lease expired and
+    never released or taken over), then every other ready or in-progress change without an
+    active lease, in canonical order (PRODUCT.md §3.3); None when there is none.
 
-    Two statements, each ``ORDER BY sort_key LIMIT n``: the second (the usual answer) walks
-    the ``(project_id, sort_key)`` index and stops at the first eligible rows instead of
-    sorting the whole project (3 ms → 0.3 ms at 1,000 changes).
+    Two statements, each ``ORDER BY sort_key LIMIT 1``: they walk the
+    ``(project_id, sort_key)`` index and stop at the first eligible row instead of sorting
+    the whole project (3 ms → 0.3 ms at 1,000 changes).
 
-    On PostgreSQL the chosen rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent
-    allocators skip each other's candidates instead of queueing behind them.
+    On PostgreSQL the one row returned is locked (``FOR UPDATE OF c SKIP LOCKED``) until the
+    transaction ends: concurrent allocators skip each other's candidate instead of queueing
+    behind it, and each locks *exactly one* row, so no change is hidden from a concurrent
+    caller unless some transaction is leasing it right now (locking a batch and leasing one
+    answered "no work" to others while work remained). The caller re-reads the lease under
+    the lock; if it was taken meanwhile, it asks again with that id in ``exclude``.
     """
     if change_ids is not None and not change_ids:
-        return []
+        return None
     pg = conn.dialect.name == "postgresql"
     kind = None if module is None else ("sub_module" if "." in module else "module")
-    found: list[str] = []
     for template in (_ABANDONED, _OPEN):
         params: list[object] = [project_id]
         if module is not None:
             params.append(module)
-        if change_ids is not None:
-            marks = ", ".join("?" for _ in change_ids)
-            sql = _raw.SQL(
-                template.format(
-                    filters=_MODULE_FILTERS[kind] + f" AND c.change_id IN ({marks})",
-                    lock=_PG_LOCK if pg else "",
-                )
-            )
-            params.extend(change_ids)
+        if change_ids is not None or exclude:
+            filters = _MODULE_FILTERS[kind]
+            if change_ids is not None:
+                filters += f" AND c.change_id IN ({', '.join('?' for _ in change_ids)})"
+                params.extend(change_ids)
+            if exclude:
+                filters += f" AND c.change_id NOT IN ({', '.join('?' for _ in exclude)})"
+                params.extend(exclude)
+            sql = _candidate_sql(template, filters, pg)
         else:
             sql = _CANDIDATE_SQL[(template, kind, pg)]
-        params.extend([now_us, limit - len(found)])
-        for (change_id,) in _raw.fetchall(conn, sql, params):
-            if change_id not in found:
-                found.append(change_id)
-        if len(found) >= limit:
-            break
-    return found
+        params.append(now_us)
+        row = _raw.fetchone(conn, sql, params)
+        if row is not None:
+            return str(row[0])
+    return None
 
 
 _HELD = _raw.SQL(
@@ -273,7 +282,7 @@ def held_by(
     """The first non-archived change (within the filters) actively leased by ``holder``.
 
     Two small queries rather than a join, for the same reason as in
-    :func:`allocation_candidates`: the holder's active leases first (usually none), then
+    :func:`next_candidate`: the holder's active leases first (usually none), then
     their changes by primary key.
     """
     mine = [r[0] for r in _raw.fetchall(conn, _HELD, (project_id, holder, now_us))]

@@ -1,4 +1,9 @@
-"""Typed results of the Loom HTTP API (API.md), as pydantic v2 models.
+"""The bodies of the Loom HTTP API (API.md), as pydantic v2 models: one set for both sides.
+
+``loom.client`` parses every response into these models, and the server's OpenAPI document
+(``/api/v1/openapi.json``) describes its responses with the same models, so the client and
+the document cannot drift (the server still renders its bodies directly, for speed; the
+contract tests check that the bytes match these schemas).
 
 Every model allows extra fields, so a newer server can add fields without breaking older
 clients. ``model.model_dump(mode="json", by_alias=True)`` gives back the API's JSON shape.
@@ -22,6 +27,7 @@ __all__ = [
     "ChangeSummary",
     "ClaimResult",
     "Diagnostic",
+    "ErrorEnvelope",
     "Health",
     "ImportChange",
     "ImportConflict",
@@ -69,6 +75,17 @@ class Page(Generic[T]):
 
     items: list[T] = field(default_factory=list)
     next_cursor: str | None = None
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class ErrorEnvelope(_Model):
+    """The body of every non-2xx response (API.md §0); details vary by ``kind``."""
+
+    error: str = Field(description="human readable message")
+    code: str = Field(description="the coarse class (bad_request, conflict, ...)")
+    kind: str = Field(description="the precise machine reason (lease_conflict, invalid_id, ...)")
 
 
 # --- service routes ---------------------------------------------------------------------
