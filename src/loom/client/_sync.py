@@ -107,7 +107,7 @@ def _differing(path: Path, files: ChangeFiles) -> tuple[str, ...]:
     """The artifacts of the local ``path`` that writing ``files`` would change or remove."""
     if not path.is_dir():
         return ()
-    local = read_change(path)
+    local = read_change(path, files.archived_on)
     out = [
         name
         for name, old, new in (
