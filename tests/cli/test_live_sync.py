@@ -16,7 +16,7 @@ import pytest
 
 from loom.client import Client, NotFound
 
-from ._support import ORG, REPO, Loom, make_tree
+from ._support import ORG, REPO, Loom, make_tree, spawn_loom
 
 pytestmark = pytest.mark.slow
 
@@ -174,25 +174,7 @@ def test_events_show_forward_and_follow(loom: Loom, server: Any) -> None:
     assert "status_change  pending -> complete" in loom("events", "--limit", "1").stdout
 
     # --follow polls until Ctrl-C, which exits 0.
-    env = {**os.environ, **loom.env}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loom",
-            "events",
-            "--follow",
-            "--since",
-            "0",
-            "--json",
-            "--interval",
-            "0.1",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn_loom(loom.env, "events", "--follow", "--since", "0", "--json", "--interval", "0.1")
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(8)]

@@ -213,6 +213,7 @@ def _follow(
         emit(event)
     seqs = [e.seq for e in first if e.seq is not None]
     cursor = max(seqs) if seqs else since if since is not None else latest_seq(cx.client)
+    err(f"following new events after seq {cursor} (Ctrl-C stops)")
     try:
         follow_events(cx.client, cursor, emit, interval=interval)
     except KeyboardInterrupt:
