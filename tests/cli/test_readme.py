@@ -74,7 +74,7 @@ def test_the_first_make_serve_says_what_it_is_doing(tmp_path: Path) -> None:
     """`make serve` on a fresh clone first installs .venv for ~30 s: it says so first."""
     root = README.parent
     proc = subprocess.run(
-        ["make", "-n", "-C", str(root), "serve", f"VENV={tmp_path / 'fresh-venv'}"],
+        ["make", "-n", "--no-print-directory", "-C", str(root), "serve", f"VENV={tmp_path / 'v'}"],
         capture_output=True,
         text=True,
         check=True,
