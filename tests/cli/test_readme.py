@@ -82,4 +82,4 @@ def test_the_first_make_serve_says_what_it_is_doing(tmp_path: Path) -> None:
     lines = proc.stdout.splitlines()
     assert lines[0].startswith('echo "loom: installing loom and its dependencies into')
     assert any("is ready" in line and "activate" in line for line in lines)
-    assert lines[-1].endswith("loom serve")
+    assert lines[-1].rstrip().endswith("loom serve")
