@@ -138,3 +138,13 @@ def spawn_loom(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         text=True,
         preexec_fn=_default_sigint,
     )
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` if it still runs, reap it and close its pipes (no ResourceWarning)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()

@@ -16,7 +16,7 @@ import pytest
 
 from loom.client import Client, NotFound
 
-from ._support import ORG, REPO, Loom, make_tree, spawn_loom
+from ._support import ORG, REPO, Loom, make_tree, spawn_loom, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -185,12 +185,7 @@ def test_events_show_forward_and_follow(loom: Loom, server: Any) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(proc)
 
 
 def _keepalive(loom: Loom, *command: str) -> subprocess.Popen[str]:

@@ -20,7 +20,7 @@ import pytest
 
 from loom.client import ArtifactBundle, Client
 
-from ._support import Loom, make_tree, spawn_loom
+from ._support import Loom, make_tree, spawn_loom, stop_process
 
 C = "001-01_alpha"
 
@@ -276,12 +276,7 @@ def test_events_follow_starts_from_now(
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(proc)
 
 
 # --- item 18: children get default SIGINT handling ------------------------------------------
@@ -304,9 +299,4 @@ def test_spawned_loom_stops_on_sigint_even_when_the_runner_ignores_it(
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0  # Ctrl-C stops it (exit 0), not ignored
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(proc)

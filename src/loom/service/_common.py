@@ -18,6 +18,7 @@ from loom.store.leases import get_lease, save_lease
 
 __all__ = [
     "SERVER_SESSION",
+    "audit",
     "change_not_found",
     "check_lease",
     "record",
@@ -179,3 +180,8 @@ def release_on_archive(
 
 def record(conn: Connection, pid: int, now_us: int, *events: dict[str, Any]) -> None:
     append_events(conn, pid, list(events), now_us)
+
+
+def audit(conn: Connection, pid: int, now_us: int, **event: Any) -> None:
+    """Record one server event (the keyword arguments of :func:`server_event`)."""
+    record(conn, pid, now_us, server_event(now_us, **event))

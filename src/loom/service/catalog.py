@@ -7,7 +7,7 @@ from typing import Any
 from loom.domain.ids import validate_module_id
 from loom.domain.timefmt import format_us
 from loom.errors import NotFound, ValidationError
-from loom.service._common import record, server_event, write_pid
+from loom.service._common import audit, write_pid
 from loom.service._context import Actor, Project, ServiceContext
 from loom.store import catalog as store
 
@@ -100,18 +100,15 @@ def put_module(
             markdown=markdown,
             now_us=now,
         )
-        record(
+        audit(
             conn,
             pid,
             now,
-            server_event(
-                now,
-                entity="module",
-                entity_id=module_id,
-                op="create" if existing is None else "update",
-                by=(actor or Actor()).by,
-                meta={"name": name},
-            ),
+            entity="module",
+            entity_id=module_id,
+            op="create" if existing is None else "update",
+            by=(actor or Actor()).by,
+            meta={"name": name},
         )
     return get_module(ctx, project, module_id)
 
@@ -152,16 +149,13 @@ def put_spec(
     with ctx.db.write() as conn:
         existing = store.get_spec(conn, pid, spec_id)
         store.upsert_spec(conn, pid, spec_id, markdown, now)
-        record(
+        audit(
             conn,
             pid,
             now,
-            server_event(
-                now,
-                entity="spec",
-                entity_id=spec_id,
-                op="create" if existing is None else "update",
-                by=(actor or Actor()).by,
-            ),
+            entity="spec",
+            entity_id=spec_id,
+            op="create" if existing is None else "update",
+            by=(actor or Actor()).by,
         )
     return get_spec(ctx, project, spec_id)

@@ -20,6 +20,7 @@ from loom.errors import (
     ValidationError,
 )
 from loom.service._common import (
+    audit,
     change_not_found,
     check_lease,
     record,
@@ -401,23 +402,20 @@ def push_bundle(
                 server_revision=str(row.revision),
             )
         replace_specs(conn, pid, change_id, specs)
-        record(
+        audit(
             conn,
             pid,
             now,
-            server_event(
-                now,
-                entity="change",
-                entity_id=change_id,
-                op="update",
-                by=actor.by,
-                meta={
-                    "source": "push",
-                    "artifacts": changed,
-                    "old_revision": str(row.revision),
-                    "new_revision": str(new_revision),
-                },
-            ),
+            entity="change",
+            entity_id=change_id,
+            op="update",
+            by=actor.by,
+            meta={
+                "source": "push",
+                "artifacts": changed,
+                "old_revision": str(row.revision),
+                "new_revision": str(new_revision),
+            },
         )
     return {"change_id": change_id, "new_revision": str(new_revision)}
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from loom.domain.ids import validate_module_id
 from loom.domain.modules import parse_module_md
 from loom.domain.timefmt import format_us
-from loom.service._common import record, release_on_archive, server_event, write_pid
+from loom.service._common import audit, record, release_on_archive, write_pid
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
 from loom.service.changes import ensure_module_row, ensure_module_rows, validate_bundle_specs
@@ -149,26 +149,23 @@ def import_tree(
         if tally.created or tally.updated:
             # One summary event for the whole import (not one per change: a corpus is
             # hundreds), naming the changes it created or replaced.
-            record(
+            audit(
                 conn,
                 pid,
                 now,
-                server_event(
-                    now,
-                    entity="project",
-                    entity_id=project.name,
-                    op="import",
-                    by=actor.by,
-                    meta={
-                        "mode": mode,
-                        "created": tally.created,
-                        "updated": tally.updated,
-                        "unchanged": tally.unchanged,
-                        "conflicts": len(tally.conflicts),
-                        "changes_created": tally.changes_created,
-                        "changes_updated": tally.changes_updated,
-                    },
-                ),
+                entity="project",
+                entity_id=project.name,
+                op="import",
+                by=actor.by,
+                meta={
+                    "mode": mode,
+                    "created": tally.created,
+                    "updated": tally.updated,
+                    "unchanged": tally.unchanged,
+                    "conflicts": len(tally.conflicts),
+                    "changes_created": tally.changes_created,
+                    "changes_updated": tally.changes_updated,
+                },
             )
     return tally.json()
 

@@ -10,6 +10,7 @@ from loom.domain import tasks as t
 from loom.domain.timefmt import date_of_us
 from loom.errors import NotFound
 from loom.service._common import (
+    audit,
     change_not_found,
     check_lease,
     record,
@@ -92,18 +93,15 @@ def init_tasks(
             updated_us=now,
             **derived.values(),
         )
-        record(
+        audit(
             conn,
             pid,
             now,
-            server_event(
-                now,
-                entity="change",
-                entity_id=change_id,
-                op="tasks_init",
-                by=actor.by,
-                meta={"old_revision": str(row.revision), "new_revision": str(row.revision + 1)},
-            ),
+            entity="change",
+            entity_id=change_id,
+            op="tasks_init",
+            by=actor.by,
+            meta={"old_revision": str(row.revision), "new_revision": str(row.revision + 1)},
         )
     return {"change_id": change_id, "existed": False, "revision": str(row.revision + 1)}
 
