@@ -157,7 +157,7 @@ CASES: list[Case] = [
     ),
     # 404
     ("GET", f"{P}/nope", "", {}, 404, "route_not_found"),
-    ("GET", "/", "none", {}, 404, "route_not_found"),
+    ("GET", "/nope", "none", {}, 404, "route_not_found"),  # GET / redirects to the docs
     ("GET", "/api/v2/health", "none", {}, 404, "route_not_found"),
     ("GET", f"{P}/changes/", "", {}, 404, "route_not_found"),
     ("GET", f"{P}/changes/001-09_none", "", {}, 404, "change_not_found"),
