@@ -357,7 +357,7 @@ _GLOBALS: list[inspect.Parameter] = [
             typer.Option(
                 "--timeout",
                 envvar="LOOM_TIMEOUT",
-                help="Seconds per HTTP request (default 30).",
+                help="Seconds to wait for the server, retries included (default 30).",
                 rich_help_panel=_PANEL,
             ),
         ],
@@ -371,7 +371,8 @@ _GLOBALS: list[inspect.Parameter] = [
             typer.Option(
                 "--retries",
                 envvar="LOOM_RETRIES",
-                help="Retries after a connection error or 429/502/503/504 (default 3).",
+                help="Retries after a connection error or 429/502/503/504, each said on stderr "
+                "(default 3).",
                 rich_help_panel=_PANEL,
             ),
         ],
