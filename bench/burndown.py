@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python bench/burndown.py [--backends sqlite,postgresql] [--changes 1000]
-                                       [--agents 64]
+                                       [--agents 64] [--workers N]
 
 For each backend it starts a real ``loom serve`` on a throwaway database (as
 ``bench/leases.py`` does), imports ``--changes`` ready changes (one pending task each), then
@@ -15,6 +15,7 @@ until allocation answers "no work". It prints changes/s, the server process's CP
 change and the resulting changes/s per server core (changes divided by server CPU seconds:
 what one fully used core would sustain), and on PostgreSQL also the CPU the database's own
 backends used (read from ``/proc`` for the backends serving the benchmark's database).
+``--workers N`` runs the PostgreSQL server with N processes (CPU summed over all of them).
 
 Checked, exit status 1 on failure: every change was granted exactly once (responses), the
 audit log holds exactly one ``allocate`` per change, every change ends ``complete`` and no
@@ -156,9 +157,9 @@ def _pg_backends(url: str) -> dict[int, float]:
         engine.dispose()
 
 
-async def bench_backend(kind: str, url: str, changes: int, agents: int) -> bool:
+async def bench_backend(kind: str, url: str, changes: int, agents: int, workers: int) -> bool:
     data_dir = Path(tempfile.mkdtemp(prefix=f"loom-bench-burndown-{kind}-"))
-    server = start_server(data_dir, url)
+    server = start_server(data_dir, url, *(("--workers", str(workers)) if workers > 1 else ()))
     try:
         ids = [f"{1 + i // 100:03d}-{i % 100 + 1:02d}_work-{i}" for i in range(changes)]
         t = time.perf_counter()
@@ -180,7 +181,7 @@ async def bench_backend(kind: str, url: str, changes: int, agents: int) -> bool:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     done = len(run.grants)
-    print(f"\n== {kind} ==")
+    print(f"\n== {kind} ==" + (f" ({workers} server processes)" if workers > 1 else ""))
     print(f"seed: {changes} ready changes in {seeded:.1f} s; {agents} agents")
     print(
         f"burn-down: {done} changes in {elapsed:.2f} s = {done / elapsed:,.0f} changes/s "
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--changes", type=int, default=1000)
     parser.add_argument("--agents", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL only)")
     args = parser.parse_args(argv)
     print(
         f"loom burn-down benchmark: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
@@ -221,12 +223,13 @@ def main(argv: list[str] | None = None) -> int:
             tmp = Path(tempfile.mkdtemp(prefix="loom-bench-db-"))
             try:
                 url = f"sqlite:///{tmp / 'loom.db'}"
-                ok &= asyncio.run(bench_backend(kind, url, args.changes, args.agents))
+                ok &= asyncio.run(bench_backend(kind, url, args.changes, args.agents, 1))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         elif kind == "postgresql":
             with pg_database() as url:
-                ok &= asyncio.run(bench_backend(kind, url, args.changes, args.agents))
+                run = bench_backend(kind, url, args.changes, args.agents, args.workers)
+                ok &= asyncio.run(run)
         else:
             parser.error(f"unknown backend {kind!r}")
     return 0 if ok else 1

@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/leases.py [--backends sqlite,postgresql] [--seconds 6]
+    .venv/bin/python bench/leases.py [--backends sqlite,postgresql] [--seconds 6] [--workers N]
                                      [--rounds 4] [--alloc-seconds 10]
 
 For each backend it starts a real server (``python -m loom serve --port 0``) on a throwaway
@@ -395,7 +395,8 @@ def verdict(ok: bool) -> str:
 
 async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) -> bool:
     data_dir = Path(tempfile.mkdtemp(prefix=f"loom-bench-{kind}-"))
-    server = start_server(data_dir, database_url)
+    extra = ("--workers", str(args.workers)) if args.workers > 1 else ()
+    server = start_server(data_dir, database_url, *extra)
     try:
         claim_ids = [f"001-{i + 1:02d}_claim-{i}" for i in range(CLIENTS)]
         renew_ids = [f"002-{i + 1:02d}_renew-{i}" for i in range(CLIENTS)]
@@ -447,7 +448,7 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
     alloc_p50 = percentile(alloc.latencies, 0.50)
     alloc_p99 = percentile(alloc.latencies, 0.99)
     changes_touched = len({c for _, c, _ in alloc.grants})
-    print(f"\n== {kind} ==")
+    print(f"\n== {kind} ==" + (f" ({args.workers} server processes)" if extra else ""))
     print(f"seed: {len(claim_ids) + len(renew_ids)} changes in {seeded:.2f} s")
     print(
         f"health ({CLIENTS} clients, {args.rounds} slices interleaved with the lease phases): "
@@ -504,6 +505,12 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=4, help="slices each closed-loop phase is cut into"
     )
     parser.add_argument("--alloc-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (PostgreSQL only; CPU is summed over all of them)",
+    )
     args = parser.parse_args(argv)
     ok = True
     started = time.perf_counter()

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 __all__ = [
     "AllocateResult",
@@ -38,6 +38,9 @@ __all__ = [
     "LeaseInfo",
     "ModuleDetail",
     "ModuleSummary",
+    "NamedTokenCreated",
+    "NamedTokenInfo",
+    "NamedTokenList",
     "Page",
     "Progress",
     "ProjectSnapshot",
@@ -47,6 +50,7 @@ __all__ = [
     "ReleaseResult",
     "SpecContent",
     "SpecDocument",
+    "SpecPair",
     "SpecSummary",
     "SubModuleSummary",
     "TaskItem",
@@ -56,7 +60,15 @@ __all__ = [
     "WaveInfo",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
+
+# A change's spec delta on the wire: ``["capability", "markdown"]``. Documented as a
+# two-string array (not JSON Schema's ``prefixItems``, which several OpenAPI tools, among
+# them schemathesis' response validation, do not handle).
+SpecPair = Annotated[
+    tuple[str, str],
+    WithJsonSchema({"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}),
+]
 
 
 class _Model(BaseModel):
@@ -70,10 +82,10 @@ class _Model(BaseModel):
 
 
 @dataclass(frozen=True)
-class Page(Generic[T]):
+class Page(Generic[_T]):
     """One page of a paginated listing; ``next_cursor`` is None on the last page."""
 
-    items: list[T] = field(default_factory=list)
+    items: list[_T] = field(default_factory=list)
     next_cursor: str | None = None
 
 
@@ -117,6 +129,32 @@ class AuthInfo(_Model):
     org: str | None = None
     repo: str | None = None
     project_id: str | None = None
+    # Named tokens only: the token's name and its access (read, write, admin).
+    token_name: str | None = None
+    access: str | None = None
+
+
+class NamedTokenInfo(_Model):
+    """A named token as ``GET /api/v1/admin/tokens`` lists it (never its secret)."""
+
+    name: str
+    scope: str
+    target: str  # ORG/REPO, ORG/* or * (the whole server)
+    created: str
+    expires: str | None = None
+    last_used: str | None = None
+    revoked: str | None = None
+    state: str  # active, expired or revoked
+
+
+class NamedTokenCreated(NamedTokenInfo):
+    """``POST /api/v1/admin/tokens``: the token, with its secret (shown this once)."""
+
+    token: str
+
+
+class NamedTokenList(_Model):
+    tokens: list[NamedTokenInfo]
 
 
 # --- changes ------------------------------------------------------------------------------
@@ -195,7 +233,7 @@ class ArtifactBundle(_Model):
     proposal: str | None = None
     design: str | None = None
     tasks: str | None = None
-    specs: list[tuple[str, str]] = Field(default_factory=list)
+    specs: list[SpecPair] = Field(default_factory=list)
     revision: str = ""
 
     @field_validator("revision", mode="before")
@@ -371,7 +409,7 @@ class ImportChange(_Model):
     proposal: str | None = None
     design: str | None = None
     tasks: str | None = None
-    specs: list[tuple[str, str]] = Field(default_factory=list)
+    specs: list[SpecPair] = Field(default_factory=list)
     metadata: str | None = None
     archived_at: datetime | None = None
 

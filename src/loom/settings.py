@@ -46,6 +46,13 @@ class Settings(BaseModel):
     database_url: str
     admin_tokens: tuple[SecretStr, ...] = ()
     token_seed: SecretStr | None = None
+    # Ito's HMAC project tokens (on by default; ``--no-project-tokens`` leaves only admin
+    # and named tokens).
+    project_tokens: bool = True
+    # How long a process may reuse a named-token lookup (revocation reaches every process
+    # within this many seconds; 0 reads the database on every request).
+    token_cache_seconds: float = Field(default=1.0, ge=0, le=1)
+    metrics_public: bool = False
     allow_orgs: tuple[str, ...] = ()
     allow_projects: tuple[str, ...] = ()
     lease_ttl: int = Field(default=900, ge=1)
@@ -58,6 +65,12 @@ class Settings(BaseModel):
     workers: int = Field(default=1, ge=1, le=64)
     idempotency_ttl: int = Field(default=86400, ge=60)
     access_log: bool = True
+    # The event stream (GET /events/stream, /ui/): comment heartbeat interval, per-subscriber
+    # buffer (bytes of events queued for a slow reader before it is cut off), and the re-read
+    # timer that bounds the delay of a lost wake-up.
+    stream_heartbeat: float = Field(default=15.0, gt=0)
+    stream_buffer: int = Field(default=16 * 1024 * 1024, ge=1024)
+    stream_recheck: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _check_ttls(self) -> Settings:

@@ -140,8 +140,10 @@ def test_concurrent_http_sessions_get_different_changes(server: ClockedServer) -
     assert sorted(got) == sorted(CHANGES)[:3]
 
 
-def test_the_endpoint_works_with_several_workers(tmp_path: Path) -> None:
-    live: LiveServer = start_server(tmp_path / "server", None, "--workers", "2")
+@pytest.mark.postgres
+def test_the_endpoint_works_with_several_workers(tmp_path: Path, pg_url: str) -> None:
+    # Several processes need PostgreSQL (`serve` refuses --workers > 1 on SQLite).
+    live: LiveServer = start_server(tmp_path / "server", pg_url, "--workers", "2")
     try:
         seed(live.url, PROJECT, tmp_path / "trees")
         got: list[str] = []

@@ -10,6 +10,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from conftest import make_settings
+from loom import models
 from loom.api.app import create_app
 from loom.api.contract import ID_GRAMMARS
 from loom.domain import ids
@@ -64,7 +65,11 @@ def test_every_operation_documents_a_success_body_and_only_envelope_errors(
     for path, method, op in _operations(doc):
         if path in ("/api/v1/openapi.json",):
             continue
-        ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+        content = op["responses"]["200"]["content"]
+        # The event stream's 200 is Server-Sent Events, not JSON.
+        ok = content[
+            "text/event-stream" if path.endswith("/events/stream") else "application/json"
+        ]["schema"]
         assert ok not in ({}, {"type": "object"}), (method, path)
         for status, response in op["responses"].items():
             if status.startswith(("4", "5")):
@@ -76,11 +81,12 @@ def test_security_bearer_with_public_health_and_ready(doc: dict[str, Any]) -> No
     assert doc["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http",
         "scheme": "bearer",
-        "description": "An admin token, or the project token of the project in the path.",
+        "description": "An admin token, a named token (loom_...) or the project token of "
+        "the project in the path.",
     }
     assert doc["security"] == [{"bearerAuth": []}]
     for path, _method, op in _operations(doc):
-        if path.startswith(PROJECT):
+        if path.startswith((PROJECT, "/api/v1/admin/")):
             assert "security" not in op  # the document-wide bearer requirement applies
             assert {"400", "401", "403", "503"} <= set(op["responses"]), path
         else:
@@ -164,3 +170,54 @@ def test_id_grammars_match_the_validators(name: str) -> None:
         if name == "module_id" and matches and not accepted:
             continue  # the pattern allows any digits; the server also bounds their value
         assert matches == accepted, (name, sample)
+
+
+_COSMETIC = {"title", "description", "default", "additionalProperties", "examples"}
+
+
+def _shape(schema: Any) -> Any:
+    """Field names, types and required-ness of a schema (what a generated client relies
+    on), without titles, descriptions and defaults."""
+    if isinstance(schema, dict):
+        out = {k: _shape(v) for k, v in schema.items() if k not in _COSMETIC}
+        if isinstance(schema.get("properties"), dict):  # field names are never cosmetic
+            out["properties"] = {k: _shape(v) for k, v in schema["properties"].items()}
+        return out
+    if isinstance(schema, list):
+        return [_shape(v) for v in schema]
+    return schema
+
+
+def _success_model(schema: dict[str, Any]) -> str:
+    ref = schema.get("$ref") or schema.get("items", {}).get("$ref")
+    assert ref is not None, schema
+    return str(ref.rsplit("/", 1)[1])
+
+
+def test_success_bodies_are_the_client_models(doc: dict[str, Any]) -> None:
+    """One set of models (loom.models) serves the client and the document: every success
+    body of the document is one of them, with exactly the schema the model generates."""
+    components = doc["components"]["schemas"]
+    used = set()
+    for path, method, op in _operations(doc):
+        content = op["responses"]["200"]["content"]
+        if "text/event-stream" in content:  # each event's data is one of the models
+            schema = content["text/event-stream"]["schema"]["properties"]["data"]["contentSchema"]
+        else:
+            schema = content["application/json"]["schema"]
+        name = _success_model(schema)
+        model = getattr(models, name, None)
+        assert model is not None and name in models.__all__, (method, path, name)
+        used.add(name)
+        generated = model.model_json_schema(
+            mode="serialization", ref_template="#/components/schemas/{model}"
+        )
+        for sub, schema in generated.pop("$defs", {}).items():
+            assert _shape(components[sub]) == _shape(schema), sub
+        assert _shape(components[name]) == _shape(generated), name
+    # Every response the client parses is a documented success body (ErrorEnvelope: errors).
+    parsed = {n for n in models.__all__ if isinstance(getattr(models, n), type)}
+    nested = {"LeaseInfo", "Progress", "SpecContent", "TaskItem", "WaveInfo", "Diagnostic"}
+    nested |= {"SubModuleSummary", "ImportConflict", "ImportModule", "ImportSpec"}
+    nested |= {"ImportChange", "Page", "ErrorEnvelope"}
+    assert parsed - nested == used

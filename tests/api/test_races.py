@@ -13,7 +13,9 @@ import pytest
 
 from conftest import ADMIN, BACKENDS, LiveServer, _pg_database, _reset_pg, start_server
 
-pytestmark = pytest.mark.slow
+# The real-process races share one xdist worker (`make test` runs -n 2 --dist loadgroup),
+# so they do not compete with each other for the two cores.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("races")]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

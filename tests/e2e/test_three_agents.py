@@ -26,7 +26,10 @@ from conftest import LiveServer
 
 from ._support import LoomProcess, api_get, clean_env
 
-pytestmark = pytest.mark.slow  # about 30-60 s: some 50 real CLI processes
+# The real-process races share one xdist worker (`make test` runs -n 2 --dist loadgroup),
+# so they do not compete with each other for the two cores.
+# About 30-60 s: some 50 real CLI processes.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("races")]
 
 PROJECT = "acme/widgets"
 MODULE = "001"

@@ -20,7 +20,9 @@ from conftest import LiveServer, start_server
 
 from ._helpers import ADMIN_H, TASKS, P, bundle, import_changes, with_holder
 
-pytestmark = pytest.mark.slow
+# The real-process races share one xdist worker (`make test` runs -n 2 --dist loadgroup),
+# so they do not compete with each other for the two cores.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("races")]
 
 TIMEOUT = httpx.Timeout(60.0)
 

@@ -9,38 +9,42 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from loom import __version__
 from loom.api import contract
+from loom.api._hub import Hub
 from loom.api.docs import install_docs
 from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON
+from loom.api.routes_admin import router as admin_router
 from loom.api.routes_changes import router as changes_router
-from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
 from loom.api.routes_mcp import mcp_route
-from loom.api.routes_project import fast_routes as project_fast_routes
+from loom.api.routes_metrics import measure
+from loom.api.routes_metrics import router as metrics_router
 from loom.api.routes_project import router as project_router
-from loom.errors import ValidationError
+from loom.api.routes_stream import router as stream_router
+from loom.errors import Unavailable, ValidationError
 from loom.models import ErrorEnvelope, Health, Ready
-from loom.service._context import Policy, ServiceContext, system_clock_us
+from loom.service import ServiceContext, open_context
 from loom.settings import Settings
-from loom.store import migrate
-from loom.store.engine import Database
 
 __all__ = ["create_app"]
 
 
 class LoomApp(FastAPI):
-    """FastAPI whose hot endpoints (leases, event batches) are answered by :class:`HotLane`
-    first."""
-
-    lane: HotLane | None = None
+    """FastAPI that refuses an encoded ``/`` in a project path before anything else, and
+    documents itself with :func:`loom.api.contract.openapi`."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await measure(self._dispatch, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             raw = scope.get("raw_path") or b""
             if raw.startswith(_PROJECTS) and b"%2f" in raw.lower():
@@ -51,10 +55,6 @@ class LoomApp(FastAPI):
                 )
                 await error_response(err)(scope, receive, send)
                 return
-            if self.lane is not None:
-                scope["app"] = self
-                if await self.lane.serve(scope, receive, send):
-                    return
         await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
@@ -64,38 +64,35 @@ class LoomApp(FastAPI):
 _PROJECTS = b"/api/v1/projects/"
 
 
-def _policy(settings: Settings) -> Policy:
-    return Policy(
-        lease_ttl=settings.lease_ttl,
-        lease_ttl_min=settings.lease_ttl_min,
-        lease_ttl_max=settings.lease_ttl_max,
-        lease_enforcement=settings.lease_enforcement,
-        allow_blind_push=settings.allow_blind_push,
-        require_lease=settings.require_lease,
-        idempotency_ttl=settings.idempotency_ttl,
-    )
-
-
 def create_app(
     settings: Settings,
     *,
     clock: Callable[[], int] | None = None,
     run_migrations: bool = True,
     freeze_gc: bool = False,
+    hot_lane: bool = True,
 ) -> LoomApp:
     """Build the ASGI app. ``clock`` (µs since the epoch) is injectable for tests.
 
     ``freeze_gc`` (the server process, not tests that build many apps): once started, move
     every object alive then — framework, models, engine — out of the garbage collector's
     generations (``gc.freeze``), so collections under load stop re-scanning them.
+
+    ``hot_lane`` (on by default): answer the handlers marked ``hot`` (leases, event batches)
+    ahead of the framework stack; off, the same handlers run through FastAPI's router.
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
-        if run_migrations:
-            migrate.upgrade(db)
-        app.state.ctx = ServiceContext(db, _policy(settings), clock or system_clock_us)
+        ctx = open_context(settings, clock, run_migrations=run_migrations)
+        app.state.ctx = ctx
+        app.state.hub = hub = Hub(
+            ctx,
+            buffer=settings.stream_buffer,
+            recheck=settings.stream_recheck,
+            heartbeat=settings.stream_heartbeat,
+        )
+        hub.start()
         if freeze_gc:
             gc.collect()
             gc.freeze()
@@ -109,7 +106,8 @@ def create_app(
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
-            db.dispose()
+            await hub.stop()
+            ctx.db.dispose()
 
     app = LoomApp(
         title="Loom",
@@ -150,28 +148,28 @@ def create_app(
             await ctx.db.run_read(ctx.db.ping)
         except Exception:
             # API.md §1's body, plus the error envelope every non-2xx carries (§0).
-            return JSON(
-                {
-                    "status": "not_ready",
-                    "reason": "database unavailable",
-                    "error": "database unavailable",
-                    "code": "service_unavailable",
-                    "kind": "database_unavailable",
-                },
-                status_code=503,
-            )
+            err = Unavailable("database unavailable", kind="database_unavailable")
+            body = {"status": "not_ready", "reason": err.message, **err.to_envelope()}
+            return JSON(body, status_code=err.status)
         return {"status": "ready"}
 
     # The routes are added to the app's own router (not nested with include_router): matching
     # a request then walks one flat list, hottest routes first (leases), which measurably
     # lowers per-request overhead.
-    hot = fast_routes() + project_fast_routes()
-    app.router.routes[:0] = hot
-    app.lane = HotLane(
-        [(r.path_regex, r.endpoint) for r in hot if isinstance(r, Route)], settings.max_body_bytes
-    )
-    for router in (leases_router, changes_router, project_router):
+    for router in (
+        leases_router,
+        changes_router,
+        stream_router,
+        project_router,
+        admin_router,
+        metrics_router,
+    ):
         app.router.routes.extend(router.routes)
+    from loom.api import ui
+
+    ui.install(app)
     app.router.routes.append(mcp_route(settings))
+    if hot_lane:  # innermost: every other middleware sees the hot requests too
+        app.add_middleware(HotLane, routes=app.router.routes, max_bytes=settings.max_body_bytes)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     return app

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loom.api._scope import BODY_KEY
+from loom.api._scope import BODY_KEY, ROUTE_KEY
 from loom.api.errors import error_response, stored_error_response, unexpected_error_response
 from loom.errors import LoomError, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["BodyGuard", "HotLane", "read_body"]
+__all__ = ["BodyGuard", "HotLane", "hot", "read_body"]
 
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -103,7 +105,12 @@ class BodyGuard:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in _WITH_BODY
+            # The dashboard's HTML forms (urlencoded, a few fields) read their own bodies.
+            or scope["path"].startswith("/ui/")
+        ):
             await self.app(scope, receive, send)
             return
         body = await read_body(scope, receive, send, self.max_bytes)
@@ -113,35 +120,54 @@ class BodyGuard:
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+_HOT = "loom_hot"
+
+
+def hot(endpoint: Endpoint) -> Endpoint:
+    """Mark a ``POST`` handler (registered on an ``APIRouter`` as usual, which declares it
+    in the OpenAPI document) to be served by :class:`HotLane` too: the one declaration yields
+    both. Such a handler takes the bare ``Request`` and parses its own body after the access
+    check (``loom.api.bodies.parse_body``), so both paths answer alike."""
+    setattr(endpoint, _HOT, True)
+    return endpoint
 
 
 class HotLane:
-    """Serves a few hot ``POST`` endpoints ahead of the framework's machinery.
+    """Serves the hot ``POST`` endpoints ahead of the framework's routing machinery.
 
     Agents call claim, heartbeat, release and allocate far more often than anything else, and
-    event batches carry hundreds of events each.
-    Through the full stack (FastAPI's telemetry check, server-error, telemetry and body-limit
-    middleware, exception middleware, exit stack, route matching, request/response wrapper)
-    each request paid ~35 µs before its handler ran. :meth:`serve` runs the *same* endpoint
-    function the router would (the routes stay registered, and in the OpenAPI document),
-    with the same body guard and the same error envelope; anything else is left to the app.
+    event batches carry hundreds of events each. Through the full stack (exception
+    middleware, exit stack, route matching, dependency solving, request/response wrappers)
+    each request paid ~35 µs before its handler ran. The lane is the innermost middleware
+    of the app: every middleware outside it (the body guard, and any added later) still
+    sees these requests; it then runs the *same* endpoint function the router would (the
+    routes stay registered, and in the OpenAPI document), with the same error rendering
+    (:func:`~loom.api.errors.stored_error_response`); anything else goes on to the router.
+    ``create_app(hot_lane=False)`` leaves it out; tests/api/test_hot_lane.py checks that both
+    paths give the same answers.
     """
 
-    def __init__(self, routes: list[tuple[re.Pattern[str], Endpoint]], max_bytes: int) -> None:
-        self.routes = routes
+    def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute], max_bytes: int) -> None:
+        self.app = app
         self.max_bytes = max_bytes
+        self.routes: list[tuple[re.Pattern[str], Endpoint, str]] = [
+            (route.path_regex, route.endpoint, route.path)
+            for route in routes
+            if isinstance(route, APIRoute)
+            and getattr(route.endpoint, _HOT, False)
+            and route.methods == {"POST"}
+        ]
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer the request if it is one of the hot routes; False to pass it on."""
-        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
-            return False
-        path = scope["path"]
-        for pattern, endpoint in self.routes:
-            match = pattern.match(path)
-            if match is not None:
-                await self._serve(endpoint, match.groupdict(), scope, receive, send)
-                return True
-        return False
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            path = scope["path"]
+            for pattern, endpoint, template in self.routes:
+                match = pattern.match(path)
+                if match is not None:
+                    scope[ROUTE_KEY] = template  # the metrics' route label
+                    await self._serve(endpoint, match.groupdict(), scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
     async def _serve(
         self,
@@ -151,11 +177,13 @@ class HotLane:
         receive: Receive,
         send: Send,
     ) -> None:
-        body = await read_body(scope, receive, send, self.max_bytes)
+        body = scope.get(BODY_KEY)  # read by the body guard
         if body is None:
-            return
+            body = await read_body(scope, receive, send, self.max_bytes)
+            if body is None:
+                return
+            scope[BODY_KEY] = body
         scope["path_params"] = params
-        scope[BODY_KEY] = body
         request = Request(scope, _replay(body, receive))
         try:
             response = await endpoint(request)

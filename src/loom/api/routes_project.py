@@ -8,12 +8,12 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from loom.api._scope import BODY_KEY
 from loom.api.access import Access, project_access, read, write
 from loom.api.bodies import parse_body
 from loom.api.contract import operation, operation_id
+from loom.api.middleware import hot
 from loom.api.models import EventsBody, ImportBody, ModulePut, SpecPut
 from loom.api.responses import JSON
 from loom.domain.timefmt import parse_rfc3339_us
@@ -31,7 +31,7 @@ from loom.models import (
 )
 from loom.service import catalog, events, imports
 
-__all__ = ["fast_routes", "router"]
+__all__ = ["router"]
 
 # PostgreSQL refuses NUL in text parameters (a 500): such a filter is a 400 instead.
 _NO_NUL = r"^[^\x00]*$"
@@ -47,6 +47,11 @@ async def verify(access: AccessDep) -> Any:
         body["org"] = access.project.org
         body["repo"] = access.project.repo
     body["project_id"] = access.project.name
+    if access.scope.name is not None:
+        body["token_name"] = access.scope.name
+        body["access"] = (
+            "read" if access.scope.read_only else ("admin" if access.scope.admin else "write")
+        )
     return body
 
 
@@ -71,11 +76,10 @@ async def get_module(request: Request, access: AccessDep, module_id: str) -> Any
 @router.put(
     "/modules/{module_id}",
     summary="Create or replace a module or sub-module",
-    **operation(ModuleDetail, errors=[404]),
+    **operation(ModuleDetail, errors=[404], body=ModulePut),
 )
-async def put_module(
-    request: Request, access: AccessDep, module_id: str, body: ModulePut
-) -> Response:
+async def put_module(request: Request, access: AccessDep, module_id: str) -> Response:
+    body = await parse_body(request, ModulePut)
     return await write(
         request,
         access,
@@ -101,9 +105,12 @@ async def get_spec(request: Request, access: AccessDep, spec_id: str) -> Any:
 
 
 @router.put(
-    "/specs/{spec_id}", summary="Create or replace a promoted spec", **operation(SpecDocument)
+    "/specs/{spec_id}",
+    summary="Create or replace a promoted spec",
+    **operation(SpecDocument, body=SpecPut),
 )
-async def put_spec(request: Request, access: AccessDep, spec_id: str, body: SpecPut) -> Response:
+async def put_spec(request: Request, access: AccessDep, spec_id: str) -> Response:
+    body = await parse_body(request, SpecPut)
     return await write(
         request, access, catalog.put_spec, spec_id, body.markdown, actor=access.actor
     )
@@ -124,9 +131,10 @@ def _archived_us(value: str | None, change_id: str) -> int | None:
 @router.post(
     "/import",
     summary="Bulk-load a whole .ito/ tree's state (one transaction)",
-    **operation(ImportResult),
+    **operation(ImportResult, body=ImportBody),
 )
-async def import_tree(request: Request, access: AccessDep, body: ImportBody) -> Response:
+async def import_tree(request: Request, access: AccessDep) -> Response:
+    body = await parse_body(request, ImportBody)
     from loom.domain.ids import validate_change_id, validate_spec_id
 
     changes = [
@@ -190,6 +198,7 @@ def _events_body(raw: bytes) -> tuple[list[Any], str, bool] | None:
     summary="Ingest a batch of audit events (idempotent per key)",
     **operation(IngestResult, body=EventsBody),
 )
+@hot
 async def ingest(request: Request) -> Response:
     """Served by the hot lane: batches of hundreds of events skip the framework's generic
     body handling (decode, model validation of every element as ``Any``)."""
@@ -203,11 +212,6 @@ async def ingest(request: Request) -> Response:
         parsed = (body.events, body.idempotency_key, False)
     items, key, strict = parsed
     return await write(request, access, events.ingest_events, items, key, strict_json=strict)
-
-
-def fast_routes() -> list[BaseRoute]:
-    """Starlette routes for this module's hot endpoints (see routes_leases.fast_routes)."""
-    return [Route(f"{router.prefix}/events", ingest, methods=["POST"])]
 
 
 @router.get(

@@ -24,10 +24,16 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
-from loom.client import Client, InvalidArgument
-from loom.client._base import segment_problem
-from loom.client._config import ClientConfig, resolve_config, url_problem
-from loom.client._state import LeaseStore, state_dir
+from loom.client import (
+    Client,
+    ClientConfig,
+    InvalidArgument,
+    LeaseStore,
+    resolve_config,
+    segment_problem,
+    state_dir,
+    url_problem,
+)
 from loom.domain.statuses import WORK_STATUSES
 from loom.errors import (
     Conflict,

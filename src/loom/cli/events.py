@@ -22,10 +22,9 @@ from loom.cli._common import (
     stdout_is_tty,
     table,
 )
-from loom.client import AuditEvent, Client
-from loom.client._forward import DEFAULT_EVENT_LOG, forward_events
+from loom.client import DEFAULT_EVENT_LOG, AuditEvent, Client, forward_events
 
-__all__ = ["events_app", "follow_events", "latest_seq"]
+__all__ = ["events_app", "follow_events", "latest_seq", "stream_events"]
 
 events_app = typer.Typer(
     name="events",
@@ -107,6 +106,26 @@ def follow_events(
         sleep(interval)
 
 
+def stream_events(
+    client: Client,
+    since: int | None,
+    emit: Callable[[AuditEvent], None],
+    *,
+    entity: str | None = None,
+    scope: str | None = None,
+    op: str | None = None,
+    reconnect_delay: float = 1.0,
+) -> None:
+    """Follow the event stream (``GET /events/stream``) and emit each event, forever.
+
+    The client reconnects by itself and resumes after the last event emitted (nothing lost
+    or repeated). Stops only by an exception (Ctrl-C raises KeyboardInterrupt)."""
+    for event in client.follow_events(
+        since, entity=entity, scope=scope, op=op, reconnect_delay=reconnect_delay
+    ):
+        emit(event)
+
+
 _DEFAULT_TAIL = 50
 
 
@@ -147,7 +166,12 @@ def show(
         ),
     ] = False,
     interval: Annotated[
-        float, typer.Option("--interval", help="Seconds between polls with --follow.", min=0.01)
+        float,
+        typer.Option(
+            "--interval",
+            help="With --follow: seconds before reconnecting a dropped stream.",
+            min=0.01,
+        ),
     ] = 1.0,
 ) -> int:
     """Show the audit log (the newest 50 events by default), or follow it.
@@ -179,7 +203,8 @@ def show(
         )
         items = list(newest)
     if follow:
-        return _follow(cx, items, since, keep, interval)
+        filters = {"entity": entity, "scope": scope, "op": op}
+        return _follow(cx, items, since, keep, interval, filters)
     if cx.json:
         emit_json([e.to_json() for e in items])
         return 0
@@ -196,8 +221,10 @@ def _follow(
     since: int | None,
     keep: Callable[[AuditEvent], bool],
     interval: float,
+    filters: dict[str, str | None],
 ) -> int:
-    """Print ``first``, then every newer event as it comes, until Ctrl-C (exit 0)."""
+    """Print ``first``, then every newer event as it comes (the event stream), until Ctrl-C
+    (exit 0)."""
     if not cx.json:
         out(_line(_COLUMNS))
 
@@ -215,7 +242,15 @@ def _follow(
     cursor = max(seqs) if seqs else since if since is not None else latest_seq(cx.client)
     err(f"following new events after seq {cursor} (Ctrl-C stops)")
     try:
-        follow_events(cx.client, cursor, emit, interval=interval)
+        stream_events(
+            cx.client,
+            cursor,
+            emit,
+            entity=filters["entity"],
+            scope=filters["scope"],
+            op=filters["op"],
+            reconnect_delay=interval,
+        )
     except KeyboardInterrupt:
         return 0
     return 0

@@ -97,9 +97,33 @@ def allocate(
         typer.Option("--change", help="Only these changes (repeatable)."),
     ] = None,
     ttl: TtlOption = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Block until a change becomes available (woken by the event stream).",
+        ),
+    ] = False,
+    wait_timeout: Annotated[
+        float,
+        typer.Option(
+            "--wait-timeout",
+            help="With --wait: give up after this many seconds (then: no work, exit 0).",
+            min=0.1,
+        ),
+    ] = 3600.0,
 ) -> None:
-    """Lease the next available change and print its id ("no work" and exit 0 when none)."""
-    result = cx.client.allocate(ttl_seconds=ttl, module=module, changes=change or None)
+    """Lease the next available change and print its id ("no work" and exit 0 when none).
+
+    With --wait, wait for one (a change created or made ready, a lease released or expired)
+    instead of answering "no work" at once; --timeout stays the per-request HTTP timeout.
+    """
+    result = cx.client.allocate(
+        ttl_seconds=ttl,
+        module=module,
+        changes=change or None,
+        wait=wait_timeout if wait else None,
+    )
     if result.claim is not None:
         cx.leases().save(result.claim)
     if cx.json:
@@ -187,6 +211,7 @@ def keepalive(
         on_lost=on_lost,
         on_renew=store.save,
         expires_at=first.expires_at,
+        watch=True,
     )
     try:
         process = subprocess.Popen(command)

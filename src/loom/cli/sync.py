@@ -23,7 +23,14 @@ from loom.cli._common import (
     table,
 )
 from loom.cli._format import format_time
-from loom.client import archive_change, export_tree, import_tree, pull_change, push_change
+from loom.client import (
+    REVISION_FILE,
+    archive_change,
+    export_tree,
+    import_tree,
+    pull_change,
+    push_change,
+)
 from loom.errors import NotFound, PreconditionRequired, RevisionConflict
 
 __all__: list[str] = []
@@ -36,9 +43,6 @@ ItoDirOption = Annotated[
         help="The .ito directory (default: .ito in the repository root).",
     ),
 ]
-
-
-_REVISION_FILE = ".backend-revision"
 
 
 @agent_command(app, "pull")
@@ -104,7 +108,7 @@ def push(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> int:
         else:
             err(
                 f"error: {change} already exists on the server (revision {server}), but the "
-                f"local copy was never pulled (its {_REVISION_FILE} is missing or empty)"
+                f"local copy was never pulled (its {REVISION_FILE} is missing or empty)"
             )
         err("nothing was changed. To recover:")
         err(f"  1. `loom pull {change}` (your local files are backed up first)")

@@ -7,12 +7,14 @@ a local ``.ito/`` tree in step with the server.
 
 from __future__ import annotations
 
+from loom.client._base import segment_problem
 from loom.client._client import Client
-from loom.client._config import ClientConfig, Resolved, resolve_config
+from loom.client._config import ClientConfig, Resolved, resolve_config, url_problem
 from loom.client._errors import ConnectionFailed, InvalidArgument
-from loom.client._forward import ForwardResult, forward_events
+from loom.client._forward import DEFAULT_EVENT_LOG, ForwardResult, forward_events
 from loom.client._keepalive import LeaseKeeper, renew_interval
 from loom.client._retry import RetryPolicy
+from loom.client._state import REVISION_FILE, LeaseStore, state_dir
 from loom.client._sync import (
     LocalCopy,
     archive_change,
@@ -74,6 +76,8 @@ from loom.models import (
 )
 
 __all__ = [
+    "DEFAULT_EVENT_LOG",
+    "REVISION_FILE",
     "AllocateResult",
     "ArchiveResult",
     "ArchivedConflict",
@@ -101,6 +105,7 @@ __all__ = [
     "LeaseConflict",
     "LeaseInfo",
     "LeaseKeeper",
+    "LeaseStore",
     "LocalCopy",
     "LoomError",
     "ModuleDetail",
@@ -139,4 +144,7 @@ __all__ = [
     "refresh_local_tasks",
     "renew_interval",
     "resolve_config",
+    "segment_problem",
+    "state_dir",
+    "url_problem",
 ]

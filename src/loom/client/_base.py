@@ -182,6 +182,10 @@ class BaseClient:
         """True when a token is configured (the token itself is never exposed)."""
         return bool(self.__token)
 
+    def _auth_header(self) -> dict[str, str]:
+        """``Authorization`` for requests sent outside :meth:`_request` (the event stream)."""
+        return {"Authorization": f"Bearer {self.__token}"} if self.__token else {}
+
     # --- fencing tokens ------------------------------------------------------------
 
     def remember_fencing_token(self, change_id: str, token: int | None) -> None:

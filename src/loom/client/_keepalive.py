@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 from loom.client._client import Client
 from loom.errors import Conflict, LoomError, NotFound
-from loom.models import ClaimResult
+from loom.models import AuditEvent, ClaimResult
 
-__all__ = ["LeaseKeeper", "renew_interval"]
+__all__ = ["LeaseKeeper", "lease_lost_by", "renew_interval"]
 
 _log = logging.getLogger("loom.client")
 
@@ -34,6 +34,9 @@ class LeaseKeeper:
     a :class:`Conflict` of kind ``lease_expired``. ``on_lost`` is called once, from the
     keeper thread, with the error. Before the expiry, failures are logged and retried at
     the next tick.
+
+    With ``watch``, a second thread follows the change's events on the event stream and
+    learns of a force-release or a take-over as it happens, not at the next heartbeat.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class LeaseKeeper:
         ttl_seconds: int | None = None,
         on_lost: Callable[[LoomError], None] | None = None,
         on_renew: Callable[[ClaimResult], None] | None = None,
+        watch: bool = False,
         expires_at: datetime | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -59,23 +63,27 @@ class LeaseKeeper:
         self.lost: LoomError | None = None
         self.renewals = 0
         self._stop = threading.Event()
+        self._lost_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"loom-keepalive-{change_id}")
         self._thread.daemon = True
+        # Daemon: it waits on the stream and ends with the process (or at the next event).
+        self._watcher = (
+            threading.Thread(target=self._watch, name=f"loom-watch-{change_id}", daemon=True)
+            if watch
+            else None
+        )
 
     def start(self) -> None:
-        """Start heartbeating in the background."""
+        """Start heartbeating (and watching) in the background."""
         self._thread.start()
+        if self._watcher is not None:
+            self._watcher.start()
 
     def stop(self) -> None:
         """Stop heartbeating and wait for the thread to finish."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-
-    def _lose(self, error: LoomError) -> None:
-        self.lost = error
-        if self.on_lost is not None:
-            self.on_lost(error)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -102,3 +110,39 @@ class LeaseKeeper:
             self.renewals += 1
             if self.on_renew is not None:
                 self.on_renew(claim)
+
+    def _lose(self, error: LoomError) -> None:
+        """Report the loss once, whichever thread learns of it first."""
+        with self._lost_lock:
+            if self.lost is not None or self._stop.is_set():
+                return
+            self.lost = error
+        self._stop.set()
+        if self.on_lost is not None:
+            self.on_lost(error)
+
+    def _watch(self) -> None:
+        try:
+            for event in self.client.follow_events(entity_id=self.change_id):
+                if self._stop.is_set():
+                    return
+                error = lease_lost_by(event, self.change_id, self.client.holder)
+                if error is not None:
+                    self._lose(error)
+                    return
+        except LoomError as error:  # the stream refused (the heartbeats still run)
+            _log.warning("cannot watch %s on the event stream: %s", self.change_id, error.message)
+
+
+def lease_lost_by(event: AuditEvent, change_id: str, holder: str | None) -> Conflict | None:
+    """The loss an event of ``change_id`` means for ``holder``'s lease, or None."""
+    if event.entity != "change" or event.entity_id != change_id:
+        return None
+    me = f"@{holder}" if holder else None
+    if event.op == "force_release":
+        return Conflict(f"{change_id} was force-released by {event.by}", kind="lease_lost")
+    if event.op == "claim" and event.by != me:
+        return Conflict(f"{change_id} was taken over by {event.by}", kind="lease_lost")
+    if event.op == "archive":
+        return Conflict(f"{change_id} was archived by {event.by}", kind="lease_lost")
+    return None

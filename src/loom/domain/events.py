@@ -14,11 +14,10 @@ and numbers must be finite, so every accepted event can be stored and re-served 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NoReturn
 
@@ -31,7 +30,6 @@ __all__ = [
     "SERVER_ACTOR",
     "SERVER_BY",
     "canonical_event_json",
-    "fingerprint_batch",
     "format_event_ts",
     "make_event",
     "parse_event_ts",
@@ -258,17 +256,6 @@ def canonical_event_json(obj: object, index: int, *, strict_json: bool = False) 
     if "\\u0000" in text:
         _check_values(event, index)
     return text
-
-
-def fingerprint_batch(events: Sequence[Mapping[str, Any]]) -> str:
-    """SHA-256 (hex) of the canonical JSON of a batch: sorted keys, compact separators.
-
-    Key order and whitespace do not matter; list order and values do.
-    """
-    canonical = json.dumps(
-        list(events), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def make_event(

@@ -37,11 +37,8 @@ __all__ = [
     "SCOPE_PLACEHOLDER",
     "ChecklistEntry",
     "ModuleDoc",
-    "add_change",
     "module_dir_name",
-    "module_title",
     "parse_module_md",
-    "render_module_md",
     "tick_change",
 ]
 
@@ -182,50 +179,6 @@ def tick_change(md: str, change_id: str) -> str:
     return pattern.sub(r"\1[x]\2", md)
 
 
-def add_change(md: str, change_id: str, *, planned: bool = False) -> str:
-    """Add ``- [ ] <change_id>`` to the ``## Changes`` list, keeping the list in id order.
-
-    Other lines are left as they are: the entry goes after the last entry whose id sorts
-    before it (or before the first entry, or in place of the placeholder comment). A missing
-    ``## Changes`` section is appended. No-op if the id is already listed.
-    """
-    doc = parse_module_md(md)
-    if any(entry.change_id == change_id for entry in doc.changes):
-        return md
-    newline = "\r\n" if "\r\n" in md else "\n"
-    entry = f"- [ ] {change_id}" + (" (planned)" if planned else "")
-    lines = _LINE.findall(md)
-    stripped = [line.strip() for line in lines]
-    heading = next((i for i, s in enumerate(stripped) if s.lower() == "## changes"), None)
-    if heading is None:
-        return f"{md.rstrip()}{newline}{newline}## Changes{newline}{entry}{newline}"
-    before = [e.line for e in doc.changes if e.change_id < change_id]
-    if before:
-        position = max(before)
-    elif doc.changes:
-        position = min(e.line for e in doc.changes) - 1
-    else:
-        placeholder = next(
-            (i for i in range(heading + 1, len(lines)) if stripped[i] == CHANGES_PLACEHOLDER),
-            None,
-        )
-        if placeholder is not None:
-            ending = lines[placeholder][len(lines[placeholder].rstrip("\r\n")) :]
-            lines[placeholder] = entry + ending
-            return "".join(lines)
-        position = heading + 1
-    if position > 0 and not lines[position - 1].endswith(("\n", "\r")):
-        lines[position - 1] += newline
-    lines.insert(position, entry + newline)
-    return "".join(lines)
-
-
-def module_title(slug: str) -> str:
-    """Title Case of a module slug: ``"ito-backend"`` → ``"Ito Backend"`` (Ito §2.4)."""
-    words = re.split(r"[-_\s]+", slug)
-    return " ".join(word[:1].upper() + word[1:].lower() for word in words if word)
-
-
 def module_dir_name(module_id: str, name: str) -> str:
     """The directory name of a module: ``"024_ito-backend"``, or ``"01_modules"`` for the
     sub-module ``"019.01"`` (which lives under ``<parent dir>/sub/``)."""
@@ -248,33 +201,3 @@ def module_dir_name(module_id: str, name: str) -> str:
         )
     leaf = module_id.rpartition(".")[2]
     return f"{leaf}_{name}"
-
-
-def render_module_md(
-    title: str,
-    *,
-    purpose: str | None = None,
-    scope: tuple[str, ...] | list[str] = (),
-    depends_on: tuple[str, ...] | list[str] = (),
-    changes: tuple[ChecklistEntry, ...] | list[ChecklistEntry] = (),
-    sub_module: bool = False,
-) -> str:
-    """Generate a ``module.md`` the way Ito does (placeholders for empty sections, no blank
-    line after headings, ``## Depends On`` omitted when empty, changes sorted by id)."""
-    parts = [f"# {title}", "", "## Purpose", purpose.strip() if purpose else PURPOSE_PLACEHOLDER]
-    parts += ["", "## Scope"]
-    if scope:
-        parts += [f"- {item}" for item in scope]
-    else:
-        parts.append("- *" if sub_module else SCOPE_PLACEHOLDER)
-    if depends_on:
-        parts += ["", "## Depends On", *(f"- {item}" for item in depends_on)]
-    parts += ["", "## Changes"]
-    if changes:
-        for entry in sorted(changes, key=lambda e: e.change_id):
-            mark = "x" if entry.done else " "
-            suffix = " (planned)" if entry.planned else ""
-            parts.append(f"- [{mark}] {entry.change_id}{suffix}")
-    else:
-        parts.append(CHANGES_PLACEHOLDER)
-    return "\n".join(parts) + "\n"

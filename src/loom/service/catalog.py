@@ -10,8 +10,23 @@ from loom.errors import NotFound, ValidationError
 from loom.service._common import audit, write_pid
 from loom.service._context import Actor, Project, ServiceContext
 from loom.store import catalog as store
+from loom.store.projects import list_projects
 
-__all__ = ["get_module", "get_spec", "list_modules", "list_specs", "put_module", "put_spec"]
+__all__ = [
+    "get_module",
+    "get_spec",
+    "known_projects",
+    "list_modules",
+    "list_specs",
+    "put_module",
+    "put_spec",
+]
+
+
+def known_projects(ctx: ServiceContext) -> list[tuple[str, str]]:
+    """Every project stored, as ``(org, repo)`` (the 403 "valid token, wrong project")."""
+    with ctx.db.read() as conn:
+        return list_projects(conn)
 
 
 def _spec_path(spec_id: str) -> str:

@@ -20,7 +20,6 @@ from loom.errors import (
     ValidationError,
 )
 from loom.service._common import (
-    audit,
     change_not_found,
     check_lease,
     record,
@@ -297,6 +296,20 @@ def ensure_module_row(
     return True
 
 
+def _record_change(
+    conn: Connection,
+    pid: int,
+    now: int,
+    change_id: str,
+    op: str,
+    actor: Actor,
+    meta: dict[str, Any],
+) -> None:
+    """The audit event of a push (``create`` or ``update``)."""
+    event = server_event(now, entity="change", entity_id=change_id, op=op, by=actor.by, meta=meta)
+    record(conn, pid, now, event)
+
+
 def _created(
     conn: Connection,
     pid: int,
@@ -308,19 +321,7 @@ def _created(
     """The rest of creating a change by push: its specs, module rows and audit event."""
     replace_specs(conn, pid, change_id, specs)
     ensure_module_rows(conn, pid, change_id, now)
-    record(
-        conn,
-        pid,
-        now,
-        server_event(
-            now,
-            entity="change",
-            entity_id=change_id,
-            op="create",
-            by=actor.by,
-            meta={"source": "push"},
-        ),
-    )
+    _record_change(conn, pid, now, change_id, "create", actor, {"source": "push"})
     return {"change_id": change_id, "new_revision": "1"}
 
 
@@ -402,21 +403,16 @@ def push_bundle(
                 server_revision=str(row.revision),
             )
         replace_specs(conn, pid, change_id, specs)
-        audit(
-            conn,
-            pid,
-            now,
-            entity="change",
-            entity_id=change_id,
-            op="update",
-            by=actor.by,
-            meta={
-                "source": "push",
-                "artifacts": changed,
-                "old_revision": str(row.revision),
-                "new_revision": str(new_revision),
-            },
-        )
+        # Watchers (the event stream, `allocate --wait`, the dashboard) learn of the new
+        # artifacts from this event: a draft a push made ready is work for a waiting agent.
+        meta = {
+            "source": "push",
+            "revision": str(new_revision),
+            "artifacts": changed,
+            "old_revision": str(row.revision),
+            "new_revision": str(new_revision),
+        }
+        _record_change(conn, pid, now, change_id, "update", actor, meta)
     return {"change_id": change_id, "new_revision": str(new_revision)}
 
 

@@ -12,12 +12,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from loom import metrics
 from loom.domain import leases as rules
 from loom.domain.timefmt import format_us
 from loom.errors import ArchivedConflict, LeaseConflict, NotFound, ValidationError
 from loom.service._common import (
     change_not_found,
-    record,
     require_live_change,
     server_event,
     write_pid,
@@ -146,7 +146,7 @@ def _apply_claim(
         now_us=now,
         ttl_seconds=ttl,
     )
-    save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
+    metrics.count_claim(outcome.events, allocate=allocate)
     events = _lease_events(
         now,
         change_id,
@@ -155,8 +155,9 @@ def _apply_claim(
         allocate=allocate,
         fencing_token=outcome.state.fencing_token,
     )
-    if events:
-        record(conn, pid, now, *events)
+    save_lease(
+        conn, pid, change_id, outcome.state, exists=stored is not None, events=events, now_us=now
+    )
     return claim_json(change_id, outcome.state)
 
 
@@ -191,6 +192,7 @@ def heartbeat(
             ttl_seconds=ttl,
         )
         save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
+        metrics.count_claim(outcome.events)
         return claim_json(change_id, outcome.state)
 
 
@@ -212,8 +214,8 @@ def release(
         if stored is None:
             return {"change_id": change_id, "released": False}
         outcome = rules.release(stored, change_id=change_id, holder=holder, now_us=now, force=force)
+        metrics.count_release(outcome.events)
         if outcome.changed:
-            save_lease(conn, pid, change_id, outcome.state, exists=True)
             events = _lease_events(
                 now,
                 change_id,
@@ -222,7 +224,7 @@ def release(
                 allocate=False,
                 fencing_token=outcome.state.fencing_token,
             )
-            record(conn, pid, now, *events)
+            save_lease(conn, pid, change_id, outcome.state, exists=True, events=events, now_us=now)
         released = any(name in ("release", "force_release") for name, _ in outcome.events)
         return {"change_id": change_id, "released": released}
 
@@ -251,14 +253,16 @@ def list_leases(ctx: ServiceContext, project: Project) -> list[dict[str, Any]]:
             return []
         active = list_active(conn, pid, ctx.now_us())
     return [
-        {
-            "change_id": a.change_id,
-            "holder": a.holder,
-            "acquired_at": format_us(a.acquired_us),
-            "expires_at": format_us(a.expires_us),
-            "ttl_seconds": a.ttl_seconds,
-            "fencing_token": a.fencing_token,
-        }
+        claim_json(
+            a.change_id,
+            rules.LeaseState(
+                holder=a.holder,
+                acquired_us=a.acquired_us,
+                expires_us=a.expires_us,
+                ttl_seconds=a.ttl_seconds,
+                fencing_token=a.fencing_token,
+            ),
+        )
         for a in active
     ]
 
@@ -288,6 +292,7 @@ def allocate(
             require_live_change(conn, pid, mine)
             stored = get_lease(conn, pid, mine)
             renewal = _renewal_ttl(ctx, requested, stored, holder)
+            metrics.ALLOCATIONS.labels("granted").inc()
             return {
                 "claim": _apply_claim(
                     ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored
@@ -299,6 +304,7 @@ def allocate(
                 conn, pid, now, module=module, change_ids=changes, exclude=tried
             )
             if change_id is None:
+                metrics.ALLOCATIONS.labels("no_work").inc()
                 return {"claim": None}
             try:
                 result = _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True)
@@ -307,4 +313,5 @@ def allocate(
                 # (PostgreSQL only); the lease was re-read under the lock. Ask again.
                 tried.append(change_id)
                 continue
+            metrics.ALLOCATIONS.labels("granted").inc()
             return {"claim": result}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, select
 
 from loom.domain.leases import LeaseState
 from loom.store import _raw
+from loom.store.events import append_events, event_rows, note_appended
 from loom.store.schema import changes, leases
 
 __all__ = ["ActiveLease", "get_lease", "list_active", "next_candidate", "save_lease"]
@@ -40,20 +43,24 @@ _INSERT = _raw.SQL(
 )
 
 
+def _state(row: Sequence[Any]) -> LeaseState:
+    """A lease row's state from its columns in ``_GET`` order."""
+    holder, acquired, expires, ttl, token, previous, recorded = row
+    return LeaseState(
+        holder=holder,
+        acquired_us=acquired,
+        expires_us=expires,
+        ttl_seconds=ttl,
+        fencing_token=int(token),
+        previous_holder=previous,
+        expiry_recorded=bool(recorded),
+    )
+
+
 def get_lease(conn: Connection, project_id: int, change_id: str) -> LeaseState | None:
     """The stored state, or None when the change never had a lease row (hot path: raw SQL)."""
     row = _raw.fetchone(conn, _GET, (project_id, change_id))
-    if row is None:
-        return None
-    return LeaseState(
-        holder=row[0],
-        acquired_us=row[1],
-        expires_us=row[2],
-        ttl_seconds=row[3],
-        fencing_token=int(row[4]),
-        previous_holder=row[5],
-        expiry_recorded=bool(row[6]),
-    )
+    return None if row is None else _state(row)
 
 
 _WITH_CHANGE = _raw.SQL(
@@ -63,8 +70,10 @@ _WITH_CHANGE = _raw.SQL(
     " ON l.project_id = c.project_id AND l.change_id = c.change_id"
     " WHERE c.project_id = ? AND c.change_id = ?"
 )
-_LOCK_CHANGE = _raw.SQL(
-    "SELECT archived_us FROM changes WHERE project_id = ? AND change_id = ? FOR UPDATE"
+# PostgreSQL: lock the change row, then read the lease (migration 0005), one round trip.
+_PG_LOCK_CHANGE_LEASE = _raw.SQL(
+    "SELECT archived_us, has_lease, holder, acquired_us, expires_us, ttl_seconds,"
+    " fencing_token, previous_holder, expiry_recorded FROM loom_lock_change_lease(?, ?)"
 )
 
 
@@ -75,41 +84,39 @@ def get_change_lease(
     rest of the transaction, as every lease write needs.
 
     SQLite: one statement (the transaction already holds the database write lock).
-    PostgreSQL: lock the change row, *then* read the lease in a second statement. Under READ
-    COMMITTED a statement reads the snapshot taken when it started, so a single
-    ``SELECT … FOR UPDATE OF c`` joined to the lease would return the lease as it was before
-    it waited for the lock — a competitor's claim committed meanwhile would be invisible and
-    be overwritten (two holders). The statement after the lock sees every commit before it.
+    PostgreSQL: one call of ``loom_lock_change_lease`` (migration 0005), which locks the
+    change row and *then* reads the lease in a second statement. Under READ COMMITTED a
+    statement reads the snapshot taken when it started, so a single ``SELECT … FOR UPDATE
+    OF c`` joined to the lease would return the lease as it was before it waited for the
+    lock — a competitor's claim committed meanwhile would be invisible and be overwritten
+    (two holders). The statement after the lock sees every commit before it.
     """
-    if conn.dialect.name == "postgresql":
-        locked = _raw.fetchone(conn, _LOCK_CHANGE, (project_id, change_id))
-        if locked is None:
-            return False, None, None
-        return True, locked[0], get_lease(conn, project_id, change_id)
-    row = _raw.fetchone(conn, _WITH_CHANGE, (project_id, change_id))
+    pg = conn.dialect.name == "postgresql"
+    row = _raw.fetchone(
+        conn, _PG_LOCK_CHANGE_LEASE if pg else _WITH_CHANGE, (project_id, change_id)
+    )
     if row is None:
         return False, None, None
-    if row[1] is None:
+    if not row[1]:  # PostgreSQL: has_lease; SQLite: the lease's change_id (NULL: no row)
         return True, row[0], None
-    return (
-        True,
-        row[0],
-        LeaseState(
-            holder=row[2],
-            acquired_us=row[3],
-            expires_us=row[4],
-            ttl_seconds=row[5],
-            fencing_token=int(row[6]),
-            previous_holder=row[7],
-            expiry_recorded=bool(row[8]),
-        ),
-    )
+    return True, row[0], _state(row[2:])
 
 
 def save_lease(
-    conn: Connection, project_id: int, change_id: str, state: LeaseState, *, exists: bool
+    conn: Connection,
+    project_id: int,
+    change_id: str,
+    state: LeaseState,
+    *,
+    exists: bool,
+    events: Sequence[dict[str, Any]] = (),
+    now_us: int = 0,
 ) -> None:
-    """Write the state. The caller holds the change's lock, so plain writes are safe."""
+    """Write the state, and append ``events`` (stamped ``now_us``) to the audit log.
+
+    The caller holds the change's lock, so plain writes are safe. On PostgreSQL the lease
+    write and the events are one statement (a data-modifying ``WITH``): one round trip.
+    """
     params = (
         state.holder,
         state.acquired_us,
@@ -121,27 +128,60 @@ def save_lease(
         project_id,
         change_id,
     )
+    if events and conn.dialect.name == "postgresql":
+        note_appended(conn, project_id)
+        rows = event_rows(project_id, events, now_us)
+        sql = _pg_save_with_events(exists, len(rows))
+        _raw.execute(conn, sql, [*params, *(value for row in rows for value in row)])
+        return
     _raw.execute(conn, _UPDATE if exists else _INSERT, params)
+    if events:
+        append_events(conn, project_id, events, now_us)
+
+
+@functools.cache
+def _pg_save_with_events(exists: bool, count: int) -> _raw.SQL:
+    """``WITH saved AS (<lease write>) INSERT INTO events …``: both, one statement. The
+    events are appended unnumbered, as :func:`loom.store.events.append_events` does on
+    PostgreSQL (``publish_events`` numbers them)."""
+    values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in range(count))
+    return _raw.SQL(
+        f"WITH saved AS ({(_UPDATE if exists else _INSERT).qmark})"
+        f" INSERT INTO events (project_id, entity, scope, op, body, created_us) VALUES {values}"
+    )
+
+
+_ACTIVE = select(
+    leases.c.change_id,
+    leases.c.holder,
+    leases.c.acquired_us,
+    leases.c.expires_us,
+    leases.c.ttl_seconds,
+    leases.c.fencing_token,
+)
+
+
+def _active(r: Sequence[Any]) -> ActiveLease:
+    change_id, holder, acquired, expires, ttl, token = r
+    return ActiveLease(
+        str(change_id),
+        str(holder),
+        int(acquired),
+        int(expires),
+        int(ttl or 0),
+        int(token),
+    )
 
 
 def list_active(conn: Connection, project_id: int, now_us: int) -> list[ActiveLease]:
     rows = conn.execute(
-        select(
-            leases.c.change_id,
-            leases.c.holder,
-            leases.c.acquired_us,
-            leases.c.expires_us,
-            leases.c.ttl_seconds,
-            leases.c.fencing_token,
-        )
-        .where(
+        _ACTIVE.where(
             leases.c.project_id == project_id,
             leases.c.holder.is_not(None),
             leases.c.expires_us > now_us,
-        )
-        .order_by(leases.c.expires_us, leases.c.change_id)
+        ).order_by(leases.c.expires_us, leases.c.change_id)
     )
-    return [ActiveLease(r[0], r[1], int(r[2]), int(r[3]), int(r[4] or 0), int(r[5])) for r in rows]
+    return [_active(r) for r in rows]
 
 
 def active_leases_for(
@@ -150,23 +190,14 @@ def active_leases_for(
     if not change_ids:
         return {}
     rows = conn.execute(
-        select(
-            leases.c.change_id,
-            leases.c.holder,
-            leases.c.acquired_us,
-            leases.c.expires_us,
-            leases.c.ttl_seconds,
-            leases.c.fencing_token,
-        ).where(
+        _ACTIVE.where(
             leases.c.project_id == project_id,
             leases.c.change_id.in_(list(change_ids)),
             leases.c.holder.is_not(None),
             leases.c.expires_us > now_us,
         )
     )
-    return {
-        r[0]: ActiveLease(r[0], r[1], int(r[2]), int(r[3]), int(r[4] or 0), int(r[5])) for r in rows
-    }
+    return {lease.change_id: lease for lease in map(_active, rows)}
 
 
 # Eligible changes, in canonical order, not actively leased. The lease is looked up with a

@@ -7,7 +7,7 @@ from sqlalchemy import Connection, insert, select
 from loom.store import _raw
 from loom.store.schema import projects
 
-__all__ = ["ensure_project", "find_project", "lock_project"]
+__all__ = ["ensure_project", "find_project", "list_projects", "lock_project"]
 
 
 def find_project(conn: Connection, org: str, repo: str) -> int | None:
@@ -15,6 +15,11 @@ def find_project(conn: Connection, org: str, repo: str) -> int | None:
         select(projects.c.id).where(projects.c.org == org, projects.c.repo == repo)
     ).first()
     return None if row is None else int(row[0])
+
+
+def list_projects(conn: Connection) -> list[tuple[str, str]]:
+    """Every project the database knows, as ``(org, repo)``."""
+    return [(r[0], r[1]) for r in conn.execute(select(projects.c.org, projects.c.repo))]
 
 
 def ensure_project(conn: Connection, org: str, repo: str, now_us: int) -> int:
