@@ -63,6 +63,7 @@ def test_a_push_records_the_artifacts_it_changed_and_both_revisions(api: Any) ->
     )
     assert event["meta"] == {
         "source": "push",
+        "revision": "2",
         "artifacts": ["proposal", "specs/auth"],
         "old_revision": "1",
         "new_revision": "2",
