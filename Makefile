@@ -7,10 +7,12 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: serve test test-fast lint typecheck walls pytest explore bench clean
 
 $(STAMP): pyproject.toml
+	@echo "loom: installing loom and its dependencies into $(VENV) (first run, or pyproject.toml changed; about 30 s)..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+	@echo "loom: $(VENV) is ready ($(BIN)/loom; \`source $(BIN)/activate\` puts loom on PATH)"
 
 ## Start the server on the embedded SQLite default (data in the platform data dir).
 serve: $(STAMP)

@@ -84,7 +84,8 @@ def _summary(settings: Settings) -> list[str]:
         f"database: {settings.database_kind} ({redact_url(settings.database_url)})",
         auth,
         f"leases: ttl {settings.lease_ttl}s (max {settings.lease_ttl_max}s), "
-        f"enforcement {settings.lease_enforcement}",
+        f"enforcement {settings.lease_enforcement}"
+        + (", required for writes" if settings.require_lease else ""),
         f"metrics: /metrics ({'public' if settings.metrics_public else 'admin token required'})",
     ]
 
@@ -100,7 +101,7 @@ class _Server(uvicorn.Server):
 
 
 def _prepare(settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.make_data_dir()
     db = Database(settings.database_url)
     try:
         migrate.upgrade(db)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-__all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "DEFAULT_MAX_BODY_BYTES", "Settings"]
+__all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "DEFAULT_MAX_BODY_BYTES", "Settings", "make_private_dir"]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024 * 1024
@@ -20,6 +20,22 @@ _SQLITE_WORKERS = (
     "process already uses it fully (see docs/scaling.md); use --workers 1 or a "
     "postgresql:// --database-url"
 )
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents); the directories created are mode 0700.
+
+    An existing directory keeps its mode (the operator chose it)."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)  # mkdir's mode is masked by the umask
 
 
 class Settings(BaseModel):
@@ -47,6 +63,7 @@ class Settings(BaseModel):
     lease_ttl_max: int = Field(default=86400, ge=1)
     lease_enforcement: Literal["strict", "advisory"] = "strict"
     allow_blind_push: bool = False
+    require_lease: bool = False
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     max_artifact_bytes: int = Field(default=DEFAULT_MAX_ARTIFACT_BYTES, ge=1024)
     # Connections (docs/operations: "Connections and timeouts"): an idle keep-alive
@@ -77,6 +94,10 @@ class Settings(BaseModel):
         if self.workers > 1 and self.database_kind == "sqlite":
             raise ValueError(_SQLITE_WORKERS)
         return self
+
+    def make_data_dir(self) -> None:
+        """Create the data dir (and parents) if missing; a new data dir is mode 0700."""
+        make_private_dir(self.data_dir)
 
     @property
     def database_kind(self) -> str:

@@ -96,6 +96,9 @@ async def _mcp_walkthrough(s: ClientSession) -> None:
 
 def _state(server: ClockedServer, project: str) -> dict[str, Any]:
     events = server.json(project, "/events")
+    for event in events:  # the import's summary event names its own project
+        if event["entity"] == "project" and event["entity_id"] == project:
+            event["entity_id"] = "<project>"
     return {"export": server.json(project, "/export"), "events": events}
 
 

@@ -180,7 +180,9 @@ def test_concurrent_archives_into_one_spec(live_server_on: LiveServer) -> None:
             )
 
     results = _together(
-        n, lambda c, i: c.post(f"{PATH}/changes/002-{i + 1:02d}_a/archive"), live_server_on.url
+        n,
+        lambda c, i: c.post(f"{PATH}/changes/002-{i + 1:02d}_a/archive?force=true"),
+        live_server_on.url,
     )
     assert _statuses(results) == {(200, None): n}
     with httpx.Client(base_url=live_server_on.url, headers=H) as admin:

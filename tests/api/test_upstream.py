@@ -462,7 +462,7 @@ def test_sync_push_updates_backend_artifacts(ar: Any) -> None:
 
 
 def test_archive_endpoint_promotes_specs_and_moves_change(ar: Any) -> None:
-    body = ok(ar.post(f"{AR}/archive", headers=AR_H))
+    body = ok(ar.post(f"{AR}/archive?force=true", headers=AR_H))
     assert body["change_id"] == "025-05_archive-me"
     assert body["archived_at"]
     spec = ok(ar.get(f"{TM}/specs/spec-one", headers=AR_H))["markdown"]

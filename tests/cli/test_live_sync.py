@@ -16,7 +16,7 @@ import pytest
 
 from loom.client import Client, NotFound
 
-from ._support import ORG, REPO, Loom, make_tree
+from ._support import ORG, REPO, Loom, make_tree, spawn_loom, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def test_claim_heartbeat_release_allocate(loom: Loom, tmp_path: Path, client: Cl
     assert "renewed" in loom("heartbeat", c).stdout
     conflict = loom("claim", c, "--holder", "agent-b", code=3)
     assert "held by agent-a" in conflict.stderr
-    envelope = json.loads(loom("heartbeat", c, "--holder", "agent-b", "--json", code=3).stderr)
+    envelope = json.loads(loom("heartbeat", c, "--holder", "agent-b", "--json", code=3).stdout)
     assert envelope["exit_code"] == 3 and envelope["code"] == "conflict"
     # A write by another holder is refused while the lease is active.
     loom("tasks", "start", c, "1.1", "--holder", "agent-b", code=3)
@@ -82,7 +82,7 @@ def test_pull_push_conflict_and_backups(
 
     (local / "design.md").write_text("# Design\n")
     pushed = loom.json("push", c)
-    assert pushed == {"change_id": c, "base_revision": "1", "new_revision": "2"}
+    assert pushed == {"change_id": c, "base_revision": "1", "new_revision": "2", "changed": True}
     assert (local / ".backend-revision").read_text() == "2"
     assert client.pull(c).design == "# Design\n"
 
@@ -108,6 +108,7 @@ def test_pull_push_conflict_and_backups(
     loom("push", "001-05_nowhere", code=4)
     # Pushing over a leased change needs the lease: holder and fencing token from `claim`.
     loom("claim", c, "--holder", "agent-b")
+    (local / "design.md").write_text("# Design v3\n")
     loom("push", c, code=3)
     assert loom.json("push", c, "--holder", "agent-b")["new_revision"] == "5"
 
@@ -119,7 +120,8 @@ def test_archive_moves_the_change_and_writes_specs(loom: Loom, tmp_path: Path) -
     loom("pull", c)
     (ito / "changes" / c / "notes.txt").write_text("kept\n")
     loom("claim", c)
-    result = loom.json("archive", c)
+    loom("archive", c, code=3)  # 2 tasks pending: refused (change_unfinished)
+    result = loom.json("archive", c, "--force")
     day = result["archived_at"][:10]
     archived = ito / "changes" / "archive" / f"{day}-{c}"
     assert result["path"] == str(archived) and result["specs"] == ["alpha"]
@@ -129,7 +131,7 @@ def test_archive_moves_the_change_and_writes_specs(loom: Loom, tmp_path: Path) -
     assert (archived / ".backend-revision").is_file()
     assert "Alpha works" in (ito / "specs" / "alpha" / "spec.md").read_text()
     assert [x["id"] for x in loom.json("changes", "--archived")] == ["001-01_alpha", "001-02_beta"]
-    again = loom("archive", c)  # idempotent
+    again = loom("archive", c, "--force")  # idempotent
     assert f"archived {c}" in again.stdout
     loom("claim", c, code=3)  # archived changes cannot be claimed
 
@@ -169,17 +171,10 @@ def test_events_show_forward_and_follow(loom: Loom, server: Any) -> None:
     seqs = [e["seq"] for e in events]
     assert [e["seq"] for e in loom.json("events", "--since", str(seqs[5]))] == seqs[6:]
     assert len(loom.json("events", "--limit", "2")) == 2
-    assert "status_change pending -> complete" in loom("events", "--limit", "1").stdout
+    assert "status_change  pending -> complete" in loom("events", "--limit", "1").stdout
 
     # --follow polls until Ctrl-C, which exits 0.
-    env = {**os.environ, **loom.env}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loom", "events", "--follow", "--json", "--interval", "0.1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn_loom(loom.env, "events", "--follow", "--since", "0", "--json", "--interval", "0.1")
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(8)]
@@ -190,12 +185,7 @@ def test_events_show_forward_and_follow(loom: Loom, server: Any) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0  # a bound for a hang, not a speed check
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(proc)
 
 
 def _keepalive(loom: Loom, *command: str) -> subprocess.Popen[str]:

@@ -278,7 +278,7 @@ def test_zombie_writer_is_fenced_off_after_takeover(server: LiveServer) -> None:
         for method, path, body in [
             ("POST", f"{P}/changes/{change}/sync", stale_push),
             ("POST", f"{P}/changes/{change}/tasks/1.1/complete", None),
-            ("POST", f"{P}/changes/{change}/archive", None),
+            ("POST", f"{P}/changes/{change}/archive?force=true", None),
         ]:
             r = admin.request(method, path, json=body, headers=zombie_headers)
             assert r.status_code == 409

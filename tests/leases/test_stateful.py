@@ -302,7 +302,12 @@ class LeaseMachine(RuleBasedStateMachine):
     def archive(self, cid: str, holder: str) -> None:
         m = self.model[cid]
         got = call(
-            archive_svc.archive_change, self.ctx, self.project, cid, Actor(holder, None, admin=True)
+            archive_svc.archive_change,
+            self.ctx,
+            self.project,
+            cid,
+            Actor(holder, None, admin=True),
+            force=True,
         )
         if m.archived:
             assert got[0] == "ok"

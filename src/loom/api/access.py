@@ -34,6 +34,7 @@ from loom.settings import Settings
 __all__ = [
     "Access",
     "admin_access",
+    "bool_param",
     "named_token",
     "prepare",
     "project_access",
@@ -347,3 +348,11 @@ async def _write_keyed(
         metrics.IDEMPOTENT_REPLAYS.inc()
         out["Idempotent-Replayed"] = "true"
     return JSON(body, status_code=status, headers=out)
+
+
+def bool_param(request: Request, name: str) -> bool:
+    """A ``?name=true|false|1|0`` query flag (absent: false); anything else is a 400."""
+    value = request.query_params.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ValidationError(f"{name} must be true or false", kind="invalid_request")
+    return value in ("true", "1")

@@ -16,6 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 from loom import __version__
 from loom.api import contract
 from loom.api._hub import Hub
+from loom.api.docs import install_docs
 from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON
@@ -140,7 +141,7 @@ def create_app(
         version=__version__,
         description="Coordination server for agents working on Ito spec-driven changes.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by loom.api.docs, with Swagger UI from the package
         redoc_url=None,
         # No 307 to the slash-less path (an empty, non-JSON body built from the Host
         # header): a trailing slash is an unknown route, 404 with the envelope, as in Ito.
@@ -150,6 +151,7 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_docs(app, "/api/v1/openapi.json")
 
     @app.get(
         "/api/v1/health",

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
-from loom.api.access import Access, prepare, project_access, read, read_json, write
+from loom.api.access import Access, bool_param, prepare, project_access, read, read_json, write
 from loom.api.bodies import parse_body
 from loom.api.contract import (
     LIFECYCLE,
     MODULE_FILTER,
     STATUS_LIST,
+    any_case_enum,
     operation,
     operation_id,
     push_links,
@@ -155,12 +156,20 @@ async def push(
 
 @router.post(
     "/changes/{change_id}/archive",
-    summary="Archive: merge deltas, mark archived",
-    **operation(ArchiveResult, errors=[404], headers=WRITE_HEADERS),
+    summary="Archive: merge deltas, mark archived (?force=true: even with unfinished tasks)",
+    **operation(
+        ArchiveResult,
+        errors=[404, 409],
+        headers=WRITE_HEADERS,
+        query={"force": any_case_enum(("true", "false", "1", "0"))},
+    ),
 )
 async def archive_change(request: Request, access: AccessDep, change_id: str) -> Response:
+    force = bool_param(request, "force")
     await prepare(request, archive.prepare_archive, access.project, change_id)
-    return await write(request, access, archive.archive_change, change_id, access.actor)
+    return await write(
+        request, access, archive.archive_change, change_id, access.actor, force=force
+    )
 
 
 @router.get(

@@ -15,13 +15,13 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from loom.api.access import project_access, read, write
+from loom.api.access import bool_param, project_access, read, write
 from loom.api.bodies import parse_body
 from loom.api.contract import allocate_links, any_case_enum, operation, operation_id
 from loom.api.middleware import hot
 from loom.api.models import AllocateBody, ClaimBody, ReleaseBody
 from loom.domain.ids import validate_change_id, validate_holder, validate_module_id
-from loom.errors import Forbidden, ValidationError
+from loom.errors import Forbidden
 from loom.models import AllocateResult, ClaimResult, ReleaseResult
 from loom.service import leases
 
@@ -81,10 +81,7 @@ async def release(request: Request) -> Response:
     access = await project_access(request)
     body = await parse_body(request, ReleaseBody, _LEASE_FIELDS)
     holder = validate_holder(body.holder)
-    force_param = request.query_params.get("force", "false").lower()
-    if force_param not in ("true", "false", "1", "0"):
-        raise ValidationError("force must be true or false", kind="invalid_request")
-    force = force_param in ("true", "1")
+    force = bool_param(request, "force")
     if force and not access.scope.admin:
         raise Forbidden("force release needs an admin token", kind="admin_required")
     change_id = request.path_params["change_id"]

@@ -88,6 +88,7 @@ async def put_module(request: Request, access: AccessDep, module_id: str) -> Res
         name=body.name,
         description=body.description,
         markdown=body.markdown,
+        actor=access.actor,
     )
 
 
@@ -110,7 +111,9 @@ async def get_spec(request: Request, access: AccessDep, spec_id: str) -> Any:
 )
 async def put_spec(request: Request, access: AccessDep, spec_id: str) -> Response:
     body = await parse_body(request, SpecPut)
-    return await write(request, access, catalog.put_spec, spec_id, body.markdown)
+    return await write(
+        request, access, catalog.put_spec, spec_id, body.markdown, actor=access.actor
+    )
 
 
 def _archived_us(value: str | None, change_id: str) -> int | None:

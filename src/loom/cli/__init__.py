@@ -47,6 +47,7 @@ _OWNER = {
     "release": "leases",
     "allocate": "leases",
     "keepalive": "leases",
+    "leases": "leases",
     "mcp": "mcp",
     "serve": "server",
     "token": "tokens",  # loom.cli.tokens imports loom.cli.server (token project|init)

@@ -15,7 +15,14 @@ from loom.client._forward import DEFAULT_EVENT_LOG, ForwardResult, forward_event
 from loom.client._keepalive import LeaseKeeper, renew_interval
 from loom.client._retry import RetryPolicy
 from loom.client._state import REVISION_FILE, LeaseStore, state_dir
-from loom.client._sync import archive_change, pull_change, push_change, refresh_local_tasks
+from loom.client._sync import (
+    LocalCopy,
+    archive_change,
+    local_copy,
+    pull_change,
+    push_change,
+    refresh_local_tasks,
+)
 from loom.client._transfer import export_tree, import_tree
 from loom.errors import (
     ArchivedConflict,
@@ -99,6 +106,7 @@ __all__ = [
     "LeaseInfo",
     "LeaseKeeper",
     "LeaseStore",
+    "LocalCopy",
     "LoomError",
     "ModuleDetail",
     "ModuleSummary",
@@ -130,6 +138,7 @@ __all__ = [
     "export_tree",
     "forward_events",
     "import_tree",
+    "local_copy",
     "pull_change",
     "push_change",
     "refresh_local_tasks",

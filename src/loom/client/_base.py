@@ -106,6 +106,10 @@ class BaseClient:
         transport: an httpx transport (tests use ``httpx.MockTransport``).
         sleep: called with the seconds to wait between attempts (tests inject a recorder).
         retry_policy: replaces the default policy built from ``retries``.
+        total_timeout: seconds one logical request may take over all its attempts and waits
+            (``None``: unbounded); each attempt's timeout is cut to what is left.
+        on_retry: called with one line (what failed, what is retried, after how long)
+            before each retry; the ``loom`` command prints it on stderr.
     """
 
     def __init__(
@@ -120,8 +124,14 @@ class BaseClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         retry_policy: RetryPolicy | None = None,
+        total_timeout: float | None = None,
+        on_retry: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.total_timeout = total_timeout
+        self._on_retry = on_retry
+        self._clock = clock
         self.__token = token
         self.project = project
         self.holder = holder
@@ -253,8 +263,13 @@ class BaseClient:
             send_headers.update(headers)
         query = {k: v for k, v in (params or {}).items() if v is not None}
         policy = self.retry_policy
+        started = self._clock()
+        deadline = None if self.total_timeout is None else started + self.total_timeout
         attempt = 0
         while True:
+            timeout = self.timeout
+            if deadline is not None:
+                timeout = max(0.001, min(timeout, deadline - self._clock()))
             try:
                 response = self._http.request(
                     method,
@@ -264,32 +279,66 @@ class BaseClient:
                     headers=[
                         (k.encode("ascii"), _header_bytes(v)) for k, v in send_headers.items()
                     ],
+                    timeout=timeout,
                 )
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise ConnectionFailed(
                     f"invalid server URL {_redact_url(self.base_url)!r}: {exc}"
                 ) from None
             except httpx.TransportError as exc:
+                problem = self._transport_problem(exc, timeout)
                 if retry and attempt < policy.retries:
                     wait = policy.delay(attempt)
-                    _log.debug("%s %s failed (%s); retry in %.2fs", method, path, exc, wait)
-                    self._sleep(wait)
-                    attempt += 1
-                    continue
-                raise ConnectionFailed(
-                    f"cannot reach the Loom server at {_redact_url(self.base_url)}: "
-                    f"{type(exc).__name__}: {exc}",
-                ) from None
+                    if self._in_time(deadline, wait):
+                        self._retrying(method, path, problem, attempt, wait)
+                        attempt += 1
+                        continue
+                raise self._gave_up(exc, problem, attempt, started) from None
             status = response.status_code
             _log.debug("%s %s -> %d (attempt %d)", method, path, status, attempt + 1)
             if 200 <= status < 300 or status in accept:
                 return response
             if retry and attempt < policy.retries and self._retryable(response):
                 wait = policy.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
-                self._sleep(wait)
-                attempt += 1
-                continue
+                if self._in_time(deadline, wait):
+                    self._retrying(method, path, f"HTTP {status}", attempt, wait)
+                    attempt += 1
+                    continue
             raise self._error(response)
+
+    def _in_time(self, deadline: float | None, wait: float) -> bool:
+        """True when a retry after ``wait`` seconds can still start before the deadline."""
+        return deadline is None or self._clock() + wait < deadline
+
+    def _retrying(self, method: str, path: str, problem: str, attempt: int, wait: float) -> None:
+        line = (
+            f"{problem}; retrying {method} {path} in {wait:.1f}s "
+            f"(retry {attempt + 1} of {self.retry_policy.retries})"
+        )
+        _log.debug("%s", line)
+        if self._on_retry is not None:
+            self._on_retry(line)
+        self._sleep(wait)
+
+    def _transport_problem(self, exc: httpx.TransportError, timeout: float) -> str:
+        where = _redact_url(self.base_url)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"timed out connecting to {where} after {timeout:g}s"
+        if isinstance(exc, httpx.TimeoutException):
+            return f"the Loom server at {where} did not answer within {timeout:g}s"
+        return f"cannot reach the Loom server at {where}: {type(exc).__name__}: {exc}"
+
+    def _gave_up(
+        self, exc: httpx.TransportError, problem: str, attempt: int, started: float
+    ) -> ConnectionFailed:
+        tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+        elapsed = self._clock() - started
+        if isinstance(exc, httpx.TimeoutException):
+            return ConnectionFailed(
+                f"timed out: {problem} ({tries}, {elapsed:.0f}s in all)",
+                kind="timeout",
+            )
+        return ConnectionFailed(f"{problem} ({tries})")
 
     def _retryable(self, response: httpx.Response) -> bool:
         if self.retry_policy.should_retry_status(response.status_code):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from loom.client._client import Client
 from loom.errors import Conflict, LoomError, NotFound
@@ -27,9 +28,12 @@ class LeaseKeeper:
     """Heartbeats ``change_id`` every ``interval`` seconds until stopped or the lease is lost.
 
     The lease is *lost* when a heartbeat is refused with a conflict (another holder, or the
-    change was archived) or the change disappeared; ``on_lost`` is then called once, from
-    the keeper thread, with the error. Transient failures (server unreachable after the
-    client's own retries) are logged and retried at the next tick.
+    change was archived) or the change disappeared, or when heartbeats keep failing (server
+    unreachable after the client's own retries) until the lease is past its expiry
+    (``expires_at``, by ``clock``): then another agent may already hold it, so the error is
+    a :class:`Conflict` of kind ``lease_expired``. ``on_lost`` is called once, from the
+    keeper thread, with the error. Before the expiry, failures are logged and retried at
+    the next tick.
 
     With ``watch``, a second thread follows the change's events on the event stream and
     learns of a force-release or a take-over as it happens, not at the next heartbeat.
@@ -45,7 +49,11 @@ class LeaseKeeper:
         on_lost: Callable[[LoomError], None] | None = None,
         on_renew: Callable[[ClaimResult], None] | None = None,
         watch: bool = False,
+        expires_at: datetime | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.expires_at = expires_at
+        self._clock = clock
         self.client = client
         self.change_id = change_id
         self.interval = interval
@@ -86,7 +94,19 @@ class LeaseKeeper:
                 return
             except LoomError as error:
                 _log.warning("heartbeat of %s failed: %s", self.change_id, error.message)
+                if self.expires_at is not None and self._clock() >= self.expires_at:
+                    self._lose(
+                        Conflict(
+                            f"the lease on {self.change_id} expired at "
+                            f"{self.expires_at:%Y-%m-%d %H:%M:%SZ} while heartbeats failed "
+                            f"({error.message})",
+                            kind="lease_expired",
+                            change_id=self.change_id,
+                        )
+                    )
+                    return
                 continue
+            self.expires_at = claim.expires_at
             self.renewals += 1
             if self.on_renew is not None:
                 self.on_renew(claim)

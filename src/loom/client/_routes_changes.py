@@ -186,13 +186,19 @@ class ChangesAPI(BaseClient):
         self,
         change_id: str,
         *,
+        force: bool = False,
         fencing_token: int | None = None,
         idempotency_key: str | None = None,
     ) -> ArchiveResult:
-        """``POST /changes/{id}/archive``: merge deltas into specs and archive (idempotent)."""
+        """``POST /changes/{id}/archive``: merge deltas into specs and archive (idempotent).
+
+        A change with pending or in-progress tasks is refused (:class:`Conflict`,
+        ``change_unfinished``) unless ``force``.
+        """
         response = self._request(
             "POST",
             self._project_path("changes", change_id, "archive"),
+            params={"force": "true"} if force else None,
             json={},
             headers=self._write_headers(change_id, fencing_token),
             idempotency_key=idempotency_key,

@@ -64,6 +64,8 @@ class Policy:
     lease_ttl_max: int = _default("lease_ttl_max")
     lease_enforcement: Literal["strict", "advisory"] = _default("lease_enforcement")
     allow_blind_push: bool = _default("allow_blind_push")
+    # Writes to an existing change need an active lease (creating a change stays open).
+    require_lease: bool = _default("require_lease")
     idempotency_ttl: int = _default("idempotency_ttl")
     max_artifact_bytes: int = _default("max_artifact_bytes")
     idempotency_in_flight_timeout: int = 120
@@ -78,6 +80,7 @@ class Policy:
             lease_ttl_max=settings.lease_ttl_max,
             lease_enforcement=settings.lease_enforcement,
             allow_blind_push=settings.allow_blind_push,
+            require_lease=settings.require_lease,
             idempotency_ttl=settings.idempotency_ttl,
             max_artifact_bytes=settings.max_artifact_bytes,
         )

@@ -8,8 +8,9 @@ from typing import Any
 from loom.domain.ids import archive_dir_name, module_of, sub_module_of
 from loom.domain.modules import tick_change
 from loom.domain.specs import apply_delta
+from loom.domain.tasks import parse_tasks
 from loom.domain.timefmt import date_of_us, format_us
-from loom.errors import LoomError
+from loom.errors import Conflict, LoomError
 from loom.service._common import (
     change_not_found,
     check_lease,
@@ -52,9 +53,13 @@ def prepare_archive(ctx: ServiceContext, project: Project, change_id: str) -> No
 
 
 def archive_change(
-    ctx: ServiceContext, project: Project, change_id: str, actor: Actor
+    ctx: ServiceContext, project: Project, change_id: str, actor: Actor, *, force: bool = False
 ) -> dict[str, Any]:
-    """All or nothing: any invalid delta raises before anything is written."""
+    """All or nothing: any invalid delta raises before anything is written.
+
+    A change with pending or in-progress tasks is refused (409 ``change_unfinished``) unless
+    ``force``; shelved tasks do not count. A forced archive says so in its audit event.
+    """
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:
@@ -64,6 +69,21 @@ def archive_change(
         if row.archived_us is not None:
             return {"change_id": change_id, "archived_at": format_us(row.archived_us)}
         lease = check_lease(ctx, conn, pid, change_id, actor)
+        progress = parse_tasks(row.tasks).progress
+        unfinished = progress.pending + progress.in_progress
+        if unfinished and not force:
+            raise Conflict(
+                f"change '{change_id}' is unfinished: {progress.complete}/{progress.total} "
+                f"tasks complete ({progress.in_progress} in progress, {progress.pending} "
+                "pending); complete or shelve them, or archive with force",
+                kind="change_unfinished",
+                change_id=change_id,
+                complete=progress.complete,
+                in_progress=progress.in_progress,
+                pending=progress.pending,
+                shelved=progress.shelved,
+                total=progress.total,
+            )
         # Archives of different changes merge into the same specs: without this lock two
         # PostgreSQL transactions read the same base spec and the second merge overwrote the
         # first (lost requirements). Order: change row (above), then project row.
@@ -115,7 +135,11 @@ def archive_change(
                 entity_id=change_id,
                 op="archive",
                 by=actor.by,
-                meta={"archive_name": archive_name, "specs": [c for c, _ in merged]},
+                meta={
+                    "archive_name": archive_name,
+                    "specs": [c for c, _ in merged],
+                    **({"forced": True, "unfinished_tasks": unfinished} if unfinished else {}),
+                },
             )
         )
         if module_id is not None:

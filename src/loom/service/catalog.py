@@ -7,8 +7,8 @@ from typing import Any
 from loom.domain.ids import validate_module_id
 from loom.domain.timefmt import format_us
 from loom.errors import NotFound, ValidationError
-from loom.service._common import write_pid
-from loom.service._context import Project, ServiceContext
+from loom.service._common import audit, write_pid
+from loom.service._context import Actor, Project, ServiceContext
 from loom.service._limits import check_artifact, check_artifacts
 from loom.store import catalog as store
 from loom.store.projects import projects_after
@@ -93,6 +93,7 @@ def put_module(
     name: str,
     description: str | None,
     markdown: str | None,
+    actor: Actor | None = None,
 ) -> dict[str, Any]:
     module_id = validate_module_id(module_ref)
     if not name.strip() or len(name) > 200 or "\n" in name:
@@ -106,6 +107,7 @@ def put_module(
             raise NotFound(
                 f"parent module not found: {parent}", kind="module_not_found", module_id=parent
             )
+        existing = store.get_module(conn, pid, module_id, for_update=True)
         store.upsert_module(
             conn,
             pid,
@@ -115,6 +117,16 @@ def put_module(
             description=description,
             markdown=markdown,
             now_us=now,
+        )
+        audit(
+            conn,
+            pid,
+            now,
+            entity="module",
+            entity_id=module_id,
+            op="create" if existing is None else "update",
+            by=(actor or Actor()).by,
+            meta={"name": name},
         )
     return get_module(ctx, project, module_id)
 
@@ -143,10 +155,26 @@ def get_spec(ctx: ServiceContext, project: Project, spec_id: str) -> dict[str, A
     }
 
 
-def put_spec(ctx: ServiceContext, project: Project, spec_id: str, markdown: str) -> dict[str, Any]:
+def put_spec(
+    ctx: ServiceContext,
+    project: Project,
+    spec_id: str,
+    markdown: str,
+    actor: Actor | None = None,
+) -> dict[str, Any]:
     check_artifact(ctx.policy, f"spec {spec_id}", markdown)
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:
+        existing = store.get_spec(conn, pid, spec_id)
         store.upsert_spec(conn, pid, spec_id, markdown, now)
+        audit(
+            conn,
+            pid,
+            now,
+            entity="spec",
+            entity_id=spec_id,
+            op="create" if existing is None else "update",
+            by=(actor or Actor()).by,
+        )
     return get_spec(ctx, project, spec_id)

@@ -36,6 +36,7 @@ from loom.service._derive import derive
 from loom.service._limits import check_artifacts
 from loom.store.catalog import get_module, upsert_module
 from loom.store.changes import (
+    ChangeRow,
     get_change,
     get_specs,
     insert_change,
@@ -416,6 +417,12 @@ def push_bundle(
                 local_revision=revision,
                 server_revision=str(row.revision),
             )
+        current = get_specs(conn, pid, change_id)
+        changed = changed_artifacts(row, bundle, current, specs)
+        if not changed:
+            # An identical push is a no-op: a new revision here would make every other
+            # agent's next push a conflict although nothing changed.
+            return {"change_id": change_id, "new_revision": str(row.revision)}
         new_revision = row.revision + 1
         done = update_change(
             conn,
@@ -439,6 +446,35 @@ def push_bundle(
         replace_specs(conn, pid, change_id, specs)
         # Watchers (the event stream, `allocate --wait`, the dashboard) learn of the new
         # artifacts from this event: a draft a push made ready is work for a waiting agent.
-        meta = {"source": "push", "revision": str(new_revision)}
+        meta = {
+            "source": "push",
+            "revision": str(new_revision),
+            "artifacts": changed,
+            "old_revision": str(row.revision),
+            "new_revision": str(new_revision),
+        }
         _record_change(conn, pid, now, change_id, "update", actor, meta)
     return {"change_id": change_id, "new_revision": str(new_revision)}
+
+
+def changed_artifacts(
+    row: ChangeRow,
+    bundle: Bundle,
+    current_specs: Sequence[tuple[str, str]],
+    specs: tuple[tuple[str, str], ...],
+) -> list[str]:
+    """The artifacts a push would change: ``proposal``, ``design``, ``tasks``, ``specs/<cap>``."""
+    changed = [
+        name
+        for name, old, new in (
+            ("proposal", row.proposal, bundle.proposal),
+            ("design", row.design, bundle.design),
+            ("tasks", row.tasks, bundle.tasks),
+        )
+        if old != new
+    ]
+    before = dict(current_specs)
+    after = dict(specs)
+    caps = sorted(before.keys() | after.keys())
+    changed.extend(f"specs/{cap}" for cap in caps if before.get(cap) != after.get(cap))
+    return changed

@@ -11,7 +11,7 @@ from loom.domain.modules import parse_module_md
 from loom.domain.tasks import parse_tasks
 from loom.domain.timefmt import format_us
 from loom.errors import LoomError
-from loom.service._common import record, release_on_archive, server_event, write_pid
+from loom.service._common import audit, record, release_on_archive, write_pid
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
 from loom.service._limits import check_artifact, check_artifacts
@@ -73,6 +73,8 @@ class _Tally:
         self.updated = 0
         self.unchanged = 0
         self.conflicts: list[dict[str, str]] = []
+        self.changes_created: list[str] = []
+        self.changes_updated: list[str] = []
 
     def conflict(self, kind: str, item_id: str, reason: str) -> None:
         self.conflicts.append({"kind": kind, "id": item_id, "reason": reason})
@@ -190,6 +192,27 @@ def import_tree(
                     tally.updated += 1
         for c, c_specs in checked:
             _import_change(ctx, conn, pid, c, c_specs, overwrite, tally, now, actor)
+        if tally.created or tally.updated:
+            # One summary event for the whole import (not one per change: a corpus is
+            # hundreds), naming the changes it created or replaced.
+            audit(
+                conn,
+                pid,
+                now,
+                entity="project",
+                entity_id=project.name,
+                op="import",
+                by=actor.by,
+                meta={
+                    "mode": mode,
+                    "created": tally.created,
+                    "updated": tally.updated,
+                    "unchanged": tally.unchanged,
+                    "conflicts": len(tally.conflicts),
+                    "changes_created": tally.changes_created,
+                    "changes_updated": tally.changes_updated,
+                },
+            )
     return tally.json()
 
 
@@ -225,20 +248,8 @@ def _import_change(
             return
         replace_specs(conn, pid, c.id, specs)
         ensure_module_rows(conn, pid, c.id, now)
-        record(
-            conn,
-            pid,
-            now,
-            server_event(
-                now,
-                entity="change",
-                entity_id=c.id,
-                op="create",
-                by=actor.by,
-                meta={"source": "import", "archived": c.archived_us is not None},
-            ),
-        )
         tally.created += 1
+        tally.changes_created.append(c.id)
         return
     same = (
         (row.proposal, row.design, row.tasks, row.metadata)
@@ -251,6 +262,10 @@ def _import_change(
         return
     if not overwrite:
         tally.conflict("change", c.id, "exists with different content")
+        return
+    if row.archived_us is not None and c.archived_us is None:
+        # An archive cannot be undone by an import (its specs are already merged).
+        tally.conflict("change", c.id, "archived on the server; an import does not un-archive")
         return
     update_change(
         conn,
@@ -272,6 +287,7 @@ def _import_change(
         if events:
             record(conn, pid, now, *events)
     tally.updated += 1
+    tally.changes_updated.append(c.id)
 
 
 def _same_archive(stored_us: int | None, imported_us: int | None) -> bool:

@@ -11,6 +11,7 @@ from loom.domain import tasks as t
 from loom.domain.timefmt import date_of_us
 from loom.errors import LoomError, NotFound
 from loom.service._common import (
+    audit,
     change_not_found,
     check_lease,
     record,
@@ -93,6 +94,16 @@ def init_tasks(
             revision=row.revision + 1,
             updated_us=now,
             **derived.values(),
+        )
+        audit(
+            conn,
+            pid,
+            now,
+            entity="change",
+            entity_id=change_id,
+            op="tasks_init",
+            by=actor.by,
+            meta={"old_revision": str(row.revision), "new_revision": str(row.revision + 1)},
         )
     return {"change_id": change_id, "existed": False, "revision": str(row.revision + 1)}
 

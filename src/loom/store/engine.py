@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -94,6 +96,7 @@ class Database:
 
     def _make_engine(self, pool_size: int) -> Engine:
         if self.kind == "sqlite":
+            _create_private_file(self.url)
             engine = create_engine(
                 self.url,
                 pool_size=pool_size,
@@ -256,6 +259,22 @@ class Database:
                     conn.close()
             self._writers.clear()
         self.engine.dispose()
+
+
+def _create_private_file(url: str) -> None:
+    """Create a missing SQLite database file with mode 0600 (SQLite would make it 0644, and
+    it gives its -wal/-shm files the database file's mode)."""
+    try:
+        name = make_url(url).database
+    except Exception:  # an unparseable URL fails at create_engine with a clear message
+        return
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if path.exists() or not path.parent.is_dir():
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
