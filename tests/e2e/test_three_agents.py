@@ -282,11 +282,13 @@ def test_three_agents_work_through_the_module(live_server: LiveServer, tmp_path:
             ("change", "create"),
             ("change", "allocate"),
             *[("task", "status_change")] * 4,
+            ("change", "update"),  # the agent's push of its finished artifacts
             ("change", "release"),
             ("change", "archive"),
             ("module", "change_completed"),
         ], (change_id, ops)
-        create, allocate, *task_events, release, archive, completed = story
+        create, allocate, *task_events, pushed, release, archive, completed = story
+        assert pushed["meta"]["source"] == "push" and pushed["by"] == f"@{run.holder}"
         assert create["meta"]["source"] == "import"
         assert allocate["meta"]["holder"] == run.holder
         transitions = [(e["entity_id"], e["from"], e["to"]) for e in task_events]
