@@ -53,7 +53,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/leases.py
 	$(BIN)/python bench/burndown.py
+	$(BIN)/python bench/large.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/auth.py
 	$(BIN)/python bench/stream.py
 
 clean:

@@ -3,7 +3,7 @@
 Start-up cost matters (an agent runs ``loom`` dozens of times per task), so nothing heavy is
 imported here: :func:`main` answers ``--version`` without importing Typer, and otherwise
 imports only the module that registers the command named on the command line (``loom tasks
-start`` never imports the server, ``loom serve`` never imports the client). An unknown first
+start`` never imports the server or its settings). An unknown first
 word, ``--help`` or no argument loads every command module, so help and errors list them
 all. ``from loom.cli import app`` also loads them all.
 """
@@ -22,7 +22,18 @@ if TYPE_CHECKING:
 __all__ = ["app", "main", "version"]
 
 # Command modules in help order; each registers its commands on loom.cli._app.app.
-_MODULES = ("changes", "config", "events", "leases", "mcp", "server", "sync", "tasks")
+_MODULES = (
+    "changes",
+    "config",
+    "events",
+    "leases",
+    "mcp",
+    "server",
+    "db",
+    "tokens",
+    "sync",
+    "tasks",
+)
 # The top-level command (or group) -> the module that registers it. A command missing here
 # still works: its first word is unknown, so every module is loaded.
 _OWNER = {
@@ -38,8 +49,8 @@ _OWNER = {
     "keepalive": "leases",
     "mcp": "mcp",
     "serve": "server",
-    "token": "server",
-    "db": "server",
+    "token": "tokens",  # loom.cli.tokens imports loom.cli.server (token project|init)
+    "db": "db",
     "pull": "sync",
     "push": "sync",
     "archive": "sync",

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select
 
 from loom.domain.leases import LeaseState
 from loom.store import _raw
-from loom.store.events import append_events, event_rows
+from loom.store.events import append_events, event_rows, note_appended
 from loom.store.schema import changes, leases
 
 __all__ = ["ActiveLease", "get_lease", "list_active", "next_candidate", "save_lease"]
@@ -129,6 +129,7 @@ def save_lease(
         change_id,
     )
     if events and conn.dialect.name == "postgresql":
+        note_appended(conn, project_id)
         rows = event_rows(project_id, events, now_us)
         sql = _pg_save_with_events(exists, len(rows))
         _raw.execute(conn, sql, [*params, *(value for row in rows for value in row)])
