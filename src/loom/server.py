@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
+from loom._http_protocol import protocol_class
 from loom.settings import Settings
 from loom.store import migrate
 from loom.store.engine import Database, redact_url
@@ -133,8 +134,19 @@ def run(settings: Settings) -> None:
         log_config=_LOG_CONFIG,
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,
+        **_connection_limits(settings),
     )
     _Server(config).run()
+
+
+def _connection_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn options for the connection limits and timeouts (see loom._http_protocol)."""
+    return {
+        "http": protocol_class(settings.header_timeout, settings.max_connections),
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        # h11 only: the largest request head buffered before a 400 (httptools: 80 KiB).
+        "h11_max_incomplete_event_size": 64 * 1024,
+    }
 
 
 def _run_workers(settings: Settings) -> None:
@@ -147,6 +159,7 @@ def _run_workers(settings: Settings) -> None:
         log_config=_LOG_CONFIG,
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,
+        **_connection_limits(settings),
     )
     # Bind here (as uvicorn.run does) so the real port is known, then fork the workers.
     sock = config.bind_socket()
@@ -202,9 +215,9 @@ class WorkerFactory:
         payload, self._payload = self._payload, ""
         if not payload:
             raise RuntimeError("loom worker started without settings")
-        return create_app(
-            Settings.model_validate_json(payload), run_migrations=False, freeze_gc=True
-        )
+        settings = Settings.model_validate_json(payload)
+        protocol_class(settings.header_timeout, settings.max_connections)  # this process's
+        return create_app(settings, run_migrations=False, freeze_gc=True)
 
 
 logging.getLogger("loom").addHandler(logging.NullHandler())

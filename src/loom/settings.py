@@ -7,9 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Settings"]
+__all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "DEFAULT_MAX_BODY_BYTES", "Settings"]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024 * 1024
+"""Each stored artifact (proposal, design, tasks, one spec or delta, a module.md, a change's
+metadata) is at most this many UTF-8 bytes: 413 ``artifact_too_large`` before any parsing."""
 # Several processes on one SQLite file would each run their writes inline on the event loop:
 # one process's write lock would stall the others' whole loops for up to the busy timeout.
 _SQLITE_WORKERS = (
@@ -45,6 +48,15 @@ class Settings(BaseModel):
     lease_enforcement: Literal["strict", "advisory"] = "strict"
     allow_blind_push: bool = False
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    max_artifact_bytes: int = Field(default=DEFAULT_MAX_ARTIFACT_BYTES, ge=1024)
+    # Connections (docs/operations: "Connections and timeouts"): an idle keep-alive
+    # connection closes after keep_alive_timeout; a request head must arrive within
+    # header_timeout (408); a body may pause at most body_timeout between chunks (408);
+    # connections beyond max_connections are answered 503 and closed.
+    keep_alive_timeout: int = Field(default=5, ge=1)
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=1024, ge=1)
     workers: int = Field(default=1, ge=1, le=64)
     idempotency_ttl: int = Field(default=86400, ge=60)
     access_log: bool = True

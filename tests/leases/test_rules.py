@@ -223,7 +223,7 @@ def test_stale_fencing_token_is_refused_even_from_the_right_name() -> None:
 def test_token_from_the_future_is_refused_while_leased() -> None:
     a = _claim(LeaseState(), "a", T0, ttl=10)
     err = _conflict(check_write, a, change_id=C, holder="a", fencing_token=5, now_us=T0 + S)
-    assert err.kind == "stale_fencing_token"
+    assert err.kind == "unknown_fencing_token"  # never issued: not "stale"
 
 
 def test_expired_untaken_lease_no_longer_blocks_writes() -> None:

@@ -14,12 +14,12 @@ from typing import Any
 from fastapi import Request
 
 from loom import metrics
-from loom.api._scope import ACCESS_KEY, BODY_KEY, WRITE_STARTED
+from loom.api._scope import ACCESS_KEY, BODY_KEY, HOT_KEY, WRITE_STARTED
+from loom.api._token_index import ProjectTokenIndex
 from loom.api.auth import (
     Scope,
     authorize,
     authorize_admin,
-    derive_project_token,
     is_named,
     parse_bearer,
 )
@@ -35,8 +35,10 @@ __all__ = [
     "Access",
     "admin_access",
     "named_token",
+    "prepare",
     "project_access",
     "read",
+    "read_json",
     "valid_idempotency_key",
     "write",
 ]
@@ -94,6 +96,14 @@ def _validate_path(request: Request) -> tuple[str, str]:
     return org, repo
 
 
+def _utf8_header(value: bytes, name: str) -> str:
+    """A header value as UTF-8 (docs/ito-compat.md: how loom.client sends a holder name)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"{name} must be UTF-8", kind="invalid_id", field="holder") from None
+
+
 def _access_headers(request: Request) -> tuple[str | None, str | None, str | None]:
     """(Authorization, X-Loom-Holder, X-Loom-Fencing-Token), first occurrence of each, in one
     pass over the raw headers (names arrive lower-cased from the ASGI server)."""
@@ -104,32 +114,42 @@ def _access_headers(request: Request) -> tuple[str | None, str | None, str | Non
                 auth = value.decode("latin-1")
         elif name == b"x-loom-holder":
             if holder is None:
-                holder = value.decode("latin-1")
+                holder = _utf8_header(value, "X-Loom-Holder")
         elif name == b"x-loom-fencing-token" and fencing is None:
             fencing = value.decode("latin-1")
     return auth, holder, fencing
 
 
-def _token_of_other_project(
-    settings: Settings, header: str | None, org: str, repo: str, known: list[tuple[str, str]]
+def _token_index(request: Request, seed: str) -> ProjectTokenIndex:
+    state = request.app.state
+    index: ProjectTokenIndex | None = getattr(state, "token_index", None)
+    if index is None:
+        settings: Settings = state.settings
+        allowlisted = [entry.partition("/")[::2] for entry in settings.allow_projects]
+        index = state.token_index = ProjectTokenIndex(seed, allowlisted)
+    return index
+
+
+async def _token_of_other_project(
+    request: Request, header: str | None, org: str, repo: str
 ) -> bool:
+    """Whether the bearer token is the project token of another known project: one indexed
+    query and one hash, whatever the number of projects (see :mod:`loom.api._token_index`)."""
+    settings: Settings = request.app.state.settings
     token = parse_bearer(header)
     if token is None or settings.token_seed is None or not settings.project_tokens:
         return False
     if is_named(token):
         return False  # a named token is never an HMAC of another project
-    seed = settings.token_seed.get_secret_value()
-    candidates = set(known)
-    for entry in settings.allow_projects:
-        o, _, r = entry.partition("/")
-        candidates.add((o, r))
-    candidates.discard((org, repo))
-    import hmac
+    ctx: ServiceContext = request.app.state.ctx
+    index = _token_index(request, settings.token_seed.get_secret_value())
 
-    return any(
-        hmac.compare_digest(token.encode(), derive_project_token(seed, o, r).encode())
-        for o, r in sorted(candidates)
-    )
+    def refresh() -> None:
+        index.refresh(catalog.known_projects(ctx, index.last_id))
+
+    await ctx.db.run_read(refresh)
+    owner = index.owner(token)
+    return owner is not None and owner != (org, repo)
 
 
 async def named_token(ctx: ServiceContext, header: str | None) -> NamedToken | None:
@@ -180,12 +200,14 @@ async def project_access(request: Request) -> Access:
     try:
         scope = authorize(settings, header, org, repo, named=named, now_us=ctx.now_us())
     except Unauthorized as err:
-        if err.kind == "invalid_token" and settings.token_seed is not None and not maybe_named:
-            known = await ctx.db.run_read(catalog.known_projects, ctx)
-            if _token_of_other_project(settings, header, org, repo, known):
-                raise Forbidden(
-                    "this token is not allowed to access this project", kind="forbidden"
-                ) from None
+        if (
+            err.kind == "invalid_token"
+            and not maybe_named
+            and await _token_of_other_project(request, header, org, repo)
+        ):
+            raise Forbidden(
+                "this token is not allowed to access this project", kind="forbidden"
+            ) from None
         raise
     if holder is not None:
         holder = ids.validate_holder(holder)
@@ -208,28 +230,66 @@ async def read(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: A
     return await ctx.db.run_read(functools.partial(fn, ctx, *args, **kwargs))
 
 
+async def read_json(
+    request: Request,
+    fn: Callable[..., Any],
+    *args: Any,
+    headers: Callable[[Any], dict[str, str]] | None = None,
+    **kwargs: Any,
+) -> JSON:
+    """:func:`read`, with the JSON response rendered on the worker thread too: a large
+    change or tasks list takes milliseconds to encode, which must not block the event loop."""
+    ctx: ServiceContext = request.app.state.ctx
+
+    def run() -> JSON:
+        body = fn(ctx, *args, **kwargs)
+        return JSON(body, headers=None if headers is None else headers(body))
+
+    return await ctx.db.run_read(run)
+
+
+async def prepare(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run a use case's "prepare" step (parse or merge large artifacts into the domain memo)
+    on a worker thread, before the use case's transaction, which on SQLite runs on the event
+    loop."""
+    ctx: ServiceContext = request.app.state.ctx
+    await ctx.db.run_read(functools.partial(fn, ctx, *args, **kwargs))
+
+
 async def _fingerprint(request: Request) -> str:
-    h = hashlib.sha256()
     body = request.scope.get(BODY_KEY)
     if body is None:
         body = await request.body()
-    try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
-        body = canonical.encode()
-    except ValueError:
-        pass
-    for part in (
+    parts = (
         request.method,
         request.url.path,
         str(sorted(request.query_params.multi_items())),
         request.headers.get("x-loom-holder", ""),
         request.headers.get("x-loom-fencing-token", ""),
         request.headers.get("if-match", ""),
-    ):
-        h.update(part.encode())
+    )
+    if len(body) <= _SMALL_BODY:
+        return _digest(parts, body)
+    ctx: ServiceContext = request.app.state.ctx
+    return await ctx.db.run_read(_digest, parts, body)  # megabytes of JSON: off the loop
+
+
+def _digest(parts: tuple[str, ...], body: bytes) -> str:
+    h = hashlib.sha256()
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+        body = canonical.encode()
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: the bytes as sent
+        pass
+    for part in parts:
+        h.update(part.encode("utf-8", "surrogateescape"))
         h.update(b"\x00")
     h.update(body)
     return h.hexdigest()
+
+
+_SMALL_BODY = 64 * 1024
+"""A hot-lane write with a larger body (a big event batch) runs off the event loop too."""
 
 
 async def write(
@@ -250,12 +310,15 @@ async def write(
     request.scope[WRITE_STARTED] = True
     ctx: ServiceContext = request.app.state.ctx
     call = functools.partial(fn, ctx, access.project, *args, **kwargs)
+    offload = (
+        not request.scope.get(HOT_KEY) or len(request.scope.get(BODY_KEY) or b"") > _SMALL_BODY
+    )
     key = request.headers.get("idempotency-key")
     try:
         if key is None:
-            body = await ctx.db.run_write(call)
+            body = await ctx.db.run_write(call, offload=offload)
             return JSON(body, headers=headers)
-        return await _write_keyed(request, access, key, call, headers)
+        return await _write_keyed(request, access, key, call, headers, offload)
     except LeaseConflict:
         metrics.LEASE_CONFLICTS.inc()
         raise
@@ -267,6 +330,7 @@ async def _write_keyed(
     key: str,
     call: Callable[[], Any],
     headers: dict[str, str] | None,
+    offload: bool,
 ) -> JSON:
     ctx: ServiceContext = request.app.state.ctx
     if not valid_idempotency_key(key):
@@ -276,7 +340,7 @@ async def _write_keyed(
         )
     fingerprint = await _fingerprint(request)
     status, body, replayed = await ctx.db.run_write(
-        run_idempotent, ctx, access.project, key, fingerprint, call
+        run_idempotent, ctx, access.project, key, fingerprint, call, offload=offload
     )
     out = dict(headers or {})
     if replayed:

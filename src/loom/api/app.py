@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from loom import __version__
 from loom.api import contract
@@ -28,9 +30,12 @@ from loom.api.routes_stream import router as stream_router
 from loom.errors import Unavailable, ValidationError
 from loom.models import ErrorEnvelope, Health, Ready
 from loom.service import ServiceContext, open_context
+from loom.service.idempotency import release_abandoned
 from loom.settings import Settings
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("loom.api")
 
 
 class LoomApp(FastAPI):
@@ -54,6 +59,11 @@ class LoomApp(FastAPI):
                 )
                 await error_response(err)(scope, receive, send)
                 return
+            if scope["method"] == "HEAD" and not scope["path"].endswith("/events/stream"):
+                # RFC 9110 §9.3.2: the GET response's status and headers, without the body
+                # (not for the event stream, whose GET never ends).
+                scope = {**scope, "method": "GET"}
+                send = _without_body(send)
         await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
@@ -61,6 +71,15 @@ class LoomApp(FastAPI):
 
 
 _PROJECTS = b"/api/v1/projects/"
+
+
+def _without_body(send: Send) -> Send:
+    async def head_send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return head_send
 
 
 def create_app(
@@ -84,6 +103,10 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = open_context(settings, clock, run_migrations=run_migrations)
+        try:
+            release_abandoned(ctx)
+        except Exception:  # an unreachable database answers 503 per request, as always
+            log.warning("could not release abandoned idempotency keys at start-up")
         app.state.ctx = ctx
         app.state.hub = hub = Hub(
             ctx,
@@ -95,6 +118,10 @@ def create_app(
         if freeze_gc:
             gc.collect()
             gc.freeze()
+            # Parsing and merging run on worker threads (CPU-bound, holding the GIL): with
+            # the default 5 ms switch interval the event loop waited up to 5 ms per GIL
+            # hand-off, several per request; 1 ms keeps /health fast meanwhile.
+            sys.setswitchinterval(0.001)
         try:
             # Background work that lives as long as the app (the MCP session manager, started
             # on the first MCP request).
@@ -168,6 +195,11 @@ def create_app(
     ui.install(app)
     app.router.routes.append(mcp_route(settings))
     if hot_lane:  # innermost: every other middleware sees the hot requests too
-        app.add_middleware(HotLane, routes=app.router.routes, max_bytes=settings.max_body_bytes)
-    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+        app.add_middleware(
+            HotLane,
+            routes=app.router.routes,
+            max_bytes=settings.max_body_bytes,
+            timeout=settings.body_timeout,
+        )
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
     return app

@@ -139,4 +139,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LoomError, _on_loom_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    # Database outages are handled where LoomErrors are (the exception middleware), not by
+    # the catch-all: Starlette re-raises what reaches its server-error middleware, and the
+    # server then logged a full traceback for every clean 503.
+    app.add_exception_handler(OperationalError, _on_unexpected)
+    app.add_exception_handler(DisconnectionError, _on_unexpected)
     app.add_exception_handler(Exception, _on_unexpected)

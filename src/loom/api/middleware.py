@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -12,9 +13,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loom.api._scope import BODY_KEY, ROUTE_KEY
+from loom.api._scope import BODY_KEY, HOT_KEY, ROUTE_KEY
 from loom.api.errors import error_response, stored_error_response, unexpected_error_response
-from loom.errors import LoomError, PayloadTooLarge, UnsupportedMediaType
+from loom.errors import LoomError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 __all__ = ["BodyGuard", "HotLane", "hot", "read_body"]
 
@@ -34,11 +35,15 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) -> bytes | None:
-    """A mutating request's whole body, or None after answering 413/415 (or a disconnect).
+async def read_body(
+    scope: Scope, receive: Receive, send: Send, max_bytes: int, timeout: float = 30.0
+) -> bytes | None:
+    """A mutating request's whole body, or None after answering 413/415/408 (or a
+    disconnect).
 
     The limit is checked against ``Content-Length`` first and against the bytes actually
-    received; a non-empty body must be JSON.
+    received; a non-empty body must be JSON; a body that stalls ``timeout`` seconds between
+    two chunks is answered 408 (a slow client otherwise holds its connection forever).
     """
     length = content_type = None
     for name, value in scope["headers"]:
@@ -46,14 +51,18 @@ async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) 
             length = value
         elif name == b"content-type" and content_type is None:
             content_type = value
-    if length is not None and length.isdigit() and int(length) > max_bytes:
+    if length is not None and length.isdigit() and (len(length) > 18 or int(length) > max_bytes):
         await _send_error(scope, receive, send, _too_large(max_bytes))
         return None
     chunks: list[bytes] = []
     size = 0
     more = True
     while more:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), timeout)
+        except TimeoutError:
+            await _send_error(scope, receive, send, _body_timeout(timeout))
+            return None
         if message["type"] == "http.disconnect":
             return None
         chunk = message.get("body", b"")
@@ -80,6 +89,10 @@ async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) 
     return body
 
 
+def _body_timeout(timeout: float) -> RequestTimeout:
+    return RequestTimeout(f"request body stalled for {timeout:g} seconds", kind="body_timeout")
+
+
 def _too_large(max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body exceeds {max_bytes} bytes", max_bytes=max_bytes)
 
@@ -100,9 +113,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 class BodyGuard:
     """Reads a mutating request's body up to ``max_bytes`` and replays it to the app."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -113,7 +127,7 @@ class BodyGuard:
         ):
             await self.app(scope, receive, send)
             return
-        body = await read_body(scope, receive, send, self.max_bytes)
+        body = await read_body(scope, receive, send, self.max_bytes, self.timeout)
         if body is not None:
             scope[BODY_KEY] = body
             await self.app(scope, _replay(body, receive), send)
@@ -147,9 +161,12 @@ class HotLane:
     paths give the same answers.
     """
 
-    def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute], max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, routes: Iterable[BaseRoute], max_bytes: int, timeout: float = 30.0
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
         self.routes: list[tuple[re.Pattern[str], Endpoint, str]] = [
             (route.path_regex, route.endpoint, route.path)
             for route in routes
@@ -179,16 +196,18 @@ class HotLane:
     ) -> None:
         body = scope.get(BODY_KEY)  # read by the body guard
         if body is None:
-            body = await read_body(scope, receive, send, self.max_bytes)
+            body = await read_body(scope, receive, send, self.max_bytes, self.timeout)
             if body is None:
                 return
             scope[BODY_KEY] = body
         scope["path_params"] = params
+        scope[HOT_KEY] = True
         request = Request(scope, _replay(body, receive))
         try:
-            response = await endpoint(request)
-        except LoomError as err:
-            response = await stored_error_response(request, err)
-        except Exception as exc:
+            try:
+                response = await endpoint(request)
+            except LoomError as err:
+                response = await stored_error_response(request, err)
+        except Exception as exc:  # the endpoint's, or storing its error's: the 500 envelope
             response = unexpected_error_response(exc)
         await response(scope, receive, send)

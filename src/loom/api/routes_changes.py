@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
-from loom.api.access import Access, project_access, read, write
+from loom.api.access import Access, prepare, project_access, read, read_json, write
 from loom.api.bodies import parse_body
 from loom.api.contract import (
     LIFECYCLE,
@@ -103,7 +103,7 @@ async def get_change(
     change_id: str,
     lifecycle: Annotated[str | None, Query(json_schema_extra=LIFECYCLE)] = None,
 ) -> Any:
-    return await read(
+    return await read_json(
         request, changes.change_detail, access.project, change_id, _lifecycle(lifecycle)
     )
 
@@ -114,8 +114,13 @@ async def get_change(
     **operation(ArtifactBundle, errors=[404], response_headers=["ETag"]),
 )
 async def pull(request: Request, access: AccessDep, change_id: str) -> Response:
-    body = await read(request, changes.pull_bundle, access.project, change_id)
-    return JSON(body, headers={"ETag": f'"{body["revision"]}"'})
+    return await read_json(
+        request,
+        changes.pull_bundle,
+        access.project,
+        change_id,
+        headers=lambda body: {"ETag": f'"{body["revision"]}"'},
+    )
 
 
 @router.post(
@@ -123,7 +128,7 @@ async def pull(request: Request, access: AccessDep, change_id: str) -> Response:
     summary="Push the artifact bundle (full replace)",
     **operation(
         PushResult,
-        errors=[404, 409, 428],
+        errors=[404, 409, 412, 428],
         body=SyncPush,
         headers=["If-Match", *WRITE_HEADERS],
         links=push_links(),
@@ -142,6 +147,7 @@ async def push(
     bundle = changes.Bundle(
         body.proposal, body.design, body.tasks, tuple((c, m) for c, m in body.specs)
     )
+    await prepare(request, changes.prepare_push, bundle)
     return await write(
         request, access, changes.push_bundle, change_id, bundle, revision or None, access.actor
     )
@@ -153,6 +159,7 @@ async def push(
     **operation(ArchiveResult, errors=[404], headers=WRITE_HEADERS),
 )
 async def archive_change(request: Request, access: AccessDep, change_id: str) -> Response:
+    await prepare(request, archive.prepare_archive, access.project, change_id)
     return await write(request, access, archive.archive_change, change_id, access.actor)
 
 
@@ -162,7 +169,7 @@ async def archive_change(request: Request, access: AccessDep, change_id: str) ->
     **operation(TasksView, errors=[404]),
 )
 async def get_tasks(request: Request, access: AccessDep, change_id: str) -> Any:
-    return await read(request, tasks.get_tasks, access.project, change_id)
+    return await read_json(request, tasks.get_tasks, access.project, change_id)
 
 
 @router.get(
@@ -171,7 +178,7 @@ async def get_tasks(request: Request, access: AccessDep, change_id: str) -> Any:
     **operation(RawTasks, errors=[404]),
 )
 async def get_tasks_raw(request: Request, access: AccessDep, change_id: str) -> Any:
-    return await read(request, tasks.get_tasks_raw, access.project, change_id)
+    return await read_json(request, tasks.get_tasks_raw, access.project, change_id)
 
 
 @router.post(
@@ -186,6 +193,15 @@ async def init_tasks(request: Request, access: AccessDep, change_id: str) -> Res
 _MAX_WAVE = 9999
 
 
+async def _mutate(
+    request: Request, access: Access, change_id: str, op: str, actor: Any, **kwargs: Any
+) -> Response:
+    """A task mutation: the rewrite is computed on a worker thread first (memoised), then
+    the transaction runs."""
+    await prepare(request, tasks.prepare_mutation, access.project, change_id, op, **kwargs)
+    return await write(request, access, tasks.mutate_task, change_id, op, actor, **kwargs)
+
+
 @router.post(
     "/changes/{change_id}/tasks/add",
     summary="Add a task to a wave",
@@ -198,10 +214,9 @@ async def add_task(request: Request, access: AccessDep, change_id: str) -> Respo
         raise ValidationError(
             f"wave must be between 1 and {_MAX_WAVE}", kind="invalid_wave", field="wave"
         )
-    return await write(
+    return await _mutate(
         request,
         access,
-        tasks.mutate_task,
         change_id,
         "add",
         access.actor,
@@ -216,9 +231,7 @@ async def add_task(request: Request, access: AccessDep, change_id: str) -> Respo
     **operation(TaskMutationResult, errors=[404], headers=WRITE_HEADERS),
 )
 async def start_task(request: Request, access: AccessDep, change_id: str, task_id: str) -> Response:
-    return await write(
-        request, access, tasks.mutate_task, change_id, "start", access.actor, task_id=task_id
-    )
+    return await _mutate(request, access, change_id, "start", access.actor, task_id=task_id)
 
 
 @router.post(
@@ -239,10 +252,9 @@ async def complete_task(
     task_id: str,
 ) -> Response:
     body = await parse_body(request, CompleteBody, optional=True)
-    return await write(
+    return await _mutate(
         request,
         access,
-        tasks.mutate_task,
         change_id,
         "complete",
         access.actor,
@@ -269,10 +281,9 @@ async def shelve_task(
     task_id: str,
 ) -> Response:
     body = await parse_body(request, ShelveBody, optional=True)
-    return await write(
+    return await _mutate(
         request,
         access,
-        tasks.mutate_task,
         change_id,
         "shelve",
         access.actor,
@@ -289,6 +300,4 @@ async def shelve_task(
 async def unshelve_task(
     request: Request, access: AccessDep, change_id: str, task_id: str
 ) -> Response:
-    return await write(
-        request, access, tasks.mutate_task, change_id, "unshelve", access.actor, task_id=task_id
-    )
+    return await _mutate(request, access, change_id, "unshelve", access.actor, task_id=task_id)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from loom.api._scope import BODY_KEY
-from loom.api.access import Access, project_access, read, write
+from loom.api.access import Access, prepare, project_access, read, read_json, write
 from loom.api.bodies import parse_body
 from loom.api.contract import operation, operation_id
 from loom.api.middleware import hot
@@ -70,7 +70,7 @@ async def list_modules(request: Request, access: AccessDep) -> Any:
     **operation(ModuleDetail, errors=[404]),
 )
 async def get_module(request: Request, access: AccessDep, module_id: str) -> Any:
-    return await read(request, catalog.get_module, access.project, module_id)
+    return await read_json(request, catalog.get_module, access.project, module_id)
 
 
 @router.put(
@@ -100,7 +100,7 @@ async def list_specs(request: Request, access: AccessDep) -> Any:
     "/specs/{spec_id}", summary="One promoted spec", **operation(SpecDocument, errors=[404])
 )
 async def get_spec(request: Request, access: AccessDep, spec_id: str) -> Any:
-    return await read(request, catalog.get_spec, access.project, spec_id)
+    return await read_json(request, catalog.get_spec, access.project, spec_id)
 
 
 @router.put(
@@ -148,6 +148,7 @@ async def import_tree(request: Request, access: AccessDep) -> Response:
     ]
     specs = [imports.ImportSpec(validate_spec_id(s.id), s.markdown) for s in body.specs]
     modules = [imports.ImportModule(m.id, m.name, m.markdown, m.description) for m in body.modules]
+    await prepare(request, imports.prepare_import, modules, changes)
     return await write(
         request,
         access,
@@ -166,7 +167,7 @@ async def import_tree(request: Request, access: AccessDep) -> Response:
     **operation(ProjectSnapshot),
 )
 async def export(request: Request, access: AccessDep) -> Any:
-    return await read(request, imports.export_project, access.project)
+    return await read_json(request, imports.export_project, access.project)
 
 
 def _events_body(raw: bytes) -> tuple[list[Any], str, bool] | None:

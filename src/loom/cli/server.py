@@ -23,7 +23,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from loom.cli._app import app
 from loom.cli._common import EXIT_ERROR, EXIT_UNREACHABLE
-from loom.settings import DEFAULT_MAX_BODY_BYTES, Settings
+from loom.settings import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_BODY_BYTES, Settings
 
 __all__ = ["db_app", "resolve_settings", "token_app"]
 
@@ -156,6 +156,7 @@ def resolve_settings(
     lease_enforcement: str | None = None,
     allow_blind_push: bool | None = None,
     max_body_bytes: int | None = None,
+    max_artifact_bytes: int | None = None,
     workers: int | None = None,
     project_tokens: bool | None = None,
     metrics_public: bool | None = None,
@@ -234,6 +235,10 @@ def resolve_settings(
             "max_body_bytes",
             _first(max_body_bytes, cfg.get("max_body_bytes"), DEFAULT_MAX_BODY_BYTES),
         ),
+        "max_artifact_bytes": _int(
+            "max_artifact_bytes",
+            _first(max_artifact_bytes, cfg.get("max_artifact_bytes"), DEFAULT_MAX_ARTIFACT_BYTES),
+        ),
         "workers": _int("workers", _first(workers, cfg.get("workers"), 1)),
         "project_tokens": bool(_first(project_tokens, cfg.get("project_tokens"), True)),
         "metrics_public": bool(_first(metrics_public, cfg.get("metrics_public"), False)),
@@ -293,6 +298,13 @@ def serve(
     max_body_bytes: Annotated[
         int | None, typer.Option(help="Request body limit in bytes (10 MiB).")
     ] = None,
+    max_artifact_bytes: Annotated[
+        int | None,
+        typer.Option(
+            help="Size limit of each stored artifact (a tasks.md, a spec, a module.md...), "
+            "in UTF-8 bytes (2 MiB); larger ones are refused with 413."
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (1).")] = None,
     no_project_tokens: Annotated[
         bool,
@@ -326,6 +338,7 @@ def serve(
         lease_enforcement=lease_enforcement,
         allow_blind_push=allow_blind_push,
         max_body_bytes=max_body_bytes,
+        max_artifact_bytes=max_artifact_bytes,
         workers=workers,
         project_tokens=False if no_project_tokens else None,
         metrics_public=metrics_public,

@@ -210,10 +210,13 @@ class BaseClient:
             previous = str(segment)
         return "/" + "/".join(parts)
 
-    def _write_headers(self, change_id: str | None, fencing_token: int | None) -> dict[str, str]:
-        headers: dict[str, str] = {}
+    def _write_headers(
+        self, change_id: str | None, fencing_token: int | None
+    ) -> dict[str, str | bytes]:
+        headers: dict[str, str | bytes] = {}
         if self.holder:
-            headers["X-Loom-Holder"] = self.holder
+            # UTF-8 bytes: httpx would encode a str as ASCII (UnicodeEncodeError for "agent-é").
+            headers["X-Loom-Holder"] = self.holder.encode("utf-8")
         token = fencing_token
         if token is None and change_id is not None:
             token = self._fencing.get(change_id)
@@ -230,7 +233,7 @@ class BaseClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
         idempotency_key: str | None = None,
         retry: bool = True,
         accept: frozenset[int] = frozenset(),
@@ -241,7 +244,7 @@ class BaseClient:
         by every attempt, so the server applies the operation at most once. Statuses in
         ``accept`` are returned instead of raised.
         """
-        send_headers: dict[str, str] = {"Accept": "application/json"}
+        send_headers: dict[str, str | bytes] = {"Accept": "application/json"}
         if self.__token:
             send_headers["Authorization"] = f"Bearer {self.__token}"
         if method in _MUTATING:
@@ -258,7 +261,9 @@ class BaseClient:
                     path,
                     params=query or None,
                     json=json,
-                    headers=send_headers,
+                    headers=[
+                        (k.encode("ascii"), _header_bytes(v)) for k, v in send_headers.items()
+                    ],
                 )
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise ConnectionFailed(
@@ -316,3 +321,9 @@ class BaseClient:
                 kind="bad_response",
             )
         return body
+
+
+def _header_bytes(value: str | bytes) -> bytes:
+    """A header value as sent: bytes as given (a UTF-8 holder name), text as ASCII (httpx's
+    own rule for ``str`` values)."""
+    return value if isinstance(value, bytes) else value.encode("ascii")

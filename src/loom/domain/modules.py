@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from loom.domain._memo import memoized
 from loom.errors import ValidationError
 
 __all__ = [
@@ -52,7 +53,6 @@ _ENTRY = re.compile(
     r"(?P<planned>[ \t]+\(planned\))?[ \t]*\Z"
 )
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-_BULLET = re.compile(r"[ \t]*[-*+][ \t]+(?P<item>.*?)[ \t]*\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +115,13 @@ def _without_comments(body: list[tuple[int, str]]) -> list[tuple[int, str]]:
 def _bullets(body: list[tuple[int, str]]) -> tuple[str, ...]:
     items: list[str] = []
     for _, line in _without_comments(body):
-        match = _BULLET.match(line)
-        if match and match["item"]:
-            items.append(match["item"])
+        # ``<blanks>[-*+]<blanks><item><blanks>``, with string operations (a pattern with a lazy
+        # item before trailing blanks backtracks quadratically on a run of spaces).
+        s = line.lstrip(" \t")
+        if len(s) > 1 and s[0] in "-*+" and s[1] in " \t":
+            item = s[1:].strip(" \t")
+            if item:
+                items.append(item)
     return tuple(items)
 
 
@@ -137,6 +141,7 @@ def _entries(body: list[tuple[int, str]]) -> tuple[ChecklistEntry, ...]:
     return tuple(entries)
 
 
+@memoized
 def parse_module_md(md: str) -> ModuleDoc:
     """Parse a ``module.md``. Never fails: missing sections give empty values.
 
@@ -165,6 +170,7 @@ def parse_module_md(md: str) -> ModuleDoc:
     )
 
 
+@memoized
 def tick_change(md: str, change_id: str) -> str:
     """Mark ``- [ ] <change_id>`` as ``- [x] <change_id>``.
 

@@ -65,6 +65,7 @@ class Policy:
     lease_enforcement: Literal["strict", "advisory"] = _default("lease_enforcement")
     allow_blind_push: bool = _default("allow_blind_push")
     idempotency_ttl: int = _default("idempotency_ttl")
+    max_artifact_bytes: int = _default("max_artifact_bytes")
     idempotency_in_flight_timeout: int = 120
     # Expired idempotency records are deleted by every n-th keyed request of a process.
     idempotency_purge_every: int = 500
@@ -78,6 +79,7 @@ class Policy:
             lease_enforcement=settings.lease_enforcement,
             allow_blind_push=settings.allow_blind_push,
             idempotency_ttl=settings.idempotency_ttl,
+            max_artifact_bytes=settings.max_artifact_bytes,
         )
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from loom.domain.ids import archive_dir_name, module_of, sub_module_of
 from loom.domain.modules import tick_change
 from loom.domain.specs import apply_delta
 from loom.domain.timefmt import date_of_us, format_us
+from loom.errors import LoomError
 from loom.service._common import (
     change_not_found,
     check_lease,
@@ -17,11 +19,36 @@ from loom.service._common import (
     write_pid,
 )
 from loom.service._context import Actor, Project, ServiceContext
+from loom.service._limits import check_artifact
 from loom.store.catalog import delete_spec, get_module, get_spec, upsert_module, upsert_spec
 from loom.store.changes import get_change, get_specs, update_change
 from loom.store.projects import lock_project
 
-__all__ = ["archive_change"]
+__all__ = ["archive_change", "prepare_archive"]
+
+
+def prepare_archive(ctx: ServiceContext, project: Project, change_id: str) -> None:
+    """Run :func:`archive_change`'s merges and checklist tick on the stored texts ahead of its
+    transaction (on a worker thread), so the transaction finds them memoised. Read-only;
+    errors are left for the real call."""
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+        if pid is None:
+            return
+        row = get_change(conn, pid, change_id)
+        if row is None or row.archived_us is not None:
+            return
+        work = [
+            (capability, delta, get_spec(conn, pid, capability))
+            for capability, delta in get_specs(conn, pid, change_id)
+        ]
+        module_id = sub_module_of(change_id) or module_of(change_id)
+        module = None if module_id is None else get_module(conn, pid, module_id)
+    for capability, delta, base in work:
+        with contextlib.suppress(LoomError):
+            apply_delta(None if base is None else base.markdown, delta, capability)
+    if module is not None and module.markdown:
+        tick_change(module.markdown, change_id)
 
 
 def archive_change(
@@ -51,6 +78,8 @@ def archive_change(
                     apply_delta(None if base is None else base.markdown, delta, capability),
                 )
             )
+        for capability, markdown in merged:
+            check_artifact(ctx.policy, f"merged spec {capability}", markdown)
         for capability, markdown in merged:
             if markdown is None:
                 delete_spec(conn, pid, capability)

@@ -9,8 +9,9 @@ from loom.domain.timefmt import format_us
 from loom.errors import NotFound, ValidationError
 from loom.service._common import write_pid
 from loom.service._context import Project, ServiceContext
+from loom.service._limits import check_artifact, check_artifacts
 from loom.store import catalog as store
-from loom.store.projects import list_projects
+from loom.store.projects import projects_after
 
 __all__ = [
     "get_module",
@@ -23,10 +24,11 @@ __all__ = [
 ]
 
 
-def known_projects(ctx: ServiceContext) -> list[tuple[str, str]]:
-    """Every project stored, as ``(org, repo)`` (the 403 "valid token, wrong project")."""
+def known_projects(ctx: ServiceContext, after_id: int = 0) -> list[tuple[int, str, str]]:
+    """Projects stored with a row id above ``after_id``, as ``(id, org, repo)`` (for the 403
+    "valid token, wrong project")."""
     with ctx.db.read() as conn:
-        return list_projects(conn)
+        return projects_after(conn, after_id)
 
 
 def _spec_path(spec_id: str) -> str:
@@ -95,6 +97,7 @@ def put_module(
     module_id = validate_module_id(module_ref)
     if not name.strip() or len(name) > 200 or "\n" in name:
         raise ValidationError("module name must be 1-200 chars on one line", kind="invalid_name")
+    check_artifacts(ctx.policy, [("module description", description), ("module.md", markdown)])
     parent = module_id.split(".")[0] if "." in module_id else None
     pid = write_pid(ctx, project)
     now = ctx.now_us()
@@ -141,6 +144,7 @@ def get_spec(ctx: ServiceContext, project: Project, spec_id: str) -> dict[str, A
 
 
 def put_spec(ctx: ServiceContext, project: Project, spec_id: str, markdown: str) -> dict[str, Any]:
+    check_artifact(ctx.policy, f"spec {spec_id}", markdown)
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from loom.domain.ids import module_of, sub_module_of, validate_capability
 from loom.domain.tasks import parse_tasks
 from loom.domain.timefmt import format_us
 from loom.errors import (
+    LoomError,
+    PreconditionFailed,
     PreconditionRequired,
     RevisionConflict,
     ValidationError,
@@ -28,8 +31,9 @@ from loom.service._common import (
     server_event,
     write_pid,
 )
-from loom.service._context import Actor, Project, ServiceContext
+from loom.service._context import Actor, Policy, Project, ServiceContext
 from loom.service._derive import derive
+from loom.service._limits import check_artifacts
 from loom.store.catalog import get_module, upsert_module
 from loom.store.changes import (
     get_change,
@@ -44,11 +48,13 @@ from loom.store.leases import ActiveLease, active_leases_for
 __all__ = [
     "Bundle",
     "change_detail",
+    "check_bundle",
     "ensure_module_row",
     "ensure_module_rows",
     "lease_json",
     "list_summaries",
     "parse_revision",
+    "prepare_push",
     "pull_bundle",
     "push_bundle",
     "validate_bundle_specs",
@@ -236,7 +242,11 @@ def parse_revision(value: str | None) -> str | None:
         return None
     text = value.strip()
     if text.startswith("W/"):
-        text = text[2:]
+        # RFC 9110 §13.1.1: If-Match uses the strong comparison, so a weak ETag never matches.
+        raise PreconditionFailed(
+            'a weak ETag (W/...) never matches for a write: send the strong one, e.g. "3"',
+            kind="weak_etag",
+        )
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1]
     return text.strip()
@@ -261,6 +271,27 @@ def validate_bundle_specs(specs: Sequence[Sequence[str]]) -> tuple[tuple[str, st
         seen.add(cap)
         out.append((cap, markdown))
     return tuple(sorted(out))
+
+
+def check_bundle(
+    policy: Policy,
+    proposal: str | None,
+    design: str | None,
+    tasks: str | None,
+    specs: Sequence[tuple[str, str]],
+    metadata: str | None = None,
+) -> None:
+    """Every artifact of a change within the size limit (413 before anything is parsed)."""
+    check_artifacts(
+        policy,
+        [
+            ("proposal.md", proposal),
+            ("design.md", design),
+            ("tasks.md", tasks),
+            (".ito.yaml", metadata),
+            *((f"specs/{cap}/spec.md", md) for cap, md in specs),
+        ],
+    )
 
 
 def ensure_module_rows(conn: Connection, pid: int, change_id: str, now_us: int) -> None:
@@ -324,6 +355,15 @@ def _created(
     return {"change_id": change_id, "new_revision": "1"}
 
 
+def prepare_push(ctx: ServiceContext, bundle: Bundle) -> None:
+    """Parse the pushed tasks.md ahead of :func:`push_bundle`'s transaction (on a worker
+    thread), so the transaction finds the result memoised; oversized bundles are left for
+    the real call to refuse, unparsed."""
+    with contextlib.suppress(LoomError):
+        check_bundle(ctx.policy, bundle.proposal, bundle.design, bundle.tasks, ())
+        parse_tasks(bundle.tasks)
+
+
 def push_bundle(
     ctx: ServiceContext,
     project: Project,
@@ -334,6 +374,7 @@ def push_bundle(
 ) -> dict[str, Any]:
     """Full replace of a change's artifacts, checked against the base revision. Atomic."""
     specs = validate_bundle_specs(bundle.specs)
+    check_bundle(ctx.policy, bundle.proposal, bundle.design, bundle.tasks, specs)
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:

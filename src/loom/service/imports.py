@@ -8,11 +8,19 @@ from typing import Any, Literal
 
 from loom.domain.ids import validate_module_id
 from loom.domain.modules import parse_module_md
+from loom.domain.tasks import parse_tasks
 from loom.domain.timefmt import format_us
+from loom.errors import LoomError
 from loom.service._common import record, release_on_archive, server_event, write_pid
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
-from loom.service.changes import ensure_module_row, ensure_module_rows, validate_bundle_specs
+from loom.service._limits import check_artifact, check_artifacts
+from loom.service.changes import (
+    check_bundle,
+    ensure_module_row,
+    ensure_module_rows,
+    validate_bundle_specs,
+)
 from loom.store import catalog
 from loom.store.changes import (
     get_change,
@@ -24,7 +32,14 @@ from loom.store.changes import (
 )
 from loom.store.leases import get_lease
 
-__all__ = ["ImportChange", "ImportModule", "ImportSpec", "export_project", "import_tree"]
+__all__ = [
+    "ImportChange",
+    "ImportModule",
+    "ImportSpec",
+    "export_project",
+    "import_tree",
+    "prepare_import",
+]
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,25 @@ def _module_description(markdown: str | None) -> str | None:
     return parse_module_md(markdown).description
 
 
+def prepare_import(
+    ctx: ServiceContext, modules: Sequence[ImportModule], changes: Sequence[ImportChange]
+) -> None:
+    """Parse the imported tasks.md files and module.md files ahead of :func:`import_tree`'s
+    transaction (on a worker thread), so the transaction finds them memoised."""
+    try:
+        for c in changes:
+            check_bundle(ctx.policy, c.proposal, c.design, c.tasks, (), c.metadata)
+        for m in modules:
+            check_artifact(ctx.policy, "module", m.markdown)
+    except LoomError:
+        return  # refused by the real call, unparsed
+    for c in changes:
+        parse_tasks(c.tasks)
+    for m in modules:
+        if m.markdown and m.description is None:
+            parse_module_md(m.markdown)
+
+
 def import_tree(
     ctx: ServiceContext,
     project: Project,
@@ -90,6 +124,18 @@ def import_tree(
     """Load state as it is (no delta merge, no checklist ticking, no lease checks)."""
     checked = [(c, validate_bundle_specs(c.specs)) for c in changes]
     module_ids = [(validate_module_id(m.id), m) for m in modules]
+    for module_id, m in module_ids:
+        check_artifacts(
+            ctx.policy,
+            [
+                (f"module {module_id} description", m.description),
+                (f"module {module_id}", m.markdown),
+            ],
+        )
+    for s in specs:
+        check_artifact(ctx.policy, f"spec {s.id}", s.markdown)
+    for c, c_specs in checked:
+        check_bundle(ctx.policy, c.proposal, c.design, c.tasks, c_specs, c.metadata)
     tally = _Tally()
     pid = write_pid(ctx, project)
     now = ctx.now_us()

@@ -2,10 +2,11 @@
 
 SQLite: WAL, ``busy_timeout``, foreign keys ON, and write transactions that take the write
 lock up front (``BEGIN IMMEDIATE``), so a check-then-write can never interleave with another
-writer. Writes run inline on the event loop thread, one at a time (no lock waits inside the
-process, no thread hand-off); reads run concurrently on a small pool. One server process per
-SQLite file: several would stall each other's whole event loops on the write lock, so
-``serve --workers N > 1`` is refused on SQLite (:mod:`loom.settings`).
+writer. Small writes run inline on the event loop thread, one at a time (no lock waits inside
+the process, no thread hand-off); writes that may store megabytes run on one writer thread,
+and writes arriving meanwhile queue behind them; reads run concurrently on a small pool. One
+server process per SQLite file: several would stall each other's whole event loops on the
+write lock, so ``serve --workers N > 1`` is refused on SQLite (:mod:`loom.settings`).
 
 PostgreSQL: READ COMMITTED transactions; correctness comes from row locks
 (``SELECT … FOR UPDATE [SKIP LOCKED]``) and conditional writes issued by the store functions.
@@ -77,16 +78,16 @@ class Database:
         self.kind = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         self.engine: Engine = self._make_engine(pool_size)
         self.inline_writes = self.kind == "sqlite"
-        # SQLite writes run inline on the event loop: no writer threads.
-        self._write_pool = (
-            None
-            if self.inline_writes
-            else ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="loom-w")
+        # SQLite: small writes run inline on the event loop; writes that may store megabytes
+        # run on one writer thread (``run_write(offload=True)``).
+        self._write_pool = ThreadPoolExecutor(
+            max_workers=1 if self.inline_writes else pool_size, thread_name_prefix="loom-w"
         )
         self._read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loom-r")
         self._local = threading.local()
         self._writers: list[Connection] = []
         self._writers_lock = threading.Lock()
+        self._offloaded = 0  # SQLite writes queued on the writer thread (event loop only)
         # Called (from the committing thread) with the project ids whose audit log a write
         # transaction appended to, once it has committed: the event stream's wake-up.
         self.on_events: Callable[[set[int]], None] | None = None
@@ -215,18 +216,27 @@ class Database:
         finally:
             _READ_SECONDS.observe(time.perf_counter() - started)
 
-    async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run_write(self, fn: Callable[..., T], *args: Any, offload: bool = False) -> T:
         """Run a write use case.
 
         SQLite: inline on the event loop thread. Writes are serialised by the database lock
         anyway and take a fraction of a millisecond; running them inline avoids a thread
         hand-off and GIL ping-pong per request (measured: the single biggest cost of a claim).
+        ``offload`` (writes that may store megabytes: committing 1.4 MB takes ~60 ms) runs on
+        the single writer thread instead, and every write arriving while one is queued
+        there follows it, so the event loop never waits for a lock its own process holds.
         PostgreSQL: on a pool of writer threads (network round trips must not block the loop).
         """
-        if self._write_pool is None:
+        if self.inline_writes and not offload and not self._offloaded:
             return fn(*args)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args))
+        if not self.inline_writes:
+            return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args))
+        self._offloaded += 1
+        try:
+            return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args))
+        finally:
+            self._offloaded -= 1
 
     async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -238,8 +248,7 @@ class Database:
             conn.execute(text("SELECT 1")).scalar_one()
 
     def dispose(self) -> None:
-        if self._write_pool is not None:
-            self._write_pool.shutdown(wait=True)
+        self._write_pool.shutdown(wait=True)
         self._read_pool.shutdown(wait=True)
         with self._writers_lock:
             for conn in self._writers:
