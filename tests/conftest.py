@@ -136,7 +136,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _TABLES = (
-    "idempotency, event_batches, events, leases, change_specs, changes, modules, specs, projects"
+    "idempotency, event_batches, events, leases, change_specs, changes, modules, specs, projects,"
+    " api_tokens"
 )
 
 
@@ -270,11 +271,17 @@ class LiveServer:
         return int(self.process.returncode)
 
 
-def start_server(data_dir: Path, database_url: str | None = None, *args: str) -> LiveServer:
+def start_server(
+    data_dir: Path,
+    database_url: str | None = None,
+    *args: str,
+    extra_env: dict[str, str] | None = None,
+) -> LiveServer:
     """Start ``loom serve`` as a real process on an ephemeral port and wait until it listens."""
     data_dir.mkdir(parents=True, exist_ok=True)
     db_url = database_url or f"sqlite:///{data_dir / 'loom.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
+    env.update(extra_env or {})
     cmd = [
         sys.executable,
         "-m",

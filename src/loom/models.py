@@ -38,6 +38,9 @@ __all__ = [
     "LeaseInfo",
     "ModuleDetail",
     "ModuleSummary",
+    "NamedTokenCreated",
+    "NamedTokenInfo",
+    "NamedTokenList",
     "Page",
     "Progress",
     "ProjectSnapshot",
@@ -126,6 +129,32 @@ class AuthInfo(_Model):
     org: str | None = None
     repo: str | None = None
     project_id: str | None = None
+    # Named tokens only: the token's name and its access (read, write, admin).
+    token_name: str | None = None
+    access: str | None = None
+
+
+class NamedTokenInfo(_Model):
+    """A named token as ``GET /api/v1/admin/tokens`` lists it (never its secret)."""
+
+    name: str
+    scope: str
+    target: str  # ORG/REPO, ORG/* or * (the whole server)
+    created: str
+    expires: str | None = None
+    last_used: str | None = None
+    revoked: str | None = None
+    state: str  # active, expired or revoked
+
+
+class NamedTokenCreated(NamedTokenInfo):
+    """``POST /api/v1/admin/tokens``: the token, with its secret (shown this once)."""
+
+    token: str
+
+
+class NamedTokenList(_Model):
+    tokens: list[NamedTokenInfo]
 
 
 # --- changes ------------------------------------------------------------------------------

@@ -30,6 +30,13 @@ class Settings(BaseModel):
     database_url: str
     admin_tokens: tuple[SecretStr, ...] = ()
     token_seed: SecretStr | None = None
+    # Ito's HMAC project tokens (on by default; ``--no-project-tokens`` leaves only admin
+    # and named tokens).
+    project_tokens: bool = True
+    # How long a process may reuse a named-token lookup (revocation reaches every process
+    # within this many seconds; 0 reads the database on every request).
+    token_cache_seconds: float = Field(default=1.0, ge=0, le=1)
+    metrics_public: bool = False
     allow_orgs: tuple[str, ...] = ()
     allow_projects: tuple[str, ...] = ()
     lease_ttl: int = Field(default=900, ge=1)

@@ -184,28 +184,39 @@ def test_the_session_heartbeats_its_leases(server: ClockedServer, tmp_path: Path
     run(main)
 
 
+@pytest.mark.parametrize("how", ["force-released", "taken over after expiry"])
 def test_a_lost_lease_is_said_plainly_and_nothing_is_written(
-    server: ClockedServer, tmp_path: Path
+    server: ClockedServer, tmp_path: Path, how: str
 ) -> None:
     async def main() -> Any:
         async with stdio_session(server.url, PROJECT, "agent-1", tmp_path / "a") as (s, _):
+            # TTL 600: the session's next heartbeat is 200 s away.
             taken = await call(s, "next_change", ttl_seconds=600)
             change_id = taken.data["change_id"]
-            with server.client(PROJECT) as admin:
-                admin.release(change_id, force=True)
+            if how == "force-released":
+                with server.client(PROJECT) as admin:
+                    admin.release(change_id, force=True)
+            else:
+                server.clock.advance(601)
+                with server.client(PROJECT, "agent-2") as other:
+                    other.claim(change_id, ttl_seconds=600)
             before = server.json(PROJECT, f"/changes/{change_id}/sync")
-            update = await call(
-                s, "update_task", change_id=change_id, task_id="1.1", action="start"
-            )
+            writes = [
+                await call(s, "update_task", change_id=change_id, task_id="1.1", action="start"),
+                await call(s, "add_task", change_id=change_id, title="More"),
+            ]
             after = server.json(PROJECT, f"/changes/{change_id}/sync")
             shown = await call(s, "show_change", change_id=change_id)
-            return change_id, update, before, after, shown
+            return change_id, writes, before, after, shown
 
-    change_id, update, before, after, shown = run(main)
-    assert update.error
-    assert update.data["kind"] == "lease_lost"
-    assert f"your lease on {change_id} was lost" in update.data["error"]
-    assert "nothing was written" in update.data["error"]
+    change_id, writes, before, after, shown = run(main)
+    for write in writes:
+        assert write.error
+        assert write.data["kind"] == "lease_lost"
+        assert f"your lease on {change_id} was lost" in write.data["error"]
+        assert "nothing was written" in write.data["error"]
+        if how != "force-released":
+            assert "taken by 'agent-2'" in write.data["error"]
     assert after == before
     assert not shown.error and "was lost" in shown.data["warning"]
 
@@ -305,3 +316,35 @@ def test_admin_token_is_not_required(server: ClockedServer, tmp_path: Path) -> N
     assert not listed.error
     assert [c["id"] for c in listed.data["changes"]] == sorted(CHANGES)
     assert ADMIN not in json.dumps(listed.data)
+
+
+def test_list_changes_and_recent_events(server: ClockedServer, tmp_path: Path) -> None:
+    async def main() -> Any:
+        async with stdio_session(server.url, PROJECT, "agent-1", tmp_path / "a") as (s, _):
+            await call(s, "next_change", ttl_seconds=120)
+            await call(s, "update_task", change_id=FIRST, task_id="1.1", action="start")
+            listed = await call(s, "list_changes", status=["in-progress"])
+            mine = await call(s, "recent_events", change_id="1-1", limit=2)
+            everything = await call(s, "recent_events", limit=200)
+            return listed, mine, everything
+
+    listed, mine, everything = run(main)
+    assert listed.data["changes"] == [
+        {
+            "id": FIRST,
+            "title": FIRST.split("_", 1)[1],
+            "status": "in-progress",
+            "progress": "0/2",
+            "holder": "agent-1",
+        }
+    ]
+    all_events = server.json(PROJECT, "/events")
+    ours = [e for e in all_events if FIRST in (e["entity_id"], e.get("scope"))]
+    # The last one came after: the session's end released the lease.
+    assert (ours[-1]["op"], ours[-1]["meta"]["holder"]) == ("release", "agent-1")
+    assert [e["seq"] for e in mine.data["events"]] == [e["seq"] for e in ours[-3:-1]]
+    assert [(e["op"], e["entity"]) for e in mine.data["events"]] == [
+        ("allocate", "change"),
+        ("status_change", "task"),
+    ]
+    assert [e["seq"] for e in everything.data["events"]] == [e["seq"] for e in all_events[:-1]]

@@ -514,7 +514,7 @@ def test_unstorable_text_is_refused_on_both_backends(api: Any, database_url: str
 )
 def test_check_order_path_then_token_then_body(api: Any, method: str, path: str) -> None:
     """PRODUCT.md §3.5: path syntax (400) → token (401) → scope (403) → the request itself,
-    also for a malformed JSON body (FastAPI decodes it before any dependency runs)."""
+    also for a malformed JSON body (every handler parses its body after the access check)."""
     bad_json = {"Content-Type": "application/json"}
     bad_path = path.replace("acme", "-acme", 1)
     error(

@@ -58,7 +58,7 @@ def test_db_upgrade_and_check_json(tmp_path: Path) -> None:
     head = migrate.head_revision()
     before = _run("db", "check", "--json", "--database-url", url, "--data-dir", str(tmp_path))
     assert before.exit_code == 1
-    expected = {"database": url, "ok": False, "revision": None, "head": head}
+    expected = {"database": url, "ok": False, "revision": None, "head": head, "integrity": "ok"}
     assert json.loads(before.stdout) == expected
     up = _run("db", "upgrade", "--json", "--database-url", url, "--data-dir", str(tmp_path))
     assert up.exit_code == 0, up.output

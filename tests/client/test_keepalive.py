@@ -40,7 +40,7 @@ def test_keeper_heartbeats_until_stopped() -> None:
     )
     keeper.start()
     for _ in range(3):
-        assert beats.acquire(timeout=5)
+        assert beats.acquire(timeout=30)
     keeper.stop()
     assert keeper.renewals >= 3 and keeper.lost is None
     assert len(renewed) == keeper.renewals

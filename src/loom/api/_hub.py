@@ -344,6 +344,9 @@ class _PgRelay:
                         if pids:
                             payload = ",".join(str(p) for p in sorted(pids))
                             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                            # At most ~one NOTIFY per 10 ms: a burst of commits is one wake-up
+                            # (and the writers' threads keep the interpreter).
+                            self._stop.wait(0.01)
             except Exception:  # reconnect; listeners re-read on their timer meanwhile
                 _log.warning("event stream NOTIFY connection failed", exc_info=True)
                 self._stop.wait(1.0)

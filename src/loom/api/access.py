@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,22 +13,40 @@ from typing import Any
 
 from fastapi import Request
 
-from loom.api._scope import BODY_KEY, WRITE_STARTED
-from loom.api.auth import Scope, authorize, derive_project_token, parse_bearer
+from loom import metrics
+from loom.api._scope import ACCESS_KEY, BODY_KEY, WRITE_STARTED
+from loom.api.auth import (
+    Scope,
+    authorize,
+    authorize_admin,
+    derive_project_token,
+    is_named,
+    parse_bearer,
+)
 from loom.api.responses import JSON
 from loom.domain import ids
-from loom.errors import Forbidden, Unauthorized, ValidationError
-from loom.service import Actor, Project, ServiceContext, catalog
+from loom.domain.tokens import NamedToken
+from loom.errors import Forbidden, LeaseConflict, Unauthorized, ValidationError
+from loom.service import Actor, Project, ServiceContext, catalog, tokens
 from loom.service.idempotency import run_idempotent
 from loom.settings import Settings
 
-__all__ = ["Access", "project_access", "read", "valid_idempotency_key", "write"]
+__all__ = [
+    "Access",
+    "admin_access",
+    "named_token",
+    "project_access",
+    "read",
+    "valid_idempotency_key",
+    "write",
+]
 
 
 def valid_idempotency_key(key: str) -> bool:
     return _IDEMPOTENCY_KEY.fullmatch(key) is not None
 
 
+log = logging.getLogger("loom.api")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._: -]{0,127}$")
 
@@ -95,8 +114,10 @@ def _token_of_other_project(
     settings: Settings, header: str | None, org: str, repo: str, known: list[tuple[str, str]]
 ) -> bool:
     token = parse_bearer(header)
-    if token is None or settings.token_seed is None:
+    if token is None or settings.token_seed is None or not settings.project_tokens:
         return False
+    if is_named(token):
+        return False  # a named token is never an HMAC of another project
     seed = settings.token_seed.get_secret_value()
     candidates = set(known)
     for entry in settings.allow_projects:
@@ -111,16 +132,55 @@ def _token_of_other_project(
     )
 
 
+async def named_token(ctx: ServiceContext, header: str | None) -> NamedToken | None:
+    """The stored named token the bearer token stands for (None for other kinds of token).
+
+    One indexed read by the secret's hash, answered from the process cache for up to a
+    second; other tokens (admin, HMAC project tokens) never reach the database here.
+    """
+    token = parse_bearer(header)
+    if token is None or not is_named(token):
+        return None
+    digest = tokens.token_hash(token)
+    found = tokens.cached_token(ctx, digest)
+    if found is tokens.MISS:
+        found = await ctx.db.run_read(tokens.lookup_token, ctx, digest)
+    if not isinstance(found, NamedToken):
+        return None
+    if ctx.tokens.due_for_touch(digest):
+        # last_used: at most once a minute per token and process (one small write).
+        await ctx.db.run_write(_record_use, ctx, digest)
+    return found
+
+
+def _record_use(ctx: ServiceContext, digest: str) -> None:
+    try:
+        tokens.record_use(ctx, digest)
+    except Exception as exc:  # bookkeeping only: never fails a request
+        log.warning("could not record a token's last use: %s", type(exc).__name__)
+
+
+async def admin_access(request: Request) -> str:
+    """Server-wide admin routes: the configured admin tokens or a named admin token."""
+    settings: Settings = request.app.state.settings
+    ctx: ServiceContext = request.app.state.ctx
+    header = request.headers.get("authorization")
+    named = await named_token(ctx, header)
+    return authorize_admin(settings, header, named, ctx.now_us())
+
+
 async def project_access(request: Request) -> Access:
     """FastAPI dependency for every project route."""
     org, repo = _validate_path(request)
     settings: Settings = request.app.state.settings
     ctx: ServiceContext = request.app.state.ctx
     header, holder, token_header = _access_headers(request)
+    maybe_named = header is not None and "loom_" in header
+    named = await named_token(ctx, header) if maybe_named else None
     try:
-        scope = authorize(settings, header, org, repo)
+        scope = authorize(settings, header, org, repo, named=named, now_us=ctx.now_us())
     except Unauthorized as err:
-        if err.kind == "invalid_token" and settings.token_seed is not None:
+        if err.kind == "invalid_token" and settings.token_seed is not None and not maybe_named:
             known = await ctx.db.run_read(catalog.known_projects, ctx)
             if _token_of_other_project(settings, header, org, repo, known):
                 raise Forbidden(
@@ -138,7 +198,9 @@ async def project_access(request: Request) -> Access:
                 "X-Loom-Fencing-Token must be a non-negative integer", kind="invalid_fencing_token"
             )
         fencing = int(value)
-    return Access(Project(org, repo), scope, Actor(holder, fencing, scope.admin))
+    access = Access(Project(org, repo), scope, Actor(holder, fencing, scope.admin, scope.name))
+    request.scope[ACCESS_KEY] = access
+    return access
 
 
 async def read(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -178,14 +240,35 @@ async def write(
     headers: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> JSON:
-    """Run a mutating use case on the writer executor, honouring ``Idempotency-Key``."""
+    """Run a mutating use case on the writer executor, honouring ``Idempotency-Key``.
+
+    Every mutating route goes through here, so this is where ``read`` tokens are refused
+    (not in :func:`project_access`: the MCP endpoint is POST-only and serves reads too).
+    """
+    if access.scope.read_only:
+        raise Forbidden("this token may only read", kind="forbidden")
     request.scope[WRITE_STARTED] = True
     ctx: ServiceContext = request.app.state.ctx
     call = functools.partial(fn, ctx, access.project, *args, **kwargs)
     key = request.headers.get("idempotency-key")
-    if key is None:
-        body = await ctx.db.run_write(call)
-        return JSON(body, headers=headers)
+    try:
+        if key is None:
+            body = await ctx.db.run_write(call)
+            return JSON(body, headers=headers)
+        return await _write_keyed(request, access, key, call, headers)
+    except LeaseConflict:
+        metrics.LEASE_CONFLICTS.inc()
+        raise
+
+
+async def _write_keyed(
+    request: Request,
+    access: Access,
+    key: str,
+    call: Callable[[], Any],
+    headers: dict[str, str] | None,
+) -> JSON:
+    ctx: ServiceContext = request.app.state.ctx
     if not valid_idempotency_key(key):
         raise ValidationError(
             "Idempotency-Key must be 1-255 visible ASCII characters",
@@ -197,5 +280,6 @@ async def write(
     )
     out = dict(headers or {})
     if replayed:
+        metrics.IDEMPOTENT_REPLAYS.inc()
         out["Idempotent-Replayed"] = "true"
     return JSON(body, status_code=status, headers=out)

@@ -17,9 +17,12 @@ from loom.api._hub import Hub
 from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON
+from loom.api.routes_admin import router as admin_router
 from loom.api.routes_changes import router as changes_router
 from loom.api.routes_leases import router as leases_router
 from loom.api.routes_mcp import mcp_route
+from loom.api.routes_metrics import measure
+from loom.api.routes_metrics import router as metrics_router
 from loom.api.routes_project import router as project_router
 from loom.api.routes_stream import router as stream_router
 from loom.errors import Unavailable, ValidationError
@@ -35,6 +38,12 @@ class LoomApp(FastAPI):
     documents itself with :func:`loom.api.contract.openapi`."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await measure(self._dispatch, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             raw = scope.get("raw_path") or b""
             if raw.startswith(_PROJECTS) and b"%2f" in raw.lower():
@@ -145,7 +154,14 @@ def create_app(
     # The routes are added to the app's own router (not nested with include_router): matching
     # a request then walks one flat list, hottest routes first (leases), which measurably
     # lowers per-request overhead.
-    for router in (leases_router, changes_router, stream_router, project_router):
+    for router in (
+        leases_router,
+        changes_router,
+        stream_router,
+        project_router,
+        admin_router,
+        metrics_router,
+    ):
         app.router.routes.extend(router.routes)
     from loom.api import ui
 

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 _PROJECT = "/api/v1/projects/{org}/{repo}"
+_ADMIN = "/api/v1/admin/"
 _PUBLIC: Final = frozenset({"/api/v1/health", "/api/v1/ready"})
 
 _CANONICAL = r"[0-9]{3}(\.[0-9]{2})?-[0-9]{2,}_[a-z0-9]+(-[a-z0-9]+)*"
@@ -163,6 +164,7 @@ def operation(
     *,
     errors: Iterable[int] = (),
     body: type[BaseModel] | None = None,
+    body_required: bool = True,
     query: Mapping[str, dict[str, Any]] | None = None,
     headers: Iterable[str] = (),
     response_headers: Iterable[str] = (),
@@ -172,7 +174,8 @@ def operation(
 
     ``ok``: the 200 body's model (or ``list[Model]``); ``errors``: the statuses the use case
     itself can answer (the shared ones are added by :func:`openapi`); ``body``: the request
-    body of a handler that parses it itself; ``query``: schemas of query parameters the
+    body (every handler parses its own, after the access check: ``loom.api.bodies``),
+    optional when ``body_required`` is False; ``query``: schemas of query parameters the
     handler reads itself; ``headers``: request headers beyond the shared ones;
     ``links``: OpenAPI links of the 200 response, for stateful testing.
     """
@@ -199,7 +202,7 @@ def operation(
         extra["parameters"] = parameters
     if body is not None:
         extra["requestBody"] = {
-            "required": True,
+            "required": body_required,
             "content": {
                 "application/json": {"schema": {"$ref": f"#/components/schemas/{body.__name__}"}}
             },
@@ -272,8 +275,17 @@ def _complete(path: str, method: str, op: dict[str, Any]) -> None:
         schema = response.get("content", {}).get("application/json", {}).get("schema")
         if schema == {"$ref": "#/components/schemas/HTTPValidationError"}:
             del responses[status]  # FastAPI's shape, never sent: see the shared errors below
-    if path in _PUBLIC or not path.startswith(_PROJECT):
+    if path in _PUBLIC or not path.startswith((_PROJECT, _ADMIN)):
         op["security"] = []
+        return
+    if path.startswith(_ADMIN):
+        # Server-wide admin routes: the bearer requirement, and the token check's errors.
+        for status in (400, 401, 403, 503) + ((413, 415, 422) if method == "post" else ()):
+            responses.setdefault(str(status), _error(status))
+        for status, response in responses.items():
+            content = response.get("content", {}).get("application/json")
+            if status.startswith(("4", "5")) and content is not None:
+                content["schema"] = _envelope_ref()
         return
     declared = {(p["name"], p["in"]) for p in op.get("parameters", [])}
     params = [
@@ -346,7 +358,8 @@ def openapi(app: FastAPI) -> dict[str, Any]:
         "bearerAuth": {
             "type": "http",
             "scheme": "bearer",
-            "description": "An admin token, or the project token of the project in the path.",
+            "description": "An admin token, a named token (loom_...) or the project token of "
+            "the project in the path.",
         }
     }
     doc["security"] = [{"bearerAuth": []}]

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loom.api._scope import BODY_KEY
+from loom.api._scope import BODY_KEY, ROUTE_KEY
 from loom.api.errors import error_response, stored_error_response, unexpected_error_response
 from loom.errors import LoomError, PayloadTooLarge, UnsupportedMediaType
 
@@ -150,8 +150,8 @@ class HotLane:
     def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute], max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.routes: list[tuple[re.Pattern[str], Endpoint]] = [
-            (route.path_regex, route.endpoint)
+        self.routes: list[tuple[re.Pattern[str], Endpoint, str]] = [
+            (route.path_regex, route.endpoint, route.path)
             for route in routes
             if isinstance(route, APIRoute)
             and getattr(route.endpoint, _HOT, False)
@@ -161,9 +161,10 @@ class HotLane:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             path = scope["path"]
-            for pattern, endpoint in self.routes:
+            for pattern, endpoint, template in self.routes:
                 match = pattern.match(path)
                 if match is not None:
+                    scope[ROUTE_KEY] = template  # the metrics' route label
                     await self._serve(endpoint, match.groupdict(), scope, receive, send)
                     return
         await self.app(scope, receive, send)

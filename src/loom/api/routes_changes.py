@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from loom.api.access import Access, project_access, read, write
+from loom.api.bodies import parse_body
 from loom.api.contract import (
     LIFECYCLE,
     MODULE_FILTER,
@@ -123,6 +124,7 @@ async def pull(request: Request, access: AccessDep, change_id: str) -> Response:
     **operation(
         PushResult,
         errors=[404, 409, 428],
+        body=SyncPush,
         headers=["If-Match", *WRITE_HEADERS],
         links=push_links(),
     ),
@@ -131,9 +133,9 @@ async def push(
     request: Request,
     access: AccessDep,
     change_id: str,
-    body: SyncPush,
     if_match: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
+    body = await parse_body(request, SyncPush)
     revision = changes.parse_revision(body.revision)
     if not revision:
         revision = changes.parse_revision(if_match)
@@ -187,11 +189,10 @@ _MAX_WAVE = 9999
 @router.post(
     "/changes/{change_id}/tasks/add",
     summary="Add a task to a wave",
-    **operation(TaskMutationResult, errors=[404], headers=WRITE_HEADERS),
+    **operation(TaskMutationResult, errors=[404], body=AddTaskBody, headers=WRITE_HEADERS),
 )
-async def add_task(
-    request: Request, access: AccessDep, change_id: str, body: AddTaskBody
-) -> Response:
+async def add_task(request: Request, access: AccessDep, change_id: str) -> Response:
+    body = await parse_body(request, AddTaskBody)
     if body.wave is not None and not 1 <= body.wave <= _MAX_WAVE:
         # A rule violation (API.md §2.5: 400 with a kind), not a schema error.
         raise ValidationError(
@@ -223,15 +224,21 @@ async def start_task(request: Request, access: AccessDep, change_id: str, task_i
 @router.post(
     "/changes/{change_id}/tasks/{task_id}/complete",
     summary="Complete a task",
-    **operation(TaskMutationResult, errors=[404], headers=WRITE_HEADERS),
+    **operation(
+        TaskMutationResult,
+        errors=[404],
+        body=CompleteBody,
+        body_required=False,
+        headers=WRITE_HEADERS,
+    ),
 )
 async def complete_task(
     request: Request,
     access: AccessDep,
     change_id: str,
     task_id: str,
-    body: CompleteBody | None = None,
 ) -> Response:
+    body = await parse_body(request, CompleteBody, optional=True)
     return await write(
         request,
         access,
@@ -247,15 +254,21 @@ async def complete_task(
 @router.post(
     "/changes/{change_id}/tasks/{task_id}/shelve",
     summary="Shelve a task",
-    **operation(TaskMutationResult, errors=[404], headers=WRITE_HEADERS),
+    **operation(
+        TaskMutationResult,
+        errors=[404],
+        body=ShelveBody,
+        body_required=False,
+        headers=WRITE_HEADERS,
+    ),
 )
 async def shelve_task(
     request: Request,
     access: AccessDep,
     change_id: str,
     task_id: str,
-    body: ShelveBody | None = None,
 ) -> Response:
+    body = await parse_body(request, ShelveBody, optional=True)
     return await write(
         request,
         access,

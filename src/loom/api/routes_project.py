@@ -47,6 +47,11 @@ async def verify(access: AccessDep) -> Any:
         body["org"] = access.project.org
         body["repo"] = access.project.repo
     body["project_id"] = access.project.name
+    if access.scope.name is not None:
+        body["token_name"] = access.scope.name
+        body["access"] = (
+            "read" if access.scope.read_only else ("admin" if access.scope.admin else "write")
+        )
     return body
 
 
@@ -71,11 +76,10 @@ async def get_module(request: Request, access: AccessDep, module_id: str) -> Any
 @router.put(
     "/modules/{module_id}",
     summary="Create or replace a module or sub-module",
-    **operation(ModuleDetail, errors=[404]),
+    **operation(ModuleDetail, errors=[404], body=ModulePut),
 )
-async def put_module(
-    request: Request, access: AccessDep, module_id: str, body: ModulePut
-) -> Response:
+async def put_module(request: Request, access: AccessDep, module_id: str) -> Response:
+    body = await parse_body(request, ModulePut)
     return await write(
         request,
         access,
@@ -100,9 +104,12 @@ async def get_spec(request: Request, access: AccessDep, spec_id: str) -> Any:
 
 
 @router.put(
-    "/specs/{spec_id}", summary="Create or replace a promoted spec", **operation(SpecDocument)
+    "/specs/{spec_id}",
+    summary="Create or replace a promoted spec",
+    **operation(SpecDocument, body=SpecPut),
 )
-async def put_spec(request: Request, access: AccessDep, spec_id: str, body: SpecPut) -> Response:
+async def put_spec(request: Request, access: AccessDep, spec_id: str) -> Response:
+    body = await parse_body(request, SpecPut)
     return await write(request, access, catalog.put_spec, spec_id, body.markdown)
 
 
@@ -121,9 +128,10 @@ def _archived_us(value: str | None, change_id: str) -> int | None:
 @router.post(
     "/import",
     summary="Bulk-load a whole .ito/ tree's state (one transaction)",
-    **operation(ImportResult),
+    **operation(ImportResult, body=ImportBody),
 )
-async def import_tree(request: Request, access: AccessDep, body: ImportBody) -> Response:
+async def import_tree(request: Request, access: AccessDep) -> Response:
+    body = await parse_body(request, ImportBody)
     from loom.domain.ids import validate_change_id, validate_spec_id
 
     changes = [

@@ -22,7 +22,18 @@ if TYPE_CHECKING:
 __all__ = ["app", "main", "version"]
 
 # Command modules in help order; each registers its commands on loom.cli._app.app.
-_MODULES = ("changes", "config", "events", "leases", "mcp", "server", "sync", "tasks")
+_MODULES = (
+    "changes",
+    "config",
+    "events",
+    "leases",
+    "mcp",
+    "server",
+    "db",
+    "tokens",
+    "sync",
+    "tasks",
+)
 # The top-level command (or group) -> the module that registers it. A command missing here
 # still works: its first word is unknown, so every module is loaded.
 _OWNER = {
@@ -38,8 +49,8 @@ _OWNER = {
     "keepalive": "leases",
     "mcp": "mcp",
     "serve": "server",
-    "token": "server",
-    "db": "server",
+    "token": "tokens",  # loom.cli.tokens imports loom.cli.server (token project|init)
+    "db": "db",
     "pull": "sync",
     "push": "sync",
     "archive": "sync",

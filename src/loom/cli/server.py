@@ -1,4 +1,5 @@
-"""Operator commands: ``loom serve``, ``loom token project|init``, ``loom db upgrade|check``.
+"""Operator commands: ``loom serve`` and ``loom token project|init`` (``loom token
+create|list|revoke`` live in :mod:`loom.cli.tokens`, ``loom db`` in :mod:`loom.cli.db`).
 
 Settings precedence (CLI.md §1): flag > env > ``--config`` TOML file > ``<data-dir>/auth.toml``
 > default.
@@ -26,8 +27,14 @@ from loom.settings import DEFAULT_MAX_BODY_BYTES, Settings
 
 __all__ = ["db_app", "resolve_settings", "token_app"]
 
-token_app = typer.Typer(help="Derive or generate server tokens.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="Server tokens: named tokens (create, list, revoke), Ito project tokens, auth.toml.",
+    no_args_is_help=True,
+)
+db_app = typer.Typer(
+    help="The server's database: migrations, checks, online backup and restore.",
+    no_args_is_help=True,
+)
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 
@@ -150,6 +157,8 @@ def resolve_settings(
     allow_blind_push: bool | None = None,
     max_body_bytes: int | None = None,
     workers: int | None = None,
+    project_tokens: bool | None = None,
+    metrics_public: bool | None = None,
     generate_auth: bool = False,
 ) -> tuple[Settings, list[str]]:
     """Resolve every setting; returns the settings and lines to print (never secrets)."""
@@ -226,6 +235,9 @@ def resolve_settings(
             _first(max_body_bytes, cfg.get("max_body_bytes"), DEFAULT_MAX_BODY_BYTES),
         ),
         "workers": _int("workers", _first(workers, cfg.get("workers"), 1)),
+        "project_tokens": bool(_first(project_tokens, cfg.get("project_tokens"), True)),
+        "metrics_public": bool(_first(metrics_public, cfg.get("metrics_public"), False)),
+        "token_cache_seconds": _first(cfg.get("token_cache_seconds"), 1.0),
     }
     # Event stream tuning (docs/stream.md): config file only.
     for key in ("stream_heartbeat", "stream_buffer", "stream_recheck"):
@@ -282,6 +294,17 @@ def serve(
         int | None, typer.Option(help="Request body limit in bytes (10 MiB).")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (1).")] = None,
+    no_project_tokens: Annotated[
+        bool,
+        typer.Option(
+            "--no-project-tokens",
+            help="Refuse Ito's HMAC project tokens (admin and named tokens only).",
+        ),
+    ] = False,
+    metrics_public: Annotated[
+        bool | None,
+        typer.Option("--metrics-public", help="Serve /metrics without an admin token."),
+    ] = None,
 ) -> None:
     """Run the Loom server (SQLite in the data dir by default).
 
@@ -304,6 +327,8 @@ def serve(
         allow_blind_push=allow_blind_push,
         max_body_bytes=max_body_bytes,
         workers=workers,
+        project_tokens=False if no_project_tokens else None,
+        metrics_public=metrics_public,
         generate_auth=True,
     )
     from loom.server import run
@@ -394,68 +419,3 @@ def _db(database_url: str | None, data_dir: Path | None, config: Path | None) ->
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with _database_errors(settings.database_url):
         return Database(settings.database_url)
-
-
-@db_app.command("upgrade")
-def db_upgrade(
-    database_url: DatabaseUrlOption = None,
-    data_dir: DataDirOption = None,
-    config: ConfigOption = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Apply all schema migrations (exit 5 when the database is unreachable)."""
-    from loom.store import migrate
-
-    db = _db(database_url, data_dir, config)
-    try:
-        with _database_errors(db.url):
-            before = migrate.current_revision(db)
-            migrate.upgrade(db)
-            after = migrate.current_revision(db)
-    finally:
-        db.dispose()
-    if json_output:
-        _emit_json({"database": _redacted(db.url), "from": before, "to": after})
-        return
-    typer.echo(f"database at revision {after}")
-
-
-@db_app.command("check")
-def db_check(
-    database_url: DatabaseUrlOption = None,
-    data_dir: DataDirOption = None,
-    config: ConfigOption = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Exit 0 if the database is reachable and at the newest schema revision.
-
-    Exits 1 when it needs `loom db upgrade`, 5 when it is unreachable.
-    """
-    from loom.store import migrate
-
-    db = _db(database_url, data_dir, config)
-    head = migrate.head_revision()
-    report: dict[str, Any] = {
-        "database": _redacted(db.url),
-        "ok": False,
-        "revision": None,
-        "head": head,
-    }
-    try:
-        current = migrate.current_revision(db)
-    except Exception as exc:
-        message = f"database unreachable: {type(exc).__name__} ({report['database']})"
-        if json_output:
-            _emit_json(report | {"error": message})
-        _err(message)
-        raise typer.Exit(EXIT_UNREACHABLE) from None
-    finally:
-        db.dispose()
-    report |= {"ok": current == head, "revision": current}
-    if json_output:
-        _emit_json(report)
-    if current != head:
-        _err(f"database at revision {current or 'none'}, newest is {head}: run `loom db upgrade`")
-        raise typer.Exit(EXIT_ERROR)
-    if not json_output:
-        typer.echo(f"database at revision {current} (up to date)")

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection
 
+from loom.service._tokencache import TokenCache
 from loom.settings import Settings
 from loom.store import migrate
 from loom.store.engine import Database
@@ -40,9 +41,13 @@ class Actor:
     holder: str | None = None
     fencing_token: int | None = None
     admin: bool = False
+    # The named token's name (``loom token create --name``): what audit events record.
+    token_name: str | None = None
 
     @property
     def by(self) -> str:
+        if self.token_name is not None:
+            return self.token_name
         return f"@{self.holder}" if self.holder else ("@admin" if self.admin else "@project")
 
 
@@ -81,6 +86,7 @@ class ServiceContext:
     db: Database
     policy: Policy = field(default_factory=Policy)
     clock: Callable[[], int] = system_clock_us
+    tokens: TokenCache = field(default_factory=TokenCache)
     _project_ids: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -120,4 +126,9 @@ def open_context(
     db = Database(settings.database_url)
     if run_migrations:
         migrate.upgrade(db)
-    return ServiceContext(db, Policy.from_settings(settings), clock or system_clock_us)
+    return ServiceContext(
+        db,
+        Policy.from_settings(settings),
+        clock or system_clock_us,
+        tokens=TokenCache(settings.token_cache_seconds),
+    )

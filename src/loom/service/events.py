@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from loom import metrics
 from loom.domain.events import canonical_event_json
 from loom.errors import Unprocessable, ValidationError
 from loom.service._common import write_pid
@@ -58,6 +59,8 @@ def ingest_events(
     with ctx.db.write() as conn:
         if insert_batch_key(conn, pid, key, fingerprint, len(events), now):
             append_events(conn, pid, events, now, bodies)
+            metrics.EVENT_BATCHES.inc()
+            metrics.EVENTS_INGESTED.inc(len(events))
             return {"accepted": len(events), "duplicates": 0}
         existing = get_batch_key(conn, pid, key)
         assert existing is not None
@@ -66,6 +69,8 @@ def ingest_events(
                 f"idempotency_key '{key}' was already used for a different batch",
                 kind="idempotency_key_reused",
             )
+        metrics.EVENT_BATCHES.inc()
+        metrics.EVENTS_DUPLICATE.inc(len(events))
         return {"accepted": 0, "duplicates": len(events)}
 
 

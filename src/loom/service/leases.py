@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from loom import metrics
 from loom.domain import leases as rules
 from loom.domain.timefmt import format_us
 from loom.errors import ArchivedConflict, LeaseConflict, NotFound, ValidationError
@@ -145,6 +146,7 @@ def _apply_claim(
         now_us=now,
         ttl_seconds=ttl,
     )
+    metrics.count_claim(outcome.events, allocate=allocate)
     events = _lease_events(
         now,
         change_id,
@@ -190,6 +192,7 @@ def heartbeat(
             ttl_seconds=ttl,
         )
         save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
+        metrics.count_claim(outcome.events)
         return claim_json(change_id, outcome.state)
 
 
@@ -211,6 +214,7 @@ def release(
         if stored is None:
             return {"change_id": change_id, "released": False}
         outcome = rules.release(stored, change_id=change_id, holder=holder, now_us=now, force=force)
+        metrics.count_release(outcome.events)
         if outcome.changed:
             events = _lease_events(
                 now,
@@ -288,6 +292,7 @@ def allocate(
             require_live_change(conn, pid, mine)
             stored = get_lease(conn, pid, mine)
             renewal = _renewal_ttl(ctx, requested, stored, holder)
+            metrics.ALLOCATIONS.labels("granted").inc()
             return {
                 "claim": _apply_claim(
                     ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored
@@ -299,6 +304,7 @@ def allocate(
                 conn, pid, now, module=module, change_ids=changes, exclude=tried
             )
             if change_id is None:
+                metrics.ALLOCATIONS.labels("no_work").inc()
                 return {"claim": None}
             try:
                 result = _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True)
@@ -307,4 +313,5 @@ def allocate(
                 # (PostgreSQL only); the lease was re-read under the lock. Ask again.
                 tried.append(change_id)
                 continue
+            metrics.ALLOCATIONS.labels("granted").inc()
             return {"claim": result}

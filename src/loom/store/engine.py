@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -26,11 +28,27 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from loom import metrics
+
 __all__ = ["APPENDED", "Database", "normalize_database_url", "redact_url"]
 
 T = TypeVar("T")
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
+_WRITE_SECONDS = metrics.DB_TRANSACTION.labels("write")
+_READ_SECONDS = metrics.DB_TRANSACTION.labels("read")
+# SQLSTATEs of PostgreSQL lock trouble: lock_not_available, deadlock_detected,
+# serialization_failure.
+_PG_BUSY = frozenset({"55P03", "40P01", "40001"})
+
+
+def _busy(exc: DBAPIError) -> bool:
+    orig = exc.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        return "locked" in str(orig) or "busy" in str(orig)
+    return getattr(orig, "sqlstate", None) in _PG_BUSY
+
+
 # Key in ``Connection.info``: the project ids whose audit log this transaction appended to
 # (set by ``loom.store.events.append_events``).
 APPENDED = "loom.appended"
@@ -104,6 +122,7 @@ class Database:
             yield current
             return
         conn = self._writer_connection()
+        started = time.perf_counter()
         try:
             if self.kind == "sqlite":
                 with self._sqlite_transaction(conn):
@@ -117,12 +136,16 @@ class Database:
                         self._local.conn = None
         except DBAPIError as exc:
             conn.info.pop(APPENDED, None)
+            if _busy(exc):
+                metrics.DB_BUSY.inc()
             if exc.connection_invalidated or conn.invalidated or conn.closed:
                 self._drop_writer_connection()
             raise
         except BaseException:
             conn.info.pop(APPENDED, None)
             raise
+        finally:
+            _WRITE_SECONDS.observe(time.perf_counter() - started)
         appended = conn.info.pop(APPENDED, None)
         if appended and self.on_events is not None:
             self.on_events(appended)
@@ -138,7 +161,13 @@ class Database:
         """
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
-        dbapi.execute("BEGIN IMMEDIATE")
+        started = time.perf_counter()
+        try:
+            dbapi.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            metrics.DB_BUSY.inc()
+            raise
+        metrics.DB_LOCK_WAIT.observe(time.perf_counter() - started)
         self._local.conn = conn
         try:
             yield
@@ -179,8 +208,12 @@ class Database:
         if current is not None:
             yield current
             return
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        started = time.perf_counter()
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        finally:
+            _READ_SECONDS.observe(time.perf_counter() - started)
 
     async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a write use case.

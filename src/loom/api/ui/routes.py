@@ -20,13 +20,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from loom.api._hub import Filters, Hub
-from loom.api.auth import Scope, authorize
+from loom.api.access import named_token
+from loom.api.auth import Scope, authorize, authorize_admin, is_named
 from loom.api.routes_stream import EventStream, start_position
 from loom.api.ui import _data
 from loom.api.ui._cards import cards_html
 from loom.api.ui._markdown import render_markdown
 from loom.api.ui._session import COOKIE, SESSION_SECONDS, Session, SessionSigner
 from loom.domain import ids
+from loom.domain.tokens import NamedToken
 from loom.errors import Forbidden, LoomError, NotFound, Unauthorized
 from loom.service import Actor, Project, ServiceContext, catalog, leases
 from loom.settings import Settings
@@ -103,15 +105,36 @@ async def _candidates(request: Request) -> list[tuple[str, str]]:
     return sorted(known)
 
 
-def _scope(settings: Settings, token: str, org: str, repo: str) -> Scope | None:
+async def _named(request: Request, token: str) -> NamedToken | None:
+    """The stored named token (``loom_…``) the session's token stands for, if any: looked up
+    as the API does (by hash, cached for at most a second, so revocation reaches here too)."""
+    return await named_token(_ctx(request), f"Bearer {token}")
+
+
+def _scope(
+    settings: Settings,
+    token: str,
+    org: str,
+    repo: str,
+    named: NamedToken | None = None,
+    now_us: int = 0,
+) -> Scope | None:
     """The API's own check; None when the token may not open ``org/repo``."""
     try:
-        return authorize(settings, f"Bearer {token}", org, repo)
+        return authorize(settings, f"Bearer {token}", org, repo, named=named, now_us=now_us)
     except (Unauthorized, Forbidden):
         return None
 
 
-def _is_admin(settings: Settings, token: str) -> bool:
+def _is_admin(
+    settings: Settings, token: str, named: NamedToken | None = None, now_us: int = 0
+) -> bool:
+    if is_named(token):
+        try:
+            authorize_admin(settings, f"Bearer {token}", named, now_us)
+        except (Unauthorized, Forbidden):
+            return False
+        return True
     try:
         return authorize(settings, f"Bearer {token}", "_", "_").admin
     except Forbidden:  # an admin token, the allowlist refused the placeholder project
@@ -122,10 +145,12 @@ def _is_admin(settings: Settings, token: str) -> bool:
 
 async def _visible(request: Request, token: str) -> list[tuple[str, str]]:
     settings: Settings = request.app.state.settings
+    named = await _named(request, token)
+    now = _ctx(request).now_us()
     return [
         (org, repo)
         for org, repo in await _candidates(request)
-        if _scope(settings, token, org, repo) is not None
+        if _scope(settings, token, org, repo, named, now) is not None
     ]
 
 
@@ -157,7 +182,7 @@ def _session(request: Request) -> Session | None:
     return _signer(request).read(request.cookies.get(COOKIE))
 
 
-def _project_access(request: Request, org: str, repo: str) -> tuple[Session, Scope, Project]:
+async def _project_access(request: Request, org: str, repo: str) -> tuple[Session, Scope, Project]:
     session = _session(request)
     if session is None:
         raise _Denied(_to_login())
@@ -166,7 +191,10 @@ def _project_access(request: Request, org: str, repo: str) -> tuple[Session, Sco
         ids.validate_repo(repo)
     except LoomError:
         raise _Denied(_not_found(session, "No such project.")) from None
-    scope = _scope(request.app.state.settings, session.token, org, repo)
+    named = await _named(request, session.token)
+    scope = _scope(
+        request.app.state.settings, session.token, org, repo, named, _ctx(request).now_us()
+    )
     if scope is None:
         raise _Denied(_forbidden(session, f"This token may not open {org}/{repo}."))
     return session, scope, Project(org, repo)
@@ -192,7 +220,9 @@ async def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     token = (await _form(request)).get("token", "").strip()
     settings: Settings = request.app.state.settings
-    valid = bool(token) and (_is_admin(settings, token) or bool(await _visible(request, token)))
+    named = await _named(request, token) if token else None
+    admin = bool(token) and _is_admin(settings, token, named, _ctx(request).now_us())
+    valid = admin or (bool(token) and bool(await _visible(request, token)))
     if not valid:
         return _page("login.html", 401, error="That token is not valid on this server.")
     value, _ = _signer(request).issue(token)
@@ -237,7 +267,8 @@ async def projects_page(request: Request) -> Response:
     if session is None:
         return _to_login()
     visible = await _visible(request, session.token)
-    admin = _is_admin(request.app.state.settings, session.token)
+    named = await _named(request, session.token)
+    admin = _is_admin(request.app.state.settings, session.token, named, _ctx(request).now_us())
     return _page(
         "projects.html",
         projects=[f"{o}/{r}" for o, r in visible],
@@ -276,7 +307,7 @@ async def board_fragment(request: Request, org: str, repo: str) -> Response:
 
 async def _board(request: Request, org: str, repo: str, template: str) -> Response:
     try:
-        session, scope, project = _project_access(request, org, repo)
+        session, scope, project = await _project_access(request, org, repo)
     except _Denied as denied:
         return denied.response
     started = time.perf_counter()
@@ -293,7 +324,7 @@ async def _board(request: Request, org: str, repo: str, template: str) -> Respon
 @router.get("/{org}/{repo}/archived")
 async def archived_page(request: Request, org: str, repo: str) -> Response:
     try:
-        session, scope, project = _project_access(request, org, repo)
+        session, scope, project = await _project_access(request, org, repo)
     except _Denied as denied:
         return denied.response
     rows = await _read(request, _data.archived, project)
@@ -314,7 +345,7 @@ async def _change(
     request: Request, org: str, repo: str, change_id: str, template: str, **extra: Any
 ) -> Response:
     try:
-        session, scope, project = _project_access(request, org, repo)
+        session, scope, project = await _project_access(request, org, repo)
     except _Denied as denied:
         return denied.response
     try:
@@ -337,7 +368,7 @@ async def force_release(
     form = await _form(request)
     csrf, confirm = form.get("csrf", ""), form.get("confirm", "")
     try:
-        session, scope, project = _project_access(request, org, repo)
+        session, scope, project = await _project_access(request, org, repo)
     except _Denied as denied:
         return denied.response
     if not scope.admin:
@@ -362,7 +393,7 @@ async def force_release(
                 change_id,
                 "admin",
                 force=True,
-                actor=Actor(None, None, admin=True),
+                actor=Actor(None, None, admin=True, token_name=scope.name),
             )
         )
     except NotFound:
@@ -390,7 +421,7 @@ async def ui_stream(
 ) -> Response:
     """The board's live feed: each event as an ``<li>`` (SSE event ``loom``)."""
     try:
-        _, _, project = _project_access(request, org, repo)
+        _, _, project = await _project_access(request, org, repo)
     except _Denied as denied:
         return denied.response
     try:
