@@ -65,3 +65,14 @@ def test_version_option_through_the_typer_app() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output == f"loom {loom.__version__}\n"
+
+
+def test_every_command_module_is_loaded_for_help() -> None:
+    """A command module missing from the loader's list would silently lose its commands."""
+    import pkgutil
+
+    import loom.cli as cli
+
+    modules = {m.name for m in pkgutil.iter_modules(cli.__path__) if not m.name.startswith("_")}
+    assert modules == set(cli._MODULES)
+    assert set(cli._OWNER.values()) <= modules
