@@ -98,7 +98,8 @@ def _not_found(session: Session | None, message: str) -> HTMLResponse:
 
 async def _candidates(request: Request) -> list[tuple[str, str]]:
     settings: Settings = request.app.state.settings
-    known = set(await request.app.state.ctx.db.run_read(catalog.known_projects, _ctx(request)))
+    rows = await request.app.state.ctx.db.run_read(catalog.known_projects, _ctx(request))
+    known = {(org, repo) for _, org, repo in rows}
     for entry in settings.allow_projects:
         org, _, repo = entry.partition("/")
         known.add((org, repo))
