@@ -4,20 +4,22 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test lint typecheck pytest bench clean
+.PHONY: serve test test-fast lint typecheck walls pytest explore bench clean
 
 $(STAMP): pyproject.toml
+	@echo "loom: installing loom and its dependencies into $(VENV) (first run, or pyproject.toml changed; about 30 s)..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+	@echo "loom: $(VENV) is ready ($(BIN)/loom; \`source $(BIN)/activate\` puts loom on PATH)"
 
 ## Start the server on the embedded SQLite default (data in the platform data dir).
 serve: $(STAMP)
 	$(BIN)/loom serve $(ARGS)
 
-## Install everything, then run ruff, mypy (strict) and the whole pytest suite.
-test: $(STAMP) lint typecheck pytest
+## Install everything, then run ruff, mypy (strict), the import walls and the whole pytest suite.
+test: $(STAMP) lint typecheck walls pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -26,8 +28,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## The import walls of docs/architecture.md (import-linter contracts in pyproject.toml).
+walls: $(STAMP)
+	$(BIN)/lint-imports
+
+# Two workers (the machine has two cores); tests marked xdist_group("races") share one.
+XDIST ?= -n 2 --dist loadgroup
+
 pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
+
+## The inner loop: lint, types, walls and every test not marked slow (no real-server races,
+## no fuzzing), on two workers.
+test-fast: $(STAMP) lint typecheck walls
+	$(BIN)/pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
+
+## Hunt for new failures: every property and state-machine test, random seeds, 10x budgets
+## (hypothesis profile `explore`; `make test` uses `dev`, or the derandomized `ci` when CI is set).
+explore: $(STAMP)
+	HYPOTHESIS_PROFILE=explore $(BIN)/pytest -m hypothesis $(PYTEST_ARGS)
 
 ## Run every benchmark (prints its figures; see BENCHMARKS.md). Starts its own servers.
 bench: $(STAMP)
@@ -35,6 +54,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/import_corpus.py --postgres
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/leases.py
+	$(BIN)/python bench/burndown.py
+	$(BIN)/python bench/large.py
+	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/auth.py
+	$(BIN)/python bench/stream.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -45,12 +45,18 @@ class Server:
         return port
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far (Linux ``/proc``; else 0)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time so far of the server process and its live descendants
+        (``--workers``), from Linux ``/proc``; 0 elsewhere."""
+        ticks = 0
+        pending = [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            fields = _proc_stat(pid)
+            if fields is None:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+            pending.extend(_children(pid))
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -60,6 +66,23 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
 
 
 def start_server(data_dir: Path, database_url: str, *extra: str) -> Server:

@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/leases.py [--backends sqlite,postgresql] [--seconds 6]
+    .venv/bin/python bench/leases.py [--backends sqlite,postgresql] [--seconds 6] [--workers N]
                                      [--rounds 4] [--alloc-seconds 10]
 
 For each backend it starts a real server (``python -m loom serve --port 0``) on a throwaway
@@ -95,13 +95,20 @@ class Conn:
                 await self._w.wait_closed()
 
     async def request(
-        self, method: str, path: str, body: Any = None, *, auth: bool = True
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        auth: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         assert self._r is not None and self._w is not None
         payload = b"" if body is None else json.dumps(body).encode()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
             + (self._auth if auth else "")
+            + "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
             + (
                 f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
                 if body is not None
@@ -395,7 +402,8 @@ def verdict(ok: bool) -> str:
 
 async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) -> bool:
     data_dir = Path(tempfile.mkdtemp(prefix=f"loom-bench-{kind}-"))
-    server = start_server(data_dir, database_url)
+    extra = ("--workers", str(args.workers)) if args.workers > 1 else ()
+    server = start_server(data_dir, database_url, *extra)
     try:
         claim_ids = [f"001-{i + 1:02d}_claim-{i}" for i in range(CLIENTS)]
         renew_ids = [f"002-{i + 1:02d}_renew-{i}" for i in range(CLIENTS)]
@@ -447,7 +455,7 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
     alloc_p50 = percentile(alloc.latencies, 0.50)
     alloc_p99 = percentile(alloc.latencies, 0.99)
     changes_touched = len({c for _, c, _ in alloc.grants})
-    print(f"\n== {kind} ==")
+    print(f"\n== {kind} ==" + (f" ({args.workers} server processes)" if extra else ""))
     print(f"seed: {len(claim_ids) + len(renew_ids)} changes in {seeded:.2f} s")
     print(
         f"health ({CLIENTS} clients, {args.rounds} slices interleaved with the lease phases): "
@@ -515,6 +523,12 @@ def main(argv: list[str] | None = None) -> int:
         "--distinct-requirements",
         action="store_true",
         help="seed each allocatable change with a requirement of its own (no overlaps)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (PostgreSQL only; CPU is summed over all of them)",
     )
     args = parser.parse_args(argv)
     ok = True

@@ -21,12 +21,52 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from loom.api.auth import derive_project_token
 from loom.settings import Settings
+
+# --------------------------------------------------------------------------- hypothesis
+# One verdict per commit: under CI (``CI`` set, as ``.ci/run`` does) every property and state
+# machine test draws the same examples on every run (derandomized, fixed budgets, no
+# deadline, no example database). ``dev`` (the default) draws at random with the same
+# budgets; ``explore`` (``make explore``) draws at random with ten times the budget, to hunt
+# for new failures deliberately. A test that sets its own budget writes
+# ``max_examples=examples(n)`` so that ``explore`` scales it too; tests never pin
+# ``derandomize`` or a seed themselves (the profile decides).
+_SLOW_OK = [HealthCheck.too_slow]
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_OK,
+)
+settings.register_profile("dev", deadline=None, print_blob=True, suppress_health_check=_SLOW_OK)
+settings.register_profile(
+    "explore",
+    max_examples=1000,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_OK,
+    phases=list(Phase),
+    verbosity=Verbosity.normal,
+)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or (
+    "ci" if os.environ.get("CI") else "dev"
+)
+settings.load_profile(HYPOTHESIS_PROFILE)
+_EXPLORE_FACTOR = 10
+
+
+def examples(n: int) -> int:
+    """A test's example budget: ``n``, or ten times ``n`` under the ``explore`` profile."""
+    return n * _EXPLORE_FACTOR if HYPOTHESIS_PROFILE == "explore" else n
+
 
 ADMIN = "test-admin-token"
 SEED = "test-seed"
@@ -96,7 +136,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _TABLES = (
-    "idempotency, event_batches, events, leases, change_specs, changes, modules, specs, projects"
+    "idempotency, event_batches, events, leases, change_specs, changes, modules, specs, projects,"
+    " api_tokens"
 )
 
 
@@ -230,11 +271,17 @@ class LiveServer:
         return int(self.process.returncode)
 
 
-def start_server(data_dir: Path, database_url: str | None = None, *args: str) -> LiveServer:
+def start_server(
+    data_dir: Path,
+    database_url: str | None = None,
+    *args: str,
+    extra_env: dict[str, str] | None = None,
+) -> LiveServer:
     """Start ``loom serve`` as a real process on an ephemeral port and wait until it listens."""
     data_dir.mkdir(parents=True, exist_ok=True)
     db_url = database_url or f"sqlite:///{data_dir / 'loom.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
+    env.update(extra_env or {})
     cmd = [
         sys.executable,
         "-m",

@@ -329,16 +329,26 @@ def test_serve_rejects_bad_settings(tmp_path: Path) -> None:
     assert not (tmp_path / "loom.db").exists()
 
 
+def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
+    """SQLite allows one writing process: --workers 2 is a usage error, nothing is created."""
+    result = _run(["serve", "--data-dir", str(tmp_path), "--admin-token", "a", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "--workers > 1 needs PostgreSQL" in result.output
+    assert "Value error" not in result.output
+    assert not (tmp_path / "loom.db").exists()
+
+
 @pytest.mark.slow
+@pytest.mark.postgres
 def test_with_workers_the_listening_line_means_serving(
-    tmp_path: Path, stopper: list[LiveServer]
+    tmp_path: Path, stopper: list[LiveServer], pg_url: str
 ) -> None:
     """With --workers, "listening" is printed once a worker answers, not when the socket is
     bound (workers need seconds to start; clients that trusted the line raced them)."""
-    server = start_server(tmp_path / "workers", None, "--workers", "2")
+    server = start_server(tmp_path / "workers", pg_url, "--workers", "2")
     stopper.append(server)
     headers = {"Authorization": f"Bearer {ADMIN}"}
-    with httpx.Client(base_url=server.url, timeout=2) as client:
+    with httpx.Client(base_url=server.url, timeout=30) as client:  # a bound, not a speed check
         for _ in range(20):
             assert client.get("/api/v1/health").status_code == 200
         resp = client.post(

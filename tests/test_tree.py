@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from loom.errors import ValidationError
 from loom.tree import (
     ChangeFiles,
@@ -341,7 +342,7 @@ _TEXT = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40))
 @given(
     proposal=st.none() | _TEXT,
     tasks=st.none() | _TEXT,

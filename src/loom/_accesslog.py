@@ -12,7 +12,19 @@ __all__ = ["RedactingAccessFormatter", "redact_query"]
 # The API's own query parameters: only these names are logged (any other name might be a
 # secret a caller put in the URL, as in "?<token>" or "?<token>=1").
 _KNOWN = frozenset(
-    {"since", "limit", "entity", "scope", "op", "cursor", "status", "module", "lifecycle", "force"}
+    {
+        "since",
+        "limit",
+        "entity",
+        "entity_id",
+        "scope",
+        "op",
+        "cursor",
+        "status",
+        "module",
+        "lifecycle",
+        "force",
+    }
 )
 
 

@@ -14,11 +14,14 @@ structured ``details`` that travel in the JSON envelope::
     ├── NotFound ................... 404 not_found
     ├── MethodNotAllowed ........... 405 method_not_allowed
     ├── Conflict ................... 409 conflict
-    │   ├── LeaseConflict .......... lease_conflict, not_lease_holder, stale_fencing_token
+    │   ├── LeaseConflict .......... lease_conflict, not_lease_holder, stale_fencing_token,
+    │   │                              unknown_fencing_token
     │   ├── RevisionConflict ....... revision_conflict
     │   ├── ArchivedConflict ....... archived
     │   ├── StaleSpecBase .......... stale_spec_base (archive; see docs/overlaps.md)
     │   └── IdempotencyInFlight .... idempotency_in_flight
+    ├── RequestTimeout ............. 408 request_timeout (body_timeout, header_timeout)
+    ├── PreconditionFailed ......... 412 precondition_failed (weak_etag)
     ├── PreconditionRequired ....... 428 precondition_required
     ├── RateLimited ................ 429 rate_limited
     ├── InternalError .............. 500 internal_error
@@ -43,8 +46,10 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "PreconditionFailed",
     "PreconditionRequired",
     "RateLimited",
+    "RequestTimeout",
     "RevisionConflict",
     "StaleSpecBase",
     "Unauthorized",
@@ -160,6 +165,18 @@ class IdempotencyInFlight(Conflict):
     default_kind = "idempotency_in_flight"
 
 
+class RequestTimeout(LoomError):
+    status = 408
+    code = "request_timeout"
+    default_kind = "request_timeout"
+
+
+class PreconditionFailed(LoomError):
+    status = 412
+    code = "precondition_failed"
+    default_kind = "precondition_failed"
+
+
 class PreconditionRequired(LoomError):
     status = 428
     code = "precondition_required"
@@ -189,6 +206,7 @@ _BY_KIND: dict[str, type[LoomError]] = {
     "lease_conflict": LeaseConflict,
     "not_lease_holder": LeaseConflict,
     "stale_fencing_token": LeaseConflict,
+    "unknown_fencing_token": LeaseConflict,
     "revision_conflict": RevisionConflict,
     "archived": ArchivedConflict,
     "stale_spec_base": StaleSpecBase,
@@ -205,6 +223,8 @@ _ALL: tuple[type[LoomError], ...] = (
     NotFound,
     MethodNotAllowed,
     Conflict,
+    RequestTimeout,
+    PreconditionFailed,
     PreconditionRequired,
     RateLimited,
     InternalError,

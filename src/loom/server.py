@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -15,13 +16,21 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
+from loom._http_protocol import protocol_class
 from loom.settings import Settings
 from loom.store import migrate
 from loom.store.engine import Database, redact_url
 
-__all__ = ["run", "worker_app"]
+__all__ = ["WorkerFactory", "run"]
 
-_SETTINGS_ENV = "LOOM__WORKER_SETTINGS"
+# Set by the operator, already resolved into the settings: not inherited by the workers.
+_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_SECRET_ENV = (
+    "LOOM_ADMIN_TOKENS",
+    "LOOM_TOKEN_SEED",
+    "ITO_BACKEND_ADMIN_TOKEN",
+    "ITO_BACKEND_TOKEN_SEED",
+)
 
 _LOG_CONFIG: dict[str, Any] = {
     "version": 1,
@@ -54,10 +63,16 @@ _LOG_CONFIG: dict[str, Any] = {
 }
 
 
+def _project_tokens(settings: Settings) -> str:
+    if not settings.project_tokens:
+        return "disabled (--no-project-tokens)"
+    return "enabled" if settings.token_seed else "disabled (no seed)"
+
+
 def _summary(settings: Settings) -> list[str]:
     auth = (
         f"auth: {len(settings.admin_tokens)} admin token(s), project tokens "
-        f"{'enabled' if settings.token_seed else 'disabled (no seed)'}, "
+        f"{_project_tokens(settings)}, named tokens enabled, "
         + (
             f"allowlist {len(settings.allow_orgs)} org(s) / {len(settings.allow_projects)} "
             "project(s)"
@@ -69,7 +84,9 @@ def _summary(settings: Settings) -> list[str]:
         f"database: {settings.database_kind} ({redact_url(settings.database_url)})",
         auth,
         f"leases: ttl {settings.lease_ttl}s (max {settings.lease_ttl_max}s), "
-        f"enforcement {settings.lease_enforcement}",
+        f"enforcement {settings.lease_enforcement}"
+        + (", required for writes" if settings.require_lease else ""),
+        f"metrics: /metrics ({'public' if settings.metrics_public else 'admin token required'})",
     ]
 
 
@@ -84,7 +101,7 @@ class _Server(uvicorn.Server):
 
 
 def _prepare(settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.make_data_dir()
     db = Database(settings.database_url)
     try:
         migrate.upgrade(db)
@@ -98,25 +115,16 @@ def run(settings: Settings) -> None:
     for line in _summary(settings):
         print(f"loom: {line}", file=sys.stderr, flush=True)
     if settings.workers > 1:
-        os.environ[_SETTINGS_ENV] = _dump(settings)
-        config = uvicorn.Config(
-            "loom.server:worker_app",
-            factory=True,
-            host=settings.bind,
-            port=settings.port,
-            workers=settings.workers,
-            log_config=_LOG_CONFIG,
-            access_log=settings.access_log,
-            timeout_graceful_shutdown=10,
-        )
-        # Bind here (as uvicorn.run does) so the real port is known, then fork the workers.
-        sock = config.bind_socket()
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in str(host) else host
-        threading.Thread(
-            target=_announce_when_serving, args=(str(host), int(port), shown), daemon=True
-        ).start()
-        Multiprocess(config, sockets=[sock]).run()
+        for name in _SECRET_ENV:
+            os.environ.pop(name, None)
+        with tempfile.TemporaryDirectory(prefix="loom-metrics-") as metrics_dir:
+            # prometheus-client's multiprocess mode: each worker counts into files here and
+            # a scrape of any worker sums them (set before the workers import the library).
+            os.environ[_METRICS_ENV] = metrics_dir
+            try:
+                _run_workers(settings)
+            finally:
+                os.environ.pop(_METRICS_ENV, None)
         return
     from loom.api.app import create_app
 
@@ -127,8 +135,41 @@ def run(settings: Settings) -> None:
         log_config=_LOG_CONFIG,
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,
+        **_connection_limits(settings),
     )
     _Server(config).run()
+
+
+def _connection_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn options for the connection limits and timeouts (see loom._http_protocol)."""
+    return {
+        "http": protocol_class(settings.header_timeout, settings.max_connections),
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        # h11 only: the largest request head buffered before a 400 (httptools: 80 KiB).
+        "h11_max_incomplete_event_size": 64 * 1024,
+    }
+
+
+def _run_workers(settings: Settings) -> None:
+    config = uvicorn.Config(
+        WorkerFactory(_dump(settings)),
+        factory=True,
+        host=settings.bind,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=_LOG_CONFIG,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=10,
+        **_connection_limits(settings),
+    )
+    # Bind here (as uvicorn.run does) so the real port is known, then fork the workers.
+    sock = config.bind_socket()
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in str(host) else host
+    threading.Thread(
+        target=_announce_when_serving, args=(str(host), int(port), shown), daemon=True
+    ).start()
+    Multiprocess(config, sockets=[sock]).run()
 
 
 def _announce_when_serving(host: str, port: int, shown: str) -> None:
@@ -156,14 +197,28 @@ def _dump(settings: Settings) -> str:
     return json.dumps(data)
 
 
-def worker_app() -> FastAPI:
-    """App factory for worker processes (settings handed over by the parent)."""
-    from loom.api.app import create_app
+class WorkerFactory:
+    """The app factory a worker process calls, carrying the settings (secrets included).
 
-    raw = os.environ.get(_SETTINGS_ENV)
-    if not raw:
-        raise RuntimeError("loom worker started without settings")
-    return create_app(Settings.model_validate_json(raw), run_migrations=False, freeze_gc=True)
+    uvicorn starts workers with multiprocessing's *spawn*: the config object, and this factory
+    in it, reach the child pickled through the pipe multiprocessing opens for it — never
+    through the environment (``/proc/<pid>/environ`` is readable by the same user and
+    inherited by every child process). The child drops its copy once the app is built; the
+    supervisor keeps its own, to restart a worker that dies.
+    """
+
+    def __init__(self, payload: str) -> None:
+        self._payload = payload
+
+    def __call__(self) -> FastAPI:
+        from loom.api.app import create_app
+
+        payload, self._payload = self._payload, ""
+        if not payload:
+            raise RuntimeError("loom worker started without settings")
+        settings = Settings.model_validate_json(payload)
+        protocol_class(settings.header_timeout, settings.max_connections)  # this process's
+        return create_app(settings, run_migrations=False, freeze_gc=True)
 
 
 logging.getLogger("loom").addHandler(logging.NullHandler())

@@ -57,6 +57,12 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/specs/{spec_id}/history", None),
 ]
 
+# Routes whose answer never ends (Server-Sent Events): the walks above would block on them.
+# Their auth, tenancy and filters are tested against a live server in tests/stream/.
+STREAMS: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("GET", "/events/stream", None),
+]
+
 VALID = {"change_id": "001-01_alpha", "task_id": "1.1", "module_id": "001", "spec_id": "auth"}
 
 

@@ -59,7 +59,7 @@ def _seed(api: Any) -> None:
     ok(push(api, "001-03_bare", tasks=None))
     ok(push(api, "001-04_held"))
     ok(push(api, "001-05_gone"))
-    ok(api.post(f"{P}/changes/001-05_gone/archive", headers=ADMIN_H))
+    ok(api.post(f"{P}/changes/001-05_gone/archive?force=true", headers=ADMIN_H))
     ok(
         push(
             api, "001-06_bad", specs=[["x", "## MODIFIED Requirements\n\n### Requirement: Y\nZ\n"]]
@@ -111,7 +111,7 @@ CASES: list[Case] = [
         "duplicate_capability",
     ),
     ("POST", f"{E}/tasks/1.2/start", "", {}, 400, "task_blocked"),
-    ("POST", f"{P}/changes/001-06_bad/archive", "", {}, 400, "delta_invalid"),
+    ("POST", f"{P}/changes/001-06_bad/archive?force=true", "", {}, 400, "delta_invalid"),
     (
         "POST",
         f"{P}/events",
@@ -157,11 +157,11 @@ CASES: list[Case] = [
     ),
     # 404
     ("GET", f"{P}/nope", "", {}, 404, "route_not_found"),
-    ("GET", "/", "none", {}, 404, "route_not_found"),
+    ("GET", "/nope", "none", {}, 404, "route_not_found"),  # GET / redirects to the docs
     ("GET", "/api/v2/health", "none", {}, 404, "route_not_found"),
     ("GET", f"{P}/changes/", "", {}, 404, "route_not_found"),
     ("GET", f"{P}/changes/001-09_none", "", {}, 404, "change_not_found"),
-    ("POST", f"{P}/changes/001-09_none/archive", "", {}, 404, "change_not_found"),
+    ("POST", f"{P}/changes/001-09_none/archive?force=true", "", {}, 404, "change_not_found"),
     ("POST", f"{E}/tasks/9.9/start", "", {}, 404, "task_not_found"),
     ("POST", f"{P}/changes/001-03_bare/tasks/1.1/complete", "", {}, 404, "tasks_missing"),
     ("GET", f"{P}/modules/999", "", {}, 404, "module_not_found"),
@@ -412,7 +412,7 @@ def test_a_database_outage_is_503(tmp_path: Path, clock: FakeClock) -> None:
     [
         ("GET", f"{P}/changes/../sync", 400, "invalid_id"),
         ("GET", f"{P}/changes/./sync", 400, "invalid_id"),
-        ("POST", f"{P}/changes/../archive", 400, "invalid_id"),
+        ("POST", f"{P}/changes/../archive?force=true", 400, "invalid_id"),
         ("GET", "/api/v1/projects/../widgets/changes", 400, "invalid_id"),
         ("GET", "/api/v1/projects/acme/./changes", 400, "invalid_id"),
     ],
@@ -514,7 +514,7 @@ def test_unstorable_text_is_refused_on_both_backends(api: Any, database_url: str
 )
 def test_check_order_path_then_token_then_body(api: Any, method: str, path: str) -> None:
     """PRODUCT.md §3.5: path syntax (400) → token (401) → scope (403) → the request itself,
-    also for a malformed JSON body (FastAPI decodes it before any dependency runs)."""
+    also for a malformed JSON body (every handler parses its body after the access check)."""
     bad_json = {"Content-Type": "application/json"}
     bad_path = path.replace("acme", "-acme", 1)
     error(

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from conftest import FakeClock, make_settings
 from loom.api.app import create_app
+from loom.api.middleware import HotLane
 from loom.service import leases as leases_service
 
 from .conftest import ADMIN_H, P, error, ok, push
@@ -66,9 +67,9 @@ def test_escaped_nul_and_lone_surrogates_in_a_holder_are_refused(api: Any) -> No
     json_h = {**ADMIN_H, "Content-Type": "application/json"}
     nul = api.post(f"{C}/claim", content=b'{"holder": "a\\u0000b"}', headers=json_h)
     assert "NUL" in error(nul, 422, "unprocessable", "validation_error")["error"]
-    # A lone surrogate escape is refused by the JSON parser itself.
+    # A lone surrogate escape is JSON, but not storable text: 422, as on every other route.
     lone = api.post(f"{C}/claim", content=b'{"holder": "a\\ud800b"}', headers=json_h)
-    error(lone, 400, "bad_request", "invalid_json")
+    assert "surrogate" in error(lone, 422, "unprocessable", "validation_error")["error"]
     error(api.get(f"{C}/lease", headers=ADMIN_H), 404, "not_found", "lease_not_found")
 
 
@@ -210,3 +211,109 @@ def test_the_server_app_freezes_startup_objects_for_the_collector(
             ok(client.get("/api/v1/health"))
     finally:
         gc.unfreeze()
+
+
+# --------------------------------------------------------------------------- lane on / off
+
+_EVENT = {
+    "v": 1,
+    "ts": "2026-02-28T10:00:00.000Z",
+    "entity": "task",
+    "entity_id": "1.1",
+    "op": "status_change",
+    "actor": "cli",
+    "by": "@a",
+    "ctx": {"session_id": "s"},
+}
+JSON_H = {**ADMIN_H, "Content-Type": "application/json"}
+# A script over every hot route: successes, replays and each class of error.
+SCRIPT: list[tuple[str, str, Any, dict[str, str]]] = [
+    ("POST", f"{C}/claim", {"holder": "a", "ttl_seconds": 60}, ADMIN_H),
+    ("POST", f"{C}/claim", {"holder": "b"}, ADMIN_H),  # 409 lease_conflict
+    ("POST", f"{C}/claim", {"holder": "a"}, {**ADMIN_H, "Idempotency-Key": "k1"}),
+    ("POST", f"{C}/claim", {"holder": "a"}, {**ADMIN_H, "Idempotency-Key": "k1"}),  # replay
+    ("POST", f"{C}/claim", {"holder": "z"}, {**ADMIN_H, "Idempotency-Key": "k1"}),  # 422 reused
+    ("POST", f"{C}/heartbeat", {"holder": "a", "ttl_seconds": 120}, ADMIN_H),
+    ("POST", f"{C}/heartbeat", {"holder": "c"}, ADMIN_H),
+    ("POST", f"{C}/heartbeat", {"holder": "a", "ttl_seconds": 1}, ADMIN_H),  # 400 ttl
+    ("POST", f"{C}/release", {"holder": "b"}, ADMIN_H),
+    ("POST", f"{C}/release?force=maybe", {"holder": "b"}, ADMIN_H),
+    ("POST", f"{C}/release", {"holder": "a"}, ADMIN_H),
+    ("POST", f"{P}/changes/001-99_nope/claim", {"holder": "a"}, ADMIN_H),  # 404
+    ("POST", f"{P}/changes/Bad%20Id/claim", {"holder": "a"}, ADMIN_H),  # 400 invalid_id
+    ("POST", f"{C}/claim", {"holder": "a"}, {}),  # 401
+    ("POST", f"{C}/claim", {"holder": "a"}, {"Authorization": "Bearer nope"}),  # 401
+    ("POST", f"{C}/claim", b"{", JSON_H),  # 400 invalid_json
+    ("POST", f"{C}/claim", b"", JSON_H),  # 400 / 422 as the router would
+    ("POST", f"{C}/claim", b"holder=a", {**ADMIN_H, "Content-Type": "text/plain"}),  # 415
+    ("POST", f"{C}/claim", {"holder": "a" * 5000}, ADMIN_H),  # 413
+    ("POST", f"{C}/claim", [1], ADMIN_H),  # 422
+    ("POST", f"{C}/claim", {"holder": 5}, ADMIN_H),  # 400 field holder
+    ("POST", f"{C}/claim", {"holder": "a"}, {**ADMIN_H, "X-Loom-Fencing-Token": "x"}),
+    ("POST", f"{P}/allocate", {"holder": "d", "ttl_seconds": 30}, ADMIN_H),
+    ("POST", f"{P}/allocate", {"holder": "e", "module": "xyz"}, ADMIN_H),
+    ("POST", f"{P}/allocate", {"holder": "e", "changes": []}, {**ADMIN_H, "Idempotency-Key": "a"}),
+    ("POST", f"{P}/allocate", {"holder": "e", "changes": []}, {**ADMIN_H, "Idempotency-Key": "a"}),
+    ("POST", f"{P}/events", {"events": [_EVENT], "idempotency_key": "b1"}, ADMIN_H),
+    ("POST", f"{P}/events", {"events": [_EVENT], "idempotency_key": "b1"}, ADMIN_H),
+    ("POST", f"{P}/events", {"events": [{**_EVENT, "v": 2}], "idempotency_key": "b2"}, ADMIN_H),
+    ("POST", f"{P}/events", {"events": "no"}, ADMIN_H),
+    ("POST", f"{P}/events", b"[1,2", JSON_H),
+    ("GET", f"{P}/events", None, ADMIN_H),
+    ("GET", f"{P}/leases", None, ADMIN_H),
+    ("GET", f"{C}/claim", None, ADMIN_H),  # 405, not served by the lane
+]
+
+
+def _answers(app: Any) -> list[tuple[int, dict[str, str], bytes]]:
+    out = []
+    with TestClient(app, raise_server_exceptions=False) as client:
+        ok(push(client, "001-01_alpha"))
+        for method, path, body, headers in SCRIPT:
+            if isinstance(body, bytes):
+                resp = client.request(method, path, content=body, headers=headers)
+            elif body is None:
+                resp = client.request(method, path, headers=headers)
+            else:
+                resp = client.request(method, path, json=body, headers=headers)
+            kept = {k: v for k, v in resp.headers.items() if k != "date"}
+            out.append((resp.status_code, kept, resp.content))
+    return out
+
+
+def test_the_lane_and_the_router_give_the_same_answers(tmp_path: Path) -> None:
+    """The same script against the app with and without the hot lane: every status, header
+    and body byte agrees (each app has its own database and the same clock)."""
+    answers = []
+    for lane in (True, False):
+        settings = make_settings(
+            f"sqlite:///{tmp_path / f'lane-{lane}.db'}", tmp_path, max_body_bytes=4096
+        )
+        app = create_app(settings, clock=FakeClock(), hot_lane=lane)
+        assert any(m.cls is HotLane for m in app.user_middleware) is lane
+        answers.append(_answers(app))
+    with_lane, without = answers
+    assert len(with_lane) == len(SCRIPT)
+    for step, (a, b) in enumerate(zip(with_lane, without, strict=True)):
+        assert a == b, (step, SCRIPT[step][:2], a, b)
+    statuses = {status for status, _h, _b in with_lane}
+    assert {200, 400, 401, 404, 405, 409, 413, 415, 422} <= statuses
+
+
+def test_a_middleware_added_later_sees_the_hot_routes(tmp_path: Path) -> None:
+    """The lane is the innermost middleware: one added to the app afterwards (here a header)
+    reaches claim and events as it reaches push."""
+    app = create_app(make_settings(f"sqlite:///{tmp_path / 'm.db'}", tmp_path), clock=FakeClock())
+
+    @app.middleware("http")
+    async def stamp(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["X-Stamp"] = "yes"
+        return response
+
+    with TestClient(app) as client:
+        assert push(client, "001-01_alpha").headers["x-stamp"] == "yes"
+        claimed = client.post(f"{C}/claim", json={"holder": "a"}, headers=ADMIN_H)
+        assert claimed.status_code == 200 and claimed.headers["x-stamp"] == "yes"
+        events = client.post(f"{P}/events", json={"events": []}, headers=ADMIN_H)
+        assert events.status_code == 200 and events.headers["x-stamp"] == "yes"

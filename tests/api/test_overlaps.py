@@ -217,7 +217,7 @@ def test_force_archive_is_for_the_holder_or_an_admin_and_is_recorded(api: Any) -
     assert final["revision"] == 3
     assert "passkey" in final["markdown"] and "rate limited" not in final["markdown"]
     (event,) = [e for e in _events(api, "archive") if e["entity_id"] == B]
-    assert event["meta"]["force"] is True
+    assert event["meta"]["forced"] is True
     assert event["meta"]["stale_spec_base"] == [
         {"capability": "auth", "requirement": "Login", "op": "MODIFIED", "base_revision": 1}
     ]

@@ -13,7 +13,9 @@ import pytest
 
 from conftest import ADMIN, BACKENDS, LiveServer, _pg_database, _reset_pg, start_server
 
-pytestmark = pytest.mark.slow
+# The real-process races share one xdist worker (`make test` runs -n 2 --dist loadgroup),
+# so they do not compete with each other for the two cores.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("races")]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -178,7 +180,9 @@ def test_concurrent_archives_into_one_spec(live_server_on: LiveServer) -> None:
             )
 
     results = _together(
-        n, lambda c, i: c.post(f"{PATH}/changes/002-{i + 1:02d}_a/archive"), live_server_on.url
+        n,
+        lambda c, i: c.post(f"{PATH}/changes/002-{i + 1:02d}_a/archive?force=true"),
+        live_server_on.url,
     )
     assert _statuses(results) == {(200, None): n}
     with httpx.Client(base_url=live_server_on.url, headers=H) as admin:

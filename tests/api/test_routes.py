@@ -154,7 +154,7 @@ def test_list_changes_in_canonical_order_with_filters(api: Any, clock: FakeClock
     ok(push(api, "003-01_draft", specs=[]))
     ok(push(api, "001-02_done", tasks="- [x] 1.1 a\n"))
     clock.advance(60)
-    ok(api.post(f"{P}/changes/002-02_two/archive", headers=ADMIN_H))
+    ok(api.post(f"{P}/changes/002-02_two/archive?force=true", headers=ADMIN_H))
 
     listing = ok(api.get(f"{P}/changes", headers=ADMIN_H))
     assert listing == [
@@ -279,7 +279,7 @@ def test_change_detail_resolves_short_forms(api: Any) -> None:
 
 def test_change_detail_lifecycle(api: Any) -> None:
     ok(push(api, "001-01_alpha"))
-    ok(api.post(f"{P}/changes/001-01_alpha/archive", headers=ADMIN_H))
+    ok(api.post(f"{P}/changes/001-01_alpha/archive?force=true", headers=ADMIN_H))
     error(
         api.get(f"{P}/changes/001-01_alpha", headers=ADMIN_H), 404, "not_found", "change_not_found"
     )
@@ -341,7 +341,7 @@ def test_pull_errors(api: Any) -> None:
 
 def test_pull_of_an_archived_change(api: Any) -> None:
     ok(push(api, "001-01_alpha"))
-    ok(api.post(f"{P}/changes/001-01_alpha/archive", headers=ADMIN_H))
+    ok(api.post(f"{P}/changes/001-01_alpha/archive?force=true", headers=ADMIN_H))
     resp = api.get(f"{P}/changes/001-01_alpha/sync", headers=ADMIN_H)
     assert ok(resp)["revision"] == "2"
     assert resp.headers["etag"] == '"2"'
@@ -376,7 +376,7 @@ def test_push_create_update_and_if_match(api: Any, clock: FakeClock) -> None:
 
 def test_push_conflicts_and_preconditions(api: Any) -> None:
     ok(push(api, "001-01_alpha"))
-    ok(push(api, "001-01_alpha", revision="1"))
+    ok(push(api, "001-01_alpha", revision="1", proposal="# Proposal v2\n"))
     assert error(push(api, "001-01_alpha", revision="1"), 409, "conflict", "revision_conflict") == {
         "error": "revision conflict for '001-01_alpha': local=1, server=2",
         "code": "conflict",
@@ -399,7 +399,7 @@ def test_push_conflicts_and_preconditions(api: Any) -> None:
 def test_blind_push_setting(app_factory: Any) -> None:
     api = app_factory(allow_blind_push=True)
     ok(push(api, "001-01_alpha"))
-    assert ok(push(api, "001-01_alpha"))["new_revision"] == "2"
+    assert ok(push(api, "001-01_alpha", proposal="# v2\n"))["new_revision"] == "2"
 
 
 def test_push_body_errors(api: Any) -> None:
@@ -434,7 +434,7 @@ def test_push_body_errors(api: Any) -> None:
 
 def test_push_to_an_archived_change(api: Any) -> None:
     ok(push(api, "001-01_alpha"))
-    ok(api.post(f"{P}/changes/001-01_alpha/archive", headers=ADMIN_H))
+    ok(api.post(f"{P}/changes/001-01_alpha/archive?force=true", headers=ADMIN_H))
     assert error(push(api, "001-01_alpha", revision="2"), 409, "conflict", "archived") == {
         "error": "change '001-01_alpha' is archived and can no longer be changed",
         "code": "conflict",
@@ -506,13 +506,15 @@ def test_archive(api: Any, clock: FakeClock) -> None:
     )
     ok(push(api, "001-01_alpha"))
     clock.advance(60)
-    assert ok(api.post(f"{P}/changes/001-01_alpha/archive", headers=ADMIN_H)) == {
+    assert ok(api.post(f"{P}/changes/001-01_alpha/archive?force=true", headers=ADMIN_H)) == {
         "change_id": "001-01_alpha",
         "archived_at": T1,
     }
     clock.advance(60)
     # Idempotent: the original archived_at, nothing else changes.
-    assert ok(api.post(f"{P}/changes/001-01_alpha/archive", json={}, headers=ADMIN_H)) == {
+    assert ok(
+        api.post(f"{P}/changes/001-01_alpha/archive?force=true", json={}, headers=ADMIN_H)
+    ) == {
         "change_id": "001-01_alpha",
         "archived_at": T1,
     }
@@ -529,7 +531,7 @@ def test_archive(api: Any, clock: FakeClock) -> None:
 
 def test_archive_error_cases(api: Any) -> None:
     error(
-        api.post(f"{P}/changes/001-09_none/archive", headers=ADMIN_H),
+        api.post(f"{P}/changes/001-09_none/archive?force=true", headers=ADMIN_H),
         404,
         "not_found",
         "change_not_found",
@@ -537,7 +539,7 @@ def test_archive_error_cases(api: Any) -> None:
     bad = "## MODIFIED Requirements\n\n### Requirement: Missing\nX.\n"
     ok(push(api, "001-01_alpha", specs=[["auth", ADDED], ["broken", bad]]))
     body = error(
-        api.post(f"{P}/changes/001-01_alpha/archive", headers=ADMIN_H),
+        api.post(f"{P}/changes/001-01_alpha/archive?force=true", headers=ADMIN_H),
         400,
         "bad_request",
         "delta_invalid",
@@ -548,12 +550,18 @@ def test_archive_error_cases(api: Any) -> None:
     ok(push(api, "001-02_beta"))
     ok(api.post(f"{P}/changes/001-02_beta/claim", json={"holder": "a"}, headers=ADMIN_H))
     error(
-        api.post(f"{P}/changes/001-02_beta/archive", headers={**ADMIN_H, "X-Loom-Holder": "b"}),
+        api.post(
+            f"{P}/changes/001-02_beta/archive?force=true", headers={**ADMIN_H, "X-Loom-Holder": "b"}
+        ),
         409,
         "conflict",
         "lease_conflict",
     )
-    ok(api.post(f"{P}/changes/001-02_beta/archive", headers={**ADMIN_H, "X-Loom-Holder": "a"}))
+    ok(
+        api.post(
+            f"{P}/changes/001-02_beta/archive?force=true", headers={**ADMIN_H, "X-Loom-Holder": "a"}
+        )
+    )
     error(
         api.get(f"{P}/changes/001-02_beta/lease", headers=ADMIN_H),
         404,
@@ -1086,7 +1094,7 @@ def test_lease_routes(api: Any) -> None:
     assert ok(api.post(f"{P}/allocate", json={"holder": "agent-9"}, headers=ADMIN_H)) == {
         "claim": None
     }
-    ok(api.post(f"{url}/archive", headers={**ADMIN_H, "X-Loom-Holder": "agent-8"}))
+    ok(api.post(f"{url}/archive?force=true", headers={**ADMIN_H, "X-Loom-Holder": "agent-8"}))
     error(
         api.post(f"{url}/claim", json={"holder": "agent-7"}, headers=ADMIN_H),
         409,

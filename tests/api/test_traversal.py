@@ -15,7 +15,7 @@ import pytest
 from store._snapshot import snapshot
 
 from .conftest import ADMIN_H, ENHANCED, P, ok, push, raw_request
-from .routes_table import ROUTES, app_routes, fill
+from .routes_table import ROUTES, STREAMS, app_routes, fill
 
 # Sent on the wire exactly as written (raw_request does not normalise anything).
 ATTACKS = [
@@ -72,7 +72,7 @@ def _check(status: int, headers: dict[str, str], body: bytes, where: str) -> Non
 
 
 def test_the_route_table_covers_every_project_route(api: Any) -> None:
-    assert {(m, p) for m, p, _ in ROUTES} == app_routes(api.app)
+    assert {(m, p) for m, p, _ in ROUTES + STREAMS} == app_routes(api.app)
 
 
 def test_hostile_path_parameters_change_nothing(

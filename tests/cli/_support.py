@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,3 +117,34 @@ class Loom:
 
     def json(self, *args: str, code: int = 0, **env: str) -> Any:
         return json.loads(self(*args, "--json", code=code, **env).stdout)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def spawn_loom(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """Start ``python -m loom ARGS`` as a real process (text pipes for stdout and stderr).
+
+    The child gets the default SIGINT handling, whatever the test runner has: started in
+    the background from a script, pytest inherits an ignored SIGINT, and a child that
+    inherits it too never sees Ctrl-C (Python installs KeyboardInterrupt only over SIG_DFL).
+    """
+    return subprocess.Popen(
+        [sys.executable, "-m", "loom", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` if it still runs, reap it and close its pipes (no ResourceWarning)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()

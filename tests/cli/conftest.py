@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,8 @@ def base_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture
 def server(live_server: Any) -> Any:
-    """The live server, stopped and with its log pipe closed at teardown (no ResourceWarning)."""
-    yield live_server
-    live_server.stop()
-    if live_server.process.stderr is not None:
-        time.sleep(0.05)  # let the fixture's drain thread reach EOF
-        live_server.process.stderr.close()
+    """The live server (``live_server`` stops it and closes its log pipe at teardown)."""
+    return live_server
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ AGENT_COMMANDS = {
     "release",
     "allocate",
     "keepalive",
+    "leases",
+    "config",
     "pull",
     "push",
     "archive",

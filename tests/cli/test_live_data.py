@@ -28,7 +28,7 @@ def test_status_text_json_and_auth_failures(loom: Loom, server: Any) -> None:
     assert "auth:    failed" in bad.stdout
     other = server.project_token("acme", "other")
     loom("changes", "--token", other, code=6)
-    envelope = json.loads(loom("changes", "--json", "--token", "nope", code=6).stderr)
+    envelope = json.loads(loom("changes", "--json", "--token", "nope", code=6).stdout)
     assert envelope["code"] == "unauthorized" and envelope["exit_code"] == 6
 
 
@@ -114,7 +114,7 @@ def test_tasks_commands(loom: Loom, tmp_path: Path) -> None:
     started = loom.json("tasks", "start", c, "1.1")
     assert started["task"]["status"] == "in-progress"
     assert loom.json("tasks", "next", c)["reason"] == "in-progress"
-    blocked = loom("tasks", "start", c, "1.2", code=1)  # blocked by 1.1: a 400
+    blocked = loom("tasks", "start", c, "1.2", code=3)  # blocked by 1.1: a conflict
     assert "error:" in blocked.stderr
     done = loom("tasks", "complete", c, "1.1", "--note", "all good")
     assert "completed 001-01_alpha task 1.1" in done.stdout

@@ -109,7 +109,7 @@ def test_archive_force_overrides_and_is_recorded(loom: Loom, client: Client) -> 
     loom("archive", B, "--force")
     assert "passkey" in client.get_spec("auth").markdown
     (event,) = [e for e in client.get_events(op="archive") if e.entity_id == B]
-    assert event.to_json()["meta"]["force"] is True
+    assert event.to_json()["meta"]["forced"] is True
 
 
 def test_allocate_avoid_overlap_option(loom: Loom, client: Client) -> None:

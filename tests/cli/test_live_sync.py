@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from loom.client import Client, NotFound
 
-from ._support import ORG, REPO, Loom, make_tree
+from ._support import ORG, REPO, Loom, make_tree, spawn_loom, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,7 @@ def test_claim_heartbeat_release_allocate(loom: Loom, tmp_path: Path, client: Cl
     assert "renewed" in loom("heartbeat", c).stdout
     conflict = loom("claim", c, "--holder", "agent-b", code=3)
     assert "held by agent-a" in conflict.stderr
-    envelope = json.loads(loom("heartbeat", c, "--holder", "agent-b", "--json", code=3).stderr)
+    envelope = json.loads(loom("heartbeat", c, "--holder", "agent-b", "--json", code=3).stdout)
     assert envelope["exit_code"] == 3 and envelope["code"] == "conflict"
     # A write by another holder is refused while the lease is active.
     loom("tasks", "start", c, "1.1", "--holder", "agent-b", code=3)
@@ -81,7 +82,7 @@ def test_pull_push_conflict_and_backups(
 
     (local / "design.md").write_text("# Design\n")
     pushed = loom.json("push", c)
-    assert pushed == {"change_id": c, "base_revision": "1", "new_revision": "2"}
+    assert pushed == {"change_id": c, "base_revision": "1", "new_revision": "2", "changed": True}
     assert (local / ".backend-revision").read_text() == "2"
     assert client.pull(c).design == "# Design\n"
 
@@ -107,6 +108,7 @@ def test_pull_push_conflict_and_backups(
     loom("push", "001-05_nowhere", code=4)
     # Pushing over a leased change needs the lease: holder and fencing token from `claim`.
     loom("claim", c, "--holder", "agent-b")
+    (local / "design.md").write_text("# Design v3\n")
     loom("push", c, code=3)
     assert loom.json("push", c, "--holder", "agent-b")["new_revision"] == "5"
 
@@ -118,7 +120,8 @@ def test_archive_moves_the_change_and_writes_specs(loom: Loom, tmp_path: Path) -
     loom("pull", c)
     (ito / "changes" / c / "notes.txt").write_text("kept\n")
     loom("claim", c)
-    result = loom.json("archive", c)
+    loom("archive", c, code=3)  # 2 tasks pending: refused (change_unfinished)
+    result = loom.json("archive", c, "--force")
     day = result["archived_at"][:10]
     archived = ito / "changes" / "archive" / f"{day}-{c}"
     assert result["path"] == str(archived) and result["specs"] == ["alpha"]
@@ -128,7 +131,7 @@ def test_archive_moves_the_change_and_writes_specs(loom: Loom, tmp_path: Path) -
     assert (archived / ".backend-revision").is_file()
     assert "Alpha works" in (ito / "specs" / "alpha" / "spec.md").read_text()
     assert [x["id"] for x in loom.json("changes", "--archived")] == ["001-01_alpha", "001-02_beta"]
-    again = loom("archive", c)  # idempotent
+    again = loom("archive", c, "--force")  # idempotent
     assert f"archived {c}" in again.stdout
     loom("claim", c, code=3)  # archived changes cannot be claimed
 
@@ -168,17 +171,10 @@ def test_events_show_forward_and_follow(loom: Loom, server: Any) -> None:
     seqs = [e["seq"] for e in events]
     assert [e["seq"] for e in loom.json("events", "--since", str(seqs[5]))] == seqs[6:]
     assert len(loom.json("events", "--limit", "2")) == 2
-    assert "status_change pending -> complete" in loom("events", "--limit", "1").stdout
+    assert "status_change  pending -> complete" in loom("events", "--limit", "1").stdout
 
     # --follow polls until Ctrl-C, which exits 0.
-    env = {**os.environ, **loom.env}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loom", "events", "--follow", "--json", "--interval", "0.1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn_loom(loom.env, "events", "--follow", "--since", "0", "--json", "--interval", "0.1")
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(8)]
@@ -187,14 +183,9 @@ def test_events_show_forward_and_follow(loom: Loom, server: Any) -> None:
             c.post_events([_event(99)])
         assert json.loads(proc.stdout.readline())["entity_id"] == "99.1"
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=60) == 0  # a bound for a hang, not a speed check
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(proc)
 
 
 def _keepalive(loom: Loom, *command: str) -> subprocess.Popen[str]:
@@ -207,24 +198,45 @@ def _keepalive(loom: Loom, *command: str) -> subprocess.Popen[str]:
     )
 
 
+def _lease_or_none(client: Client) -> Any:
+    try:
+        return client.get_lease("001-01_alpha")
+    except NotFound:
+        return None
+
+
+def _wait_for(probe: Callable[[], Any], timeout: float = 30) -> Any:
+    """Poll ``probe`` until it returns something truthy (fails after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+    return value
+
+
 def test_keepalive_heartbeats_passes_exit_code_and_releases(
     loom: Loom, tmp_path: Path, client: Client
 ) -> None:
     loom("import", str(make_tree(tmp_path / "src")))
-    proc = _keepalive(loom, sys.executable, "-c", "import time; time.sleep(6); raise SystemExit(7)")
+    # The wrapped command runs until the test has seen a heartbeat (no fixed sleep: the
+    # first heartbeat is due at TTL/3 = 3.3 s, and a loaded machine may be later).
+    done = tmp_path / "renewed"
+    command = (
+        "import os, time\n"
+        f"while not os.path.exists({str(done)!r}): time.sleep(0.05)\n"
+        "raise SystemExit(7)\n"
+    )
+    proc = _keepalive(loom, sys.executable, "-c", command)
     try:
-        deadline = time.monotonic() + 20
-        while True:  # wait until keepalive holds the lease
-            try:
-                first = client.get_lease("001-01_alpha")
-                break
-            except NotFound:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-        time.sleep(4.2)  # past the first heartbeat at TTL/3 = 3.3 s
-        renewed = client.get_lease("001-01_alpha")
-        assert renewed.expires_at > first.expires_at
+        first = _wait_for(lambda: _lease_or_none(client))
+
+        def renewal() -> Any:
+            lease = _lease_or_none(client)
+            return lease if lease is not None and lease.expires_at > first.expires_at else None
+
+        renewed = _wait_for(renewal)
         assert renewed.fencing_token == first.fencing_token
+        done.touch()
         _out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -246,15 +258,9 @@ def test_keepalive_lost_lease_terminates_the_command(
     )
     try:
         with Client(server.url, server.admin_token, f"{ORG}/{REPO}", holder="thief") as c:
-            deadline = time.monotonic() + 20
-            while True:  # wait until keepalive holds the lease
-                try:
-                    if c.get_lease("001-01_alpha").holder == "agent-a":
-                        break
-                except NotFound:
-                    pass
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            _wait_for(  # until keepalive holds the lease
+                lambda: getattr(_lease_or_none(c), "holder", None) == "agent-a"
+            )
             c.release("001-01_alpha", force=True)
             c.claim("001-01_alpha")
             _out, err = proc.communicate(timeout=30)

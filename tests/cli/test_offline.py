@@ -32,10 +32,11 @@ def test_unreachable_server_is_exit_5(base_env: dict[str, str]) -> None:
     result = loom("changes", "--retries", "0", code=5)
     assert "cannot reach" in result.stderr
     assert result.stdout == ""
-    data = json.loads(loom("claim", "001-01_a", "--json", "--retries", "0", code=5).stderr)
+    data = json.loads(loom("claim", "001-01_a", "--json", "--retries", "0", code=5).stdout)
     assert data["exit_code"] == 5
     status = loom("status", "--json", "--retries", "0", code=5)
-    assert json.loads(status.stdout)["ok"] is False
+    body = json.loads(status.stdout)
+    assert body["exit_code"] == 5 and body["status"]["ok"] is False
 
 
 def test_usage_errors_are_exit_2(base_env: dict[str, str]) -> None:

@@ -58,7 +58,7 @@ def test_db_upgrade_and_check_json(tmp_path: Path) -> None:
     head = migrate.head_revision()
     before = _run("db", "check", "--json", "--database-url", url, "--data-dir", str(tmp_path))
     assert before.exit_code == 1
-    expected = {"database": url, "ok": False, "revision": None, "head": head}
+    expected = {"database": url, "ok": False, "revision": None, "head": head, "integrity": "ok"}
     assert json.loads(before.stdout) == expected
     up = _run("db", "upgrade", "--json", "--database-url", url, "--data-dir", str(tmp_path))
     assert up.exit_code == 0, up.output
@@ -138,8 +138,12 @@ def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_serve_on_a_busy_port_exits_1(tmp_path: Path, busy_port: int, workers: str) -> None:
-    done = _serve(tmp_path, "--port", str(busy_port), "--workers", workers)
+def test_serve_on_a_busy_port_exits_1(
+    tmp_path: Path, busy_port: int, workers: str, request: pytest.FixtureRequest
+) -> None:
+    # Several workers need PostgreSQL (SQLite refuses them).
+    db = [] if workers == "1" else ["--database-url", request.getfixturevalue("pg_url")]
+    done = _serve(tmp_path, "--port", str(busy_port), "--workers", workers, *db)
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"loom: cannot listen on 127.0.0.1:{busy_port}: "), done.stderr

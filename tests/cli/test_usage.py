@@ -108,7 +108,7 @@ def test_missing_project_names_the_cli_ways_to_set_it(base_env: dict[str, str]) 
     assert "--project ORG/REPO" in result.stderr and "LOOM_PROJECT" in result.stderr
     assert ".loom.toml" in result.stderr and ".ito/config.json" in result.stderr
     assert "project='" not in result.stderr  # no Python keyword arguments
-    envelope = json.loads(loom("show", GOOD, "--json", code=2).stderr)
+    envelope = json.loads(loom("show", GOOD, "--json", code=2).stdout)
     assert envelope["kind"] == "project_missing" and "--project" in envelope["error"]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -10,9 +9,5 @@ import pytest
 
 @pytest.fixture
 def server(live_server: Any) -> Any:
-    """The live server, stopped and with its log pipe closed at teardown (no ResourceWarning)."""
-    yield live_server
-    live_server.stop()
-    if live_server.process.stderr is not None:
-        time.sleep(0.05)  # let the fixture's drain thread reach EOF
-        live_server.process.stderr.close()
+    """The live server (``live_server`` stops it and closes its log pipe at teardown)."""
+    return live_server

@@ -6,7 +6,7 @@ import threading
 
 import httpx
 
-from loom.client import ClaimResult, LeaseConflict
+from loom.client import ClaimResult, Conflict, LeaseConflict, LoomError
 from loom.client._keepalive import LeaseKeeper, renew_interval
 
 from ._fakes import Recorder, error, make_client
@@ -40,7 +40,7 @@ def test_keeper_heartbeats_until_stopped() -> None:
     )
     keeper.start()
     for _ in range(3):
-        assert beats.acquire(timeout=5)
+        assert beats.acquire(timeout=30)
     keeper.stop()
     assert keeper.renewals >= 3 and keeper.lost is None
     assert len(renewed) == keeper.renewals
@@ -67,3 +67,37 @@ def test_keeper_reports_lost_lease_and_survives_transient_errors() -> None:
     assert len(seen) == 1 and isinstance(seen[0], LeaseConflict)
     assert isinstance(keeper.lost, LeaseConflict)
     assert len(rec.requests) == 2
+
+
+def test_keeper_gives_the_lease_up_once_it_is_past_expiry_while_unreachable() -> None:
+    """With the server down, heartbeats fail; before the expiry that is only logged, after
+    it the lease is lost (kind lease_expired), so `loom keepalive` stops its command."""
+    from datetime import UTC, datetime, timedelta
+
+    from loom.client import Client
+
+    expires = datetime(2030, 1, 1, 0, 15, tzinfo=UTC)
+    ticks: list[int] = []
+    lost = threading.Event()
+
+    def clock() -> datetime:
+        ticks.append(1)
+        # Three failed heartbeats before the expiry, then the clock passes it.
+        return expires - timedelta(seconds=1) if len(ticks) <= 3 else expires
+
+    errors: list[LoomError] = []
+
+    def on_lost(error: LoomError) -> None:
+        errors.append(error)
+        lost.set()
+
+    with Client("http://127.0.0.1:1", "t", "a/b", retries=0) as client:
+        keeper = LeaseKeeper(
+            client, "001-01_a", interval=0.01, on_lost=on_lost, expires_at=expires, clock=clock
+        )
+        keeper.start()
+        assert lost.wait(timeout=30)
+        keeper.stop()
+    assert len(ticks) == 4 and len(errors) == 1
+    assert errors[0].kind == "lease_expired" and isinstance(errors[0], Conflict)
+    assert keeper.lost is errors[0]

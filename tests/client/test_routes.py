@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from loom.client import Client, ProjectSnapshot
-from loom.client._models import ImportChange, ImportModule, ImportSpec
+from loom.models import ImportChange, ImportModule, ImportSpec
 
 from ._fakes import Recorder, make_client
 

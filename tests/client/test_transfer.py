@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from loom.client import ProjectSnapshot, export_tree
-from loom.client._models import ImportChange, ImportModule, ImportSpec
+from loom.models import ImportChange, ImportModule, ImportSpec
 from loom.tree import read_tree
 
 from ._fakes import Recorder, make_client

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from loom.domain.events import (
     canonical_event_json,
-    fingerprint_batch,
     format_event_ts,
     make_event,
     parse_event_ts,
@@ -237,42 +236,6 @@ def test_format_event_ts() -> None:
     assert format_event_ts(ts) == "2026-02-28T10:00:00.987Z"
     with pytest.raises(ValueError):
         format_event_ts(datetime(2026, 1, 1))
-
-
-# --------------------------------------------------------------------------- fingerprint
-
-
-def test_fingerprint_is_canonical() -> None:
-    a: list[dict[str, Any]] = [{"v": 1, "b": [1, {"y": 2, "x": 1}]}, {"z": "é"}]
-    b = json.loads('[{"b":[1,{"x":1,"y":2}],"v":1},{"z":"\\u00e9"}]')
-    assert fingerprint_batch(a) == fingerprint_batch(b)
-    assert len(fingerprint_batch(a)) == 64
-    assert fingerprint_batch(a) != fingerprint_batch(list(reversed(a)))
-    assert fingerprint_batch([]) != fingerprint_batch([{}])
-    assert fingerprint_batch([{"a": 1}]) != fingerprint_batch([{"a": 1.5}])
-
-
-@given(
-    st.lists(
-        st.dictionaries(
-            st.text(max_size=5),
-            st.recursive(
-                st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                lambda inner: (
-                    st.lists(inner, max_size=3)
-                    | st.dictionaries(st.text(max_size=3), inner, max_size=3)
-                ),
-                max_leaves=8,
-            ),
-            max_size=4,
-        ),
-        max_size=3,
-    )
-)
-def test_fingerprint_ignores_key_order(events: list[dict[str, Any]]) -> None:
-    shuffled = [dict(reversed(list(event.items()))) for event in events]
-    assert fingerprint_batch(events) == fingerprint_batch(shuffled)
-    assert fingerprint_batch(events) == fingerprint_batch(json.loads(json.dumps(events)))
 
 
 # --------------------------------------------------------------------------- make_event

@@ -6,9 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import date
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from loom.domain.tasks import (
     TaskItem,
     TaskKind,
@@ -22,7 +23,7 @@ from loom.domain.tasks import (
 )
 from loom.errors import LoomError
 
-SETTINGS = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(150))
 TODAY = date(2027, 2, 3)
 
 _WORD = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1)

@@ -10,7 +10,6 @@ counts keep that expectation from being vacuous.
 from __future__ import annotations
 
 import shutil
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -160,10 +159,8 @@ def test_corpus_import_export_roundtrip_sqlite(live_server: LiveServer, tmp_path
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_corpus_import_export_roundtrip_postgres(pg_url: str, tmp_path: Path) -> None:
-    started = time.monotonic()
     server = start_server(tmp_path / "server", pg_url)
     try:
         roundtrip(server, tmp_path)
     finally:
         server.stop()
-    assert time.monotonic() - started < 120  # measured well under 60 s; catch a slowdown

@@ -82,7 +82,10 @@ def test_only_ready_and_in_progress_unleased_unarchived_changes_are_offered(
     push_new(api, "001-04_draft", tasks=None)
     _complete(api, "001-01_done", "x")  # work status complete
     api.post(f"{P}/changes/001-02_leased/claim", json={"holder": "x"}, headers=ADMIN_H)
-    assert api.post(f"{P}/changes/001-03_archived/archive", headers=ADMIN_H).status_code == 200
+    assert (
+        api.post(f"{P}/changes/001-03_archived/archive?force=true", headers=ADMIN_H).status_code
+        == 200
+    )
     assert _allocate(api, "a")["change_id"] == "001-05_ready"
     assert _allocate(api, "b") is None
 

@@ -210,7 +210,9 @@ def test_project_token_can_claim_heartbeat_and_release(leased: Any) -> None:
 
 def test_archived_change_cannot_be_claimed_or_heartbeaten(leased: Any) -> None:
     _claim(leased, "a")
-    archived = leased.post(f"{P}/changes/{A}/archive", headers={**ADMIN_H, "X-Loom-Holder": "a"})
+    archived = leased.post(
+        f"{P}/changes/{A}/archive?force=true", headers={**ADMIN_H, "X-Loom-Holder": "a"}
+    )
     assert archived.status_code == 200, archived.text
     for r in (_claim(leased, "b"), _claim(leased, "a"), _heartbeat(leased, "a")):
         assert r.status_code == 409

@@ -33,7 +33,7 @@ def _write(api: Any, kind: str, headers: dict[str, str]) -> Any:
     if kind == "init":
         return api.post(f"{P}/changes/{A}/tasks/init", headers=headers)
     if kind == "archive":
-        return api.post(f"{P}/changes/{A}/archive", headers=headers)
+        return api.post(f"{P}/changes/{A}/archive?force=true", headers=headers)
     raise AssertionError(kind)
 
 

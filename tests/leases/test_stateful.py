@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -26,7 +26,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from conftest import FakeClock
+from conftest import FakeClock, examples
 from loom.domain.timefmt import format_us
 from loom.errors import LoomError
 from loom.service import archive as archive_svc
@@ -140,6 +140,10 @@ class LeaseMachine(RuleBasedStateMachine):
         assert body["fencing_token"] >= self.seen_tokens[cid], "fencing token went backwards"
         self.seen_tokens[cid] = body["fencing_token"]
 
+    def _abandoned(self, cid: str, now: int) -> bool:
+        m = self.model[cid]
+        return m.started and m.holder is not None and not m.active(now)
+
     def _write_allowed(self, cid: str, holder: str | None, token: int | None) -> Outcome | None:
         m, now = self.model[cid], self.now
         if m.archived:
@@ -217,7 +221,9 @@ class LeaseMachine(RuleBasedStateMachine):
         ]
         mine = [c for c in in_scope if self.model[c].active(now) and self.model[c].holder == holder]
         free = [c for c in in_scope if not self.model[c].active(now)]
-        free.sort(key=lambda c: (not self.model[c].started, CHANGES.index(c)))
+        # Abandoned work first: in progress, its lease lapsed (a holder is still recorded, so
+        # it was neither released nor taken over); then the rest in canonical order.
+        free.sort(key=lambda c: (not self._abandoned(c, now), CHANGES.index(c)))
         options = mine or free
         pick = options[0] if options else None
         got = call(svc.allocate, self.ctx, self.project, holder, ttl, **where)
@@ -296,7 +302,12 @@ class LeaseMachine(RuleBasedStateMachine):
     def archive(self, cid: str, holder: str) -> None:
         m = self.model[cid]
         got = call(
-            archive_svc.archive_change, self.ctx, self.project, cid, Actor(holder, None, admin=True)
+            archive_svc.archive_change,
+            self.ctx,
+            self.project,
+            cid,
+            Actor(holder, None, admin=True),
+            force=True,
         )
         if m.archived:
             assert got[0] == "ok"
@@ -342,6 +353,7 @@ def sqlite_ctx(tmp_path: Path) -> Any:
     db.dispose()
 
 
+@pytest.mark.hypothesis  # selected by `make explore` (pytest -m hypothesis)
 def test_lease_state_machine_on_sqlite(sqlite_ctx: Database) -> None:
     clock = FakeClock()
     ctx = ServiceContext(sqlite_ctx, Policy(), clock)
@@ -353,10 +365,5 @@ def test_lease_state_machine_on_sqlite(sqlite_ctx: Database) -> None:
     Machine.clock = clock
     run_state_machine_as_test(
         Machine,
-        settings=settings(
-            max_examples=60,
-            stateful_step_count=40,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
+        settings=settings(max_examples=examples(60), stateful_step_count=40),
     )

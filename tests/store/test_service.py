@@ -251,7 +251,7 @@ def test_push_rolls_back_everything_when_a_late_statement_fails(
 
 def test_push_to_an_archived_change_is_refused(ctx: ServiceContext) -> None:
     push(ctx, bundle())
-    archive.archive_change(ctx, PROJECT, "001-01_alpha", ACTOR)
+    archive.archive_change(ctx, PROJECT, "001-01_alpha", ACTOR, force=True)
     with pytest.raises(ArchivedConflict) as err:
         push(ctx, bundle(), "2")
     assert err.value.details == {"change_id": "001-01_alpha", "archived_at": T0}
@@ -264,7 +264,7 @@ def test_push_to_a_change_leased_by_someone_else_is_refused(ctx: ServiceContext)
         changes.push_bundle(ctx, PROJECT, "001-01_alpha", bundle(), "1", Actor(holder="agent-b"))
     assert err.value.kind == "lease_conflict"
     result = changes.push_bundle(
-        ctx, PROJECT, "001-01_alpha", bundle(), "1", Actor(holder="agent-a")
+        ctx, PROJECT, "001-01_alpha", bundle(design="# D\n"), "1", Actor(holder="agent-a")
     )
     assert result["new_revision"] == "2"
 
@@ -283,7 +283,7 @@ def test_archive_merges_deltas_ticks_the_module_and_marks_archived(
 ) -> None:
     _seed_archive(ctx)
     clock.advance(60)
-    assert archive.archive_change(ctx, PROJECT, "001-01_alpha", ACTOR) == {
+    assert archive.archive_change(ctx, PROJECT, "001-01_alpha", ACTOR, force=True) == {
         "change_id": "001-01_alpha",
         "archived_at": T1,
     }
@@ -324,7 +324,12 @@ def test_archive_merges_deltas_ticks_the_module_and_marks_archived(
         (
             "change",
             "archive",
-            {"archive_name": "2026-09-21-001-01_alpha", "specs": ["auth", "spec-one"]},
+            {
+                "archive_name": "2026-09-21-001-01_alpha",
+                "specs": ["auth", "spec-one"],
+                "forced": True,
+                "unfinished_tasks": 1,
+            },
         ),
         ("module", "change_completed", {"change_id": "001-01_alpha"}),
     ]
@@ -337,7 +342,7 @@ def test_archive_that_removes_every_requirement_deletes_the_spec(ctx: ServiceCon
         "### Requirement: Logout\nGone.\n"
     )
     push(ctx, bundle(specs=(("auth", removal),)))
-    archive.archive_change(ctx, PROJECT, "001-01_alpha", ACTOR)
+    archive.archive_change(ctx, PROJECT, "001-01_alpha", ACTOR, force=True)
     assert catalog.list_specs(ctx, PROJECT) == []
 
 
@@ -352,7 +357,7 @@ def test_archive_with_one_invalid_delta_changes_nothing(
     leases.claim(ctx, PROJECT, "001-01_alpha", "agent-a", None)
     before = snapshot(database_url)
     with pytest.raises(ValidationError) as err:
-        archive.archive_change(ctx, PROJECT, "001-01_alpha", Actor(holder="agent-a"))
+        archive.archive_change(ctx, PROJECT, "001-01_alpha", Actor(holder="agent-a"), force=True)
     assert err.value.to_envelope() == {
         "error": "invalid spec delta for 'zz-broken': cannot modify missing requirement 'Missing'",
         "code": "bad_request",
@@ -370,10 +375,10 @@ def test_archive_twice_returns_the_original_archived_at(
     ctx: ServiceContext, clock: FakeClock, database_url: str
 ) -> None:
     _seed_archive(ctx)
-    first = archive.archive_change(ctx, PROJECT, "001-01_alpha", ACTOR)
+    first = archive.archive_change(ctx, PROJECT, "001-01_alpha", ACTOR, force=True)
     clock.advance(60)
     before = snapshot(database_url)
-    assert archive.archive_change(ctx, PROJECT, "001-01_alpha", ACTOR) == first
+    assert archive.archive_change(ctx, PROJECT, "001-01_alpha", ACTOR, force=True) == first
     assert first["archived_at"] == T0
     assert snapshot(database_url) == before
 
@@ -382,9 +387,9 @@ def test_archive_releases_the_lease_and_refuses_other_holders(ctx: ServiceContex
     push(ctx, bundle())
     leases.claim(ctx, PROJECT, "001-01_alpha", "agent-a", None)
     with pytest.raises(LeaseConflict) as err:
-        archive.archive_change(ctx, PROJECT, "001-01_alpha", Actor(holder="agent-b"))
+        archive.archive_change(ctx, PROJECT, "001-01_alpha", Actor(holder="agent-b"), force=True)
     assert err.value.kind == "lease_conflict"
-    archive.archive_change(ctx, PROJECT, "001-01_alpha", Actor(holder="agent-a"))
+    archive.archive_change(ctx, PROJECT, "001-01_alpha", Actor(holder="agent-a"), force=True)
     assert leases.list_leases(ctx, PROJECT) == []
     ops = [(e["op"], e.get("meta", {}).get("reason")) for e in all_events(ctx)]
     assert ("release", "archived") in ops
@@ -392,7 +397,7 @@ def test_archive_releases_the_lease_and_refuses_other_holders(ctx: ServiceContex
 
 def test_archive_of_an_unknown_change_is_404(ctx: ServiceContext) -> None:
     with pytest.raises(NotFound) as err:
-        archive.archive_change(ctx, PROJECT, "001-09_nope", ACTOR)
+        archive.archive_change(ctx, PROJECT, "001-09_nope", ACTOR, force=True)
     assert err.value.kind == "change_not_found"
 
 

@@ -5,31 +5,51 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import select
 
-from loom.api._scope import BODY_KEY, WRITE_STARTED
-from loom.api.auth import Scope, authorize, derive_project_token, parse_bearer
+from loom import metrics
+from loom.api._scope import ACCESS_KEY, BODY_KEY, HOT_KEY, WRITE_STARTED
+from loom.api._token_index import ProjectTokenIndex
+from loom.api.auth import (
+    Scope,
+    authorize,
+    authorize_admin,
+    is_named,
+    parse_bearer,
+)
 from loom.api.responses import JSON
 from loom.domain import ids
-from loom.errors import Forbidden, Unauthorized, ValidationError
-from loom.service._context import Actor, Project, ServiceContext
+from loom.domain.tokens import NamedToken
+from loom.errors import Forbidden, LeaseConflict, Unauthorized, ValidationError
+from loom.service import Actor, Project, ServiceContext, catalog, tokens
 from loom.service.idempotency import run_idempotent
 from loom.settings import Settings
-from loom.store.schema import projects
 
-__all__ = ["Access", "project_access", "read", "valid_idempotency_key", "write"]
+__all__ = [
+    "Access",
+    "admin_access",
+    "bool_param",
+    "named_token",
+    "prepare",
+    "project_access",
+    "read",
+    "read_json",
+    "valid_idempotency_key",
+    "write",
+]
 
 
 def valid_idempotency_key(key: str) -> bool:
     return _IDEMPOTENCY_KEY.fullmatch(key) is not None
 
 
+log = logging.getLogger("loom.api")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._: -]{0,127}$")
 
@@ -77,6 +97,14 @@ def _validate_path(request: Request) -> tuple[str, str]:
     return org, repo
 
 
+def _utf8_header(value: bytes, name: str) -> str:
+    """A header value as UTF-8 (docs/ito-compat.md: how loom.client sends a holder name)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"{name} must be UTF-8", kind="invalid_id", field="holder") from None
+
+
 def _access_headers(request: Request) -> tuple[str | None, str | None, str | None]:
     """(Authorization, X-Loom-Holder, X-Loom-Fencing-Token), first occurrence of each, in one
     pass over the raw headers (names arrive lower-cased from the ASGI server)."""
@@ -87,35 +115,79 @@ def _access_headers(request: Request) -> tuple[str | None, str | None, str | Non
                 auth = value.decode("latin-1")
         elif name == b"x-loom-holder":
             if holder is None:
-                holder = value.decode("latin-1")
+                holder = _utf8_header(value, "X-Loom-Holder")
         elif name == b"x-loom-fencing-token" and fencing is None:
             fencing = value.decode("latin-1")
     return auth, holder, fencing
 
 
-def _known_projects(ctx: ServiceContext) -> list[tuple[str, str]]:
-    with ctx.db.read() as conn:
-        return [(r[0], r[1]) for r in conn.execute(select(projects.c.org, projects.c.repo))]
+def _token_index(request: Request, seed: str) -> ProjectTokenIndex:
+    state = request.app.state
+    index: ProjectTokenIndex | None = getattr(state, "token_index", None)
+    if index is None:
+        settings: Settings = state.settings
+        allowlisted = [entry.partition("/")[::2] for entry in settings.allow_projects]
+        index = state.token_index = ProjectTokenIndex(seed, allowlisted)
+    return index
 
 
-def _token_of_other_project(
-    settings: Settings, header: str | None, org: str, repo: str, known: list[tuple[str, str]]
+async def _token_of_other_project(
+    request: Request, header: str | None, org: str, repo: str
 ) -> bool:
+    """Whether the bearer token is the project token of another known project: one indexed
+    query and one hash, whatever the number of projects (see :mod:`loom.api._token_index`)."""
+    settings: Settings = request.app.state.settings
     token = parse_bearer(header)
-    if token is None or settings.token_seed is None:
+    if token is None or settings.token_seed is None or not settings.project_tokens:
         return False
-    seed = settings.token_seed.get_secret_value()
-    candidates = set(known)
-    for entry in settings.allow_projects:
-        o, _, r = entry.partition("/")
-        candidates.add((o, r))
-    candidates.discard((org, repo))
-    import hmac
+    if is_named(token):
+        return False  # a named token is never an HMAC of another project
+    ctx: ServiceContext = request.app.state.ctx
+    index = _token_index(request, settings.token_seed.get_secret_value())
 
-    return any(
-        hmac.compare_digest(token.encode(), derive_project_token(seed, o, r).encode())
-        for o, r in sorted(candidates)
-    )
+    def refresh() -> None:
+        index.refresh(catalog.known_projects(ctx, index.last_id))
+
+    await ctx.db.run_read(refresh)
+    owner = index.owner(token)
+    return owner is not None and owner != (org, repo)
+
+
+async def named_token(ctx: ServiceContext, header: str | None) -> NamedToken | None:
+    """The stored named token the bearer token stands for (None for other kinds of token).
+
+    One indexed read by the secret's hash, answered from the process cache for up to a
+    second; other tokens (admin, HMAC project tokens) never reach the database here.
+    """
+    token = parse_bearer(header)
+    if token is None or not is_named(token):
+        return None
+    digest = tokens.token_hash(token)
+    found = tokens.cached_token(ctx, digest)
+    if found is tokens.MISS:
+        found = await ctx.db.run_read(tokens.lookup_token, ctx, digest)
+    if not isinstance(found, NamedToken):
+        return None
+    if ctx.tokens.due_for_touch(digest):
+        # last_used: at most once a minute per token and process (one small write).
+        await ctx.db.run_write(_record_use, ctx, digest)
+    return found
+
+
+def _record_use(ctx: ServiceContext, digest: str) -> None:
+    try:
+        tokens.record_use(ctx, digest)
+    except Exception as exc:  # bookkeeping only: never fails a request
+        log.warning("could not record a token's last use: %s", type(exc).__name__)
+
+
+async def admin_access(request: Request) -> str:
+    """Server-wide admin routes: the configured admin tokens or a named admin token."""
+    settings: Settings = request.app.state.settings
+    ctx: ServiceContext = request.app.state.ctx
+    header = request.headers.get("authorization")
+    named = await named_token(ctx, header)
+    return authorize_admin(settings, header, named, ctx.now_us())
 
 
 async def project_access(request: Request) -> Access:
@@ -124,15 +196,19 @@ async def project_access(request: Request) -> Access:
     settings: Settings = request.app.state.settings
     ctx: ServiceContext = request.app.state.ctx
     header, holder, token_header = _access_headers(request)
+    maybe_named = header is not None and "loom_" in header
+    named = await named_token(ctx, header) if maybe_named else None
     try:
-        scope = authorize(settings, header, org, repo)
+        scope = authorize(settings, header, org, repo, named=named, now_us=ctx.now_us())
     except Unauthorized as err:
-        if err.kind == "invalid_token" and settings.token_seed is not None:
-            known = await ctx.db.run_read(_known_projects, ctx)
-            if _token_of_other_project(settings, header, org, repo, known):
-                raise Forbidden(
-                    "this token is not allowed to access this project", kind="forbidden"
-                ) from None
+        if (
+            err.kind == "invalid_token"
+            and not maybe_named
+            and await _token_of_other_project(request, header, org, repo)
+        ):
+            raise Forbidden(
+                "this token is not allowed to access this project", kind="forbidden"
+            ) from None
         raise
     if holder is not None:
         holder = ids.validate_holder(holder)
@@ -145,7 +221,9 @@ async def project_access(request: Request) -> Access:
                 "X-Loom-Fencing-Token must be a non-negative integer", kind="invalid_fencing_token"
             )
         fencing = int(value)
-    return Access(Project(org, repo), scope, Actor(holder, fencing, scope.admin))
+    access = Access(Project(org, repo), scope, Actor(holder, fencing, scope.admin, scope.name))
+    request.scope[ACCESS_KEY] = access
+    return access
 
 
 async def read(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -153,28 +231,66 @@ async def read(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: A
     return await ctx.db.run_read(functools.partial(fn, ctx, *args, **kwargs))
 
 
+async def read_json(
+    request: Request,
+    fn: Callable[..., Any],
+    *args: Any,
+    headers: Callable[[Any], dict[str, str]] | None = None,
+    **kwargs: Any,
+) -> JSON:
+    """:func:`read`, with the JSON response rendered on the worker thread too: a large
+    change or tasks list takes milliseconds to encode, which must not block the event loop."""
+    ctx: ServiceContext = request.app.state.ctx
+
+    def run() -> JSON:
+        body = fn(ctx, *args, **kwargs)
+        return JSON(body, headers=None if headers is None else headers(body))
+
+    return await ctx.db.run_read(run)
+
+
+async def prepare(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run a use case's "prepare" step (parse or merge large artifacts into the domain memo)
+    on a worker thread, before the use case's transaction, which on SQLite runs on the event
+    loop."""
+    ctx: ServiceContext = request.app.state.ctx
+    await ctx.db.run_read(functools.partial(fn, ctx, *args, **kwargs))
+
+
 async def _fingerprint(request: Request) -> str:
-    h = hashlib.sha256()
     body = request.scope.get(BODY_KEY)
     if body is None:
         body = await request.body()
-    try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
-        body = canonical.encode()
-    except ValueError:
-        pass
-    for part in (
+    parts = (
         request.method,
         request.url.path,
         str(sorted(request.query_params.multi_items())),
         request.headers.get("x-loom-holder", ""),
         request.headers.get("x-loom-fencing-token", ""),
         request.headers.get("if-match", ""),
-    ):
-        h.update(part.encode())
+    )
+    if len(body) <= _SMALL_BODY:
+        return _digest(parts, body)
+    ctx: ServiceContext = request.app.state.ctx
+    return await ctx.db.run_read(_digest, parts, body)  # megabytes of JSON: off the loop
+
+
+def _digest(parts: tuple[str, ...], body: bytes) -> str:
+    h = hashlib.sha256()
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+        body = canonical.encode()
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: the bytes as sent
+        pass
+    for part in parts:
+        h.update(part.encode("utf-8", "surrogateescape"))
         h.update(b"\x00")
     h.update(body)
     return h.hexdigest()
+
+
+_SMALL_BODY = 64 * 1024
+"""A hot-lane write with a larger body (a big event batch) runs off the event loop too."""
 
 
 async def write(
@@ -185,14 +301,39 @@ async def write(
     headers: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> JSON:
-    """Run a mutating use case on the writer executor, honouring ``Idempotency-Key``."""
+    """Run a mutating use case on the writer executor, honouring ``Idempotency-Key``.
+
+    Every mutating route goes through here, so this is where ``read`` tokens are refused
+    (not in :func:`project_access`: the MCP endpoint is POST-only and serves reads too).
+    """
+    if access.scope.read_only:
+        raise Forbidden("this token may only read", kind="forbidden")
     request.scope[WRITE_STARTED] = True
     ctx: ServiceContext = request.app.state.ctx
     call = functools.partial(fn, ctx, access.project, *args, **kwargs)
+    offload = (
+        not request.scope.get(HOT_KEY) or len(request.scope.get(BODY_KEY) or b"") > _SMALL_BODY
+    )
     key = request.headers.get("idempotency-key")
-    if key is None:
-        body = await ctx.db.run_write(call)
-        return JSON(body, headers=headers)
+    try:
+        if key is None:
+            body = await ctx.db.run_write(call, offload=offload)
+            return JSON(body, headers=headers)
+        return await _write_keyed(request, access, key, call, headers, offload)
+    except LeaseConflict:
+        metrics.LEASE_CONFLICTS.inc()
+        raise
+
+
+async def _write_keyed(
+    request: Request,
+    access: Access,
+    key: str,
+    call: Callable[[], Any],
+    headers: dict[str, str] | None,
+    offload: bool,
+) -> JSON:
+    ctx: ServiceContext = request.app.state.ctx
     if not valid_idempotency_key(key):
         raise ValidationError(
             "Idempotency-Key must be 1-255 visible ASCII characters",
@@ -200,9 +341,18 @@ async def write(
         )
     fingerprint = await _fingerprint(request)
     status, body, replayed = await ctx.db.run_write(
-        run_idempotent, ctx, access.project, key, fingerprint, call
+        run_idempotent, ctx, access.project, key, fingerprint, call, offload=offload
     )
     out = dict(headers or {})
     if replayed:
+        metrics.IDEMPOTENT_REPLAYS.inc()
         out["Idempotent-Replayed"] = "true"
     return JSON(body, status_code=status, headers=out)
+
+
+def bool_param(request: Request, name: str) -> bool:
+    """A ``?name=true|false|1|0`` query flag (absent: false); anything else is a 400."""
+    value = request.query_params.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ValidationError(f"{name} must be true or false", kind="invalid_request")
+    return value in ("true", "1")

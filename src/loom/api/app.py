@@ -4,39 +4,53 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from loom import __version__
+from loom.api import contract
+from loom.api._hub import Hub
+from loom.api.docs import install_docs
 from loom.api.errors import error_response, install_error_handlers
 from loom.api.middleware import BodyGuard, HotLane
 from loom.api.responses import JSON
+from loom.api.routes_admin import router as admin_router
 from loom.api.routes_changes import router as changes_router
-from loom.api.routes_leases import fast_routes
 from loom.api.routes_leases import router as leases_router
+from loom.api.routes_mcp import mcp_route
+from loom.api.routes_metrics import measure
+from loom.api.routes_metrics import router as metrics_router
 from loom.api.routes_overlaps import router as overlaps_router
-from loom.api.routes_project import fast_routes as project_fast_routes
 from loom.api.routes_project import router as project_router
-from loom.errors import ValidationError
-from loom.service._context import Policy, ServiceContext, system_clock_us
+from loom.api.routes_stream import router as stream_router
+from loom.errors import Unavailable, ValidationError
+from loom.models import ErrorEnvelope, Health, Ready
+from loom.service import ServiceContext, open_context
+from loom.service.idempotency import release_abandoned
 from loom.settings import Settings
-from loom.store import migrate
-from loom.store.engine import Database
 
 __all__ = ["create_app"]
 
+log = logging.getLogger("loom.api")
+
 
 class LoomApp(FastAPI):
-    """FastAPI whose hot endpoints (leases, event batches) are answered by :class:`HotLane`
-    first."""
-
-    lane: HotLane | None = None
+    """FastAPI that refuses an encoded ``/`` in a project path before anything else, and
+    documents itself with :func:`loom.api.contract.openapi`."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await measure(self._dispatch, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             raw = scope.get("raw_path") or b""
             if raw.startswith(_PROJECTS) and b"%2f" in raw.lower():
@@ -47,25 +61,27 @@ class LoomApp(FastAPI):
                 )
                 await error_response(err)(scope, receive, send)
                 return
-            if self.lane is not None:
-                scope["app"] = self
-                if await self.lane.serve(scope, receive, send):
-                    return
+            if scope["method"] == "HEAD" and not scope["path"].endswith("/events/stream"):
+                # RFC 9110 §9.3.2: the GET response's status and headers, without the body
+                # (not for the event stream, whose GET never ends).
+                scope = {**scope, "method": "GET"}
+                send = _without_body(send)
         await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        return contract.openapi(self)
 
 
 _PROJECTS = b"/api/v1/projects/"
 
 
-def _policy(settings: Settings) -> Policy:
-    return Policy(
-        lease_ttl=settings.lease_ttl,
-        lease_ttl_min=settings.lease_ttl_min,
-        lease_ttl_max=settings.lease_ttl_max,
-        lease_enforcement=settings.lease_enforcement,
-        allow_blind_push=settings.allow_blind_push,
-        idempotency_ttl=settings.idempotency_ttl,
-    )
+def _without_body(send: Send) -> Send:
+    async def head_send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return head_send
 
 
 def create_app(
@@ -74,75 +90,120 @@ def create_app(
     clock: Callable[[], int] | None = None,
     run_migrations: bool = True,
     freeze_gc: bool = False,
+    hot_lane: bool = True,
 ) -> LoomApp:
     """Build the ASGI app. ``clock`` (µs since the epoch) is injectable for tests.
 
     ``freeze_gc`` (the server process, not tests that build many apps): once started, move
     every object alive then — framework, models, engine — out of the garbage collector's
     generations (``gc.freeze``), so collections under load stop re-scanning them.
+
+    ``hot_lane`` (on by default): answer the handlers marked ``hot`` (leases, event batches)
+    ahead of the framework stack; off, the same handlers run through FastAPI's router.
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
-        if run_migrations:
-            migrate.upgrade(db)
-        app.state.ctx = ServiceContext(db, _policy(settings), clock or system_clock_us)
+        ctx = open_context(settings, clock, run_migrations=run_migrations)
+        try:
+            release_abandoned(ctx)
+        except Exception:  # an unreachable database answers 503 per request, as always
+            log.warning("could not release abandoned idempotency keys at start-up")
+        app.state.ctx = ctx
+        app.state.hub = hub = Hub(
+            ctx,
+            buffer=settings.stream_buffer,
+            recheck=settings.stream_recheck,
+            heartbeat=settings.stream_heartbeat,
+        )
+        hub.start()
         if freeze_gc:
             gc.collect()
             gc.freeze()
+            # Parsing and merging run on worker threads (CPU-bound, holding the GIL): with
+            # the default 5 ms switch interval the event loop waited up to 5 ms per GIL
+            # hand-off, several per request; 1 ms keeps /health fast meanwhile.
+            sys.setswitchinterval(0.001)
         try:
-            yield
+            # Background work that lives as long as the app (the MCP session manager, started
+            # on the first MCP request).
+            async with anyio.create_task_group() as tasks:
+                app.state.tasks = tasks
+                try:
+                    yield
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
-            db.dispose()
+            await hub.stop()
+            ctx.db.dispose()
 
     app = LoomApp(
         title="Loom",
         version=__version__,
         description="Coordination server for agents working on Ito spec-driven changes.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by loom.api.docs, with Swagger UI from the package
         redoc_url=None,
         # No 307 to the slash-less path (an empty, non-JSON body built from the Host
         # header): a trailing slash is an unknown route, 404 with the envelope, as in Ito.
         redirect_slashes=False,
         lifespan=lifespan,
+        generate_unique_id_function=contract.operation_id,
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_docs(app, "/api/v1/openapi.json")
 
-    @app.get("/api/v1/health", summary="Liveness (never touches the database)")
+    @app.get(
+        "/api/v1/health",
+        summary="Liveness (never touches the database)",
+        responses={200: {"model": Health}},
+    )
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/api/v1/ready", summary="Readiness (runs a trivial database query)")
+    @app.get(
+        "/api/v1/ready",
+        summary="Readiness (runs a trivial database query)",
+        responses={
+            200: {"model": Ready},
+            503: {"model": ErrorEnvelope, "description": "The database is unavailable"},
+        },
+    )
     async def ready(request: Request) -> Any:
         ctx: ServiceContext = request.app.state.ctx
         try:
             await ctx.db.run_read(ctx.db.ping)
         except Exception:
             # API.md §1's body, plus the error envelope every non-2xx carries (§0).
-            return JSON(
-                {
-                    "status": "not_ready",
-                    "reason": "database unavailable",
-                    "error": "database unavailable",
-                    "code": "service_unavailable",
-                    "kind": "database_unavailable",
-                },
-                status_code=503,
-            )
+            err = Unavailable("database unavailable", kind="database_unavailable")
+            body = {"status": "not_ready", "reason": err.message, **err.to_envelope()}
+            return JSON(body, status_code=err.status)
         return {"status": "ready"}
 
     # The routes are added to the app's own router (not nested with include_router): matching
     # a request then walks one flat list, hottest routes first (leases), which measurably
     # lowers per-request overhead.
-    hot = fast_routes() + project_fast_routes()
-    app.router.routes[:0] = hot
-    app.lane = HotLane(
-        [(r.path_regex, r.endpoint) for r in hot if isinstance(r, Route)], settings.max_body_bytes
-    )
-    for router in (leases_router, changes_router, overlaps_router, project_router):
+    for router in (
+        leases_router,
+        changes_router,
+        overlaps_router,
+        stream_router,
+        project_router,
+        admin_router,
+        metrics_router,
+    ):
         app.router.routes.extend(router.routes)
-    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    from loom.api import ui
+
+    ui.install(app)
+    app.router.routes.append(mcp_route(settings))
+    if hot_lane:  # innermost: every other middleware sees the hot requests too
+        app.add_middleware(
+            HotLane,
+            routes=app.router.routes,
+            max_bytes=settings.max_body_bytes,
+            timeout=settings.body_timeout,
+        )
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
     return app

@@ -4,8 +4,9 @@ OpenAPI description of such a body."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -15,39 +16,62 @@ from loom.api._scope import BODY_KEY
 from loom.api.models import PLAIN_TEXT, is_plain_json_text
 from loom.errors import Unprocessable, ValidationError
 
-__all__ = ["body_doc", "parse_body"]
+__all__ = ["parse_body"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
+@overload
+async def parse_body(
+    request: Request, model: type[M], bad_request: Mapping[str, str] | None = None
+) -> M: ...
+
+
+@overload
+async def parse_body(
+    request: Request,
+    model: type[M],
+    bad_request: Mapping[str, str] | None = None,
+    *,
+    optional: Literal[True],
+) -> M | None: ...
 
 
 async def parse_body(
-    request: Request, model: type[M], bad_request: Mapping[str, str] | None = None
-) -> M:
+    request: Request,
+    model: type[M],
+    bad_request: Mapping[str, str] | None = None,
+    *,
+    optional: bool = False,
+) -> M | None:
     """The body as ``model``: 400 invalid_json if it is not JSON; a schema violation is 422,
-    or 400 with the kind ``bad_request`` names for the field at fault."""
+    or 400 with the kind ``bad_request`` names for the field at fault. An ``optional`` body
+    may be absent (or ``null``): None.
+
+    Every handler parses its body with this, after the access check, so a request is judged
+    in one order (path syntax, token, then body) whichever route or lane serves it."""
     raw = request.scope.get(BODY_KEY)
     if raw is None:
         raw = await request.body()
+    if optional and raw.strip() in (b"", b"null"):
+        return None
     try:
         return model.model_validate_json(
             raw, context=PLAIN_TEXT if is_plain_json_text(raw) else None
         )
     except PydanticValidationError as exc:
-        errors = [
-            {"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors()
-        ]
+        errors = _errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
-            raise ValidationError("malformed JSON body", kind="invalid_json") from None
+            # pydantic's parser refuses some JSON the standard one reads (a lone surrogate
+            # escape): decode it so, and let the model say what is wrong with the text.
+            try:
+                data = json.loads(raw)
+            except (ValueError, RecursionError):
+                raise ValidationError("malformed JSON body", kind="invalid_json") from None
+            try:
+                return model.model_validate(data)
+            except PydanticValidationError as again:
+                errors = _errors(again)
         where = ".".join(errors[0]["loc"][1:]) or "body"
         field = errors[0]["loc"][1] if len(errors[0]["loc"]) > 1 else ""
         if bad_request and field in bad_request:
@@ -60,3 +84,10 @@ async def parse_body(
         raise Unprocessable(
             f"invalid {where}: {errors[0]['msg']}", kind="validation_error", errors=errors
         ) from None
+
+
+def _errors(exc: PydanticValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors()
+    ]

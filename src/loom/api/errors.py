@@ -11,8 +11,8 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from loom.api._scope import WRITE_STARTED
-from loom.api.access import project_access, valid_idempotency_key, write
+from loom.api._scope import ACCESS_KEY, WRITE_STARTED
+from loom.api.access import valid_idempotency_key, write
 from loom.api.responses import JSON
 from loom.errors import (
     InternalError,
@@ -20,7 +20,6 @@ from loom.errors import (
     MethodNotAllowed,
     NotFound,
     Unavailable,
-    Unprocessable,
     ValidationError,
     error_from_envelope,
 )
@@ -57,17 +56,17 @@ async def stored_error_response(request: Request, err: LoomError) -> JSON:
     are answered without being stored.
     """
     key = request.headers.get("idempotency-key")
+    access = request.scope.get(ACCESS_KEY)  # set once the path and token checks passed
     if (
         key is None
+        or access is None
         or err.status >= 500
         or request.method not in _MUTATING
         or request.scope.get(WRITE_STARTED)
-        or "org" not in request.path_params
         or not valid_idempotency_key(key)
     ):
         return error_response(err)
     try:
-        access = await project_access(request)
         return await write(request, access, _raise, err)
     except LoomError as answer:  # the same error, now stored; or the store's own answer
         return error_response(answer)
@@ -87,33 +86,14 @@ async def _on_loom_error(request: Request, exc: Exception) -> JSON:
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSON:
+    """A bad query, path or header value (FastAPI checks those after the access dependency):
+    a plain 400. Bodies never get here: every handler parses its own (``parse_body``)."""
     assert isinstance(exc, RequestValidationError)
     errors = _clean_validation_errors(exc.errors())
-    no_body = bool(errors) and all(e["loc"] == ["body"] and e["type"] == "missing" for e in errors)
-    if no_body or any(e["type"] == "json_invalid" for e in errors):
-        # (An empty body where a JSON body is required is malformed JSON too.)
-        # FastAPI decodes the body before it runs the access dependency; keep the order of
-        # PRODUCT.md §3.5 (path syntax, then token, then the rest) as every other error does.
-        if "org" in request.path_params:
-            try:
-                await project_access(request)
-            except LoomError as err:
-                return error_response(err)
-        return await stored_error_response(
-            request, ValidationError("malformed JSON body", kind="invalid_json")
-        )
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-    where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
-    if errors and all(e["loc"] and e["loc"][0] in ("query", "path", "header") for e in errors):
-        # A bad query/path/header value is a plain bad request; 422 is for body schemas.
-        return error_response(
-            ValidationError(
-                f"invalid {where}: {first['msg']}", kind="invalid_parameter", errors=errors
-            )
-        )
-    return await stored_error_response(
-        request,
-        Unprocessable(f"invalid {where}: {first['msg']}", kind="validation_error", errors=errors),
+    where = ".".join(first["loc"]) or "request"
+    return error_response(
+        ValidationError(f"invalid {where}: {first['msg']}", kind="invalid_parameter", errors=errors)
     )
 
 
@@ -136,10 +116,6 @@ async def _on_http_error(request: Request, exc: Exception) -> JSON:
         if methods:
             headers = {**(headers or {}), "Allow": ", ".join(methods)}
         return error_response(MethodNotAllowed("method not allowed for this route"), headers)
-    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
-        # FastAPI's message for a body that is not UTF-8 or not JSON: the same 400 as
-        # malformed JSON everywhere else.
-        return error_response(ValidationError("malformed JSON body", kind="invalid_json"), headers)
     err = error_from_envelope(exc.status_code, {"error": str(exc.detail)})
     return JSON(err.to_envelope(), status_code=exc.status_code, headers=headers)
 
@@ -163,4 +139,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LoomError, _on_loom_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    # Database outages are handled where LoomErrors are (the exception middleware), not by
+    # the catch-all: Starlette re-raises what reaches its server-error middleware, and the
+    # server then logged a full traceback for every clean 503.
+    app.add_exception_handler(OperationalError, _on_unexpected)
+    app.add_exception_handler(DisconnectionError, _on_unexpected)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loom.api._scope import BODY_KEY
+from loom.api._scope import BODY_KEY, HOT_KEY, ROUTE_KEY
 from loom.api.errors import error_response, stored_error_response, unexpected_error_response
-from loom.errors import LoomError, PayloadTooLarge, UnsupportedMediaType
+from loom.errors import LoomError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
-__all__ = ["BodyGuard", "HotLane", "read_body"]
+__all__ = ["BodyGuard", "HotLane", "hot", "read_body"]
 
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -32,11 +35,15 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) -> bytes | None:
-    """A mutating request's whole body, or None after answering 413/415 (or a disconnect).
+async def read_body(
+    scope: Scope, receive: Receive, send: Send, max_bytes: int, timeout: float = 30.0
+) -> bytes | None:
+    """A mutating request's whole body, or None after answering 413/415/408 (or a
+    disconnect).
 
     The limit is checked against ``Content-Length`` first and against the bytes actually
-    received; a non-empty body must be JSON.
+    received; a non-empty body must be JSON; a body that stalls ``timeout`` seconds between
+    two chunks is answered 408 (a slow client otherwise holds its connection forever).
     """
     length = content_type = None
     for name, value in scope["headers"]:
@@ -44,14 +51,18 @@ async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) 
             length = value
         elif name == b"content-type" and content_type is None:
             content_type = value
-    if length is not None and length.isdigit() and int(length) > max_bytes:
+    if length is not None and length.isdigit() and (len(length) > 18 or int(length) > max_bytes):
         await _send_error(scope, receive, send, _too_large(max_bytes))
         return None
     chunks: list[bytes] = []
     size = 0
     more = True
     while more:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), timeout)
+        except TimeoutError:
+            await _send_error(scope, receive, send, _body_timeout(timeout))
+            return None
         if message["type"] == "http.disconnect":
             return None
         chunk = message.get("body", b"")
@@ -78,6 +89,10 @@ async def read_body(scope: Scope, receive: Receive, send: Send, max_bytes: int) 
     return body
 
 
+def _body_timeout(timeout: float) -> RequestTimeout:
+    return RequestTimeout(f"request body stalled for {timeout:g} seconds", kind="body_timeout")
+
+
 def _too_large(max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body exceeds {max_bytes} bytes", max_bytes=max_bytes)
 
@@ -98,50 +113,78 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 class BodyGuard:
     """Reads a mutating request's body up to ``max_bytes`` and replays it to the app."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in _WITH_BODY
+            # The dashboard's HTML forms (urlencoded, a few fields) read their own bodies.
+            or scope["path"].startswith("/ui/")
+        ):
             await self.app(scope, receive, send)
             return
-        body = await read_body(scope, receive, send, self.max_bytes)
+        body = await read_body(scope, receive, send, self.max_bytes, self.timeout)
         if body is not None:
             scope[BODY_KEY] = body
             await self.app(scope, _replay(body, receive), send)
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+_HOT = "loom_hot"
+
+
+def hot(endpoint: Endpoint) -> Endpoint:
+    """Mark a ``POST`` handler (registered on an ``APIRouter`` as usual, which declares it
+    in the OpenAPI document) to be served by :class:`HotLane` too: the one declaration yields
+    both. Such a handler takes the bare ``Request`` and parses its own body after the access
+    check (``loom.api.bodies.parse_body``), so both paths answer alike."""
+    setattr(endpoint, _HOT, True)
+    return endpoint
 
 
 class HotLane:
-    """Serves a few hot ``POST`` endpoints ahead of the framework's machinery.
+    """Serves the hot ``POST`` endpoints ahead of the framework's routing machinery.
 
     Agents call claim, heartbeat, release and allocate far more often than anything else, and
-    event batches carry hundreds of events each.
-    Through the full stack (FastAPI's telemetry check, server-error, telemetry and body-limit
-    middleware, exception middleware, exit stack, route matching, request/response wrapper)
-    each request paid ~35 µs before its handler ran. :meth:`serve` runs the *same* endpoint
-    function the router would (the routes stay registered, and in the OpenAPI document),
-    with the same body guard and the same error envelope; anything else is left to the app.
+    event batches carry hundreds of events each. Through the full stack (exception
+    middleware, exit stack, route matching, dependency solving, request/response wrappers)
+    each request paid ~35 µs before its handler ran. The lane is the innermost middleware
+    of the app: every middleware outside it (the body guard, and any added later) still
+    sees these requests; it then runs the *same* endpoint function the router would (the
+    routes stay registered, and in the OpenAPI document), with the same error rendering
+    (:func:`~loom.api.errors.stored_error_response`); anything else goes on to the router.
+    ``create_app(hot_lane=False)`` leaves it out; tests/api/test_hot_lane.py checks that both
+    paths give the same answers.
     """
 
-    def __init__(self, routes: list[tuple[re.Pattern[str], Endpoint]], max_bytes: int) -> None:
-        self.routes = routes
+    def __init__(
+        self, app: ASGIApp, routes: Iterable[BaseRoute], max_bytes: int, timeout: float = 30.0
+    ) -> None:
+        self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.routes: list[tuple[re.Pattern[str], Endpoint, str]] = [
+            (route.path_regex, route.endpoint, route.path)
+            for route in routes
+            if isinstance(route, APIRoute)
+            and getattr(route.endpoint, _HOT, False)
+            and route.methods == {"POST"}
+        ]
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer the request if it is one of the hot routes; False to pass it on."""
-        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
-            return False
-        path = scope["path"]
-        for pattern, endpoint in self.routes:
-            match = pattern.match(path)
-            if match is not None:
-                await self._serve(endpoint, match.groupdict(), scope, receive, send)
-                return True
-        return False
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            path = scope["path"]
+            for pattern, endpoint, template in self.routes:
+                match = pattern.match(path)
+                if match is not None:
+                    scope[ROUTE_KEY] = template  # the metrics' route label
+                    await self._serve(endpoint, match.groupdict(), scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
     async def _serve(
         self,
@@ -151,16 +194,20 @@ class HotLane:
         receive: Receive,
         send: Send,
     ) -> None:
-        body = await read_body(scope, receive, send, self.max_bytes)
+        body = scope.get(BODY_KEY)  # read by the body guard
         if body is None:
-            return
+            body = await read_body(scope, receive, send, self.max_bytes, self.timeout)
+            if body is None:
+                return
+            scope[BODY_KEY] = body
         scope["path_params"] = params
-        scope[BODY_KEY] = body
+        scope[HOT_KEY] = True
         request = Request(scope, _replay(body, receive))
         try:
-            response = await endpoint(request)
-        except LoomError as err:
-            response = await stored_error_response(request, err)
-        except Exception as exc:
+            try:
+                response = await endpoint(request)
+            except LoomError as err:
+                response = await stored_error_response(request, err)
+        except Exception as exc:  # the endpoint's, or storing its error's: the 500 envelope
             response = unexpected_error_response(exc)
         await response(scope, receive, send)

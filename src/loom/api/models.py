@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+
+from loom.api.contract import HOLDER, ID_GRAMMARS, MODULE_FILTER, SPEC_PAIR_IN
 
 __all__ = [
     "PLAIN_TEXT",
@@ -24,6 +34,15 @@ __all__ = [
     "SyncPush",
     "is_plain_json_text",
 ]
+
+
+# Grammars the handlers check themselves (400 invalid_id ...), declared in the document
+# only: ``WithJsonSchema`` changes the schema, never the validation.
+SpecPairIn = Annotated[tuple[str, str], WithJsonSchema(SPEC_PAIR_IN)]
+Holder = Annotated[str, WithJsonSchema(HOLDER)]
+ChangeId = Annotated[str, WithJsonSchema(ID_GRAMMARS["change_id"])]
+ModuleFilter = Annotated[str, WithJsonSchema(MODULE_FILTER)]
+Wave = Annotated[StrictInt, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 9999})]
 
 
 def _unstorable(value: object) -> str | None:
@@ -77,7 +96,7 @@ class SyncPush(_Body):
     proposal: str | None = None
     design: str | None = None
     tasks: str | None = None
-    specs: list[tuple[str, str]]
+    specs: list[SpecPairIn]
     revision: str | None = None
     # Per capability: the spec revision the delta was written against (pull's spec_bases).
     spec_bases: dict[str, StrictInt] | None = None
@@ -93,23 +112,23 @@ class ShelveBody(_Body):
 
 class AddTaskBody(_Body):
     title: str = Field(max_length=500)
-    wave: StrictInt | None = None  # range checked by the route: 400 invalid_wave
+    wave: Wave | None = None  # range checked by the route: 400 invalid_wave
 
 
 class ClaimBody(_Body):
-    holder: str
+    holder: Holder
     ttl_seconds: StrictInt | None = None
 
 
 class ReleaseBody(_Body):
-    holder: str
+    holder: Holder
 
 
 class AllocateBody(_Body):
-    holder: str
+    holder: Holder
     ttl_seconds: StrictInt | None = None
-    module: str | None = None
-    changes: list[str] | None = Field(default=None, max_length=10_000)
+    module: ModuleFilter | None = None
+    changes: list[ChangeId] | None = Field(default=None, max_length=10_000)
     avoid_overlap: Literal["prefer", "strict", "off"] = "prefer"
 
 
@@ -140,7 +159,7 @@ class ImportChangeIn(_Body):
     proposal: str | None = None
     design: str | None = None
     tasks: str | None = None
-    specs: list[tuple[str, str]] = []
+    specs: list[SpecPairIn] = []
     metadata: str | None = None
     archived_at: str | None = None
 

@@ -8,51 +8,78 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from loom.api._scope import BODY_KEY
-from loom.api.access import Access, project_access, read, write
-from loom.api.bodies import body_doc, parse_body
+from loom.api.access import Access, prepare, project_access, read, read_json, write
+from loom.api.bodies import parse_body
+from loom.api.contract import operation, operation_id
+from loom.api.middleware import hot
 from loom.api.models import EventsBody, ImportBody, ModulePut, SpecPut
-from loom.api.models_overlaps import ERROR_RESPONSES, SpecOut
 from loom.api.responses import JSON
 from loom.domain.timefmt import parse_rfc3339_us
 from loom.errors import ValidationError
+from loom.models import (
+    AuditEvent,
+    AuthInfo,
+    ImportResult,
+    IngestResult,
+    ModuleDetail,
+    ModuleSummary,
+    ProjectSnapshot,
+    SpecDocument,
+    SpecSummary,
+)
 from loom.service import catalog, events, imports
 
-__all__ = ["fast_routes", "router"]
+__all__ = ["router"]
 
 # PostgreSQL refuses NUL in text parameters (a 500): such a filter is a 400 instead.
 _NO_NUL = r"^[^\x00]*$"
 
-router = APIRouter(prefix="/api/v1/projects/{org}/{repo}")
+router = APIRouter(prefix="/api/v1/projects/{org}/{repo}", generate_unique_id_function=operation_id)
 AccessDep = Annotated[Access, Depends(project_access)]
 
 
-@router.get("/auth/verify", summary="Check the token and report its scope")
+@router.get("/auth/verify", summary="Check the token and report its scope", **operation(AuthInfo))
 async def verify(access: AccessDep) -> Any:
     body: dict[str, Any] = {"valid": True, "scope": access.scope.kind}
     if access.scope.kind == "project":
         body["org"] = access.project.org
         body["repo"] = access.project.repo
     body["project_id"] = access.project.name
+    if access.scope.name is not None:
+        body["token_name"] = access.scope.name
+        body["access"] = (
+            "read" if access.scope.read_only else ("admin" if access.scope.admin else "write")
+        )
     return body
 
 
-@router.get("/modules", summary="Modules with sub-modules and active change counts")
+@router.get(
+    "/modules",
+    summary="Modules with sub-modules and active change counts",
+    **operation(list[ModuleSummary]),
+)
 async def list_modules(request: Request, access: AccessDep) -> Any:
     return await read(request, catalog.list_modules, access.project)
 
 
-@router.get("/modules/{module_id}", summary="One module (or sub-module)")
+@router.get(
+    "/modules/{module_id}",
+    summary="One module (or sub-module)",
+    **operation(ModuleDetail, errors=[404]),
+)
 async def get_module(request: Request, access: AccessDep, module_id: str) -> Any:
-    return await read(request, catalog.get_module, access.project, module_id)
+    return await read_json(request, catalog.get_module, access.project, module_id)
 
 
-@router.put("/modules/{module_id}", summary="Create or replace a module or sub-module")
-async def put_module(
-    request: Request, access: AccessDep, module_id: str, body: ModulePut
-) -> Response:
+@router.put(
+    "/modules/{module_id}",
+    summary="Create or replace a module or sub-module",
+    **operation(ModuleDetail, errors=[404], body=ModulePut),
+)
+async def put_module(request: Request, access: AccessDep, module_id: str) -> Response:
+    body = await parse_body(request, ModulePut)
     return await write(
         request,
         access,
@@ -61,10 +88,11 @@ async def put_module(
         name=body.name,
         description=body.description,
         markdown=body.markdown,
+        actor=access.actor,
     )
 
 
-@router.get("/specs", summary="Promoted specs, sorted by id")
+@router.get("/specs", summary="Promoted specs, sorted by id", **operation(list[SpecSummary]))
 async def list_specs(request: Request, access: AccessDep) -> Any:
     return await read(request, catalog.list_specs, access.project)
 
@@ -72,9 +100,7 @@ async def list_specs(request: Request, access: AccessDep) -> Any:
 @router.get(
     "/specs/{spec_id}",
     summary="One promoted spec (?revision=N: its text at that revision)",
-    response_model=SpecOut,
-    response_model_exclude_unset=True,
-    responses=ERROR_RESPONSES,
+    **operation(SpecDocument, errors=[404]),
 )
 async def get_spec(
     request: Request,
@@ -82,12 +108,19 @@ async def get_spec(
     spec_id: str,
     revision: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> Any:
-    return await read(request, catalog.get_spec, access.project, spec_id, revision)
+    return await read_json(request, catalog.get_spec, access.project, spec_id, revision)
 
 
-@router.put("/specs/{spec_id}", summary="Create or replace a promoted spec")
-async def put_spec(request: Request, access: AccessDep, spec_id: str, body: SpecPut) -> Response:
-    return await write(request, access, catalog.put_spec, spec_id, body.markdown)
+@router.put(
+    "/specs/{spec_id}",
+    summary="Create or replace a promoted spec",
+    **operation(SpecDocument, body=SpecPut),
+)
+async def put_spec(request: Request, access: AccessDep, spec_id: str) -> Response:
+    body = await parse_body(request, SpecPut)
+    return await write(
+        request, access, catalog.put_spec, spec_id, body.markdown, actor=access.actor
+    )
 
 
 def _archived_us(value: str | None, change_id: str) -> int | None:
@@ -102,8 +135,13 @@ def _archived_us(value: str | None, change_id: str) -> int | None:
         ) from exc
 
 
-@router.post("/import", summary="Bulk-load a whole .ito/ tree's state (one transaction)")
-async def import_tree(request: Request, access: AccessDep, body: ImportBody) -> Response:
+@router.post(
+    "/import",
+    summary="Bulk-load a whole .ito/ tree's state (one transaction)",
+    **operation(ImportResult, body=ImportBody),
+)
+async def import_tree(request: Request, access: AccessDep) -> Response:
+    body = await parse_body(request, ImportBody)
     from loom.domain.ids import validate_change_id, validate_spec_id
 
     changes = [
@@ -120,6 +158,7 @@ async def import_tree(request: Request, access: AccessDep, body: ImportBody) -> 
     ]
     specs = [imports.ImportSpec(validate_spec_id(s.id), s.markdown) for s in body.specs]
     modules = [imports.ImportModule(m.id, m.name, m.markdown, m.description) for m in body.modules]
+    await prepare(request, imports.prepare_import, modules, changes)
     return await write(
         request,
         access,
@@ -132,9 +171,13 @@ async def import_tree(request: Request, access: AccessDep, body: ImportBody) -> 
     )
 
 
-@router.get("/export", summary="The whole project in the POST /import body shape")
+@router.get(
+    "/export",
+    summary="The whole project in the POST /import body shape",
+    **operation(ProjectSnapshot),
+)
 async def export(request: Request, access: AccessDep) -> Any:
-    return await read(request, imports.export_project, access.project)
+    return await read_json(request, imports.export_project, access.project)
 
 
 def _events_body(raw: bytes) -> tuple[list[Any], str, bool] | None:
@@ -161,8 +204,9 @@ def _events_body(raw: bytes) -> tuple[list[Any], str, bool] | None:
 @router.post(
     "/events",
     summary="Ingest a batch of audit events (idempotent per key)",
-    openapi_extra=body_doc(EventsBody),
+    **operation(IngestResult, body=EventsBody),
 )
+@hot
 async def ingest(request: Request) -> Response:
     """Served by the hot lane: batches of hundreds of events skip the framework's generic
     body handling (decode, model validation of every element as ``Any``)."""
@@ -178,12 +222,11 @@ async def ingest(request: Request) -> Response:
     return await write(request, access, events.ingest_events, items, key, strict_json=strict)
 
 
-def fast_routes() -> list[BaseRoute]:
-    """Starlette routes for this module's hot endpoints (see routes_leases.fast_routes)."""
-    return [Route(f"{router.prefix}/events", ingest, methods=["POST"])]
-
-
-@router.get("/events", summary="Audit events in append order, with seq")
+@router.get(
+    "/events",
+    summary="Audit events in append order, with seq",
+    **operation(list[AuditEvent], response_headers=["X-Next-Since"]),
+)
 async def list_events(
     request: Request,
     access: AccessDep,

@@ -6,6 +6,9 @@ options (each with its environment variable shown in ``--help``) and ``--json``,
 into a message on stderr and the documented exit code:
 
 0 ok, 1 error, 2 usage, 3 conflict (lease/revision), 4 not found, 5 unreachable, 6 auth.
+
+With ``--json`` an error is one JSON object on stdout: the API's error envelope
+(``error``, ``code``, ``kind`` and details) plus ``exit_code`` (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -21,10 +24,16 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
-from loom.client import Client, InvalidArgument
-from loom.client._base import segment_problem
-from loom.client._config import ClientConfig, resolve_config, url_problem
-from loom.client._state import LeaseStore, state_dir
+from loom.client import (
+    Client,
+    ClientConfig,
+    InvalidArgument,
+    LeaseStore,
+    resolve_config,
+    segment_problem,
+    state_dir,
+    url_problem,
+)
 from loom.domain.statuses import WORK_STATUSES
 from loom.errors import (
     Conflict,
@@ -66,11 +75,16 @@ EXIT_NOT_FOUND = 4
 EXIT_UNREACHABLE = 5
 EXIT_AUTH = 6
 
-_USAGE_KINDS = frozenset({"project_missing", "holder_missing", "invalid_config"})
+_USAGE_KINDS = frozenset(
+    {"project_missing", "holder_missing", "invalid_config", "ambiguous_target", "usage_error"}
+)
 _NO_PROJECT = (
     "no project configured: pass --project ORG/REPO (or set LOOM_PROJECT, `project` in "
     ".loom.toml, or backend.project in .ito/config.json; `loom config show` shows the sources)"
 )
+# A task that cannot move from its state (blocked, shelved, already done): the server says
+# 400 (as Ito does), but for the command line it is a conflict with the change's state.
+_CONFLICT_KINDS = frozenset({"task_blocked", "task_invalid_state"})
 F = TypeVar("F", bound=Callable[..., Any])
 _PANEL = "Connection"
 
@@ -79,7 +93,7 @@ def exit_code_for(error: LoomError) -> int:
     """The documented exit code of a Loom error."""
     if isinstance(error, Unauthorized | Forbidden):
         return EXIT_AUTH
-    if isinstance(error, Conflict | PreconditionRequired):
+    if isinstance(error, Conflict | PreconditionRequired) or error.kind in _CONFLICT_KINDS:
         return EXIT_CONFLICT
     if isinstance(error, NotFound):
         return EXIT_NOT_FOUND
@@ -117,17 +131,29 @@ def emit_json(data: Any) -> None:
 
 
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    title: str | None = None,
+    keep: Sequence[int] = (0,),
 ) -> None:
-    """A Rich table on a terminal; aligned plain-text columns when piped."""
+    """A Rich table on a terminal; aligned plain-text columns when piped.
+
+    The columns in ``keep`` (ids, the values users copy) are never wrapped or truncated,
+    whatever the terminal width: the other columns wrap instead.
+    """
     cells = [["" if c is None else str(c) for c in row] for row in rows]
     if stdout_is_tty():
         from rich.console import Console
         from rich.table import Table
 
         rich_table = Table(title=title)
-        for header in headers:
-            rich_table.add_column(header)
+        for index, header in enumerate(headers):
+            if index in keep:
+                widest = max([len(header), *(len(row[index]) for row in cells)])
+                rich_table.add_column(header, no_wrap=True, min_width=widest)
+            else:
+                rich_table.add_column(header)
         for row in cells:
             rich_table.add_row(*row)
         Console().print(rich_table)
@@ -211,6 +237,7 @@ class Ctx:
     _config: ClientConfig | None = None
     _client: Client | None = None
     extra_cleanup: list[Callable[[], None]] = field(default_factory=list)
+    _resolved: dict[str, str] = field(default_factory=dict)
 
     @property
     def config(self) -> ClientConfig:
@@ -223,8 +250,20 @@ class Ctx:
     def client(self) -> Client:
         """A client for the configured server and project (built on first use)."""
         if self._client is None:
-            self._client = self.config.client()
+            # --timeout bounds the whole request, retries included; each retry is said.
+            self._client = self.config.client(
+                total_timeout=self.config.timeout.value,
+                on_retry=lambda line: err(f"loom: {line}"),
+            )
         return self._client
+
+    def change(self, target: str) -> str:
+        """The exact id of the change ``target`` names, for a write (``_resolve``)."""
+        if target not in self._resolved:
+            from loom.cli._resolve import resolve_for_write
+
+            self._resolved[target] = resolve_for_write(self.client, target)
+        return self._resolved[target]
 
     @property
     def state(self) -> Path:
@@ -324,7 +363,7 @@ _GLOBALS: list[inspect.Parameter] = [
             typer.Option(
                 "--timeout",
                 envvar="LOOM_TIMEOUT",
-                help="Seconds per HTTP request (default 30).",
+                help="Seconds to wait for the server, retries included (default 30).",
                 rich_help_panel=_PANEL,
             ),
         ],
@@ -338,7 +377,8 @@ _GLOBALS: list[inspect.Parameter] = [
             typer.Option(
                 "--retries",
                 envvar="LOOM_RETRIES",
-                help="Retries after a connection error or 429/502/503/504 (default 3).",
+                help="Retries after a connection error or 429/502/503/504, each said on stderr "
+                "(default 3).",
                 rich_help_panel=_PANEL,
             ),
         ],
@@ -358,20 +398,42 @@ _CTX_PARAM = inspect.Parameter(
 )
 
 
+def error_json(error: LoomError, code: int | None = None) -> dict[str, Any]:
+    """The one ``--json`` error shape: the API's envelope plus ``exit_code``."""
+    return error.to_envelope() | {"exit_code": exit_code_for(error) if code is None else code}
+
+
+_HEADER_HINT = " (X-Loom-Holder)"
+
+
 def _report(error: LoomError, cx: Ctx) -> int:
     code = exit_code_for(error)
     if cx.json:
-        err(json.dumps(error.to_envelope() | {"exit_code": code}, default=str))
-    else:
-        err(f"error: {error.message}")
-        details = error.details
-        if details.get("holder"):
-            err(f"  held by {details['holder']} until {details.get('expires_at') or '?'}")
-        elif "holder" in details:
-            change = details.get("change_id") or "CHANGE"
-            err(f"  the change has no active lease (take one with `loom claim {change}`)")
-        if code == EXIT_AUTH:
-            err("  check --token / LOOM_TOKEN and --project / LOOM_PROJECT (`loom config show`)")
+        out(json.dumps(error_json(error, code), ensure_ascii=False, default=str))
+        return code
+    err(f"error: {error.message.replace(_HEADER_HINT, '')}")
+    details = error.details
+    if details.get("holder"):
+        from loom.cli._format import expires_in, format_time, parse_time
+
+        until = parse_time(details.get("expires_at"))
+        when = f"{format_time(until)} (expires {expires_in(until)})"
+        err(f"  held by {details['holder']} until {when}")
+    elif "holder" in details:
+        change = details.get("change_id") or "CHANGE"
+        err(f"  the change has no active lease (take one with `loom claim {change}`)")
+    if error.kind in (
+        "lease_conflict",
+        "stale_fencing_token",
+        "lease_required",
+        "not_lease_holder",
+    ):
+        holder = cx._config.holder.value if cx._config is not None else None
+        err(f"  you are {holder or '?'} (set with --holder or LOOM_HOLDER)")
+    if details.get("did_you_mean"):
+        err(f"  did you mean {details['did_you_mean']}?")
+    if code == EXIT_AUTH:
+        err("  check --token / LOOM_TOKEN and --project / LOOM_PROJECT (`loom config show`)")
     return code
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
 from loom.cli._app import app
 from loom.cli._common import (
+    EXIT_AUTH,
     EXIT_ERROR,
     EXIT_OK,
     Ctx,
@@ -17,30 +17,26 @@ from loom.cli._common import (
     check_change_id,
     emit_json,
     err,
+    error_json,
     exit_code_for,
     out,
     split_statuses,
     table,
 )
+from loom.cli._format import format_lease as _lease_text
+from loom.cli._format import format_time
 from loom.cli.overlaps import describe_overlap, overlaps_of, strong_overlap_counts
 from loom.client import ChangeSummary, LeaseInfo
 from loom.errors import LoomError
 
-__all__ = ["format_lease", "format_time"]
-
-
-def format_time(value: datetime | None) -> str:
-    """A timestamp as ``YYYY-MM-DD HH:MM:SSZ`` (UTC), or ``-``."""
-    if value is None:
-        return "-"
-    return value.strftime("%Y-%m-%d %H:%M:%SZ")
+__all__ = ["format_lease"]
 
 
 def format_lease(lease: LeaseInfo | None) -> str:
-    """``holder (until time)`` or ``-``."""
+    """``holder (expires in 14 min)`` or ``-``."""
     if lease is None:
         return "-"
-    return f"{lease.holder} (until {format_time(lease.expires_at)})"
+    return _lease_text(lease.holder, lease.expires_at)
 
 
 @agent_command(app, "status")
@@ -61,6 +57,7 @@ def status(cx: Ctx) -> int:
     }
     code = EXIT_OK
     client = cx.client
+    failure: LoomError | None = None
     try:
         report["health"] = client.health().to_json()
         ready = client.ready()
@@ -72,9 +69,23 @@ def status(cx: Ctx) -> int:
     except LoomError as error:
         report["errors"].append(error.message)
         code = exit_code_for(error)
+        failure = error
     report["ok"] = code == EXIT_OK
     if cx.json:
-        emit_json(report)
+        if failure is not None:  # the one --json error shape, with the report beside it
+            emit_json(error_json(failure, code) | {"status": report})
+        elif code:
+            emit_json(
+                {
+                    "error": report["errors"][0],
+                    "code": "service_unavailable",
+                    "kind": "not_ready",
+                    "exit_code": code,
+                    "status": report,
+                }
+            )
+        else:
+            emit_json(report)
         return code
     out(f"server:  {report['url']}")
     health = report["health"]
@@ -83,7 +94,13 @@ def status(cx: Ctx) -> int:
     ready_data = report["ready"]
     out(f"ready:   {ready_data['status'] if ready_data else '-'}")
     auth = report["auth"]
-    out(f"auth:    {auth['scope'] + ' token' if auth else 'failed'}")
+    if auth:
+        auth_text = auth["scope"] + " token"
+    elif code == EXIT_AUTH:
+        auth_text = "failed"
+    else:
+        auth_text = "not checked"  # the token check was never answered
+    out(f"auth:    {auth_text}")
     out(f"project: {report['project'] or '-'}")
     out(f"holder:  {report['holder']}")
     for problem in report["errors"]:
@@ -139,7 +156,7 @@ def changes(
         )
         for item in items
     ]
-    table(["CHANGE", "STATUS", "TASKS", "REV", "LEASE", "OVERLAPS"], rows)
+    table(["CHANGE", "STATUS", "TASKS", "REV", "LEASE", "OVERLAPS"], rows, keep=(0,))
 
 
 _MARK = {"complete": "[x]", "in-progress": "[~]", "shelved": "[-]", "pending": "[ ]"}
@@ -173,7 +190,11 @@ def show(
     out(f"revision:  {detail.revision or '-'}")
     if detail.archived_at is not None:
         out(f"archived:  {format_time(detail.archived_at)}")
-    out(f"lease:     {format_lease(detail.lease)}")
+    lease = detail.lease
+    lease_text = format_lease(lease)
+    if lease is not None:
+        lease_text += f", until {format_time(lease.expires_at)}"
+    out(f"lease:     {lease_text}")
     artifacts = [
         name
         for name, present in (("proposal", detail.proposal), ("design", detail.design))

@@ -5,16 +5,21 @@ from __future__ import annotations
 import typer
 
 from loom.cli._app import app
-from loom.cli._common import Ctx, agent_command, emit_json, table
+from loom.cli._common import Ctx, agent_command, agent_group_callback, emit_json, table
 
 __all__ = ["config_app"]
 
 config_app = typer.Typer(
     name="config",
     help="Client configuration (flags, LOOM_* env, .ito/config.json, .loom.toml, user config).",
-    no_args_is_help=True,
 )
 app.add_typer(config_app)
+
+
+@agent_group_callback(config_app)
+def config(cx: Ctx) -> None:
+    """Print every resolved setting and its source (`loom config show`; the token is redacted)."""
+    show(cx)
 
 
 @agent_command(config_app, "show")

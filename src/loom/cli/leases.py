@@ -1,4 +1,5 @@
-"""Lease commands: ``claim``, ``heartbeat``, ``release``, ``allocate``, ``keepalive``."""
+"""Lease commands: ``claim``, ``heartbeat``, ``release``, ``allocate``, ``keepalive``,
+``leases``."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from loom.cli._common import (
     emit_json,
     err,
     out,
+    table,
 )
-from loom.cli.changes import format_time
-from loom.client import ClaimResult
-from loom.client._keepalive import LeaseKeeper, renew_interval
+from loom.cli._format import expires_in, format_time
+from loom.client import ClaimResult, LeaseKeeper, renew_interval
 from loom.errors import LoomError
 
 __all__: list[str] = []
@@ -32,9 +33,10 @@ TtlOption = Annotated[
     int | None,
     typer.Option(
         "--ttl",
-        help="Lease time-to-live in seconds (a new lease: server default 900; a renewal by"
-        " its holder: the TTL it already has).",
-        min=1,
+        help="Lease time-to-live in seconds, 10-86400 (a new lease: server default 900; a"
+        " renewal by its holder: the TTL it already has).",
+        min=10,
+        max=86400,
     ),
 ]
 
@@ -44,15 +46,18 @@ def _print_claim(cx: Ctx, claim: ClaimResult, verb: str) -> None:
         emit_json(claim.to_json())
         return
     out(
-        f"{verb} {claim.change_id}: holder {claim.holder}, expires {format_time(claim.expires_at)}"
-        f", fencing token {claim.fencing_token}"
+        f"{verb} {claim.change_id}: holder {claim.holder}, expires {expires_in(claim.expires_at)}"
+        f" ({format_time(claim.expires_at)}), fencing token {claim.fencing_token}"
     )
 
 
 @agent_command(app, "claim")
 def claim(cx: Ctx, change: ChangeArg, ttl: TtlOption = None) -> None:
-    """Acquire (or renew) the lease on a change; prints holder, expiry and fencing token."""
-    result = cx.client.claim(change, ttl_seconds=ttl)
+    """Acquire (or renew) the lease on a change; prints holder, expiry and fencing token.
+
+    The holder is --holder / LOOM_HOLDER (default user@host:worktree).
+    """
+    result = cx.client.claim(cx.change(change), ttl_seconds=ttl)
     cx.leases().save(result)
     _print_claim(cx, result, "claimed")
 
@@ -60,7 +65,7 @@ def claim(cx: Ctx, change: ChangeArg, ttl: TtlOption = None) -> None:
 @agent_command(app, "heartbeat")
 def heartbeat(cx: Ctx, change: ChangeArg, ttl: TtlOption = None) -> None:
     """Renew a lease this holder has (same fencing token)."""
-    result = cx.client.heartbeat(change, ttl_seconds=ttl)
+    result = cx.client.heartbeat(cx.change(change), ttl_seconds=ttl)
     cx.leases().save(result)
     _print_claim(cx, result, "renewed")
 
@@ -74,6 +79,7 @@ def release(
     ] = False,
 ) -> None:
     """Release a lease (idempotent: releasing a free change succeeds)."""
+    change = cx.change(change)
     result = cx.client.release(change, force=force)
     cx.leases().forget(change)
     if cx.json:
@@ -100,12 +106,35 @@ def allocate(
             "in-progress one first; strict: never such a change; off: ignore overlaps.",
         ),
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Block until a change becomes available (woken by the event stream).",
+        ),
+    ] = False,
+    wait_timeout: Annotated[
+        float,
+        typer.Option(
+            "--wait-timeout",
+            help="With --wait: give up after this many seconds (then: no work, exit 0).",
+            min=0.1,
+        ),
+    ] = 3600.0,
 ) -> None:
-    """Lease the next available change and print its id ("no work" and exit 0 when none)."""
+    """Lease the next available change and print its id ("no work" and exit 0 when none).
+
+    With --wait, wait for one (a change created or made ready, a lease released or expired)
+    instead of answering "no work" at once; --timeout stays the per-request HTTP timeout.
+    """
     if avoid_overlap is not None and avoid_overlap not in ("prefer", "strict", "off"):
         raise typer.BadParameter("--avoid-overlap must be prefer, strict or off")
     result = cx.client.allocate(
-        ttl_seconds=ttl, module=module, changes=change or None, avoid_overlap=avoid_overlap
+        ttl_seconds=ttl,
+        module=module,
+        changes=change or None,
+        wait=wait_timeout if wait else None,
+        avoid_overlap=avoid_overlap,
     )
     if result.claim is not None:
         cx.leases().save(result.claim)
@@ -117,14 +146,36 @@ def allocate(
         return
     out(result.claim.change_id)
     err(
-        f"leased to {result.claim.holder} until {format_time(result.claim.expires_at)}, "
-        f"fencing token {result.claim.fencing_token}"
+        f"leased to {result.claim.holder}, expires {expires_in(result.claim.expires_at)} "
+        f"({format_time(result.claim.expires_at)}), fencing token {result.claim.fencing_token}"
     )
     if result.claim.overlaps:
         err(
             "warning: no other work was available; this change shares requirements with "
             f"{', '.join(result.claim.overlaps)} (see `loom overlaps {result.claim.change_id}`)"
         )
+
+
+@agent_command(app, "leases")
+def leases(cx: Ctx) -> None:
+    """List the project's active leases: change, holder, expiry and fencing token."""
+    items = cx.client.list_leases()
+    if cx.json:
+        emit_json([item.to_json() for item in items])
+        return
+    if not items:
+        err("no active leases")
+        return
+    rows = [
+        (
+            item.change_id,
+            item.holder,
+            f"{expires_in(item.expires_at)} ({format_time(item.expires_at)})",
+            item.fencing_token,
+        )
+        for item in items
+    ]
+    table(["CHANGE", "HOLDER", "EXPIRES", "TOKEN"], rows, keep=(0, 1))
 
 
 def _terminate(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
@@ -147,13 +198,15 @@ def keepalive(
 ) -> int:
     """Hold the lease while COMMAND runs: heartbeat at TTL/3, release at the end.
 
-    Exits with COMMAND's exit code; if the lease is lost, COMMAND is terminated and the exit
-    code is 3. Usage: loom keepalive CHANGE -- CMD ARGS...
+    Exits with COMMAND's exit code. If the lease is lost (refused by the server, or past its
+    expiry while heartbeats failed, e.g. the server is down), COMMAND is terminated and the
+    exit code is 3. Usage: loom keepalive CHANGE -- CMD ARGS...
     """
     if not command:
         err("error: no command given (loom keepalive CHANGE -- CMD ...)")
         return EXIT_USAGE
     client = cx.client
+    change = cx.change(change)
     first = client.claim(change, ttl_seconds=ttl)
     store = cx.leases()
     store.save(first)
@@ -174,6 +227,8 @@ def keepalive(
         ttl_seconds=ttl,
         on_lost=on_lost,
         on_renew=store.save,
+        expires_at=first.expires_at,
+        watch=True,
     )
     try:
         process = subprocess.Popen(command)

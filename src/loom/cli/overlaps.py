@@ -11,9 +11,7 @@ import typer
 from loom.cli._app import app
 from loom.cli._common import ChangeArg, Ctx, agent_command, check_change_id, emit_json, err, out
 from loom.cli._common import table as print_table
-from loom.client import Client
-from loom.client._models_overlaps import ChangeOverlap, SharedRequirement
-from loom.client._rebase import rebase_change
+from loom.client import ChangeOverlap, Client, SharedRequirement, rebase_change
 from loom.errors import LoomError, NotFound, StaleSpecBase
 
 __all__ = ["ItoDirOption", "describe_overlap", "print_stale_base", "strong_overlap_counts"]
@@ -81,7 +79,7 @@ def overlaps(
 ) -> None:
     """Unarchived changes that touch the same requirements (strong) or capabilities (weak)."""
     if change is not None:
-        view = cx.client.change_overlaps(change)
+        view = cx.client.change_overlaps(cx.change(change))
         items = [o for o in view.overlaps if not strong or o.strength == "strong"]
         if cx.json:
             emit_json({"change_id": view.change_id, "overlaps": [o.to_json() for o in items]})
@@ -139,7 +137,7 @@ def rebase(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> None:
     spec.md.base, spec.md.current and REBASE.md into .ito/changes/<id>/specs/<cap>/ and
     moves the local base to the current revision: merge, then `loom push`.
     """
-    outcome = rebase_change(cx.client, change, cx.ito_dir(ito_dir))
+    outcome = rebase_change(cx.client, cx.change(change), cx.ito_dir(ito_dir))
     if cx.json:
         emit_json(
             {

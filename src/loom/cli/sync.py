@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,32 +22,54 @@ from loom.cli._common import (
     stdout_is_tty,
     table,
 )
-from loom.cli.changes import format_time
+from loom.cli._format import format_time
 from loom.cli.overlaps import ItoDirOption, print_stale_base
-from loom.client._state import REVISION_FILE
-from loom.client._sync import archive_change, pull_change, push_change
-from loom.client._transfer import export_tree, import_tree
-from loom.errors import PreconditionRequired, RevisionConflict, StaleSpecBase
+from loom.client import (
+    REVISION_FILE,
+    archive_change,
+    export_tree,
+    import_tree,
+    pull_change,
+    push_change,
+)
+from loom.errors import NotFound, PreconditionRequired, RevisionConflict, StaleSpecBase
 
 __all__: list[str] = []
 
 
 @agent_command(app, "pull")
 def pull(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> None:
-    """Write the server's copy of a change to .ito/changes/<id>/ (local files backed up first)."""
-    outcome = pull_change(cx.client, change, cx.ito_dir(ito_dir), cx.state)
+    """Write the server's copy of a change to .ito/changes/<id>/ (local files backed up first).
+
+    An archived change is written to .ito/changes/archive/<date>-<id>/, never back among
+    the active changes. Local files that differ are named on stderr with the backup.
+    """
+    change_id = cx.change(change)
+    detail = cx.client.get_change(change_id, lifecycle="all")
+    archived_on = None if detail.archived_at is None else detail.archived_at.astimezone(UTC).date()
+    outcome = pull_change(
+        cx.client, change_id, cx.ito_dir(ito_dir), cx.state, archived_on=archived_on
+    )
     if cx.json:
         emit_json(
             {
                 "change_id": outcome.change_id,
                 "revision": outcome.revision,
                 "path": str(outcome.path),
+                "archived": archived_on is not None,
                 "backup": str(outcome.backup) if outcome.backup else None,
+                "overwritten": list(outcome.changed_files),
             }
         )
         return
-    out(f"pulled {outcome.change_id} at revision {outcome.revision} into {outcome.path}")
-    if outcome.backup is not None:
+    where = "archived copy " if archived_on is not None else ""
+    out(f"pulled {where}{outcome.change_id} at revision {outcome.revision} into {outcome.path}")
+    if outcome.changed_files:
+        err(
+            f"local edits replaced: {', '.join(outcome.changed_files)}; "
+            f"the previous files are backed up in {outcome.backup}"
+        )
+    elif outcome.backup is not None:
         err(f"previous local files backed up to {outcome.backup}")
 
 
@@ -58,6 +81,12 @@ def push(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> int:
     change that exists on the server must have been pulled first (it needs the revision).
     """
     ito = cx.ito_dir(ito_dir)
+    if not (ito / "changes" / change).is_dir():
+        try:
+            change = cx.change(change)  # a short id names a change the server has
+        except NotFound as error:
+            if error.details.get("did_you_mean"):
+                raise  # otherwise: no such local directory, said below
     try:
         outcome = push_change(cx.client, change, ito, fencing_token=cx.fencing_token(change))
     except (RevisionConflict, PreconditionRequired) as conflict:
@@ -83,10 +112,16 @@ def push(cx: Ctx, change: ChangeArg, ito_dir: ItoDirOption = None) -> int:
             "change_id": outcome.change_id,
             "base_revision": outcome.base_revision,
             "new_revision": outcome.result.new_revision,
+            "changed": not outcome.unchanged,
         }
         if outcome.result.overlaps:  # as the server: only when the push created some
             report["overlaps"] = outcome.result.overlaps
         emit_json(report)
+        return 0
+    if outcome.unchanged:
+        out(
+            f"nothing to push: {outcome.change_id} is unchanged at revision {outcome.base_revision}"
+        )
         return 0
     base = outcome.base_revision or "(new)"
     out(f"pushed {outcome.change_id}: revision {base} -> {outcome.result.new_revision}")
@@ -108,17 +143,21 @@ def archive(
         bool,
         typer.Option(
             "--force",
-            help="Archive even if a requirement the change touches changed since its spec "
-            "base (lease holder or admin; recorded in the archive event).",
+            help="Archive even with pending or in-progress tasks, or when a requirement the "
+            "change touches changed since its spec base (lease holder or admin; recorded).",
         ),
     ] = False,
 ) -> int:
     """Archive a change on the server, then move it locally and write the merged specs.
 
-    Refused (exit 3, nothing changed) when another archive changed a requirement this
-    change touches since its deltas were written: run `loom rebase`, merge, push, retry.
+    A change with pending or in-progress tasks is refused (exit 3, change_unfinished)
+    unless --force; shelved tasks do not count. Refused too (exit 3, nothing changed) when
+    another archive changed a requirement this change touches since its deltas were
+    written: run `loom rebase`, merge, push, retry (or --force). The local module.md is
+    ticked too.
     """
     ito = cx.ito_dir(ito_dir)
+    change = cx.change(change)
     try:
         outcome = archive_change(
             cx.client, change, ito, cx.state, force=force, fencing_token=cx.fencing_token(change)
@@ -139,6 +178,8 @@ def archive(
     out(f"  local copy: {outcome.path}")
     if outcome.specs:
         out(f"  specs updated: {', '.join(outcome.specs)}")
+    if outcome.module_md is not None:
+        out(f"  module ticked: {outcome.module_md}")
     return 0
 
 
@@ -174,7 +215,8 @@ def import_(
 ) -> int:
     """Import an .ito/ tree: modules, specs, active and archived changes (idempotent).
 
-    Exits 3 when items differ on the server and --overwrite was not given.
+    Exits 3 when items differ on the server and --overwrite was not given, and when an
+    item cannot be replaced even with --overwrite (an import never un-archives a change).
     """
     ito = path if path is not None else Path.cwd() / ".ito"
     with _progress(stdout_is_tty() and not cx.json and not dry_run, "importing") as progress:
@@ -183,7 +225,7 @@ def import_(
         )
     if cx.json:
         emit_json(report.to_json())
-        return EXIT_CONFLICT if report.result.conflicts and not overwrite else 0
+        return EXIT_CONFLICT if report.result.conflicts else 0
     found = (
         f"{report.modules} modules, {report.specs} specs, {report.active_changes} active and "
         f"{report.archived_changes} archived changes"
@@ -211,7 +253,7 @@ def import_(
             err("re-run with --overwrite to replace the differing items")
     for skipped in report.skipped:
         err(f"skipped: {skipped}")
-    return EXIT_CONFLICT if report.result.conflicts and not overwrite else 0
+    return EXIT_CONFLICT if report.result.conflicts else 0
 
 
 @agent_command(app, "export")
@@ -222,10 +264,14 @@ def export(
         typer.Argument(help="The .ito directory to write (default ./.ito)."),
     ] = None,
 ) -> None:
-    """Write the project as an .ito/ tree that `loom import` reads back identically."""
+    """Write the project as an .ito/ tree that `loom import` reads back identically.
+
+    Local files it overwrites or removes are backed up first (named on stderr), and the
+    active copy of a change the server has archived is removed (backed up too).
+    """
     ito = path if path is not None else Path.cwd() / ".ito"
     with _progress(stdout_is_tty() and not cx.json, "exporting") as progress:
-        report = export_tree(cx.client, ito, on_progress=progress)
+        report = export_tree(cx.client, ito, state=cx.state, on_progress=progress)
     if cx.json:
         emit_json(report.to_json())
         return
@@ -233,3 +279,14 @@ def export(
         f"exported {report.modules} modules, {report.specs} specs, {report.active_changes} "
         f"active and {report.archived_changes} archived changes to {report.path}"
     )
+    kept = report.protection
+    if kept.backup is None:
+        return
+    for rel in kept.overwritten:
+        err(f"local edit replaced by the server's copy: {rel}")
+    for rel in kept.local_only:
+        if not (ito / rel).exists():
+            err(f"local file removed (the server does not have it): {rel}")
+    for rel in kept.stale:
+        err(f"stale active copy of an archived change removed: {rel}/")
+    err(f"the previous local files are backed up in {kept.backup}")

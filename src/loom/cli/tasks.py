@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 from loom.cli._app import app
 from loom.cli._common import ChangeArg, Ctx, TaskArg, agent_command, emit_json, err, out, table
-from loom.client import TaskItem, TaskMutationResult
-from loom.client._sync import refresh_local_tasks
+from loom.client import (
+    LocalCopy,
+    TaskItem,
+    TaskMutationResult,
+    ValidationError,
+    local_copy,
+    refresh_local_tasks,
+)
 
 __all__ = ["tasks_app"]
 
@@ -21,21 +28,73 @@ tasks_app = typer.Typer(
 app.add_typer(tasks_app)
 
 
-def _sync_local(cx: Ctx, change_id: str, revision: str | None) -> None:
-    """Keep an in-step local copy (``loom pull``) in step after the server-side write."""
-    refreshed = refresh_local_tasks(cx.client, change_id, cx.ito_dir(None), cx.state, revision)
+def _sync_local(
+    cx: Ctx, result_change: str, revision: str | None, before: LocalCopy | None
+) -> None:
+    """Keep an in-step local copy (``loom pull``) in step after the server-side write, and
+    say so when it is not (unpushed local edits are never replaced)."""
+    if before is None:
+        return
+    if before.edited:
+        err(
+            f"note: {before.path}/tasks.md was not updated: it has unpushed local edits "
+            f"({', '.join(before.edited)}); `loom push {result_change}` them, or "
+            f"`loom pull {result_change}` to take the server's copy (yours is backed up)"
+        )
+        return
+    if before.behind:
+        err(
+            f"note: {before.path} is at revision {before.local_revision}, the server was at "
+            f"{before.server_revision} before this write: `loom pull {result_change}`"
+        )
+        return
+    refreshed = refresh_local_tasks(
+        cx.client, result_change, cx.ito_dir(None), cx.state, revision, before
+    )
     if refreshed is not None:
         err(f"updated {refreshed / 'tasks.md'} (revision {revision})")
 
 
-def _print_mutation(cx: Ctx, result: TaskMutationResult, verb: str) -> None:
-    _sync_local(cx, result.change_id, result.revision)
+def _before(cx: Ctx, change_id: str) -> LocalCopy | None:
+    return local_copy(cx.client, change_id, cx.ito_dir(None))
+
+
+def _print_mutation(
+    cx: Ctx, result: TaskMutationResult, verb: str, before: LocalCopy | None
+) -> None:
+    _sync_local(cx, result.change_id, result.revision, before)
     if cx.json:
         emit_json(result.to_json())
         return
     rev = f" (revision {result.revision})" if result.revision else ""
     task = result.task
     out(f"{verb} {result.change_id} task {task.id}: {task.name} [{task.status}]{rev}")
+
+
+def _mutate(
+    cx: Ctx,
+    change: str,
+    task: str,
+    verb: str,
+    wanted: str,
+    call: Callable[[str], TaskMutationResult],
+) -> None:
+    """Resolve the change, run the write, and treat "already <wanted>" as success."""
+    change_id = cx.change(change)
+    before = _before(cx, change_id)
+    try:
+        result = call(change_id)
+    except ValidationError as error:
+        if error.kind == "task_invalid_state" and error.details.get("status") == wanted:
+            if cx.json:
+                emit_json(
+                    {"change_id": change_id, "task_id": task, "status": wanted, "changed": False}
+                )
+            else:
+                out(f"{change_id} task {task} is already {wanted}: nothing to do")
+            return
+        raise
+    _print_mutation(cx, result, verb, before)
 
 
 @agent_command(tasks_app, "status")
@@ -88,9 +147,15 @@ def next_task(cx: Ctx, change: ChangeArg) -> None:
 
 @agent_command(tasks_app, "start")
 def start(cx: Ctx, change: ChangeArg, task: TaskArg) -> None:
-    """Mark a task in progress."""
-    result = cx.client.start_task(change, task, fencing_token=cx.fencing_token(change))
-    _print_mutation(cx, result, "started")
+    """Mark a task in progress (exit 3 when blocked or not pending; 0 if already started)."""
+    _mutate(
+        cx,
+        change,
+        task,
+        "started",
+        "in-progress",
+        lambda c: cx.client.start_task(c, task, fencing_token=cx.fencing_token(c)),
+    )
 
 
 @agent_command(tasks_app, "complete")
@@ -100,11 +165,15 @@ def complete(
     task: TaskArg,
     note: Annotated[str | None, typer.Option("--note", help="Kept in the audit event.")] = None,
 ) -> None:
-    """Mark a task complete."""
-    result = cx.client.complete_task(
-        change, task, note=note, fencing_token=cx.fencing_token(change)
+    """Mark a task complete (exit 3 when blocked or shelved; 0 if already complete)."""
+    _mutate(
+        cx,
+        change,
+        task,
+        "completed",
+        "complete",
+        lambda c: cx.client.complete_task(c, task, note=note, fencing_token=cx.fencing_token(c)),
     )
-    _print_mutation(cx, result, "completed")
 
 
 @agent_command(tasks_app, "shelve")
@@ -114,18 +183,28 @@ def shelve(
     task: TaskArg,
     reason: Annotated[str | None, typer.Option("--reason", help="Kept in the audit event.")] = None,
 ) -> None:
-    """Shelve a task (enhanced format only)."""
-    result = cx.client.shelve_task(
-        change, task, reason=reason, fencing_token=cx.fencing_token(change)
+    """Shelve a task (enhanced format only; 0 if already shelved)."""
+    _mutate(
+        cx,
+        change,
+        task,
+        "shelved",
+        "shelved",
+        lambda c: cx.client.shelve_task(c, task, reason=reason, fencing_token=cx.fencing_token(c)),
     )
-    _print_mutation(cx, result, "shelved")
 
 
 @agent_command(tasks_app, "unshelve")
 def unshelve(cx: Ctx, change: ChangeArg, task: TaskArg) -> None:
-    """Return a shelved task to pending."""
-    result = cx.client.unshelve_task(change, task, fencing_token=cx.fencing_token(change))
-    _print_mutation(cx, result, "unshelved")
+    """Return a shelved task to pending (0 if it is already pending)."""
+    _mutate(
+        cx,
+        change,
+        task,
+        "unshelved",
+        "pending",
+        lambda c: cx.client.unshelve_task(c, task, fencing_token=cx.fencing_token(c)),
+    )
 
 
 @agent_command(tasks_app, "add")
@@ -136,16 +215,22 @@ def add(
     wave: Annotated[int | None, typer.Option("--wave", help="Wave (default 1).")] = None,
 ) -> None:
     """Append a task to a wave of an enhanced-format task list."""
-    result = cx.client.add_task(change, title, wave=wave, fencing_token=cx.fencing_token(change))
-    _print_mutation(cx, result, "added")
+    change_id = cx.change(change)
+    before = _before(cx, change_id)
+    result = cx.client.add_task(
+        change_id, title, wave=wave, fencing_token=cx.fencing_token(change_id)
+    )
+    _print_mutation(cx, result, "added", before)
 
 
 @agent_command(tasks_app, "init")
 def init(cx: Ctx, change: ChangeArg) -> None:
     """Write the enhanced tasks.md template when the change has no tasks yet."""
-    result = cx.client.init_tasks(change, fencing_token=cx.fencing_token(change))
+    change_id = cx.change(change)
+    before = _before(cx, change_id)
+    result = cx.client.init_tasks(change_id, fencing_token=cx.fencing_token(change_id))
     if not result.existed:
-        _sync_local(cx, result.change_id, result.revision)
+        _sync_local(cx, result.change_id, result.revision, before)
     if cx.json:
         emit_json(result.to_json())
         return

@@ -7,60 +7,23 @@ a local ``.ito/`` tree in step with the server.
 
 from __future__ import annotations
 
+from loom.client._base import segment_problem
 from loom.client._client import Client
-from loom.client._config import ClientConfig, Resolved, resolve_config
+from loom.client._config import ClientConfig, Resolved, resolve_config, url_problem
 from loom.client._errors import ConnectionFailed, InvalidArgument
-from loom.client._forward import ForwardResult, forward_events
-from loom.client._keepalive import LeaseKeeper
-from loom.client._models import (
-    AllocateResult,
-    ArchiveResult,
-    ArtifactBundle,
-    AuditEvent,
-    AuthInfo,
-    ChangeDetail,
-    ChangeSummary,
-    ClaimResult,
-    Diagnostic,
-    Health,
-    ImportChange,
-    ImportConflict,
-    ImportModule,
-    ImportResult,
-    ImportSpec,
-    IngestResult,
-    LeaseInfo,
-    ModuleDetail,
-    ModuleSummary,
-    Page,
-    Progress,
-    ProjectSnapshot,
-    PushResult,
-    RawTasks,
-    Ready,
-    ReleaseResult,
-    SpecContent,
-    SpecDocument,
-    SpecSummary,
-    SubModuleSummary,
-    TaskItem,
-    TaskMutationResult,
-    TasksInitResult,
-    TasksView,
-    WaveInfo,
-)
-from loom.client._models_overlaps import (
-    ChangeOverlap,
-    ChangeOverlaps,
-    OverlapPair,
-    ProjectOverlaps,
-    SharedRequirement,
-    SpecHistory,
-    SpecRevision,
-)
+from loom.client._forward import DEFAULT_EVENT_LOG, ForwardResult, forward_events
+from loom.client._keepalive import LeaseKeeper, renew_interval
 from loom.client._rebase import RebasedSpec, RebaseOutcome, rebase_change
 from loom.client._retry import RetryPolicy
-from loom.client._sync import archive_change, pull_change, push_change
+from loom.client._state import REVISION_FILE, LeaseStore, state_dir
+from loom.client._sync import (
+    LocalCopy,
+    archive_change,
+    local_copy,
+    pull_change,
+    push_change,
+    refresh_local_tasks,
+)
 from loom.client._transfer import export_tree, import_tree
 from loom.errors import (
     ArchivedConflict,
@@ -76,8 +39,54 @@ from loom.errors import (
     Unavailable,
     ValidationError,
 )
+from loom.models import (
+    AllocateResult,
+    ArchiveResult,
+    ArtifactBundle,
+    AuditEvent,
+    AuthInfo,
+    ChangeDetail,
+    ChangeOverlap,
+    ChangeOverlaps,
+    ChangeSummary,
+    ClaimResult,
+    Diagnostic,
+    Health,
+    ImportChange,
+    ImportConflict,
+    ImportModule,
+    ImportResult,
+    ImportSpec,
+    IngestResult,
+    LeaseInfo,
+    ModuleDetail,
+    ModuleSummary,
+    OverlapPair,
+    Page,
+    Progress,
+    ProjectOverlaps,
+    ProjectSnapshot,
+    PushResult,
+    RawTasks,
+    Ready,
+    ReleaseResult,
+    SharedRequirement,
+    SpecContent,
+    SpecDocument,
+    SpecHistory,
+    SpecRevision,
+    SpecSummary,
+    SubModuleSummary,
+    TaskItem,
+    TaskMutationResult,
+    TasksInitResult,
+    TasksView,
+    WaveInfo,
+)
 
 __all__ = [
+    "DEFAULT_EVENT_LOG",
+    "REVISION_FILE",
     "AllocateResult",
     "ArchiveResult",
     "ArchivedConflict",
@@ -107,6 +116,8 @@ __all__ = [
     "LeaseConflict",
     "LeaseInfo",
     "LeaseKeeper",
+    "LeaseStore",
+    "LocalCopy",
     "LoomError",
     "ModuleDetail",
     "ModuleSummary",
@@ -146,8 +157,14 @@ __all__ = [
     "export_tree",
     "forward_events",
     "import_tree",
+    "local_copy",
     "pull_change",
     "push_change",
     "rebase_change",
+    "refresh_local_tasks",
+    "renew_interval",
     "resolve_config",
+    "segment_problem",
+    "state_dir",
+    "url_problem",
 ]

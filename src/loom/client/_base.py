@@ -8,6 +8,7 @@ maps error envelopes to the typed exceptions of :mod:`loom.errors`. No route liv
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -105,6 +106,10 @@ class BaseClient:
         transport: an httpx transport (tests use ``httpx.MockTransport``).
         sleep: called with the seconds to wait between attempts (tests inject a recorder).
         retry_policy: replaces the default policy built from ``retries``.
+        total_timeout: seconds one logical request may take over all its attempts and waits
+            (``None``: unbounded); each attempt's timeout is cut to what is left.
+        on_retry: called with one line (what failed, what is retried, after how long)
+            before each retry; the ``loom`` command prints it on stderr.
     """
 
     def __init__(
@@ -119,8 +124,14 @@ class BaseClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         retry_policy: RetryPolicy | None = None,
+        total_timeout: float | None = None,
+        on_retry: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.total_timeout = total_timeout
+        self._on_retry = on_retry
+        self._clock = clock
         self.__token = token
         self.project = project
         self.holder = holder
@@ -128,11 +139,18 @@ class BaseClient:
         self.retry_policy = retry_policy or RetryPolicy(retries=retries)
         self._sleep = sleep
         self._fencing: dict[str, int] = {}
+        verify: ssl.SSLContext | bool = True
+        if urlsplit(self.base_url).scheme == "http":
+            # Plain HTTP never uses TLS (only relative paths, no redirects followed): skip
+            # loading the CA bundle, ~30 ms of every CLI run. This context trusts nothing,
+            # so it would fail closed if it were ever used.
+            verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self._http = httpx.Client(
             base_url=self.base_url + API_PREFIX,
             timeout=httpx.Timeout(timeout),
             transport=transport,
             follow_redirects=False,
+            verify=verify,
         )
 
     # --- lifecycle -----------------------------------------------------------------
@@ -163,6 +181,10 @@ class BaseClient:
     def has_token(self) -> bool:
         """True when a token is configured (the token itself is never exposed)."""
         return bool(self.__token)
+
+    def _auth_header(self) -> dict[str, str]:
+        """``Authorization`` for requests sent outside :meth:`_request` (the event stream)."""
+        return {"Authorization": f"Bearer {self.__token}"} if self.__token else {}
 
     # --- fencing tokens ------------------------------------------------------------
 
@@ -198,10 +220,13 @@ class BaseClient:
             previous = str(segment)
         return "/" + "/".join(parts)
 
-    def _write_headers(self, change_id: str | None, fencing_token: int | None) -> dict[str, str]:
-        headers: dict[str, str] = {}
+    def _write_headers(
+        self, change_id: str | None, fencing_token: int | None
+    ) -> dict[str, str | bytes]:
+        headers: dict[str, str | bytes] = {}
         if self.holder:
-            headers["X-Loom-Holder"] = self.holder
+            # UTF-8 bytes: httpx would encode a str as ASCII (UnicodeEncodeError for "agent-é").
+            headers["X-Loom-Holder"] = self.holder.encode("utf-8")
         token = fencing_token
         if token is None and change_id is not None:
             token = self._fencing.get(change_id)
@@ -218,7 +243,7 @@ class BaseClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
         idempotency_key: str | None = None,
         retry: bool = True,
         accept: frozenset[int] = frozenset(),
@@ -229,7 +254,7 @@ class BaseClient:
         by every attempt, so the server applies the operation at most once. Statuses in
         ``accept`` are returned instead of raised.
         """
-        send_headers: dict[str, str] = {"Accept": "application/json"}
+        send_headers: dict[str, str | bytes] = {"Accept": "application/json"}
         if self.__token:
             send_headers["Authorization"] = f"Bearer {self.__token}"
         if method in _MUTATING:
@@ -238,41 +263,82 @@ class BaseClient:
             send_headers.update(headers)
         query = {k: v for k, v in (params or {}).items() if v is not None}
         policy = self.retry_policy
+        started = self._clock()
+        deadline = None if self.total_timeout is None else started + self.total_timeout
         attempt = 0
         while True:
+            timeout = self.timeout
+            if deadline is not None:
+                timeout = max(0.001, min(timeout, deadline - self._clock()))
             try:
                 response = self._http.request(
                     method,
                     path,
                     params=query or None,
                     json=json,
-                    headers=send_headers,
+                    headers=[
+                        (k.encode("ascii"), _header_bytes(v)) for k, v in send_headers.items()
+                    ],
+                    timeout=timeout,
                 )
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise ConnectionFailed(
                     f"invalid server URL {_redact_url(self.base_url)!r}: {exc}"
                 ) from None
             except httpx.TransportError as exc:
+                problem = self._transport_problem(exc, timeout)
                 if retry and attempt < policy.retries:
                     wait = policy.delay(attempt)
-                    _log.debug("%s %s failed (%s); retry in %.2fs", method, path, exc, wait)
-                    self._sleep(wait)
-                    attempt += 1
-                    continue
-                raise ConnectionFailed(
-                    f"cannot reach the Loom server at {_redact_url(self.base_url)}: "
-                    f"{type(exc).__name__}: {exc}",
-                ) from None
+                    if self._in_time(deadline, wait):
+                        self._retrying(method, path, problem, attempt, wait)
+                        attempt += 1
+                        continue
+                raise self._gave_up(exc, problem, attempt, started) from None
             status = response.status_code
             _log.debug("%s %s -> %d (attempt %d)", method, path, status, attempt + 1)
             if 200 <= status < 300 or status in accept:
                 return response
             if retry and attempt < policy.retries and self._retryable(response):
                 wait = policy.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
-                self._sleep(wait)
-                attempt += 1
-                continue
+                if self._in_time(deadline, wait):
+                    self._retrying(method, path, f"HTTP {status}", attempt, wait)
+                    attempt += 1
+                    continue
             raise self._error(response)
+
+    def _in_time(self, deadline: float | None, wait: float) -> bool:
+        """True when a retry after ``wait`` seconds can still start before the deadline."""
+        return deadline is None or self._clock() + wait < deadline
+
+    def _retrying(self, method: str, path: str, problem: str, attempt: int, wait: float) -> None:
+        line = (
+            f"{problem}; retrying {method} {path} in {wait:.1f}s "
+            f"(retry {attempt + 1} of {self.retry_policy.retries})"
+        )
+        _log.debug("%s", line)
+        if self._on_retry is not None:
+            self._on_retry(line)
+        self._sleep(wait)
+
+    def _transport_problem(self, exc: httpx.TransportError, timeout: float) -> str:
+        where = _redact_url(self.base_url)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"timed out connecting to {where} after {timeout:g}s"
+        if isinstance(exc, httpx.TimeoutException):
+            return f"the Loom server at {where} did not answer within {timeout:g}s"
+        return f"cannot reach the Loom server at {where}: {type(exc).__name__}: {exc}"
+
+    def _gave_up(
+        self, exc: httpx.TransportError, problem: str, attempt: int, started: float
+    ) -> ConnectionFailed:
+        tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+        elapsed = self._clock() - started
+        if isinstance(exc, httpx.TimeoutException):
+            return ConnectionFailed(
+                f"timed out: {problem} ({tries}, {elapsed:.0f}s in all)",
+                kind="timeout",
+            )
+        return ConnectionFailed(f"{problem} ({tries})")
 
     def _retryable(self, response: httpx.Response) -> bool:
         if self.retry_policy.should_retry_status(response.status_code):
@@ -304,3 +370,9 @@ class BaseClient:
                 kind="bad_response",
             )
         return body
+
+
+def _header_bytes(value: str | bytes) -> bytes:
+    """A header value as sent: bytes as given (a UTF-8 holder name), text as ASCII (httpx's
+    own rule for ``str`` values)."""
+    return value if isinstance(value, bytes) else value.encode("ascii")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from loom.client._routes_changes import ChangesAPI
 from loom.client._routes_overlaps import OverlapsAPI
-from loom.client._routes_project import ProjectAPI
+from loom.client._stream import StreamAPI
 
 __all__ = ["Client"]
 
 
-class Client(ChangesAPI, ProjectAPI, OverlapsAPI):
+class Client(ChangesAPI, StreamAPI, OverlapsAPI):
     """A synchronous, typed client for one Loom server and one project.
 
     Example::

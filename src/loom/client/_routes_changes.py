@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from loom.client._base import BaseClient
-from loom.client._models import (
+from loom.models import (
     ArchiveResult,
     ArtifactBundle,
     AuthInfo,
@@ -199,8 +199,9 @@ class ChangesAPI(BaseClient):
     ) -> ArchiveResult:
         """``POST /changes/{id}/archive``: merge deltas into specs and archive (idempotent).
 
-        Raises :class:`StaleSpecBase` when a requirement the change touches changed since
-        its spec base; ``force=True`` (lease holder or admin) archives anyway, recorded.
+        A change with pending or in-progress tasks is refused (:class:`Conflict`,
+        ``change_unfinished``), and so is one a requirement of which changed since its spec
+        base (:class:`StaleSpecBase`), unless ``force`` (lease holder or admin; recorded).
         """
         response = self._request(
             "POST",

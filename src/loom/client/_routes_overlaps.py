@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loom.client._base import BaseClient
-from loom.client._models_overlaps import ChangeOverlaps, ProjectOverlaps, SpecHistory
+from loom.models import ChangeOverlaps, ProjectOverlaps, SpecHistory
 
 __all__ = ["OverlapsAPI"]
 

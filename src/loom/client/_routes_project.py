@@ -6,7 +6,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from loom.client._base import BaseClient, new_idempotency_key
-from loom.client._models import (
+from loom.errors import ValidationError
+from loom.models import (
     AllocateResult,
     AuditEvent,
     ClaimResult,
@@ -20,7 +21,6 @@ from loom.client._models import (
     SpecDocument,
     SpecSummary,
 )
-from loom.errors import ValidationError
 
 __all__ = ["ProjectAPI"]
 

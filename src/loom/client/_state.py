@@ -18,7 +18,7 @@ from typing import Any
 import platformdirs
 
 from loom.client._base import check_path_id
-from loom.client._models import ClaimResult
+from loom.models import ClaimResult
 
 __all__ = [
     "BACKUPS_KEPT",

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from loom.client._base import check_path_id
 from loom.client._client import Client
-from loom.client._models import ArchiveResult, ArtifactBundle, PushResult
 from loom.client._state import (
     backup_change,
     read_revision,
@@ -22,30 +21,41 @@ from loom.client._state import (
     write_revision,
     write_spec_bases,
 )
-from loom.domain.ids import archive_dir_name
+from loom.domain.ids import archive_dir_name, module_of, sub_module_of
+from loom.domain.modules import tick_change
 from loom.errors import NotFound
+from loom.models import ArchiveResult, ArtifactBundle, PushResult
 from loom.tree import ChangeFiles, SpecFiles, read_change, write_change, write_spec
 
 __all__ = [
     "ArchiveOutcome",
+    "LocalCopy",
     "PullOutcome",
     "PushOutcome",
     "archive_change",
     "change_dir",
+    "local_copy",
     "pull_change",
     "push_change",
     "refresh_local_tasks",
+    "tick_local_module",
 ]
 
 
 @dataclass(frozen=True)
 class PullOutcome:
-    """A pulled change: where it was written, its revision, and the backup made first."""
+    """A pulled change: where it was written, its revision, and the backup made first.
+
+    ``archived_on`` is the archive date when the change is archived on the server (it was
+    written under ``changes/archive/<date>-<id>/``, never as an active change).
+    """
 
     change_id: str
     revision: str
     path: Path
     backup: Path | None
+    archived_on: date | None = None
+    changed_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,11 @@ class PushOutcome:
     base_revision: str
     result: PushResult
 
+    @property
+    def unchanged(self) -> bool:
+        """True when nothing differed from the server (the revision did not move)."""
+        return bool(self.base_revision) and self.result.new_revision == self.base_revision
+
 
 @dataclass(frozen=True)
 class ArchiveOutcome:
@@ -65,6 +80,7 @@ class ArchiveOutcome:
     path: Path
     specs: tuple[str, ...]
     backup: Path | None
+    module_md: Path | None = None
 
 
 def change_dir(ito_dir: Path, change_id: str) -> Path:
@@ -93,35 +109,110 @@ def _files(bundle: ArtifactBundle, metadata: str | None, archived_on: date | Non
     )
 
 
-def pull_change(client: Client, change_id: str, ito_dir: Path, state: Path) -> PullOutcome:
+def _differing(path: Path, files: ChangeFiles) -> tuple[str, ...]:
+    """The artifacts of the local ``path`` that writing ``files`` would change or remove."""
+    if not path.is_dir():
+        return ()
+    local = read_change(path, files.archived_on)
+    out = [
+        name
+        for name, old, new in (
+            ("proposal.md", local.proposal, files.proposal),
+            ("design.md", local.design, files.design),
+            ("tasks.md", local.tasks, files.tasks),
+        )
+        if old is not None and old != new
+    ]
+    new_specs = dict(files.specs)
+    out += [f"specs/{c}/spec.md" for c, md in local.specs if new_specs.get(c) != md]
+    return tuple(out)
+
+
+def pull_change(
+    client: Client,
+    change_id: str,
+    ito_dir: Path,
+    state: Path,
+    *,
+    archived_on: date | None = None,
+) -> PullOutcome:
     """Fetch a change's bundle and write it to ``.ito/changes/<id>/``.
 
-    Existing local files are backed up to ``<state>/backups/<id>/<timestamp>/`` first.
-    Artifacts the server no longer has are removed; other files (and ``.ito.yaml``, which
-    the bundle does not carry) are kept. The revision goes to ``.backend-revision``.
+    An archived change (``archived_on`` given) goes to ``changes/archive/<date>-<id>/``
+    instead, never back among the active changes. Existing local files are backed up to
+    ``<state>/backups/<id>/<timestamp>/`` first, and ``changed_files`` names the local
+    artifacts that were overwritten or removed. Artifacts the server no longer has are
+    removed; other files (and ``.ito.yaml``, which the bundle does not carry) are kept.
+    The revision goes to ``.backend-revision``.
     """
     bundle = client.pull(change_id)
-    target = change_dir(ito_dir, bundle.change_id)
+    if archived_on is None:
+        target = change_dir(ito_dir, bundle.change_id)
+    else:
+        target = ito_dir / "changes" / "archive" / archive_dir_name(archived_on, bundle.change_id)
+    files = _files(bundle, _local_metadata(target), archived_on)
+    changed = _differing(target, files)
     backup = backup_change(target, bundle.change_id, state)
-    written = write_change(_files(bundle, _local_metadata(target), None), ito_dir, prune=True)
+    written = write_change(files, ito_dir, prune=True)
     write_revision(written, bundle.revision)
     write_spec_bases(written, bundle.spec_bases)
-    return PullOutcome(bundle.change_id, bundle.revision, written, backup)
+    return PullOutcome(bundle.change_id, bundle.revision, written, backup, archived_on, changed)
+
+
+@dataclass(frozen=True)
+class LocalCopy:
+    """How a local change directory stands against the server, before a task write.
+
+    ``edited`` lists local artifacts that differ from the server's copy at the same
+    revision (unpushed edits); ``behind`` is True when the server has moved on.
+    """
+
+    path: Path
+    local_revision: str
+    server_revision: str
+    edited: tuple[str, ...]
+
+    @property
+    def behind(self) -> bool:
+        return self.local_revision != self.server_revision
+
+    @property
+    def in_step(self) -> bool:
+        return not self.behind and not self.edited
+
+
+def local_copy(client: Client, change_id: str, ito_dir: Path) -> LocalCopy | None:
+    """The state of ``.ito/changes/<id>/`` against the server (None when there is none)."""
+    path = change_dir(ito_dir, change_id)
+    if not path.is_dir():
+        return None
+    bundle = client.pull(change_id)
+    local = read_revision(path)
+    edited = _differing(path, _files(bundle, None, None)) if local == bundle.revision else ()
+    return LocalCopy(path, local, bundle.revision, edited)
 
 
 def refresh_local_tasks(
-    client: Client, change_id: str, ito_dir: Path, state: Path, new_revision: str | None
+    client: Client,
+    change_id: str,
+    ito_dir: Path,
+    state: Path,
+    new_revision: str | None,
+    before: LocalCopy | None = None,
 ) -> Path | None:
     """Bring a pulled change's ``tasks.md`` up to date after a task write on the server.
 
     Only when the local copy was in step with the server just before that write (its
-    ``.backend-revision`` is ``new_revision - 1``) and the server is still at ``new_revision``:
-    then nothing else changed in between, so the server's ``tasks.md`` and revision can be
-    written locally (after a backup) and a later ``loom push`` of local edits to the other
-    artifacts is based on the right revision. Returns the change directory if refreshed.
+    ``.backend-revision`` is ``new_revision - 1``, and, when ``before`` is given, it had no
+    unpushed edits) and the server is still at ``new_revision``: then nothing else changed
+    in between, so the server's ``tasks.md`` and revision can be written locally (after a
+    backup) and a later ``loom push`` of local edits to the other artifacts is based on the
+    right revision. Returns the change directory if refreshed.
     """
     path = change_dir(ito_dir, change_id)
     if new_revision is None or not path.is_dir():
+        return None
+    if before is not None and not before.in_step:
         return None
     local = read_revision(path)
     if not (local.isdigit() and new_revision.isdigit() and int(local) + 1 == int(new_revision)):
@@ -200,9 +291,11 @@ def archive_change(
     """Archive on the server, then mirror it locally.
 
     The active directory moves to ``changes/archive/<date>-<id>/`` (keeping any extra files),
-    the archived bundle is written over it, and the merged truth specs of the change's
-    capabilities are written to ``specs/<cap>/spec.md``. ``force`` archives over a stale
-    spec base (see :func:`loom.client.rebase_change`).
+    the archived bundle is written over it, the merged truth specs of the change's
+    capabilities are written to ``specs/<cap>/spec.md``, and the change is ticked in the
+    local ``module.md`` as on the server (local edits to it are kept). ``force`` archives a
+    change with unfinished tasks, or over a stale spec base (see
+    :func:`loom.client.rebase_change`); the server refuses both otherwise.
     """
     result = client.archive(change_id, force=force, fencing_token=fencing_token)
     bundle = client.pull(result.change_id)
@@ -226,4 +319,38 @@ def archive_change(
             continue  # a delta that only removed requirements may leave no spec behind
         write_spec(SpecFiles(id=doc.id, markdown=doc.markdown), ito_dir)
         specs.append(doc.id)
-    return ArchiveOutcome(result, written, tuple(specs), backup)
+    module_md = tick_local_module(ito_dir, bundle.change_id)
+    return ArchiveOutcome(result, written, tuple(specs), backup, module_md)
+
+
+def _local_module_md(ito_dir: Path, change_id: str) -> Path | None:
+    """The local ``module.md`` of the change's sub-module (else module), if there is one."""
+    module_id = module_of(change_id)
+    if module_id is None:
+        return None
+    tops = sorted((ito_dir / "modules").glob(f"{module_id}_*/module.md"))
+    sub_id = sub_module_of(change_id)
+    if sub_id is not None and tops:
+        sub = sub_id.split(".")[1]
+        subs = sorted(tops[0].parent.glob(f"sub/{sub}_*/module.md"))
+        if subs:
+            return subs[0]
+    return tops[0] if tops else None
+
+
+def tick_local_module(ito_dir: Path, change_id: str) -> Path | None:
+    """Tick ``- [ ] <change_id>`` in the local ``module.md``, as the server's archive does.
+
+    Returns the file when it changed. Only that checkbox changes; every other byte is kept.
+    """
+    path = _local_module_md(ito_dir, change_id)
+    if path is None or path.is_symlink():
+        return None
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    ticked = tick_change(text, change_id)
+    if ticked == text:
+        return None
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(ticked.encode("utf-8", errors="surrogateescape"))
+    tmp.replace(path)
+    return path

@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from loom.client._client import Client
-from loom.client._models import (
+from loom.client._protect import Protection, protect_local_edits, remove_stale_copies
+from loom.domain.ids import archive_dir_name
+from loom.errors import NotFound
+from loom.models import (
     ImportChange,
     ImportModule,
     ImportResult,
     ImportSpec,
     ProjectSnapshot,
 )
-from loom.domain.ids import archive_dir_name
-from loom.errors import NotFound
 from loom.tree import ChangeFiles, ItoTree, ModuleFiles, SpecFiles, read_tree, write_tree
 
 __all__ = [
@@ -80,14 +81,20 @@ class ExportReport:
     active_changes: int
     archived_changes: int
     path: Path
+    protection: Protection = field(default_factory=lambda: Protection(None))
 
     def to_json(self) -> dict[str, Any]:
+        p = self.protection
         return {
             "path": str(self.path),
             "modules": self.modules,
             "specs": self.specs,
             "active_changes": self.active_changes,
             "archived_changes": self.archived_changes,
+            "backup": None if p.backup is None else str(p.backup),
+            "overwritten": list(p.overwritten),
+            "removed": list(p.local_only),
+            "stale_removed": list(p.stale),
         }
 
 
@@ -226,15 +233,22 @@ def export_tree(
     client: Client,
     ito_dir: Path,
     *,
+    state: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ExportReport:
     """Write the whole project to ``ito_dir`` (the ``.ito`` directory itself).
 
+    With ``state`` (the client state directory), local files the export would overwrite or
+    remove are backed up there first (:mod:`loom.client._protect`), and the active copy of
+    a change the server has archived is removed after the export (it is backed up too).
     ``on_progress(done, total)`` is called once the project is fetched (``done`` 0) and
     after each step is written: the modules and specs, then each change.
     """
     snapshot = client.export_snapshot()
     tree = tree_from_snapshot(snapshot)
+    protection = Protection(None)
+    if state is not None:
+        protection = protect_local_edits(tree, ito_dir, state)
     steps = [ItoTree(modules=tree.modules, specs=tree.specs)]
     steps += [ItoTree(changes=(change,)) for change in tree.changes]
     if on_progress is not None:
@@ -243,6 +257,7 @@ def export_tree(
         write_tree(step, ito_dir)  # the same writes, in the same order, as the whole tree
         if on_progress is not None:
             on_progress(done, len(steps))
+    remove_stale_copies(ito_dir, protection)
     archived = sum(1 for c in tree.changes if c.archived)
     return ExportReport(
         modules=len(tree.modules),
@@ -250,4 +265,5 @@ def export_tree(
         active_changes=len(tree.changes) - archived,
         archived_changes=archived,
         path=ito_dir,
+        protection=protection,
     )

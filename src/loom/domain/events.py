@@ -14,11 +14,10 @@ and numbers must be finite, so every accepted event can be stored and re-served 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NoReturn
 
@@ -31,7 +30,6 @@ __all__ = [
     "SERVER_ACTOR",
     "SERVER_BY",
     "canonical_event_json",
-    "fingerprint_batch",
     "format_event_ts",
     "make_event",
     "parse_event_ts",
@@ -119,13 +117,21 @@ def _bad_string(value: str) -> str | None:
     return None
 
 
+MAX_DEPTH: Final = 64
+"""How deeply a field's JSON value may nest (lists and objects): deeper values were stored and
+then failed every read that rendered them (RecursionError)."""
+
+
 def _check_json(value: object, index: int, field: str) -> None:
-    """Iteratively check that ``value`` is plain, storable JSON."""
-    stack: list[tuple[object, str]] = [(value, field)]
+    """Iteratively check that ``value`` is plain, storable JSON nested at most
+    :data:`MAX_DEPTH` deep."""
+    stack: list[tuple[object, str, int]] = [(value, field, 1)]
     while stack:
-        item, path = stack.pop()
+        item, path, depth = stack.pop()
         if item is None or isinstance(item, bool | int):
             continue
+        if depth > MAX_DEPTH and isinstance(item, list | dict):
+            _fail(index, path, f"{path} nests deeper than {MAX_DEPTH} levels")
         if isinstance(item, float):
             if not math.isfinite(item):
                 _fail(index, path, f"{path} contains a non-finite number")
@@ -134,12 +140,12 @@ def _check_json(value: object, index: int, field: str) -> None:
             if problem:
                 _fail(index, path, f"{path} {problem}")
         elif isinstance(item, list):
-            stack.extend((child, path) for child in item)
+            stack.extend((child, path, depth + 1) for child in item)
         elif isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str) or _bad_string(key):
                     _fail(index, path, f"{path} has an invalid key")
-                stack.append((child, path))
+                stack.append((child, path, depth + 1))
         else:
             _fail(index, path, f"{path} is not JSON ({type(item).__name__})")
 
@@ -246,7 +252,8 @@ def canonical_event_json(obj: object, index: int, *, strict_json: bool = False) 
         except orjson.JSONEncodeError:
             pass
         else:
-            if b"\\u0000" in out:
+            # (More brackets than MAX_DEPTH is necessary for nesting that deep: only then walk.)
+            if b"\\u0000" in out or out.count(b"[") + out.count(b"{") > MAX_DEPTH:
                 _check_values(event, index)
             return out.decode("utf-8")
     try:
@@ -255,20 +262,9 @@ def canonical_event_json(obj: object, index: int, *, strict_json: bool = False) 
     except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         _check_values(event, index)
         raise  # pragma: no cover - _check_values always names the problem first
-    if "\\u0000" in text:
+    if "\\u0000" in text or text.count("[") + text.count("{") > MAX_DEPTH:
         _check_values(event, index)
     return text
-
-
-def fingerprint_batch(events: Sequence[Mapping[str, Any]]) -> str:
-    """SHA-256 (hex) of the canonical JSON of a batch: sorted keys, compact separators.
-
-    Key order and whitespace do not matter; list order and values do.
-    """
-    canonical = json.dumps(
-        list(events), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def make_event(

@@ -184,10 +184,17 @@ def check_write(
         or (fencing_token != state.fencing_token and state.is_active(now_us))
     )
     if stale:
+        assert fencing_token is not None
+        # A token above the current one was never issued (a client bug or a forged header),
+        # which "stale" would misreport as a lost lease.
+        ahead = fencing_token > state.fencing_token
         raise LeaseConflict(
-            f"fencing token {fencing_token} for '{change_id}' is stale "
+            f"fencing token {fencing_token} for '{change_id}' was never issued "
+            f"(current {state.fencing_token})"
+            if ahead
+            else f"fencing token {fencing_token} for '{change_id}' is stale "
             f"(current {state.fencing_token})",
-            kind="stale_fencing_token",
+            kind="unknown_fencing_token" if ahead else "stale_fencing_token",
             change_id=change_id,
             holder=state.active_holder(now_us),
             expires_at=format_us(state.expires_us) if state.is_active(now_us) else None,

@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from loom.domain._memo import memoized
 from loom.errors import ValidationError
 
 __all__ = [
@@ -37,11 +38,8 @@ __all__ = [
     "SCOPE_PLACEHOLDER",
     "ChecklistEntry",
     "ModuleDoc",
-    "add_change",
     "module_dir_name",
-    "module_title",
     "parse_module_md",
-    "render_module_md",
     "tick_change",
 ]
 
@@ -55,7 +53,6 @@ _ENTRY = re.compile(
     r"(?P<planned>[ \t]+\(planned\))?[ \t]*\Z"
 )
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-_BULLET = re.compile(r"[ \t]*[-*+][ \t]+(?P<item>.*?)[ \t]*\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +115,13 @@ def _without_comments(body: list[tuple[int, str]]) -> list[tuple[int, str]]:
 def _bullets(body: list[tuple[int, str]]) -> tuple[str, ...]:
     items: list[str] = []
     for _, line in _without_comments(body):
-        match = _BULLET.match(line)
-        if match and match["item"]:
-            items.append(match["item"])
+        # ``<blanks>[-*+]<blanks><item><blanks>``, with string operations (a pattern with a lazy
+        # item before trailing blanks backtracks quadratically on a run of spaces).
+        s = line.lstrip(" \t")
+        if len(s) > 1 and s[0] in "-*+" and s[1] in " \t":
+            item = s[1:].strip(" \t")
+            if item:
+                items.append(item)
     return tuple(items)
 
 
@@ -140,6 +141,7 @@ def _entries(body: list[tuple[int, str]]) -> tuple[ChecklistEntry, ...]:
     return tuple(entries)
 
 
+@memoized
 def parse_module_md(md: str) -> ModuleDoc:
     """Parse a ``module.md``. Never fails: missing sections give empty values.
 
@@ -168,6 +170,7 @@ def parse_module_md(md: str) -> ModuleDoc:
     )
 
 
+@memoized
 def tick_change(md: str, change_id: str) -> str:
     """Mark ``- [ ] <change_id>`` as ``- [x] <change_id>``.
 
@@ -180,50 +183,6 @@ def tick_change(md: str, change_id: str) -> str:
         re.MULTILINE,
     )
     return pattern.sub(r"\1[x]\2", md)
-
-
-def add_change(md: str, change_id: str, *, planned: bool = False) -> str:
-    """Add ``- [ ] <change_id>`` to the ``## Changes`` list, keeping the list in id order.
-
-    Other lines are left as they are: the entry goes after the last entry whose id sorts
-    before it (or before the first entry, or in place of the placeholder comment). A missing
-    ``## Changes`` section is appended. No-op if the id is already listed.
-    """
-    doc = parse_module_md(md)
-    if any(entry.change_id == change_id for entry in doc.changes):
-        return md
-    newline = "\r\n" if "\r\n" in md else "\n"
-    entry = f"- [ ] {change_id}" + (" (planned)" if planned else "")
-    lines = _LINE.findall(md)
-    stripped = [line.strip() for line in lines]
-    heading = next((i for i, s in enumerate(stripped) if s.lower() == "## changes"), None)
-    if heading is None:
-        return f"{md.rstrip()}{newline}{newline}## Changes{newline}{entry}{newline}"
-    before = [e.line for e in doc.changes if e.change_id < change_id]
-    if before:
-        position = max(before)
-    elif doc.changes:
-        position = min(e.line for e in doc.changes) - 1
-    else:
-        placeholder = next(
-            (i for i in range(heading + 1, len(lines)) if stripped[i] == CHANGES_PLACEHOLDER),
-            None,
-        )
-        if placeholder is not None:
-            ending = lines[placeholder][len(lines[placeholder].rstrip("\r\n")) :]
-            lines[placeholder] = entry + ending
-            return "".join(lines)
-        position = heading + 1
-    if position > 0 and not lines[position - 1].endswith(("\n", "\r")):
-        lines[position - 1] += newline
-    lines.insert(position, entry + newline)
-    return "".join(lines)
-
-
-def module_title(slug: str) -> str:
-    """Title Case of a module slug: ``"ito-backend"`` → ``"Ito Backend"`` (Ito §2.4)."""
-    words = re.split(r"[-_\s]+", slug)
-    return " ".join(word[:1].upper() + word[1:].lower() for word in words if word)
 
 
 def module_dir_name(module_id: str, name: str) -> str:
@@ -248,33 +207,3 @@ def module_dir_name(module_id: str, name: str) -> str:
         )
     leaf = module_id.rpartition(".")[2]
     return f"{leaf}_{name}"
-
-
-def render_module_md(
-    title: str,
-    *,
-    purpose: str | None = None,
-    scope: tuple[str, ...] | list[str] = (),
-    depends_on: tuple[str, ...] | list[str] = (),
-    changes: tuple[ChecklistEntry, ...] | list[ChecklistEntry] = (),
-    sub_module: bool = False,
-) -> str:
-    """Generate a ``module.md`` the way Ito does (placeholders for empty sections, no blank
-    line after headings, ``## Depends On`` omitted when empty, changes sorted by id)."""
-    parts = [f"# {title}", "", "## Purpose", purpose.strip() if purpose else PURPOSE_PLACEHOLDER]
-    parts += ["", "## Scope"]
-    if scope:
-        parts += [f"- {item}" for item in scope]
-    else:
-        parts.append("- *" if sub_module else SCOPE_PLACEHOLDER)
-    if depends_on:
-        parts += ["", "## Depends On", *(f"- {item}" for item in depends_on)]
-    parts += ["", "## Changes"]
-    if changes:
-        for entry in sorted(changes, key=lambda e: e.change_id):
-            mark = "x" if entry.done else " "
-            suffix = " (planned)" if entry.planned else ""
-            parts.append(f"- [{mark}] {entry.change_id}{suffix}")
-    else:
-        parts.append(CHANGES_PLACEHOLDER)
-    return "\n".join(parts) + "\n"

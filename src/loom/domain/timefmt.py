@@ -47,7 +47,13 @@ def parse_rfc3339_us(text: str) -> int:
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
         raise ValueError(f"timestamp without timezone: {text!r}")
-    return datetime_to_us(dt)
+    try:
+        # The same range every reader formats (years 1-9999 in UTC): "0001-01-01T00:00:00+23:59"
+        # is a valid local time whose UTC instant is not, and was stored, then failed every read.
+        utc = dt.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"timestamp out of range: {text[:60]!r}") from exc
+    return datetime_to_us(utc)
 
 
 def date_of_us(us: int) -> date:

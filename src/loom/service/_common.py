@@ -10,7 +10,7 @@ from loom.domain.events import make_event
 from loom.domain.ids import resolve_change_target
 from loom.domain.leases import LeaseState, check_write, release
 from loom.domain.timefmt import format_us, format_us_millis
-from loom.errors import ArchivedConflict, NotFound
+from loom.errors import ArchivedConflict, LeaseConflict, NotFound
 from loom.service._context import Actor, Project, ServiceContext
 from loom.store.changes import ChangeRow, get_change, get_change_archived, list_change_ids
 from loom.store.events import append_events
@@ -18,6 +18,7 @@ from loom.store.leases import get_lease, save_lease
 
 __all__ = [
     "SERVER_SESSION",
+    "audit",
     "change_not_found",
     "check_lease",
     "record",
@@ -97,8 +98,20 @@ def resolve_read_target(conn: Connection, pid: int | None, target: str, lifecycl
 def check_lease(
     ctx: ServiceContext, conn: Connection, pid: int, change_id: str, actor: Actor
 ) -> LeaseState | None:
-    """Strict mode: refuse a write that is not from the active holder or has a stale token."""
+    """Strict mode: refuse a write that is not from the active holder or has a stale token.
+
+    With ``require_lease`` (either mode), a write to a change nobody holds is refused too.
+    """
     state = get_lease(conn, pid, change_id)
+    now = ctx.now_us()
+    if ctx.policy.require_lease and (state is None or not state.is_active(now)):
+        raise LeaseConflict(
+            f"change '{change_id}' has no active lease and this server requires one for "
+            f"writes: take it first (`loom claim {change_id}`)",
+            kind="lease_required",
+            change_id=change_id,
+            holder=None,
+        )
     if ctx.policy.lease_enforcement == "advisory":
         return state
     check_write(
@@ -106,7 +119,7 @@ def check_lease(
         change_id=change_id,
         holder=actor.holder,
         fencing_token=actor.fencing_token,
-        now_us=ctx.now_us(),
+        now_us=now,
     )
     return state
 
@@ -167,3 +180,8 @@ def release_on_archive(
 
 def record(conn: Connection, pid: int, now_us: int, *events: dict[str, Any]) -> None:
     append_events(conn, pid, list(events), now_us)
+
+
+def audit(conn: Connection, pid: int, now_us: int, **event: Any) -> None:
+    """Record one server event (the keyword arguments of :func:`server_event`)."""
+    record(conn, pid, now_us, server_event(now_us, **event))

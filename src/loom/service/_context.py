@@ -6,14 +6,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection
 
+from loom.service._tokencache import TokenCache
+from loom.settings import Settings
+from loom.store import migrate
 from loom.store.engine import Database
 from loom.store.projects import ensure_project, find_project
 
-__all__ = ["Actor", "Policy", "Project", "ServiceContext", "system_clock_us"]
+__all__ = ["Actor", "Policy", "Project", "ServiceContext", "open_context", "system_clock_us"]
 
 
 def system_clock_us() -> int:
@@ -38,23 +41,49 @@ class Actor:
     holder: str | None = None
     fencing_token: int | None = None
     admin: bool = False
+    # The named token's name (``loom token create --name``): what audit events record.
+    token_name: str | None = None
 
     @property
     def by(self) -> str:
+        if self.token_name is not None:
+            return self.token_name
         return f"@{self.holder}" if self.holder else ("@admin" if self.admin else "@project")
+
+
+def _default(name: str) -> Any:
+    return Settings.model_fields[name].default
 
 
 @dataclass(frozen=True)
 class Policy:
-    lease_ttl: int = 900
-    lease_ttl_min: int = 10
-    lease_ttl_max: int = 86400
-    lease_enforcement: Literal["strict", "advisory"] = "strict"
-    allow_blind_push: bool = False
-    idempotency_ttl: int = 86400
+    """The rules the use cases apply; defaults are the server settings' defaults."""
+
+    lease_ttl: int = _default("lease_ttl")
+    lease_ttl_min: int = _default("lease_ttl_min")
+    lease_ttl_max: int = _default("lease_ttl_max")
+    lease_enforcement: Literal["strict", "advisory"] = _default("lease_enforcement")
+    allow_blind_push: bool = _default("allow_blind_push")
+    # Writes to an existing change need an active lease (creating a change stays open).
+    require_lease: bool = _default("require_lease")
+    idempotency_ttl: int = _default("idempotency_ttl")
+    max_artifact_bytes: int = _default("max_artifact_bytes")
     idempotency_in_flight_timeout: int = 120
     # Expired idempotency records are deleted by every n-th keyed request of a process.
     idempotency_purge_every: int = 500
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            lease_ttl=settings.lease_ttl,
+            lease_ttl_min=settings.lease_ttl_min,
+            lease_ttl_max=settings.lease_ttl_max,
+            lease_enforcement=settings.lease_enforcement,
+            allow_blind_push=settings.allow_blind_push,
+            require_lease=settings.require_lease,
+            idempotency_ttl=settings.idempotency_ttl,
+            max_artifact_bytes=settings.max_artifact_bytes,
+        )
 
 
 @dataclass
@@ -62,6 +91,7 @@ class ServiceContext:
     db: Database
     policy: Policy = field(default_factory=Policy)
     clock: Callable[[], int] = system_clock_us
+    tokens: TokenCache = field(default_factory=TokenCache)
     _project_ids: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -88,3 +118,22 @@ class ServiceContext:
         """Cache an id once the transaction that created it has committed."""
         with self._lock:
             self._project_ids[(project.org, project.repo)] = pid
+
+
+def open_context(
+    settings: Settings,
+    clock: Callable[[], int] | None = None,
+    *,
+    run_migrations: bool = True,
+) -> ServiceContext:
+    """The context of a server process: its database (upgraded to the current schema unless
+    ``run_migrations`` is False), policy and clock. ``ctx.db.dispose()`` closes it."""
+    db = Database(settings.database_url)
+    if run_migrations:
+        migrate.upgrade(db)
+    return ServiceContext(
+        db,
+        Policy.from_settings(settings),
+        clock or system_clock_us,
+        tokens=TokenCache(settings.token_cache_seconds),
+    )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from loom.domain.ids import archive_dir_name, module_of, sub_module_of
 from loom.domain.modules import tick_change
 from loom.domain.specs import apply_delta
+from loom.domain.tasks import parse_tasks
 from loom.domain.timefmt import date_of_us, format_us
+from loom.errors import Conflict, LoomError
 from loom.service._common import (
     change_not_found,
     check_lease,
@@ -17,6 +20,7 @@ from loom.service._common import (
     write_pid,
 )
 from loom.service._context import Actor, Project, ServiceContext
+from loom.service._limits import check_artifact
 from loom.service.spec_bases import check_spec_bases
 from loom.store.catalog import get_module, get_spec, upsert_module
 from loom.store.changes import get_change, get_specs, update_change
@@ -24,14 +28,44 @@ from loom.store.projects import lock_project
 from loom.store.requirements import delete_requirements
 from loom.store.spec_history import write_spec
 
-__all__ = ["archive_change"]
+__all__ = ["archive_change", "prepare_archive"]
+
+
+def prepare_archive(ctx: ServiceContext, project: Project, change_id: str) -> None:
+    """Run :func:`archive_change`'s merges and checklist tick on the stored texts ahead of its
+    transaction (on a worker thread), so the transaction finds them memoised. Read-only;
+    errors are left for the real call."""
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+        if pid is None:
+            return
+        row = get_change(conn, pid, change_id)
+        if row is None or row.archived_us is not None:
+            return
+        work = [
+            (capability, delta, get_spec(conn, pid, capability))
+            for capability, delta in get_specs(conn, pid, change_id)
+        ]
+        module_id = sub_module_of(change_id) or module_of(change_id)
+        module = None if module_id is None else get_module(conn, pid, module_id)
+    for capability, delta, base in work:
+        with contextlib.suppress(LoomError):
+            apply_delta(None if base is None else base.markdown, delta, capability)
+    if module is not None and module.markdown:
+        tick_change(module.markdown, change_id)
 
 
 def archive_change(
     ctx: ServiceContext, project: Project, change_id: str, actor: Actor, *, force: bool = False
 ) -> dict[str, Any]:
     """All or nothing: any invalid delta or stale spec base raises before anything is
-    written. ``force`` merges over a stale base (lease holder or admin; recorded)."""
+    written.
+
+    A change with pending or in-progress tasks is refused (409 ``change_unfinished``) unless
+    ``force``; shelved tasks do not count. So is one whose deltas were written against a
+    requirement another archive changed since (409 ``stale_spec_base``): ``force`` merges
+    anyway (lease holder or admin). A forced archive says what it overrode in its event.
+    """
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:
@@ -41,6 +75,21 @@ def archive_change(
         if row.archived_us is not None:
             return {"change_id": change_id, "archived_at": format_us(row.archived_us)}
         lease = check_lease(ctx, conn, pid, change_id, actor)
+        progress = parse_tasks(row.tasks).progress
+        unfinished = progress.pending + progress.in_progress
+        if unfinished and not force:
+            raise Conflict(
+                f"change '{change_id}' is unfinished: {progress.complete}/{progress.total} "
+                f"tasks complete ({progress.in_progress} in progress, {progress.pending} "
+                "pending); complete or shelve them, or archive with force",
+                kind="change_unfinished",
+                change_id=change_id,
+                complete=progress.complete,
+                in_progress=progress.in_progress,
+                pending=progress.pending,
+                shelved=progress.shelved,
+                total=progress.total,
+            )
         # Archives of different changes merge into the same specs: without this lock two
         # PostgreSQL transactions read the same base spec and the second merge overwrote the
         # first (lost requirements). Order: change row (above), then project row.
@@ -55,6 +104,8 @@ def archive_change(
             base = get_spec(conn, pid, capability, for_update=True)
             before = None if base is None else base.markdown
             merged.append((capability, before, apply_delta(before, delta, capability)))
+        for capability, _, markdown in merged:
+            check_artifact(ctx.policy, f"merged spec {capability}", markdown)
         for capability, before, markdown in merged:
             if markdown != before:
                 write_spec(
@@ -91,7 +142,7 @@ def archive_change(
                 entity_id=change_id,
                 op="archive",
                 by=actor.by,
-                meta=_archive_meta(archive_name, [c for c, _, _ in merged], force, stale),
+                meta=_archive_meta(archive_name, [c for c, _, _ in merged], unfinished, stale),
             )
         )
         if module_id is not None:
@@ -110,11 +161,13 @@ def archive_change(
 
 
 def _archive_meta(
-    archive_name: str, specs: list[str], force: bool, stale: list[dict[str, Any]]
+    archive_name: str, specs: list[str], unfinished: int, stale: list[dict[str, Any]]
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"archive_name": archive_name, "specs": specs}
-    if force:
-        meta["force"] = True
+    if unfinished or stale:
+        meta["forced"] = True
+    if unfinished:
+        meta["unfinished_tasks"] = unfinished
     if stale:
         # What the forced archive overrode (the names; the texts are in the spec history).
         meta["stale_spec_base"] = [

@@ -7,20 +7,30 @@ from typing import Any
 from loom.domain.ids import validate_module_id
 from loom.domain.timefmt import format_us
 from loom.errors import NotFound, ValidationError
-from loom.service._common import write_pid
-from loom.service._context import Project, ServiceContext
+from loom.service._common import audit, write_pid
+from loom.service._context import Actor, Project, ServiceContext
+from loom.service._limits import check_artifact, check_artifacts
 from loom.store import catalog as store
+from loom.store.projects import projects_after
 from loom.store.spec_history import spec_at, spec_history, write_spec
 
 __all__ = [
     "get_module",
     "get_spec",
     "get_spec_history",
+    "known_projects",
     "list_modules",
     "list_specs",
     "put_module",
     "put_spec",
 ]
+
+
+def known_projects(ctx: ServiceContext, after_id: int = 0) -> list[tuple[int, str, str]]:
+    """Projects stored with a row id above ``after_id``, as ``(id, org, repo)`` (for the 403
+    "valid token, wrong project")."""
+    with ctx.db.read() as conn:
+        return projects_after(conn, after_id)
 
 
 def _spec_path(spec_id: str) -> str:
@@ -85,10 +95,12 @@ def put_module(
     name: str,
     description: str | None,
     markdown: str | None,
+    actor: Actor | None = None,
 ) -> dict[str, Any]:
     module_id = validate_module_id(module_ref)
     if not name.strip() or len(name) > 200 or "\n" in name:
         raise ValidationError("module name must be 1-200 chars on one line", kind="invalid_name")
+    check_artifacts(ctx.policy, [("module description", description), ("module.md", markdown)])
     parent = module_id.split(".")[0] if "." in module_id else None
     pid = write_pid(ctx, project)
     now = ctx.now_us()
@@ -97,6 +109,7 @@ def put_module(
             raise NotFound(
                 f"parent module not found: {parent}", kind="module_not_found", module_id=parent
             )
+        existing = store.get_module(conn, pid, module_id, for_update=True)
         store.upsert_module(
             conn,
             pid,
@@ -106,6 +119,16 @@ def put_module(
             description=description,
             markdown=markdown,
             now_us=now,
+        )
+        audit(
+            conn,
+            pid,
+            now,
+            entity="module",
+            entity_id=module_id,
+            op="create" if existing is None else "update",
+            by=(actor or Actor()).by,
+            meta={"name": name},
         )
     return get_module(ctx, project, module_id)
 
@@ -181,11 +204,27 @@ def get_spec_history(ctx: ServiceContext, project: Project, spec_id: str) -> dic
     }
 
 
-def put_spec(ctx: ServiceContext, project: Project, spec_id: str, markdown: str) -> dict[str, Any]:
+def put_spec(
+    ctx: ServiceContext,
+    project: Project,
+    spec_id: str,
+    markdown: str,
+    actor: Actor | None = None,
+) -> dict[str, Any]:
+    check_artifact(ctx.policy, f"spec {spec_id}", markdown)
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:
         existing = store.get_spec(conn, pid, spec_id, for_update=True)
         if existing is None or existing.markdown != markdown:
             write_spec(conn, pid, spec_id, markdown, now, source="put")
+        audit(
+            conn,
+            pid,
+            now,
+            entity="spec",
+            entity_id=spec_id,
+            op="create" if existing is None else "update",
+            by=(actor or Actor()).by,
+        )
     return get_spec(ctx, project, spec_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from loom.domain.ids import module_of, sub_module_of, validate_capability
 from loom.domain.tasks import parse_tasks
 from loom.domain.timefmt import format_us
 from loom.errors import (
+    LoomError,
+    PreconditionFailed,
     PreconditionRequired,
     RevisionConflict,
     ValidationError,
@@ -28,11 +31,13 @@ from loom.service._common import (
     server_event,
     write_pid,
 )
-from loom.service._context import Actor, Project, ServiceContext
+from loom.service._context import Actor, Policy, Project, ServiceContext
 from loom.service._derive import derive
+from loom.service._limits import check_artifacts
 from loom.service.overlaps import overlap_events, store_deltas
 from loom.store.catalog import get_module, upsert_module
 from loom.store.changes import (
+    ChangeRow,
     get_change,
     get_spec_bases,
     get_specs,
@@ -47,11 +52,13 @@ from loom.store.spec_history import current_revisions
 __all__ = [
     "Bundle",
     "change_detail",
+    "check_bundle",
     "ensure_module_row",
     "ensure_module_rows",
     "lease_json",
     "list_summaries",
     "parse_revision",
+    "prepare_push",
     "pull_bundle",
     "push_bundle",
     "validate_bundle_specs",
@@ -246,7 +253,11 @@ def parse_revision(value: str | None) -> str | None:
         return None
     text = value.strip()
     if text.startswith("W/"):
-        text = text[2:]
+        # RFC 9110 §13.1.1: If-Match uses the strong comparison, so a weak ETag never matches.
+        raise PreconditionFailed(
+            'a weak ETag (W/...) never matches for a write: send the strong one, e.g. "3"',
+            kind="weak_etag",
+        )
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1]
     return text.strip()
@@ -271,6 +282,27 @@ def validate_bundle_specs(specs: Sequence[Sequence[str]]) -> tuple[tuple[str, st
         seen.add(cap)
         out.append((cap, markdown))
     return tuple(sorted(out))
+
+
+def check_bundle(
+    policy: Policy,
+    proposal: str | None,
+    design: str | None,
+    tasks: str | None,
+    specs: Sequence[tuple[str, str]],
+    metadata: str | None = None,
+) -> None:
+    """Every artifact of a change within the size limit (413 before anything is parsed)."""
+    check_artifacts(
+        policy,
+        [
+            ("proposal.md", proposal),
+            ("design.md", design),
+            ("tasks.md", tasks),
+            (".ito.yaml", metadata),
+            *((f"specs/{cap}/spec.md", md) for cap, md in specs),
+        ],
+    )
 
 
 def ensure_module_rows(conn: Connection, pid: int, change_id: str, now_us: int) -> None:
@@ -305,6 +337,20 @@ def ensure_module_row(
     return True
 
 
+def _record_change(
+    conn: Connection,
+    pid: int,
+    now: int,
+    change_id: str,
+    op: str,
+    actor: Actor,
+    meta: dict[str, Any],
+) -> None:
+    """The audit event of a push (``create`` or ``update``)."""
+    event = server_event(now, entity="change", entity_id=change_id, op=op, by=actor.by, meta=meta)
+    record(conn, pid, now, event)
+
+
 def _created(
     conn: Connection,
     pid: int,
@@ -318,21 +364,19 @@ def _created(
     store_deltas(conn, pid, change_id, specs, spec_bases=bundle.spec_bases, archived=False)
     ensure_module_rows(conn, pid, change_id, now)
     overlaps, overlap_events_ = overlap_events(conn, pid, change_id, set(), now, actor.by)
-    record(
-        conn,
-        pid,
-        now,
-        server_event(
-            now,
-            entity="change",
-            entity_id=change_id,
-            op="create",
-            by=actor.by,
-            meta={"source": "push"},
-        ),
-        *overlap_events_,
-    )
+    _record_change(conn, pid, now, change_id, "create", actor, {"source": "push"})
+    if overlap_events_:
+        record(conn, pid, now, *overlap_events_)
     return _with_warnings({"change_id": change_id, "new_revision": "1"}, overlaps)
+
+
+def prepare_push(ctx: ServiceContext, bundle: Bundle) -> None:
+    """Parse the pushed tasks.md ahead of :func:`push_bundle`'s transaction (on a worker
+    thread), so the transaction finds the result memoised; oversized bundles are left for
+    the real call to refuse, unparsed."""
+    with contextlib.suppress(LoomError):
+        check_bundle(ctx.policy, bundle.proposal, bundle.design, bundle.tasks, ())
+        parse_tasks(bundle.tasks)
 
 
 def push_bundle(
@@ -345,6 +389,7 @@ def push_bundle(
 ) -> dict[str, Any]:
     """Full replace of a change's artifacts, checked against the base revision. Atomic."""
     specs = validate_bundle_specs(bundle.specs)
+    check_bundle(ctx.policy, bundle.proposal, bundle.design, bundle.tasks, specs)
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:
@@ -386,6 +431,13 @@ def push_bundle(
                 local_revision=revision,
                 server_revision=str(row.revision),
             )
+        current = get_specs(conn, pid, change_id)
+        changed = changed_artifacts(row, bundle, current, specs)
+        changed += _moved_bases(get_spec_bases(conn, pid, change_id), bundle.spec_bases, specs)
+        if not changed:
+            # An identical push is a no-op: a new revision here would make every other
+            # agent's next push a conflict although nothing changed.
+            return {"change_id": change_id, "new_revision": str(row.revision)}
         new_revision = row.revision + 1
         done = update_change(
             conn,
@@ -409,6 +461,16 @@ def push_bundle(
         before = shared_requirements(conn, pid, change_id)
         store_deltas(conn, pid, change_id, specs, spec_bases=bundle.spec_bases, archived=False)
         overlaps, events = overlap_events(conn, pid, change_id, before, now, actor.by)
+        # Watchers (the event stream, `allocate --wait`, the dashboard) learn of the new
+        # artifacts from this event: a draft a push made ready is work for a waiting agent.
+        meta = {
+            "source": "push",
+            "revision": str(new_revision),
+            "artifacts": changed,
+            "old_revision": str(row.revision),
+            "new_revision": str(new_revision),
+        }
+        _record_change(conn, pid, now, change_id, "update", actor, meta)
         if events:
             record(conn, pid, now, *events)
     return _with_warnings({"change_id": change_id, "new_revision": str(new_revision)}, overlaps)
@@ -419,3 +481,40 @@ def _with_warnings(answer: dict[str, Any], overlaps: list[dict[str, Any]]) -> di
     if overlaps:
         answer["overlaps"] = overlaps
     return answer
+
+
+def _moved_bases(
+    recorded: Mapping[str, int | None],
+    named: Mapping[str, int] | None,
+    specs: tuple[tuple[str, str], ...],
+) -> list[str]:
+    """``spec_base/<cap>`` for each delta whose named spec base differs from the recorded
+    one: a push after ``loom rebase`` that kept the delta's text still moves its base."""
+    if not named:
+        return []
+    return [
+        f"spec_base/{cap}" for cap, _ in specs if cap in named and named[cap] != recorded.get(cap)
+    ]
+
+
+def changed_artifacts(
+    row: ChangeRow,
+    bundle: Bundle,
+    current_specs: Sequence[tuple[str, str]],
+    specs: tuple[tuple[str, str], ...],
+) -> list[str]:
+    """The artifacts a push would change: ``proposal``, ``design``, ``tasks``, ``specs/<cap>``."""
+    changed = [
+        name
+        for name, old, new in (
+            ("proposal", row.proposal, bundle.proposal),
+            ("design", row.design, bundle.design),
+            ("tasks", row.tasks, bundle.tasks),
+        )
+        if old != new
+    ]
+    before = dict(current_specs)
+    after = dict(specs)
+    caps = sorted(before.keys() | after.keys())
+    changed.extend(f"specs/{cap}" for cap in caps if before.get(cap) != after.get(cap))
+    return changed

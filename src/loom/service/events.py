@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from loom import metrics
 from loom.domain.events import canonical_event_json
 from loom.errors import Unprocessable, ValidationError
 from loom.service._common import write_pid
@@ -15,11 +16,12 @@ from loom.store.events import (
     append_events,
     get_batch_key,
     insert_batch_key,
+    latest_seq,
     list_events,
     publish_events,
 )
 
-__all__ = ["ingest_events", "read_events"]
+__all__ = ["ingest_events", "latest_event", "read_events"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -57,6 +59,8 @@ def ingest_events(
     with ctx.db.write() as conn:
         if insert_batch_key(conn, pid, key, fingerprint, len(events), now):
             append_events(conn, pid, events, now, bodies)
+            metrics.EVENT_BATCHES.inc()
+            metrics.EVENTS_INGESTED.inc(len(events))
             return {"accepted": len(events), "duplicates": 0}
         existing = get_batch_key(conn, pid, key)
         assert existing is not None
@@ -65,6 +69,8 @@ def ingest_events(
                 f"idempotency_key '{key}' was already used for a different batch",
                 kind="idempotency_key_reused",
             )
+        metrics.EVENT_BATCHES.inc()
+        metrics.EVENTS_DUPLICATE.inc(len(events))
         return {"accepted": 0, "duplicates": len(events)}
 
 
@@ -92,3 +98,19 @@ def read_events(
         return items, None
     next_since = int(items[-1]["seq"]) if items else (since or 0)
     return items, next_since
+
+
+def latest_event(ctx: ServiceContext, project: Project) -> tuple[int | None, int]:
+    """(the project's row id or None, the ``seq`` of its log's last event, 0 when none).
+
+    Reads through the same path as :func:`read_events` (PostgreSQL numbers what has been
+    committed first), so "from now" on the event stream means after this ``seq``."""
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+    if pid is None:
+        return None, 0
+    if ctx.db.kind == "postgresql":
+        with ctx.db.write() as conn:
+            publish_events(conn, pid)
+    with ctx.db.read() as conn:
+        return pid, latest_seq(conn, pid)

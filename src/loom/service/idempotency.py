@@ -24,7 +24,10 @@ from loom.service._common import write_pid
 from loom.service._context import Project, ServiceContext
 from loom.store import idempotency as store
 
-__all__ = ["Replay", "run_idempotent"]
+__all__ = ["BOOT_ID", "Replay", "release_abandoned", "run_idempotent"]
+
+BOOT_ID = secrets.token_hex(6)
+"""This process's boot: every in-flight record it writes has an owner ``<BOOT_ID>.<random>``."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def run_idempotent(
 ) -> tuple[int, Any, bool]:
     """Run ``operation`` at most once per (project, key). Returns (status, body, replayed)."""
     pid = write_pid(ctx, project)
-    owner = secrets.token_hex(8)
+    owner = f"{BOOT_ID}.{secrets.token_hex(8)}"
     replay = _begin(ctx, pid, key, fingerprint, owner)
     if replay is not None:
         return replay.status, replay.body, True
@@ -135,3 +138,19 @@ def run_idempotent(
 def _forget(ctx: ServiceContext, pid: int, key: str, owner: str) -> None:
     with ctx.db.write() as conn:
         store.release_key(conn, pid, key, owner=owner)
+
+
+def release_abandoned(ctx: ServiceContext) -> int:
+    """At start-up on SQLite: delete the in-flight records of earlier boots.
+
+    One process owns a SQLite database (``serve --workers > 1`` is refused there), so any
+    in-flight record not written by this boot belongs to a process that died mid-request,
+    whose effect never committed (it commits with the record): its key is free again at
+    once instead of answering 409 ``idempotency_in_flight`` for two minutes. (PostgreSQL
+    servers share the database with other live processes; there the in-flight timeout
+    still decides.) Returns how many were released.
+    """
+    if ctx.db.kind != "sqlite":
+        return 0
+    with ctx.db.write() as conn:
+        return store.release_other_boots(conn, f"{BOOT_ID}.")

@@ -8,11 +8,19 @@ from typing import Any, Literal
 
 from loom.domain.ids import validate_module_id
 from loom.domain.modules import parse_module_md
+from loom.domain.tasks import parse_tasks
 from loom.domain.timefmt import format_us
-from loom.service._common import record, release_on_archive, server_event, write_pid
+from loom.errors import LoomError
+from loom.service._common import audit, record, release_on_archive, write_pid
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
-from loom.service.changes import ensure_module_row, ensure_module_rows, validate_bundle_specs
+from loom.service._limits import check_artifact, check_artifacts
+from loom.service.changes import (
+    check_bundle,
+    ensure_module_row,
+    ensure_module_rows,
+    validate_bundle_specs,
+)
 from loom.service.overlaps import store_deltas
 from loom.store import catalog
 from loom.store.changes import (
@@ -25,7 +33,14 @@ from loom.store.changes import (
 from loom.store.leases import get_lease
 from loom.store.spec_history import write_spec
 
-__all__ = ["ImportChange", "ImportModule", "ImportSpec", "export_project", "import_tree"]
+__all__ = [
+    "ImportChange",
+    "ImportModule",
+    "ImportSpec",
+    "export_project",
+    "import_tree",
+    "prepare_import",
+]
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,8 @@ class _Tally:
         self.updated = 0
         self.unchanged = 0
         self.conflicts: list[dict[str, str]] = []
+        self.changes_created: list[str] = []
+        self.changes_updated: list[str] = []
 
     def conflict(self, kind: str, item_id: str, reason: str) -> None:
         self.conflicts.append({"kind": kind, "id": item_id, "reason": reason})
@@ -78,6 +95,25 @@ def _module_description(markdown: str | None) -> str | None:
     return parse_module_md(markdown).description
 
 
+def prepare_import(
+    ctx: ServiceContext, modules: Sequence[ImportModule], changes: Sequence[ImportChange]
+) -> None:
+    """Parse the imported tasks.md files and module.md files ahead of :func:`import_tree`'s
+    transaction (on a worker thread), so the transaction finds them memoised."""
+    try:
+        for c in changes:
+            check_bundle(ctx.policy, c.proposal, c.design, c.tasks, (), c.metadata)
+        for m in modules:
+            check_artifact(ctx.policy, "module", m.markdown)
+    except LoomError:
+        return  # refused by the real call, unparsed
+    for c in changes:
+        parse_tasks(c.tasks)
+    for m in modules:
+        if m.markdown and m.description is None:
+            parse_module_md(m.markdown)
+
+
 def import_tree(
     ctx: ServiceContext,
     project: Project,
@@ -91,6 +127,18 @@ def import_tree(
     """Load state as it is (no delta merge, no checklist ticking, no lease checks)."""
     checked = [(c, validate_bundle_specs(c.specs)) for c in changes]
     module_ids = [(validate_module_id(m.id), m) for m in modules]
+    for module_id, m in module_ids:
+        check_artifacts(
+            ctx.policy,
+            [
+                (f"module {module_id} description", m.description),
+                (f"module {module_id}", m.markdown),
+            ],
+        )
+    for s in specs:
+        check_artifact(ctx.policy, f"spec {s.id}", s.markdown)
+    for c, c_specs in checked:
+        check_bundle(ctx.policy, c.proposal, c.design, c.tasks, c_specs, c.metadata)
     tally = _Tally()
     pid = write_pid(ctx, project)
     now = ctx.now_us()
@@ -145,6 +193,27 @@ def import_tree(
                     tally.updated += 1
         for c, c_specs in checked:
             _import_change(ctx, conn, pid, c, c_specs, overwrite, tally, now, actor)
+        if tally.created or tally.updated:
+            # One summary event for the whole import (not one per change: a corpus is
+            # hundreds), naming the changes it created or replaced.
+            audit(
+                conn,
+                pid,
+                now,
+                entity="project",
+                entity_id=project.name,
+                op="import",
+                by=actor.by,
+                meta={
+                    "mode": mode,
+                    "created": tally.created,
+                    "updated": tally.updated,
+                    "unchanged": tally.unchanged,
+                    "conflicts": len(tally.conflicts),
+                    "changes_created": tally.changes_created,
+                    "changes_updated": tally.changes_updated,
+                },
+            )
     return tally.json()
 
 
@@ -180,20 +249,8 @@ def _import_change(
             return
         store_deltas(conn, pid, c.id, specs, spec_bases=None, archived=c.archived_us is not None)
         ensure_module_rows(conn, pid, c.id, now)
-        record(
-            conn,
-            pid,
-            now,
-            server_event(
-                now,
-                entity="change",
-                entity_id=c.id,
-                op="create",
-                by=actor.by,
-                meta={"source": "import", "archived": c.archived_us is not None},
-            ),
-        )
         tally.created += 1
+        tally.changes_created.append(c.id)
         return
     same = (
         (row.proposal, row.design, row.tasks, row.metadata)
@@ -206,6 +263,10 @@ def _import_change(
         return
     if not overwrite:
         tally.conflict("change", c.id, "exists with different content")
+        return
+    if row.archived_us is not None and c.archived_us is None:
+        # An archive cannot be undone by an import (its specs are already merged).
+        tally.conflict("change", c.id, "archived on the server; an import does not un-archive")
         return
     update_change(
         conn,
@@ -227,6 +288,7 @@ def _import_change(
         if events:
             record(conn, pid, now, *events)
     tally.updated += 1
+    tally.changes_updated.append(c.id)
 
 
 def _same_archive(stored_us: int | None, imported_us: int | None) -> bool:

@@ -12,12 +12,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from loom import metrics
 from loom.domain import leases as rules
 from loom.domain.timefmt import format_us
 from loom.errors import ArchivedConflict, LeaseConflict, NotFound, ValidationError
 from loom.service._common import (
     change_not_found,
-    record,
     require_live_change,
     server_event,
     write_pid,
@@ -25,15 +25,17 @@ from loom.service._common import (
 from loom.service._context import Actor, Project, ServiceContext
 from loom.store.changes import get_change
 from loom.store.leases import (
-    allocation_candidates,
+    candidate_window,
     get_change_lease,
     get_lease,
     held_by,
     list_active,
+    next_candidate,
     save_lease,
     try_change_lease,
 )
 from loom.store.requirements import (
+    any_busy_requirement,
     busy_requirements,
     overlapping,
     requirements_for,
@@ -53,8 +55,6 @@ __all__ = [
     "release",
     "resolve_ttl",
 ]
-
-_ALLOCATE_BATCH = 8
 
 
 def resolve_ttl(ctx: ServiceContext, ttl_seconds: int | None) -> int:
@@ -158,7 +158,7 @@ def _apply_claim(
         now_us=now,
         ttl_seconds=ttl,
     )
-    save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
+    metrics.count_claim(outcome.events, allocate=allocate)
     events = _lease_events(
         now,
         change_id,
@@ -167,8 +167,9 @@ def _apply_claim(
         allocate=allocate,
         fencing_token=outcome.state.fencing_token,
     )
-    if events:
-        record(conn, pid, now, *events)
+    save_lease(
+        conn, pid, change_id, outcome.state, exists=stored is not None, events=events, now_us=now
+    )
     return claim_json(change_id, outcome.state)
 
 
@@ -203,6 +204,7 @@ def heartbeat(
             ttl_seconds=ttl,
         )
         save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
+        metrics.count_claim(outcome.events)
         return claim_json(change_id, outcome.state)
 
 
@@ -224,8 +226,8 @@ def release(
         if stored is None:
             return {"change_id": change_id, "released": False}
         outcome = rules.release(stored, change_id=change_id, holder=holder, now_us=now, force=force)
+        metrics.count_release(outcome.events)
         if outcome.changed:
-            save_lease(conn, pid, change_id, outcome.state, exists=True)
             events = _lease_events(
                 now,
                 change_id,
@@ -234,7 +236,7 @@ def release(
                 allocate=False,
                 fencing_token=outcome.state.fencing_token,
             )
-            record(conn, pid, now, *events)
+            save_lease(conn, pid, change_id, outcome.state, exists=True, events=events, now_us=now)
         released = any(name in ("release", "force_release") for name, _ in outcome.events)
         return {"change_id": change_id, "released": released}
 
@@ -263,14 +265,16 @@ def list_leases(ctx: ServiceContext, project: Project) -> list[dict[str, Any]]:
             return []
         active = list_active(conn, pid, ctx.now_us())
     return [
-        {
-            "change_id": a.change_id,
-            "holder": a.holder,
-            "acquired_at": format_us(a.acquired_us),
-            "expires_at": format_us(a.expires_us),
-            "ttl_seconds": a.ttl_seconds,
-            "fencing_token": a.fencing_token,
-        }
+        claim_json(
+            a.change_id,
+            rules.LeaseState(
+                holder=a.holder,
+                acquired_us=a.acquired_us,
+                expires_us=a.expires_us,
+                ttl_seconds=a.ttl_seconds,
+                fencing_token=a.fencing_token,
+            ),
+        )
         for a in active
     ]
 
@@ -315,23 +319,33 @@ def allocate(
             require_live_change(conn, pid, mine)
             stored = get_lease(conn, pid, mine)
             renewal = _renewal_ttl(ctx, requested, stored, holder)
-            claimed = _apply_claim(
+            metrics.ALLOCATIONS.labels("granted").inc()
+            renewed = _apply_claim(
                 ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored
             )
-            return {"claim": _with_overlaps(conn, pid, claimed, now, avoid_overlap)}
-        picked = _pick(ctx, conn, pid, holder, ttl, now, module, changes, avoid_overlap)
-        if picked is None:
-            return {"claim": None}
-        return {"claim": _with_overlaps(conn, pid, picked, now, avoid_overlap)}
+            if avoid_overlap != "off" and any_busy_requirement(conn, pid, now):
+                renewed = _with_overlaps(conn, pid, renewed, now)
+            return {"claim": renewed}
+        # One cheap check: unless a busy change (leased or in progress) has an indexed
+        # requirement, nothing can overlap one, and allocation is exactly the plain path.
+        if avoid_overlap != "off" and any_busy_requirement(conn, pid, now):
+            picked = _pick_without_overlap(ctx, conn, pid, holder, ttl, now, module, changes)
+            if picked is not None:
+                metrics.ALLOCATIONS.labels("granted").inc()
+                return {"claim": picked}
+            if avoid_overlap == "strict":
+                metrics.ALLOCATIONS.labels("no_work").inc()
+                return {"claim": None}
+            claimed = _next_free(ctx, conn, pid, holder, ttl, now, module, changes)
+            if claimed is not None:
+                claimed = _with_overlaps(conn, pid, claimed, now)
+        else:
+            claimed = _next_free(ctx, conn, pid, holder, ttl, now, module, changes)
+        metrics.ALLOCATIONS.labels("no_work" if claimed is None else "granted").inc()
+        return {"claim": claimed}
 
 
-# How many eligible changes, in the usual order, an overlap-avoiding allocation considers
-# before falling back (``prefer``) or giving up (``strict``): the cost stays bounded however
-# many changes overlap a busy one.
-OVERLAP_WINDOW = 64
-
-
-def _pick(
+def _next_free(
     ctx: ServiceContext,
     conn: Connection,
     pid: int,
@@ -340,57 +354,69 @@ def _pick(
     now: int,
     module: str | None,
     changes: Sequence[str] | None,
-    avoid_overlap: str,
 ) -> dict[str, Any] | None:
-    """Claim the first eligible change: without a busy overlap first (unless ``off``), then,
-    for ``prefer``, the first claimable one as usual.
-
-    The overlap-avoiding pass reads the first :data:`OVERLAP_WINDOW` eligible changes
-    without locking rows, the busy changes' requirements and the candidates' own, and tries
-    the free ones in order. PostgreSQL: allocators read from their own snapshots, so two of
-    them could each take one change of an overlapping pair; a candidate's requirements are
-    therefore try-locked (advisory, never waiting) and the busy requirements read again
-    after the lock, before the change row is locked and claimed.
-    """
-    if avoid_overlap != "off":
-        candidates = allocation_candidates(
-            conn,
-            pid,
-            now,
-            module=module,
-            change_ids=changes,
-            limit=OVERLAP_WINDOW,
-            lock_rows=False,
-        )
-        refs = requirements_for(conn, pid, candidates)
-        busy = busy_requirements(conn, pid, now)
-        for change_id in candidates:
-            mine = refs.get(change_id, [])
-            if overlapping(busy, change_id, mine):
-                continue
-            # Lock the row without waiting (every allocator reads the same candidates in the
-            # same order: waiting would queue them all behind the first).
-            locked = try_change_lease(conn, pid, change_id)
-            if locked is None or not locked[0] or locked[1] is not None:
-                continue
-            if mine and conn.dialect.name == "postgresql":
-                keys = [(r.capability, r.requirement) for r in mine]
-                if not try_lock_requirements(conn, pid, keys):
-                    continue  # another allocator is taking an overlapping change right now
-                if overlapping(busy_requirements(conn, pid, now), change_id, mine):
-                    continue
-            claimed = _claim_locked(ctx, conn, pid, change_id, locked[2], holder, ttl, now)
-            if claimed is not None:
-                return claimed
-        if avoid_overlap == "strict":
+    """Claim the first eligible change in the usual order (None: no work)."""
+    tried: list[str] = []
+    while True:
+        change_id = next_candidate(conn, pid, now, module=module, change_ids=changes, exclude=tried)
+        if change_id is None:
             return None
-    for change_id in allocation_candidates(
-        conn, pid, now, module=module, change_ids=changes, limit=_ALLOCATE_BATCH
-    ):
         try:
             return _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True)
         except LeaseConflict:
-            continue  # taken between the candidate query and the row lock (PostgreSQL only)
+            # Claimed and committed between the candidate's snapshot and its row lock
+            # (PostgreSQL only); the lease was re-read under the lock. Ask again.
+            tried.append(change_id)
+
+
+# How many eligible changes, in the usual order, an overlap-avoiding allocation considers
+# before falling back (``prefer``) or giving up (``strict``): the cost stays bounded however
+# many changes overlap a busy one.
+OVERLAP_WINDOW = 64
+
+
+def _pick_without_overlap(
+    ctx: ServiceContext,
+    conn: Connection,
+    pid: int,
+    holder: str,
+    ttl: int,
+    now: int,
+    module: str | None,
+    changes: Sequence[str] | None,
+) -> dict[str, Any] | None:
+    """Claim the first eligible change sharing no requirement with a busy one (None: none).
+
+    Reads the first :data:`OVERLAP_WINDOW` eligible changes without locking rows, the busy
+    changes' requirements and the candidates' own, and tries the free ones in order, each
+    row locked without waiting (SKIP LOCKED: every allocator reads the same candidates in
+    the same order, and waiting would queue them all behind the first). PostgreSQL:
+    allocators read from their own snapshots, so two of them could each take one change of
+    an overlapping pair; a candidate's requirements are therefore try-locked (advisory,
+    never waiting) and the busy requirements read again after the lock, before the change
+    is claimed.
+    """
+    candidates = candidate_window(
+        conn, pid, now, module=module, change_ids=changes, limit=OVERLAP_WINDOW
+    )
+    refs = requirements_for(conn, pid, candidates)
+    busy = busy_requirements(conn, pid, now)
+    for change_id in candidates:
+        mine = refs.get(change_id, [])
+        if overlapping(busy, change_id, mine):
+            continue
+        locked = try_change_lease(conn, pid, change_id)
+        if locked is None or not locked[0] or locked[1] is not None:
+            continue
+        if mine and conn.dialect.name == "postgresql":
+            keys = [(r.capability, r.requirement) for r in mine]
+            if not try_lock_requirements(conn, pid, keys):
+                continue  # another allocator is taking an overlapping change right now
+            if overlapping(busy_requirements(conn, pid, now), change_id, mine):
+                continue
+        claimed = _claim_locked(ctx, conn, pid, change_id, locked[2], holder, ttl, now)
+        if claimed is not None:
+            return claimed
     return None
 
 
@@ -420,11 +446,8 @@ def _claim_locked(
         return None
 
 
-def _with_overlaps(
-    conn: Connection, pid: int, claimed: dict[str, Any], now: int, avoid_overlap: str
-) -> dict[str, Any]:
-    if avoid_overlap == "off":
-        return claimed
+def _with_overlaps(conn: Connection, pid: int, claimed: dict[str, Any], now: int) -> dict[str, Any]:
+    """The claim, naming the busy changes it shares a requirement with (if any)."""
     change_id = claimed["change_id"]
     refs = requirements_of(conn, pid, change_id)
     if not refs:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 from loom.domain import tasks as t
 from loom.domain.timefmt import date_of_us
-from loom.errors import NotFound
+from loom.errors import LoomError, NotFound
 from loom.service._common import (
+    audit,
     change_not_found,
     check_lease,
     record,
@@ -20,9 +22,10 @@ from loom.service._common import (
 )
 from loom.service._context import Actor, Project, ServiceContext
 from loom.service._derive import derive
+from loom.service._limits import check_artifact
 from loom.store.changes import get_change, get_specs, update_change
 
-__all__ = ["get_tasks", "get_tasks_raw", "init_tasks", "mutate_task"]
+__all__ = ["get_tasks", "get_tasks_raw", "init_tasks", "mutate_task", "prepare_mutation"]
 
 
 def _missing(change_id: str) -> NotFound:
@@ -92,10 +95,61 @@ def init_tasks(
             updated_us=now,
             **derived.values(),
         )
+        audit(
+            conn,
+            pid,
+            now,
+            entity="change",
+            entity_id=change_id,
+            op="tasks_init",
+            by=actor.by,
+            meta={"old_revision": str(row.revision), "new_revision": str(row.revision + 1)},
+        )
     return {"change_id": change_id, "existed": False, "revision": str(row.revision + 1)}
 
 
 Mutation = Callable[[str, date], "t.TaskMutation"]
+
+
+def _apply_op(
+    markdown: str, op: str, today: date, task_id: str | None, title: str | None, wave: int | None
+) -> t.TaskMutation:
+    if op == "add":
+        assert title is not None
+        return t.add_task(markdown, title, wave, today)
+    assert task_id is not None
+    if op == "start":
+        return t.start_task(markdown, task_id, today)
+    if op == "complete":
+        return t.complete_task(markdown, task_id, today)
+    if op == "shelve":
+        return t.shelve_task(markdown, task_id, today)
+    if op == "unshelve":
+        return t.unshelve_task(markdown, task_id, today)
+    raise ValueError(op)  # pragma: no cover - routes only pass the ops above
+
+
+def prepare_mutation(
+    ctx: ServiceContext,
+    project: Project,
+    change_id: str,
+    op: str,
+    *,
+    task_id: str | None = None,
+    title: str | None = None,
+    wave: int | None = None,
+    **_: Any,
+) -> None:
+    """Compute :func:`mutate_task`'s rewrite of the stored tasks.md ahead of its transaction
+    (on a worker thread): the transaction then finds it memoised (``loom.domain._memo``).
+    Read-only; any error is left for the real call to raise."""
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+        row = None if pid is None else get_change(conn, pid, change_id)
+    if row is None or row.tasks is None:
+        return
+    with contextlib.suppress(LoomError):
+        _apply_op(row.tasks, op, date_of_us(ctx.now_us()), task_id, title, wave)
 
 
 def mutate_task(
@@ -120,23 +174,8 @@ def mutate_task(
         check_lease(ctx, conn, pid, change_id, actor)
         if row.tasks is None:
             raise _missing(change_id)
-        if op == "start":
-            assert task_id is not None
-            outcome = t.start_task(row.tasks, task_id, today)
-        elif op == "complete":
-            assert task_id is not None
-            outcome = t.complete_task(row.tasks, task_id, today)
-        elif op == "shelve":
-            assert task_id is not None
-            outcome = t.shelve_task(row.tasks, task_id, today)
-        elif op == "unshelve":
-            assert task_id is not None
-            outcome = t.unshelve_task(row.tasks, task_id, today)
-        elif op == "add":
-            assert title is not None
-            outcome = t.add_task(row.tasks, title, wave, today)
-        else:  # pragma: no cover - routes only pass the ops above
-            raise ValueError(op)
+        outcome = _apply_op(row.tasks, op, today, task_id, title, wave)
+        check_artifact(ctx.policy, "tasks.md", outcome.markdown)
         specs = get_specs(conn, pid, change_id)
         derived = derive(
             change_id, row.proposal, row.design, outcome.markdown, specs, parsed=outcome.result

@@ -2,8 +2,11 @@
 
 SQLite: WAL, ``busy_timeout``, foreign keys ON, and write transactions that take the write
 lock up front (``BEGIN IMMEDIATE``), so a check-then-write can never interleave with another
-writer. Writes of one process go through a single writer thread (no lock waits inside the
-process); reads run concurrently on a small pool.
+writer. Small writes run inline on the event loop thread, one at a time (no lock waits inside
+the process, no thread hand-off); writes that may store megabytes run on one writer thread,
+and writes arriving meanwhile queue behind them; reads run concurrently on a small pool. One
+server process per SQLite file: several would stall each other's whole event loops on the
+write lock, so ``serve --workers N > 1`` is refused on SQLite (:mod:`loom.settings`).
 
 PostgreSQL: READ COMMITTED transactions; correctness comes from row locks
 (``SELECT … FOR UPDATE [SKIP LOCKED]``) and conditional writes issued by the store functions.
@@ -14,9 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -24,11 +31,30 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["Database", "normalize_database_url", "redact_url"]
+from loom import metrics
+
+__all__ = ["APPENDED", "Database", "normalize_database_url", "redact_url"]
 
 T = TypeVar("T")
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
+_WRITE_SECONDS = metrics.DB_TRANSACTION.labels("write")
+_READ_SECONDS = metrics.DB_TRANSACTION.labels("read")
+# SQLSTATEs of PostgreSQL lock trouble: lock_not_available, deadlock_detected,
+# serialization_failure.
+_PG_BUSY = frozenset({"55P03", "40P01", "40001"})
+
+
+def _busy(exc: DBAPIError) -> bool:
+    orig = exc.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        return "locked" in str(orig) or "busy" in str(orig)
+    return getattr(orig, "sqlstate", None) in _PG_BUSY
+
+
+# Key in ``Connection.info``: the project ids whose audit log this transaction appended to
+# (set by ``loom.store.events.append_events``).
+APPENDED = "loom.appended"
 
 
 def normalize_database_url(url: str) -> str:
@@ -53,16 +79,24 @@ class Database:
         self.url = normalize_database_url(url)
         self.kind = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         self.engine: Engine = self._make_engine(pool_size)
-        writers = 1 if self.kind == "sqlite" else pool_size
-        self._write_pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="loom-w")
+        self.inline_writes = self.kind == "sqlite"
+        # SQLite: small writes run inline on the event loop; writes that may store megabytes
+        # run on one writer thread (``run_write(offload=True)``).
+        self._write_pool = ThreadPoolExecutor(
+            max_workers=1 if self.inline_writes else pool_size, thread_name_prefix="loom-w"
+        )
         self._read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loom-r")
         self._local = threading.local()
-        self.inline_writes = self.kind == "sqlite"
         self._writers: list[Connection] = []
         self._writers_lock = threading.Lock()
+        self._offloaded = 0  # SQLite writes queued on the writer thread (event loop only)
+        # Called (from the committing thread) with the project ids whose audit log a write
+        # transaction appended to, once it has committed: the event stream's wake-up.
+        self.on_events: Callable[[set[int]], None] | None = None
 
     def _make_engine(self, pool_size: int) -> Engine:
         if self.kind == "sqlite":
+            _create_private_file(self.url)
             engine = create_engine(
                 self.url,
                 pool_size=pool_size,
@@ -92,6 +126,7 @@ class Database:
             yield current
             return
         conn = self._writer_connection()
+        started = time.perf_counter()
         try:
             if self.kind == "sqlite":
                 with self._sqlite_transaction(conn):
@@ -104,9 +139,20 @@ class Database:
                     finally:
                         self._local.conn = None
         except DBAPIError as exc:
+            conn.info.pop(APPENDED, None)
+            if _busy(exc):
+                metrics.DB_BUSY.inc()
             if exc.connection_invalidated or conn.invalidated or conn.closed:
                 self._drop_writer_connection()
             raise
+        except BaseException:
+            conn.info.pop(APPENDED, None)
+            raise
+        finally:
+            _WRITE_SECONDS.observe(time.perf_counter() - started)
+        appended = conn.info.pop(APPENDED, None)
+        if appended and self.on_events is not None:
+            self.on_events(appended)
 
     @contextlib.contextmanager
     def _sqlite_transaction(self, conn: Connection) -> Iterator[None]:
@@ -119,7 +165,13 @@ class Database:
         """
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
-        dbapi.execute("BEGIN IMMEDIATE")
+        started = time.perf_counter()
+        try:
+            dbapi.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            metrics.DB_BUSY.inc()
+            raise
+        metrics.DB_LOCK_WAIT.observe(time.perf_counter() - started)
         self._local.conn = conn
         try:
             yield
@@ -160,21 +212,34 @@ class Database:
         if current is not None:
             yield current
             return
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        started = time.perf_counter()
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        finally:
+            _READ_SECONDS.observe(time.perf_counter() - started)
 
-    async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run_write(self, fn: Callable[..., T], *args: Any, offload: bool = False) -> T:
         """Run a write use case.
 
         SQLite: inline on the event loop thread. Writes are serialised by the database lock
         anyway and take a fraction of a millisecond; running them inline avoids a thread
         hand-off and GIL ping-pong per request (measured: the single biggest cost of a claim).
+        ``offload`` (writes that may store megabytes: committing 1.4 MB takes ~60 ms) runs on
+        the single writer thread instead, and every write arriving while one is queued
+        there follows it, so the event loop never waits for a lock its own process holds.
         PostgreSQL: on a pool of writer threads (network round trips must not block the loop).
         """
-        if self.inline_writes:
+        if self.inline_writes and not offload and not self._offloaded:
             return fn(*args)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args))
+        if not self.inline_writes:
+            return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args))
+        self._offloaded += 1
+        try:
+            return await loop.run_in_executor(self._write_pool, functools.partial(fn, *args))
+        finally:
+            self._offloaded -= 1
 
     async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -194,6 +259,22 @@ class Database:
                     conn.close()
             self._writers.clear()
         self.engine.dispose()
+
+
+def _create_private_file(url: str) -> None:
+    """Create a missing SQLite database file with mode 0600 (SQLite would make it 0644, and
+    it gives its -wal/-shm files the database file's mode)."""
+    try:
+        name = make_url(url).database
+    except Exception:  # an unparseable URL fails at create_engine with a clear message
+        return
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if path.exists() or not path.parent.is_dir():
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,14 +12,18 @@ import orjson
 from sqlalchemy import Connection, select
 
 from loom.store import _raw
-from loom.store.schema import event_batches, events
+from loom.store.engine import APPENDED
+from loom.store.schema import event_batches
 
 __all__ = [
     "BatchKey",
     "append_events",
+    "event_rows",
     "get_batch_key",
     "insert_batch_key",
+    "latest_seq",
     "list_events",
+    "note_appended",
     "publish_events",
 ]
 
@@ -46,20 +51,9 @@ def append_events(
     """
     if not items:
         return 0
+    note_appended(conn, project_id)
     deferred = conn.dialect.name == "postgresql"
-    rows = []
-    for offset, ev in enumerate(items):
-        scope = ev.get("scope")
-        rows.append(
-            (
-                project_id,
-                str(ev.get("entity", ""))[:100],
-                scope[:200] if isinstance(scope, str) else None,
-                str(ev.get("op", ""))[:100],
-                bodies[offset] if bodies is not None else _dump(ev),
-                now_us,
-            )
-        )
+    rows = event_rows(project_id, items, now_us, bodies)
     if deferred:
         _copy_rows(conn, rows)
         return 0
@@ -74,6 +68,35 @@ def append_events(
     first = (int(top[0]) if top is not None and top[0] is not None else 0) + 1
     _raw.executemany(conn, _APPEND, [(r[0], first + i, *r[1:]) for i, r in enumerate(rows)])
     return first
+
+
+def note_appended(conn: Connection, project_id: int) -> None:
+    """Tell the engine which project's log grew: after this transaction commits, it wakes
+    the event stream (see ``Database.on_events``). Every append must call it."""
+    conn.info.setdefault(APPENDED, set()).add(project_id)
+
+
+def event_rows(
+    project_id: int,
+    items: Sequence[dict[str, Any]],
+    now_us: int,
+    bodies: Sequence[str] | None = None,
+) -> list[tuple[Any, ...]]:
+    """``(project_id, entity, scope, op, body, created_us)`` per event, as stored."""
+    rows = []
+    for offset, ev in enumerate(items):
+        scope = ev.get("scope")
+        rows.append(
+            (
+                project_id,
+                str(ev.get("entity", ""))[:100],
+                scope[:200] if isinstance(scope, str) else None,
+                str(ev.get("op", ""))[:100],
+                bodies[offset] if bodies is not None else _dump(ev),
+                now_us,
+            )
+        )
+    return rows
 
 
 def _dump(event: dict[str, Any]) -> str:
@@ -122,26 +145,29 @@ def list_events(
     scope: str | None,
     op: str | None,
 ) -> list[dict[str, Any]]:
-    stmt = select(events.c.seq, events.c.body).where(
-        events.c.project_id == project_id, events.c.seq.is_not(None)
-    )
-    if since is not None:
-        stmt = stmt.where(events.c.seq > since)
-    if entity is not None:
-        stmt = stmt.where(events.c.entity == entity)
-    if scope is not None:
-        stmt = stmt.where(events.c.scope == scope)
-    if op is not None:
-        stmt = stmt.where(events.c.op == op)
-    stmt = stmt.order_by(events.c.seq)
+    """Numbered events after ``since``, in ``seq`` order (a range scan of the
+    ``(project_id, seq)`` index; raw SQL: a page of events is read often)."""
+    filters = {"entity": entity, "scope": scope, "op": op}
+    used = tuple(name for name, value in filters.items() if value is not None)
+    params: list[Any] = [project_id, since if since is not None else -1]
+    params.extend(filters[name] for name in used)
     if limit is not None:
-        stmt = stmt.limit(limit)
+        params.append(limit)
     out: list[dict[str, Any]] = []
-    for seq, body in conn.execute(stmt):
-        ev = json.loads(body)
+    for seq, body in _raw.fetchall(conn, _list_sql(used, limit is not None), params):
+        ev = json.loads(body)  # not orjson: it turns integers beyond 64 bits into floats
         ev["seq"] = int(seq)
         out.append(ev)
     return out
+
+
+@functools.cache
+def _list_sql(filters: tuple[str, ...], limited: bool) -> _raw.SQL:
+    where = "".join(f" AND {name} = ?" for name in filters)
+    return _raw.SQL(
+        "SELECT seq, body FROM events WHERE project_id = ? AND seq > ?"
+        f"{where} ORDER BY seq{' LIMIT ?' if limited else ''}"
+    )
 
 
 _ANY_PENDING = _raw.SQL("SELECT 1 FROM events WHERE project_id = ? AND seq IS NULL LIMIT 1")
@@ -152,6 +178,15 @@ _NUMBER = _raw.SQL(
     " WHERE project_id = ? AND seq IS NULL) p WHERE e.id = p.id"
 )
 _SET_COUNTER = _raw.SQL("UPDATE projects SET event_seq = ? WHERE id = ?")
+
+
+_LATEST = _raw.SQL("SELECT MAX(seq) FROM events WHERE project_id = ? AND seq IS NOT NULL")
+
+
+def latest_seq(conn: Connection, project_id: int) -> int:
+    """The highest numbered ``seq`` of the project's log (0 when empty)."""
+    row = _raw.fetchone(conn, _LATEST, (project_id,))
+    return int(row[0]) if row is not None and row[0] is not None else 0
 
 
 def publish_events(conn: Connection, project_id: int) -> int:

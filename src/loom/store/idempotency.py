@@ -9,7 +9,15 @@ from sqlalchemy import Connection, delete, select, update
 
 from loom.store.schema import idempotency
 
-__all__ = ["IdemRecord", "claim_key", "finish_key", "get_key", "purge_expired", "release_key"]
+__all__ = [
+    "IdemRecord",
+    "claim_key",
+    "finish_key",
+    "get_key",
+    "purge_expired",
+    "release_key",
+    "release_other_boots",
+]
 
 
 @dataclass(frozen=True)
@@ -132,4 +140,16 @@ def release_key(conn: Connection, project_id: int, key: str, *, owner: str) -> N
 
 def purge_expired(conn: Connection, now_us: int) -> int:
     result = conn.execute(delete(idempotency).where(idempotency.c.expires_us <= now_us))
+    return int(result.rowcount or 0)
+
+
+def release_other_boots(conn: Connection, boot_prefix: str) -> int:
+    """Delete in-flight records whose owner does not start with ``boot_prefix`` (records
+    of processes that are gone; see ``loom.service.idempotency.release_abandoned``)."""
+    result = conn.execute(
+        delete(idempotency).where(
+            idempotency.c.state == "in_flight",
+            ~idempotency.c.owner.startswith(boot_prefix, autoescape=True),
+        )
+    )
     return int(result.rowcount or 0)

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, select
 
 from loom.domain.leases import LeaseState
 from loom.store import _raw
+from loom.store.events import append_events, event_rows, note_appended
 from loom.store.schema import changes, leases
 
-__all__ = ["ActiveLease", "allocation_candidates", "get_lease", "list_active", "save_lease"]
+__all__ = [
+    "ActiveLease",
+    "candidate_window",
+    "get_lease",
+    "list_active",
+    "next_candidate",
+    "save_lease",
+    "try_change_lease",
+]
 
 
 @dataclass(frozen=True)
@@ -40,20 +51,24 @@ _INSERT = _raw.SQL(
 )
 
 
+def _state(row: Sequence[Any]) -> LeaseState:
+    """A lease row's state from its columns in ``_GET`` order."""
+    holder, acquired, expires, ttl, token, previous, recorded = row
+    return LeaseState(
+        holder=holder,
+        acquired_us=acquired,
+        expires_us=expires,
+        ttl_seconds=ttl,
+        fencing_token=int(token),
+        previous_holder=previous,
+        expiry_recorded=bool(recorded),
+    )
+
+
 def get_lease(conn: Connection, project_id: int, change_id: str) -> LeaseState | None:
     """The stored state, or None when the change never had a lease row (hot path: raw SQL)."""
     row = _raw.fetchone(conn, _GET, (project_id, change_id))
-    if row is None:
-        return None
-    return LeaseState(
-        holder=row[0],
-        acquired_us=row[1],
-        expires_us=row[2],
-        ttl_seconds=row[3],
-        fencing_token=int(row[4]),
-        previous_holder=row[5],
-        expiry_recorded=bool(row[6]),
-    )
+    return None if row is None else _state(row)
 
 
 _WITH_CHANGE = _raw.SQL(
@@ -63,8 +78,10 @@ _WITH_CHANGE = _raw.SQL(
     " ON l.project_id = c.project_id AND l.change_id = c.change_id"
     " WHERE c.project_id = ? AND c.change_id = ?"
 )
-_LOCK_CHANGE = _raw.SQL(
-    "SELECT archived_us FROM changes WHERE project_id = ? AND change_id = ? FOR UPDATE"
+# PostgreSQL: lock the change row, then read the lease (migration 0005), one round trip.
+_PG_LOCK_CHANGE_LEASE = _raw.SQL(
+    "SELECT archived_us, has_lease, holder, acquired_us, expires_us, ttl_seconds,"
+    " fencing_token, previous_holder, expiry_recorded FROM loom_lock_change_lease(?, ?)"
 )
 
 
@@ -75,35 +92,22 @@ def get_change_lease(
     rest of the transaction, as every lease write needs.
 
     SQLite: one statement (the transaction already holds the database write lock).
-    PostgreSQL: lock the change row, *then* read the lease in a second statement. Under READ
-    COMMITTED a statement reads the snapshot taken when it started, so a single
-    ``SELECT … FOR UPDATE OF c`` joined to the lease would return the lease as it was before
-    it waited for the lock — a competitor's claim committed meanwhile would be invisible and
-    be overwritten (two holders). The statement after the lock sees every commit before it.
+    PostgreSQL: one call of ``loom_lock_change_lease`` (migration 0005), which locks the
+    change row and *then* reads the lease in a second statement. Under READ COMMITTED a
+    statement reads the snapshot taken when it started, so a single ``SELECT … FOR UPDATE
+    OF c`` joined to the lease would return the lease as it was before it waited for the
+    lock — a competitor's claim committed meanwhile would be invisible and be overwritten
+    (two holders). The statement after the lock sees every commit before it.
     """
-    if conn.dialect.name == "postgresql":
-        locked = _raw.fetchone(conn, _LOCK_CHANGE, (project_id, change_id))
-        if locked is None:
-            return False, None, None
-        return True, locked[0], get_lease(conn, project_id, change_id)
-    row = _raw.fetchone(conn, _WITH_CHANGE, (project_id, change_id))
+    pg = conn.dialect.name == "postgresql"
+    row = _raw.fetchone(
+        conn, _PG_LOCK_CHANGE_LEASE if pg else _WITH_CHANGE, (project_id, change_id)
+    )
     if row is None:
         return False, None, None
-    if row[1] is None:
+    if not row[1]:  # PostgreSQL: has_lease; SQLite: the lease's change_id (NULL: no row)
         return True, row[0], None
-    return (
-        True,
-        row[0],
-        LeaseState(
-            holder=row[2],
-            acquired_us=row[3],
-            expires_us=row[4],
-            ttl_seconds=row[5],
-            fencing_token=int(row[6]),
-            previous_holder=row[7],
-            expiry_recorded=bool(row[8]),
-        ),
-    )
+    return True, row[0], _state(row[2:])
 
 
 _TRY_LOCK_CHANGE = _raw.SQL(
@@ -125,9 +129,20 @@ def try_change_lease(
 
 
 def save_lease(
-    conn: Connection, project_id: int, change_id: str, state: LeaseState, *, exists: bool
+    conn: Connection,
+    project_id: int,
+    change_id: str,
+    state: LeaseState,
+    *,
+    exists: bool,
+    events: Sequence[dict[str, Any]] = (),
+    now_us: int = 0,
 ) -> None:
-    """Write the state. The caller holds the change's lock, so plain writes are safe."""
+    """Write the state, and append ``events`` (stamped ``now_us``) to the audit log.
+
+    The caller holds the change's lock, so plain writes are safe. On PostgreSQL the lease
+    write and the events are one statement (a data-modifying ``WITH``): one round trip.
+    """
     params = (
         state.holder,
         state.acquired_us,
@@ -139,27 +154,60 @@ def save_lease(
         project_id,
         change_id,
     )
+    if events and conn.dialect.name == "postgresql":
+        note_appended(conn, project_id)
+        rows = event_rows(project_id, events, now_us)
+        sql = _pg_save_with_events(exists, len(rows))
+        _raw.execute(conn, sql, [*params, *(value for row in rows for value in row)])
+        return
     _raw.execute(conn, _UPDATE if exists else _INSERT, params)
+    if events:
+        append_events(conn, project_id, events, now_us)
+
+
+@functools.cache
+def _pg_save_with_events(exists: bool, count: int) -> _raw.SQL:
+    """``WITH saved AS (<lease write>) INSERT INTO events …``: both, one statement. The
+    events are appended unnumbered, as :func:`loom.store.events.append_events` does on
+    PostgreSQL (``publish_events`` numbers them)."""
+    values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in range(count))
+    return _raw.SQL(
+        f"WITH saved AS ({(_UPDATE if exists else _INSERT).qmark})"
+        f" INSERT INTO events (project_id, entity, scope, op, body, created_us) VALUES {values}"
+    )
+
+
+_ACTIVE = select(
+    leases.c.change_id,
+    leases.c.holder,
+    leases.c.acquired_us,
+    leases.c.expires_us,
+    leases.c.ttl_seconds,
+    leases.c.fencing_token,
+)
+
+
+def _active(r: Sequence[Any]) -> ActiveLease:
+    change_id, holder, acquired, expires, ttl, token = r
+    return ActiveLease(
+        str(change_id),
+        str(holder),
+        int(acquired),
+        int(expires),
+        int(ttl or 0),
+        int(token),
+    )
 
 
 def list_active(conn: Connection, project_id: int, now_us: int) -> list[ActiveLease]:
     rows = conn.execute(
-        select(
-            leases.c.change_id,
-            leases.c.holder,
-            leases.c.acquired_us,
-            leases.c.expires_us,
-            leases.c.ttl_seconds,
-            leases.c.fencing_token,
-        )
-        .where(
+        _ACTIVE.where(
             leases.c.project_id == project_id,
             leases.c.holder.is_not(None),
             leases.c.expires_us > now_us,
-        )
-        .order_by(leases.c.expires_us, leases.c.change_id)
+        ).order_by(leases.c.expires_us, leases.c.change_id)
     )
-    return [ActiveLease(r[0], r[1], int(r[2]), int(r[3]), int(r[4] or 0), int(r[5])) for r in rows]
+    return [_active(r) for r in rows]
 
 
 def active_leases_for(
@@ -168,23 +216,14 @@ def active_leases_for(
     if not change_ids:
         return {}
     rows = conn.execute(
-        select(
-            leases.c.change_id,
-            leases.c.holder,
-            leases.c.acquired_us,
-            leases.c.expires_us,
-            leases.c.ttl_seconds,
-            leases.c.fencing_token,
-        ).where(
+        _ACTIVE.where(
             leases.c.project_id == project_id,
             leases.c.change_id.in_(list(change_ids)),
             leases.c.holder.is_not(None),
             leases.c.expires_us > now_us,
         )
     )
-    return {
-        r[0]: ActiveLease(r[0], r[1], int(r[2]), int(r[3]), int(r[4] or 0), int(r[5])) for r in rows
-    }
+    return {lease.change_id: lease for lease in map(_active, rows)}
 
 
 # Eligible changes, in canonical order, not actively leased. The lease is looked up with a
@@ -201,7 +240,7 @@ _ABANDONED = (
     "SELECT c.change_id FROM changes c"
     " WHERE c.project_id = ? AND c.work_status = 'in-progress' AND c.archived_us IS NULL{filters}"
     f" AND {_ACTIVE_UNTIL} BETWEEN 1 AND ?"
-    " ORDER BY c.sort_key LIMIT ?{lock}"
+    " ORDER BY {order} LIMIT 1{lock}"
 )
 # Everything else that may be offered: ready, or in progress without an active lease.
 _OPEN = (
@@ -209,23 +248,81 @@ _OPEN = (
     " WHERE c.project_id = ? AND c.work_status IN ('ready', 'in-progress')"
     " AND c.archived_us IS NULL{filters}"
     f" AND {_ACTIVE_UNTIL} <= ?"
-    " ORDER BY c.sort_key LIMIT ?{lock}"
+    " ORDER BY {order} LIMIT 1{lock}"
 )
+# The canonical order (PRODUCT.md §3.3). A preference key goes in front of it.
+_ORDER = "c.sort_key"
 _PG_LOCK = " FOR UPDATE OF c SKIP LOCKED"
 _MODULE_FILTERS = {
     None: "",
     "module": " AND c.module_id = ?",
     "sub_module": " AND c.sub_module_id = ?",
 }
+
+
+def _candidate_sql(template: str, filters: str, pg: bool) -> _raw.SQL:
+    return _raw.SQL(template.format(filters=filters, order=_ORDER, lock=_PG_LOCK if pg else ""))
+
+
 _CANDIDATE_SQL = {
-    (template, kind, pg): _raw.SQL(template.format(filters=f, lock=_PG_LOCK if pg else ""))
+    (template, kind, pg): _candidate_sql(template, f, pg)
     for template in (_ABANDONED, _OPEN)
     for kind, f in _MODULE_FILTERS.items()
     for pg in (False, True)
 }
 
 
-def allocation_candidates(
+def next_candidate(
+    conn: Connection,
+    project_id: int,
+    now_us: int,
+    *,
+    module: str | None,
+    change_ids: Sequence[str] | None,
+    exclude: Sequence[str] = (),
+) -> str | None:
+    """The first eligible change id: abandoned work first (in progress, its lease expired and
+    never released or taken over), then every other ready or in-progress change without an
+    active lease, in canonical order (PRODUCT.md §3.3); None when there is none.
+
+    Two statements, each ``ORDER BY sort_key LIMIT 1``: they walk the
+    ``(project_id, sort_key)`` index and stop at the first eligible row instead of sorting
+    the whole project (3 ms → 0.3 ms at 1,000 changes).
+
+    On PostgreSQL the one row returned is locked (``FOR UPDATE OF c SKIP LOCKED``) until the
+    transaction ends: concurrent allocators skip each other's candidate instead of queueing
+    behind it, and each locks *exactly one* row, so no change is hidden from a concurrent
+    caller unless some transaction is leasing it right now (locking a batch and leasing one
+    answered "no work" to others while work remained). The caller re-reads the lease under
+    the lock; if it was taken meanwhile, it asks again with that id in ``exclude``.
+    """
+    if change_ids is not None and not change_ids:
+        return None
+    pg = conn.dialect.name == "postgresql"
+    kind = None if module is None else ("sub_module" if "." in module else "module")
+    for template in (_ABANDONED, _OPEN):
+        params: list[object] = [project_id]
+        if module is not None:
+            params.append(module)
+        if change_ids is not None or exclude:
+            filters = _MODULE_FILTERS[kind]
+            if change_ids is not None:
+                filters += f" AND c.change_id IN ({', '.join('?' for _ in change_ids)})"
+                params.extend(change_ids)
+            if exclude:
+                filters += f" AND c.change_id NOT IN ({', '.join('?' for _ in exclude)})"
+                params.extend(exclude)
+            sql = _candidate_sql(template, filters, pg)
+        else:
+            sql = _CANDIDATE_SQL[(template, kind, pg)]
+        params.append(now_us)
+        row = _raw.fetchone(conn, sql, params)
+        if row is not None:
+            return str(row[0])
+    return None
+
+
+def candidate_window(
     conn: Connection,
     project_id: int,
     now_us: int,
@@ -233,45 +330,27 @@ def allocation_candidates(
     module: str | None,
     change_ids: Sequence[str] | None,
     limit: int,
-    lock_rows: bool = True,
 ) -> list[str]:
-    """Eligible change ids: abandoned work first (in progress, its lease expired and never
-    released or taken over), then every other ready or in-progress change without an active
-    lease, in canonical order (PRODUCT.md §3.3).
-
-    Two statements, each ``ORDER BY sort_key LIMIT n``: the second (the usual answer) walks
-    the ``(project_id, sort_key)`` index and stops at the first eligible rows instead of
-    sorting the whole project (3 ms → 0.3 ms at 1,000 changes).
-
-    On PostgreSQL the chosen rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent
-    allocators skip each other's candidates instead of queueing behind them (unless
-    ``lock_rows`` is False: a plain read).
-
-    """
+    """The first ``limit`` eligible change ids in :func:`next_candidate`'s order (abandoned
+    work first), read without locking any row: the overlap-avoiding allocation pass reads
+    them, then locks the one it picks (:func:`try_change_lease`)."""
     if change_ids is not None and not change_ids:
         return []
-    pg = conn.dialect.name == "postgresql" and lock_rows
     kind = None if module is None else ("sub_module" if "." in module else "module")
+    filters = _MODULE_FILTERS[kind]
+    base: list[object] = [project_id]
+    if module is not None:
+        base.append(module)
+    if change_ids is not None:
+        filters += f" AND c.change_id IN ({', '.join('?' for _ in change_ids)})"
+        base.extend(change_ids)
     found: list[str] = []
     for template in (_ABANDONED, _OPEN):
-        params: list[object] = [project_id]
-        if module is not None:
-            params.append(module)
-        if change_ids is not None:
-            marks = ", ".join("?" for _ in change_ids)
-            sql = _raw.SQL(
-                template.format(
-                    filters=_MODULE_FILTERS[kind] + f" AND c.change_id IN ({marks})",
-                    lock=_PG_LOCK if pg else "",
-                )
-            )
-            params.extend(change_ids)
-        else:
-            sql = _CANDIDATE_SQL[(template, kind, pg)]
-        params.extend([now_us, limit - len(found)])
-        for (change_id,) in _raw.fetchall(conn, sql, params):
-            if change_id not in found:
-                found.append(change_id)
+        sql = _raw.SQL(
+            template.replace("LIMIT 1{lock}", "LIMIT ?").format(filters=filters, order=_ORDER)
+        )
+        rows = _raw.fetchall(conn, sql, [*base, now_us, limit - len(found)])
+        found.extend(str(r[0]) for r in rows if str(r[0]) not in found)
         if len(found) >= limit:
             break
     return found
@@ -294,7 +373,7 @@ def held_by(
     """The first non-archived change (within the filters) actively leased by ``holder``.
 
     Two small queries rather than a join, for the same reason as in
-    :func:`allocation_candidates`: the holder's active leases first (usually none), then
+    :func:`next_candidate`: the holder's active leases first (usually none), then
     their changes by primary key.
     """
     mine = [r[0] for r in _raw.fetchall(conn, _HELD, (project_id, holder, now_us))]

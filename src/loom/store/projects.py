@@ -7,7 +7,7 @@ from sqlalchemy import Connection, insert, select
 from loom.store import _raw
 from loom.store.schema import projects
 
-__all__ = ["ensure_project", "find_project", "lock_project"]
+__all__ = ["ensure_project", "find_project", "lock_project", "projects_after"]
 
 
 def find_project(conn: Connection, org: str, repo: str) -> int | None:
@@ -15,6 +15,16 @@ def find_project(conn: Connection, org: str, repo: str) -> int | None:
         select(projects.c.id).where(projects.c.org == org, projects.c.repo == repo)
     ).first()
     return None if row is None else int(row[0])
+
+
+def projects_after(conn: Connection, after_id: int) -> list[tuple[int, str, str]]:
+    """Projects with a row id above ``after_id``, as ``(id, org, repo)`` (primary key range)."""
+    rows = conn.execute(
+        select(projects.c.id, projects.c.org, projects.c.repo)
+        .where(projects.c.id > after_id)
+        .order_by(projects.c.id)
+    )
+    return [(int(r[0]), r[1], r[2]) for r in rows]
 
 
 def ensure_project(conn: Connection, org: str, repo: str, now_us: int) -> int:

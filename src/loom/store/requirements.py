@@ -15,6 +15,7 @@ from loom.store import _raw
 __all__ = [
     "ActiveIndex",
     "active_index",
+    "any_busy_requirement",
     "busy_requirements",
     "delete_requirements",
     "overlapping",
@@ -123,6 +124,27 @@ _BUSY_REQUIREMENTS = _raw.SQL(
     " UNION SELECT l.change_id FROM leases l WHERE l.project_id = ?"
     " AND l.holder IS NOT NULL AND l.expires_us > ?)"
 )
+
+
+# Whether any busy change has an indexed requirement: the guard in front (no index rows in the
+# project, one primary-key probe) settles the usual case; otherwise the busy changes (few: one
+# per working agent) are probed for index rows, stopping at the first.
+_ANY_BUSY_REQUIREMENT = _raw.SQL(
+    "SELECT 1 WHERE EXISTS (SELECT 1 FROM change_requirements WHERE project_id = ?)"
+    " AND (EXISTS (SELECT 1 FROM leases l JOIN change_requirements r"
+    " ON r.project_id = l.project_id AND r.change_id = l.change_id"
+    " WHERE l.project_id = ? AND l.holder IS NOT NULL AND l.expires_us > ?)"
+    " OR EXISTS (SELECT 1 FROM changes b JOIN change_requirements r"
+    " ON r.project_id = b.project_id AND r.change_id = b.change_id"
+    " WHERE b.project_id = ? AND b.archived_us IS NULL AND b.work_status = 'in-progress'))"
+)
+
+
+def any_busy_requirement(conn: Connection, project_id: int, now_us: int) -> bool:
+    """True when some busy change (in progress, or actively leased) has an indexed
+    requirement: only then can a change overlap a busy one. One statement."""
+    row = _raw.fetchone(conn, _ANY_BUSY_REQUIREMENT, (project_id, project_id, now_us, project_id))
+    return row is not None
 
 
 def busy_requirements(

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "api_tokens",
     "change_requirements",
     "change_specs",
     "changes",
@@ -250,4 +251,24 @@ event_batches = Table(
     Column("event_count", Integer, nullable=False),
     Column("created_us", BigInteger, nullable=False),
     PrimaryKeyConstraint("project_id", "key"),
+)
+
+# Named tokens (``loom token create``): only the SHA-256 of the secret is stored. Revoked
+# rows stay (the audit log names them); a new token may reuse a revoked token's name.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("scope", String(10), nullable=False),
+    Column("target_kind", String(10), nullable=False),
+    Column("org", String(100), nullable=True),
+    Column("repo", String(100), nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=True),
+    Column("revoked_us", BigInteger, nullable=True),
+    Column("last_used_us", BigInteger, nullable=True),
+    UniqueConstraint("name"),
+    UniqueConstraint("token_hash"),
 )

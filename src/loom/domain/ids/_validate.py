@@ -56,9 +56,10 @@ def is_canonical_change_id(s: str) -> bool:
 def validate_change_id(s: str) -> str:
     """Return ``s`` if it is a canonical change id or a legacy slug (max 128 chars)."""
     s = require_str(s, "change_id")
-    if len(s) <= MAX_CHANGE_ID and (
-        CANONICAL_CHANGE_RE.fullmatch(s) is not None or LEGACY_CHANGE_RE.fullmatch(s) is not None
-    ):
+    if len(s) <= MAX_CHANGE_ID and CANONICAL_CHANGE_RE.fullmatch(s) is not None:
+        return s
+    if len(s) <= MAX_CHANGE_ID and LEGACY_CHANGE_RE.fullmatch(s) is not None:
+        _refuse_windows_reserved(s, "change_id")
         return s
     raise invalid(
         "change_id",
@@ -85,7 +86,24 @@ def _validate_spec_like(s: str, field: str) -> str:
             f"invalid {field} {show(s)}: expected 1-128 characters of [a-z0-9._-] starting "
             "with a letter or digit, without '..'",
         )
+    _refuse_windows_reserved(s, field)
     return s
+
+
+_WINDOWS_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul"} | {f"{p}{n}" for p in ("com", "lpt") for n in range(1, 10)}
+)
+
+
+def _refuse_windows_reserved(s: str, field: str) -> None:
+    """Ids become directory names on export: ``con``, ``nul``, ``com1``... (any case, with
+    or without an extension) cannot be created on Windows."""
+    if s.split(".", 1)[0].lower() in _WINDOWS_RESERVED:
+        raise invalid(
+            field,
+            f"invalid {field} {show(s)}: a reserved device name on Windows "
+            "(con, prn, aux, nul, com1-9, lpt1-9)",
+        )
 
 
 def validate_task_id(s: str) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
+
+from loom.domain._memo import memoized
 from loom.domain.specs._delta import validate_delta
 from loom.domain.specs._markdown import (
     ITO_END_MARKER,
@@ -106,6 +109,7 @@ def _split_spec(lines: list[Line]) -> SpecDocument:
 # --------------------------------------------------------------------------- merge
 
 
+@memoized
 def apply_delta(base: str | None, delta: str, capability: str) -> str | None:
     """Merge ``delta`` into the truth spec ``base`` (None = the capability is new).
 
@@ -116,14 +120,14 @@ def apply_delta(base: str | None, delta: str, capability: str) -> str | None:
     fail = Fail(capability, "delta")
     parsed = validate_delta(delta, capability)
     doc = parse_spec(base, capability) if base is not None and base.strip() else None
-    requirements = list(doc.requirements) if doc is not None else []
-    initial = len(requirements)
+    reqs = _Requirements(list(doc.requirements) if doc is not None else [])
+    initial = len(reqs.slots)
     for rename in parsed.renames:
-        _apply_rename(requirements, rename, fail)
+        reqs.rename(rename, fail)
     removed = 0
     for operation in parsed.operations:
         block = operation.requirement
-        index = next((i for i, r in enumerate(requirements) if r.name == block.name), None)
+        index = reqs.find(block.name)
         if operation.op is DeltaOp.ADDED:
             if index is not None:
                 fail(
@@ -132,7 +136,7 @@ def apply_delta(base: str | None, delta: str, capability: str) -> str | None:
                     block.line,
                     requirement=block.name,
                 )
-            requirements.append(block)
+            reqs.append(block)
         elif index is None:
             verb = "modify" if operation.op is DeltaOp.MODIFIED else "remove"
             fail(
@@ -142,10 +146,11 @@ def apply_delta(base: str | None, delta: str, capability: str) -> str | None:
                 requirement=block.name,
             )
         elif operation.op is DeltaOp.MODIFIED:
-            requirements[index] = block
+            reqs.slots[index] = block
         else:
-            del requirements[index]
+            reqs.remove(index)
             removed += 1
+    requirements = [r for r in reqs.slots if r is not None]
     if not requirements:
         if initial > 0 and removed > 0:
             return None
@@ -156,27 +161,67 @@ def apply_delta(base: str | None, delta: str, capability: str) -> str | None:
     return _render(doc, parsed, requirements, capability)
 
 
-def _apply_rename(requirements: list[Requirement], rename: Rename, fail: Fail) -> None:
-    index = next((i for i, r in enumerate(requirements) if r.name == rename.from_name), None)
-    if index is None:
-        fail(
-            f"cannot rename missing requirement '{rename.from_name}'",
-            "rename_missing",
-            rename.line,
-            requirement=rename.from_name,
-        )
-    if any(i != index and r.name == rename.to_name for i, r in enumerate(requirements)):
-        fail(
-            f"cannot rename requirement '{rename.from_name}' to duplicate name '{rename.to_name}'",
-            "rename_duplicate",
-            rename.line,
-            requirement=rename.from_name,
-        )
-    old = requirements[index]
-    _, _, body = old.markdown.partition("\n")
-    heading = f"{REQUIREMENT_PREFIX} {rename.to_name}"
-    markdown = f"{heading}\n{body}" if body else heading
-    requirements[index] = Requirement(rename.to_name, markdown, old.line)
+class _Requirements:
+    """The requirements being merged, in order, with an index by name.
+
+    Every operation finds "the first requirement named X" (names may repeat in a base spec)
+    in O(1) through ``by_name`` (live positions per name, ascending), so a merge costs time
+    linear in operations + requirements; scanning the list per operation was O(ops x reqs)
+    (20,000 ADDED requirements: 7.5 s).
+    """
+
+    def __init__(self, requirements: list[Requirement]) -> None:
+        self.slots: list[Requirement | None] = list(requirements)
+        self.by_name: dict[str, deque[int]] = {}
+        for i, r in enumerate(requirements):
+            self.by_name.setdefault(r.name, deque()).append(i)
+
+    def find(self, name: str) -> int | None:
+        positions = self.by_name.get(name)
+        return positions[0] if positions else None
+
+    def append(self, block: Requirement) -> None:
+        self.by_name.setdefault(block.name, deque()).append(len(self.slots))
+        self.slots.append(block)
+
+    def remove(self, index: int) -> None:
+        old = self.slots[index]
+        assert old is not None
+        self.slots[index] = None
+        self._forget(old.name, index)
+
+    def _forget(self, name: str, index: int) -> None:
+        positions = self.by_name[name]
+        positions.popleft()  # ``index`` is always the first live position of ``name``
+        assert index not in positions
+        if not positions:
+            del self.by_name[name]
+
+    def rename(self, rename: Rename, fail: Fail) -> None:
+        index = self.find(rename.from_name)
+        if index is None:
+            fail(
+                f"cannot rename missing requirement '{rename.from_name}'",
+                "rename_missing",
+                rename.line,
+                requirement=rename.from_name,
+            )
+        if any(i != index for i in self.by_name.get(rename.to_name, ())):
+            fail(
+                f"cannot rename requirement '{rename.from_name}' to duplicate name "
+                f"'{rename.to_name}'",
+                "rename_duplicate",
+                rename.line,
+                requirement=rename.from_name,
+            )
+        old = self.slots[index]
+        assert old is not None
+        _, _, body = old.markdown.partition("\n")
+        heading = f"{REQUIREMENT_PREFIX} {rename.to_name}"
+        markdown = f"{heading}\n{body}" if body else heading
+        self._forget(old.name, index)
+        self.by_name[rename.to_name] = deque([index])
+        self.slots[index] = Requirement(rename.to_name, markdown, old.line)
 
 
 def _render(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from loom.domain._memo import memoized
 from loom.domain.tasks._model import TaskMutation
 from loom.domain.tasks._mutate import load_for_mutation
 from loom.domain.tasks._parse import ParsedFile, parse_file
@@ -21,6 +22,8 @@ from loom.errors import InternalError, ValidationError
 __all__ = ["add_task", "new_task_block"]
 
 _U32_MAX = 2**32 - 1
+_MAX_TASK_NUMBER_DIGITS = 64
+"""A task id is at most 64 characters (API.md §0), so longer numbers are never ids."""
 _HEADING_RE = re.compile(r"#{1,3}[ \t]")
 
 
@@ -111,6 +114,7 @@ def _new_wave_section(parsed: ParsedFile, wave: int, block: list[str]) -> tuple[
     return at, section
 
 
+@memoized
 def add_task(markdown: str | None, title: str, wave: int | None, today: date) -> TaskMutation:
     """Add a pending task ``<wave>.<max+1>`` at the end of wave ``wave`` (default 1).
 
@@ -128,8 +132,15 @@ def add_task(markdown: str | None, title: str, wave: int | None, today: date) ->
     text = _validate_title(title)
     w = _validate_wave(wave)
     day = iso_day(today)
-    pattern = re.compile(rf"{w}\.(\d+)")
-    numbers = [int(m.group(1)) for t in parsed.result.tasks if (m := pattern.fullmatch(t.id))]
+    prefix = f"{w}."
+    numbers = [
+        int(n)
+        for t in parsed.result.tasks
+        if t.id.startswith(prefix)
+        and (n := t.id[len(prefix) :]).isascii()
+        and n.isdigit()
+        and len(n) <= _MAX_TASK_NUMBER_DIGITS
+    ]
     new_id = f"{w}.{max(numbers, default=0) + 1}"
     prefixes = [lay.field_prefix for lay in parsed.layouts if lay.field_prefix is not None]
     block = new_task_block(new_id, text, day, prefixes[-1] if prefixes else "- ")

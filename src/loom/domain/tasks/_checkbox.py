@@ -84,6 +84,7 @@ def parse_checkbox(lines: list[str]) -> tuple[TasksParseResult, tuple[int, ...]]
     columns: list[int] = []
     diagnostics: list[TaskDiagnostic] = []
     used: set[str] = set()
+    last_implicit = 0
     for index, cb, split in scanned:
         if split is not None:
             task_id, name = split
@@ -92,9 +93,12 @@ def parse_checkbox(lines: list[str]) -> tuple[TasksParseResult, tuple[int, ...]]
                     TaskDiagnostic("warning", f"Duplicate task id: {task_id}", task_id, index + 1)
                 )
         else:
-            n = len(tasks) + 1
+            # Every number between the previous implicit id and this one was taken then and
+            # still is: start after it (restarting at len + 1 made this loop quadratic).
+            n = max(len(tasks) + 1, last_implicit + 1)
             while str(n) in explicit or str(n) in used:
                 n += 1
+            last_implicit = n
             task_id, name = str(n), cb.label
         used.add(task_id)
         tasks.append(TaskItem(id=task_id, name=name, status=cb.status, header_line_index=index))

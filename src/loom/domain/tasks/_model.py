@@ -201,11 +201,18 @@ def compute_progress(tasks: Iterable[TaskItem]) -> Progress:
 _NUMERIC_TASK_ID = re.compile(r"\d+(?:\.\d+)*")
 
 
-def task_sort_key(task_id: str) -> tuple[int, tuple[int, ...], str]:
+def _number_key(digits: str) -> tuple[int, str]:
+    """Orders digit strings as their numbers do, without ``int()`` (which refuses strings
+    over 4,300 digits): fewer significant digits first, then by digits."""
+    significant = digits.lstrip("0")
+    return (len(significant), significant)
+
+
+def task_sort_key(task_id: str) -> tuple[int, tuple[tuple[int, str], ...], str]:
     """Order task ids: dotted numbers first, numerically (``2`` < ``10``, ``1.2`` < ``1.10``),
     then everything else by string."""
     if _NUMERIC_TASK_ID.fullmatch(task_id):
-        return (0, tuple(int(p) for p in task_id.split(".")), task_id)
+        return (0, tuple(_number_key(p) for p in task_id.split(".")), task_id)
     return (1, (), task_id)
 
 

@@ -7,9 +7,9 @@ newline. The date is supplied by the caller (the server passes the UTC date).
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
+from loom.domain._memo import memoized
 from loom.domain.tasks._enhanced import FIELD_RE, TaskLayout
 from loom.domain.tasks._model import TaskItem, TaskMutation, TaskStatus
 from loom.domain.tasks._parse import ParsedFile, parse_file
@@ -44,9 +44,7 @@ _CHECKBOX_MARK = {
     TaskStatus.IN_PROGRESS: "~",
     TaskStatus.COMPLETE: "x",
 }
-_VALUE_RE = re.compile(
-    r"(?P<head>.*?\*\*(?:Status|Updated At)\*\*:)(?P<gap>[ \t]*)(?P<value>.*?)(?P<tail>\s*)"
-)
+_FIELD_LABELS = ("**Status**:", "**Updated At**:")
 
 
 def _show(text: str) -> str:
@@ -107,10 +105,18 @@ def _blocked(task: TaskItem, reasons: list[str]) -> ValidationError:
 def _set_value(raw: str, value: str) -> str:
     """Replace the value after ``**Status**:`` / ``**Updated At**:``, keeping the rest."""
     body, eol = strip_eol(raw), line_ending(raw)
-    m = _VALUE_RE.fullmatch(body)
-    if m is None:  # pragma: no cover - the parser only records lines that match
+    # String operations, not a pattern: a lazy value followed by trailing blanks backtracks
+    # quadratically on a long run of spaces.
+    found = [(at, label) for label in _FIELD_LABELS if (at := body.find(label)) >= 0]
+    if not found:  # pragma: no cover - the parser only records lines that match
         raise AssertionError("not a field line")
-    return f"{m.group('head')}{m.group('gap') or ' '}{value}{m.group('tail')}{eol}"
+    at, label = min(found)
+    head, rest = body[: at + len(label)], body[at + len(label) :]
+    after_gap = rest.lstrip(" \t")
+    gap = rest[: len(rest) - len(after_gap)]
+    old_value = after_gap.rstrip()
+    tail = after_gap[len(old_value) :]
+    return f"{head}{gap or ' '}{value}{tail}{eol}"
 
 
 def _rewrite_enhanced(
@@ -172,6 +178,7 @@ def _same_task(tasks: tuple[TaskItem, ...], parsed: ParsedFile, index: int) -> T
 # --------------------------------------------------------------------------- operations
 
 
+@memoized
 def start_task(markdown: str | None, task_id: str, today: date) -> TaskMutation:
     """Mark a task in progress.
 
@@ -194,6 +201,7 @@ def start_task(markdown: str | None, task_id: str, today: date) -> TaskMutation:
     return _apply(markdown, parsed, i, TaskStatus.IN_PROGRESS, today)
 
 
+@memoized
 def complete_task(markdown: str | None, task_id: str, today: date) -> TaskMutation:
     """Mark a task complete.
 
@@ -224,6 +232,7 @@ def _enhanced_only(parsed: ParsedFile, what: str) -> None:
         )
 
 
+@memoized
 def shelve_task(markdown: str | None, task_id: str, today: date) -> TaskMutation:
     """Shelve (defer) a pending or in-progress task. Enhanced format only."""
     parsed = load_for_mutation(markdown)
@@ -238,6 +247,7 @@ def shelve_task(markdown: str | None, task_id: str, today: date) -> TaskMutation
     return _apply(markdown, parsed, i, TaskStatus.SHELVED, today)
 
 
+@memoized
 def unshelve_task(markdown: str | None, task_id: str, today: date) -> TaskMutation:
     """Return a shelved task to pending. Enhanced format only."""
     parsed = load_for_mutation(markdown)

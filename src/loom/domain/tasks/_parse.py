@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from loom.domain._memo import memoized
 from loom.domain.tasks._checkbox import parse_checkbox, scan_checkbox_line
 from loom.domain.tasks._enhanced import (
-    ENHANCED_HEADING_RE,
     WAVE_HEADING_RE,
     TaskLayout,
+    match_task_heading,
     scan_enhanced,
 )
 from loom.domain.tasks._model import TasksFormat, TasksParseResult, compute_progress
@@ -39,12 +40,13 @@ def detect_format(lines: list[str]) -> TasksFormat:
         if (
             _TASKS_FOR_RE.match(line)
             or WAVE_HEADING_RE.fullmatch(line)
-            or ENHANCED_HEADING_RE.fullmatch(line)
+            or match_task_heading(line) is not None
         ):
             return "enhanced"
     return "checkbox"
 
 
+@memoized
 def parse_file(markdown: str | None) -> ParsedFile:
     """Parse and keep the layout. ``None`` (no file) parses as an empty checkbox result."""
     if not markdown:

@@ -54,7 +54,8 @@ def build_waves(
                 if not p:
                     continue
                 q = p[5:].strip() if p.lower().startswith("wave ") else p
-                if q.isascii() and q.isdigit() and int(q) <= _U32_MAX:
+                # (At most 10 digits: int() refuses strings over 4,300 digits.)
+                if q.isascii() and q.isdigit() and len(q) <= 10 and int(q) <= _U32_MAX:
                     deps.add(int(q))
                 else:
                     diagnostics.append(

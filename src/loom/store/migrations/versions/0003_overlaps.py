@@ -1,7 +1,7 @@
 """overlaps: requirement index, spec revisions and history, per-capability spec bases
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-06
 
 Existing data is carried over: every spec starts at revision 1 (its history holds that
@@ -17,7 +17,7 @@ from alembic import op
 from loom.domain.specs import requirement_refs
 
 revision = "0003"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,4 +1,9 @@
-"""Typed results of the Loom HTTP API (API.md), as pydantic v2 models.
+"""The bodies of the Loom HTTP API (API.md), as pydantic v2 models: one set for both sides.
+
+``loom.client`` parses every response into these models, and the server's OpenAPI document
+(``/api/v1/openapi.json``) describes its responses with the same models, so the client and
+the document cannot drift (the server still renders its bodies directly, for speed; the
+contract tests check that the bytes match these schemas).
 
 Every model allows extra fields, so a newer server can add fields without breaking older
 clients. ``model.model_dump(mode="json", by_alias=True)`` gives back the API's JSON shape.
@@ -8,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 __all__ = [
     "AllocateResult",
@@ -19,9 +24,12 @@ __all__ = [
     "AuditEvent",
     "AuthInfo",
     "ChangeDetail",
+    "ChangeOverlap",
+    "ChangeOverlaps",
     "ChangeSummary",
     "ClaimResult",
     "Diagnostic",
+    "ErrorEnvelope",
     "Health",
     "ImportChange",
     "ImportConflict",
@@ -32,15 +40,25 @@ __all__ = [
     "LeaseInfo",
     "ModuleDetail",
     "ModuleSummary",
+    "NamedTokenCreated",
+    "NamedTokenInfo",
+    "NamedTokenList",
+    "OverlapPair",
+    "OverlapWarning",
     "Page",
     "Progress",
+    "ProjectOverlaps",
     "ProjectSnapshot",
     "PushResult",
     "RawTasks",
     "Ready",
     "ReleaseResult",
+    "SharedRequirement",
     "SpecContent",
     "SpecDocument",
+    "SpecHistory",
+    "SpecPair",
+    "SpecRevision",
     "SpecSummary",
     "SubModuleSummary",
     "TaskItem",
@@ -50,7 +68,15 @@ __all__ = [
     "WaveInfo",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
+
+# A change's spec delta on the wire: ``["capability", "markdown"]``. Documented as a
+# two-string array (not JSON Schema's ``prefixItems``, which several OpenAPI tools, among
+# them schemathesis' response validation, do not handle).
+SpecPair = Annotated[
+    tuple[str, str],
+    WithJsonSchema({"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}),
+]
 
 
 class _Model(BaseModel):
@@ -64,11 +90,22 @@ class _Model(BaseModel):
 
 
 @dataclass(frozen=True)
-class Page(Generic[T]):
+class Page(Generic[_T]):
     """One page of a paginated listing; ``next_cursor`` is None on the last page."""
 
-    items: list[T] = field(default_factory=list)
+    items: list[_T] = field(default_factory=list)
     next_cursor: str | None = None
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class ErrorEnvelope(_Model):
+    """The body of every non-2xx response (API.md §0); details vary by ``kind``."""
+
+    error: str = Field(description="human readable message")
+    code: str = Field(description="the coarse class (bad_request, conflict, ...)")
+    kind: str = Field(description="the precise machine reason (lease_conflict, invalid_id, ...)")
 
 
 # --- service routes ---------------------------------------------------------------------
@@ -100,6 +137,32 @@ class AuthInfo(_Model):
     org: str | None = None
     repo: str | None = None
     project_id: str | None = None
+    # Named tokens only: the token's name and its access (read, write, admin).
+    token_name: str | None = None
+    access: str | None = None
+
+
+class NamedTokenInfo(_Model):
+    """A named token as ``GET /api/v1/admin/tokens`` lists it (never its secret)."""
+
+    name: str
+    scope: str
+    target: str  # ORG/REPO, ORG/* or * (the whole server)
+    created: str
+    expires: str | None = None
+    last_used: str | None = None
+    revoked: str | None = None
+    state: str  # active, expired or revoked
+
+
+class NamedTokenCreated(NamedTokenInfo):
+    """``POST /api/v1/admin/tokens``: the token, with its secret (shown this once)."""
+
+    token: str
+
+
+class NamedTokenList(_Model):
+    tokens: list[NamedTokenInfo]
 
 
 # --- changes ------------------------------------------------------------------------------
@@ -178,7 +241,7 @@ class ArtifactBundle(_Model):
     proposal: str | None = None
     design: str | None = None
     tasks: str | None = None
-    specs: list[tuple[str, str]] = Field(default_factory=list)
+    specs: list[SpecPair] = Field(default_factory=list)
     revision: str = ""
     # Per capability: the spec revision the delta was written against / the current one.
     spec_bases: dict[str, int] = Field(default_factory=dict)
@@ -337,6 +400,7 @@ class SpecDocument(_Model):
     markdown: str
     last_modified: datetime | None = None
     revision: int | None = None
+    change_id: str | None = None  # ?revision=N: the archived change that produced it
 
 
 # --- import / export ----------------------------------------------------------------------
@@ -364,7 +428,7 @@ class ImportChange(_Model):
     proposal: str | None = None
     design: str | None = None
     tasks: str | None = None
-    specs: list[tuple[str, str]] = Field(default_factory=list)
+    specs: list[SpecPair] = Field(default_factory=list)
     metadata: str | None = None
     archived_at: datetime | None = None
 
@@ -466,3 +530,78 @@ class IngestResult(_Model):
 
     accepted: int
     duplicates: int
+
+
+# --- overlaps and spec history (docs/overlaps.md) ------------------------------------------
+
+
+class SharedRequirement(_Model):
+    """A requirement two changes touch: ``ops`` this change's operations, ``other_ops`` the
+    other's (``a_ops``/``b_ops`` in a project-wide pair)."""
+
+    capability: str
+    requirement: str
+    ops: list[str] = Field(default_factory=list)
+    other_ops: list[str] = Field(default_factory=list)
+    a_ops: list[str] = Field(default_factory=list)
+    b_ops: list[str] = Field(default_factory=list)
+
+
+class ChangeOverlap(_Model):
+    """One change overlapping the asked one."""
+
+    change_id: str
+    strength: str  # strong | weak
+    requirements: list[SharedRequirement] = Field(default_factory=list)
+    capabilities: list[str] = Field(default_factory=list)
+    work_status: str | None = None
+    lease: dict[str, str] | None = None
+
+
+class ChangeOverlaps(_Model):
+    """``GET /changes/{id}/overlaps``."""
+
+    change_id: str
+    overlaps: list[ChangeOverlap] = Field(default_factory=list)
+
+
+class OverlapPair(_Model):
+    """One item of ``GET /overlaps``: changes ``a`` and ``b`` in canonical order."""
+
+    a: str
+    b: str
+    strength: str
+    requirements: list[SharedRequirement] = Field(default_factory=list)
+    capabilities: list[str] = Field(default_factory=list)
+    a_status: str | None = None
+    b_status: str | None = None
+    a_lease: dict[str, str] | None = None
+    b_lease: dict[str, str] | None = None
+
+
+class ProjectOverlaps(_Model):
+    """``GET /overlaps``."""
+
+    overlaps: list[OverlapPair] = Field(default_factory=list)
+
+
+class OverlapWarning(_Model):
+    """A strong overlap a push created (``PushResult.overlaps``)."""
+
+    change_id: str
+    requirements: list[dict[str, str]] = Field(default_factory=list)
+
+
+class SpecRevision(_Model):
+    revision: int
+    change_id: str | None = None
+    source: str
+    at: datetime
+    deleted: bool = False
+
+
+class SpecHistory(_Model):
+    """``GET /specs/{id}/history``: oldest first."""
+
+    id: str
+    revisions: list[SpecRevision] = Field(default_factory=list)

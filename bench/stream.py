@@ -1,0 +1,277 @@
+"""Benchmark: the event stream under lease load, and the board page of a big project.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/stream.py [--backend sqlite|postgresql] [--subscribers 200]
+                                     [--seconds 6] [--changes 1000] [--renders 40]
+
+Starts one real ``loom serve`` (one worker) on a throwaway database and measures, loopback:
+
+1. the health reference (requests/s, 16 clients), as in ``bench/leases.py``;
+2. claim+release cycles by 16 clients (``bench/leases.py``'s phase 2) while
+   ``--subscribers`` SSE connections follow ``GET /events/stream``: lease requests/s and
+   its ratio to the health reference (PRODUCT.md §4: >= 0.6), claim p99, and the delay from
+   each event's commit to its delivery at every subscriber (p50/p99/max over all pairs;
+   "commit" is the event's ``ts``, stamped before the commit, so the figure is an upper
+   bound). Every subscriber must receive every event, in order (else exit status 1);
+3. the board page (``GET /ui/ORG/REPO``) of a project with ``--changes`` active changes:
+   the server's own time per page (its ``Server-Timing`` header; p50/p95).
+
+Targets (issue 13): delivery p99 < 100 ms; board p95 < 300 ms; the lease ratio still met.
+The subscribers and the load run in this one process (asyncio), on the same machine as the
+server: on a shared 2-core machine the figures include that contention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import re
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import ADMIN, Server, percentile, pg_database, start_server
+
+from leases import (
+    CLIENTS,
+    TARGET_RATIO,
+    Conn,
+    P,
+    claim_release,
+    health_rate,
+    load_average,
+    seed,
+)
+
+TARGET_DELIVERY_P99_MS = 100.0
+TARGET_BOARD_P95_MS = 300.0
+BIG = "/api/v1/projects/bench/board"
+
+
+_EPOCH: dict[bytes, float] = {}
+
+
+def _epoch(ts: bytes) -> float:
+    """An event ``ts`` (ms precision) as seconds since the epoch (cached: every subscriber
+    sees the same stamps)."""
+    value = _EPOCH.get(ts)
+    if value is None:
+        text = ts.decode().replace("Z", "+00:00")
+        value = _EPOCH[ts] = datetime.fromisoformat(text).timestamp()
+    return value
+
+
+class Subscriber:
+    """One SSE connection; records (seq, delay) for every event it receives."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.seqs: list[int] = []
+        self.delays: list[float] = []
+        self.ready = asyncio.Event()
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def run(self) -> None:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self._writer = writer
+        writer.write(
+            (
+                f"GET {P}/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}"
+                "\r\nAccept: text/event-stream\r\n\r\n"
+            ).encode()
+        )
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        self.ready.set()
+        buf = b""
+        while True:
+            size_line = await reader.readline()
+            if not size_line:
+                return
+            size = int(size_line.split(b";")[0], 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                return
+            now = time.time()
+            buf += chunk[:-2]
+            *blocks, buf = buf.split(b"\n\n")
+            for block in blocks:
+                if not block.startswith(b"id: "):
+                    continue  # a comment
+                at = block.index(b'"ts":"') + 6
+                self.seqs.append(int(block[4 : block.index(b"\n")]))
+                self.delays.append(now - _epoch(block[at : at + 24]))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _subscribers_process(host: str, port: int, count: int, ready: Any, stop: Any, out: Any) -> None:
+    """Runs in its own process (the subscribers must not slow the load generator)."""
+
+    async def main() -> None:
+        subs = [Subscriber(host, port) for _ in range(count)]
+        tasks = [asyncio.create_task(s.run()) for s in subs]
+        await asyncio.gather(*(s.ready.wait() for s in subs))
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        for s in subs:
+            s.close()
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(BaseException):
+                await t
+        first = subs[0].seqs
+        complete = all(s.seqs == first for s in subs) and first == list(
+            range(first[0], first[0] + len(first))
+        )
+        delays = sorted(d for s in subs for d in s.delays)
+        out.put(
+            {
+                "events": len(first),
+                "deliveries": len(delays),
+                "complete": complete,
+                "p50": percentile(delays, 0.5),
+                "p99": percentile(delays, 0.99),
+                "max": delays[-1],
+            }
+        )
+
+    asyncio.run(main())
+
+
+async def stream_phase(server: Server, args: argparse.Namespace) -> bool:
+    ids = [f"001-{i + 1:02d}_stream-{i}" for i in range(CLIENTS)]
+    await seed(server, ids, eligible=True)
+    ref_before = await health_rate(server, args.seconds / 2)
+    ctx = multiprocessing.get_context("fork")
+    ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    child = ctx.Process(
+        target=_subscribers_process,
+        args=(server.host, server.port, args.subscribers, ready, stop, out),
+    )
+    child.start()
+    if not ready.wait(120):
+        raise RuntimeError("the subscribers did not connect")
+    stats = await claim_release(server, args.seconds, ids)
+    await asyncio.sleep(1.0)  # let the last events arrive
+    stop.set()
+    result = out.get(timeout=120)
+    child.join(30)
+    ref_after = await health_rate(server, args.seconds / 2)
+    health = (ref_before.rate + ref_after.rate) / 2
+    lease_rps = stats.loop.rate * 2
+    claims = sorted(stats.claim_latencies)
+    ratio = lease_rps / health
+    p99 = result["p99"] * 1000
+    print(f"  health reference          {health:8.0f} req/s")
+    print(
+        f"  lease requests            {lease_rps:8.0f} req/s  ratio {ratio:.2f} "
+        f"(target >= {TARGET_RATIO}) {'ok' if ratio >= TARGET_RATIO else 'MISSED'}"
+    )
+    print(f"  claim p99                 {percentile(claims, 0.99) * 1000:8.1f} ms")
+    print(
+        f"  events delivered          {result['events']} to each of {args.subscribers} "
+        f"subscribers ({result['deliveries']} deliveries), all complete and in order: "
+        f"{result['complete']}"
+    )
+    print(
+        f"  commit -> delivery        p50 {result['p50'] * 1000:.1f} ms, "
+        f"p99 {p99:.1f} ms, max {result['max'] * 1000:.1f} ms "
+        f"(target p99 < {TARGET_DELIVERY_P99_MS:.0f}) "
+        f"{'ok' if p99 < TARGET_DELIVERY_P99_MS else 'MISSED'}"
+    )
+    if stats.errors:
+        print(f"  lease errors: {stats.errors[:3]}")
+    return bool(result["complete"]) and not stats.errors
+
+
+async def board_phase(server: Server, args: argparse.Namespace) -> None:
+    conn = await Conn(server.host, server.port).open()
+    try:
+        for start in range(0, args.changes, 250):
+            items = [
+                {
+                    "id": f"{(i // 99) + 1:03d}-{(i % 99) + 1:02d}_board-{i}",
+                    "proposal": f"# Change {i}\n",
+                    "tasks": "- [x] 1.1 a\n- [ ] 1.2 b\n" if i % 3 else "- [ ] 1.1 a\n",
+                    "specs": [["bench", "## ADDED Requirements\n"]] if i % 5 else [],
+                }
+                for i in range(start, min(start + 250, args.changes))
+            ]
+            status, body = await conn.request(
+                "POST", f"{BIG}/import", {"mode": "create-only", "changes": items}
+            )
+            if status != 200:
+                raise RuntimeError(f"seeding failed: {status} {body}")
+    finally:
+        await conn.close()
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    form = f"token={ADMIN}".encode()
+    writer.write(
+        b"POST /ui/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+        + f"\r\nContent-Length: {len(form)}\r\n\r\n".encode()
+        + form
+    )
+    head = (await reader.readuntil(b"\r\n\r\n")).decode()
+    cookie = re.search(r"loom_session=([^;]+)", head)
+    assert cookie is not None, head
+    timings: list[float] = []
+    for _ in range(args.renders):
+        writer.write(
+            f"GET /ui/bench/board HTTP/1.1\r\nHost: x\r\nCookie: loom_session={cookie.group(1)}"
+            "\r\n\r\n".encode()
+        )
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        length = int(re.search(r"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+        body = await reader.readexactly(length)
+        timing = re.search(r"server-timing: app;dur=([\d.]+)", head, re.I)
+        assert timing is not None and b"kcard" in body, head
+        timings.append(float(timing.group(1)))
+    writer.close()
+    timings.sort()
+    p95 = percentile(timings, 0.95)
+    print(
+        f"  board page, {args.changes} changes  p50 {percentile(timings, 0.5):.1f} ms, "
+        f"p95 {p95:.1f} ms server time over {len(timings)} renders "
+        f"(target p95 < {TARGET_BOARD_P95_MS:.0f}) "
+        f"{'ok' if p95 < TARGET_BOARD_P95_MS else 'MISSED'}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--subscribers", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--changes", type=int, default=1000)
+    parser.add_argument("--renders", type=int, default=40)
+    args = parser.parse_args(argv)
+    print(f"stream benchmark ({args.backend}; load average {load_average()})")
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="loom-stream-")))
+        if args.backend == "sqlite":
+            url = f"sqlite:///{tmp / 'loom.db'}"
+        else:
+            url = stack.enter_context(pg_database())
+        server = start_server(tmp / "data", url)
+        try:
+            ok = asyncio.run(stream_phase(server, args))
+            asyncio.run(board_phase(server, args))
+        finally:
+            server.stop()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""uvicorn's HTTP protocol, with Loom's error envelope, a header timeout and a connection cap.
+
+uvicorn answers a request it cannot parse (NUL in a header, a bad ``Content-Length``, an
+unknown method, ``Transfer-Encoding`` with ``Content-Length``...) itself, in plain text,
+before any application runs. These subclasses of its protocols answer with the JSON envelope
+of API.md §0 instead (``400 bad_request``, kind ``malformed_request``), close connections
+whose request head does not arrive within ``header_timeout`` seconds (``408``, including
+connections that never send a byte: uvicorn keeps those open forever), and refuse
+connections beyond ``max_connections`` (``503``). What cannot be answered at all: a peer
+that closed or reset the connection, and bytes that are not HTTP/1 (TLS on the plain port),
+which get the same 400 the moment the parser gives up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:  # uvicorn prefers httptools when it is installed
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - httptools is a uvicorn[standard] extra
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+__all__ = ["envelope_response", "protocol_class"]
+
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
+_CODES = {400: "bad_request", 408: "request_timeout", 503: "service_unavailable"}
+
+
+def envelope_response(status: int, kind: str, message: str) -> bytes:
+    """A complete HTTP/1.1 response carrying the error envelope; the connection then closes."""
+    body = json.dumps(
+        {"error": message, "code": _CODES[status], "kind": kind}, separators=(",", ":")
+    ).encode()
+    head = (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n" % (status, _REASONS[status], len(body))
+    )
+    return head + body
+
+
+class _Limits:
+    """The timers and the cap, shared by both protocol flavours."""
+
+    header_timeout: float = 10.0
+    max_connections: int = 1024
+    _head_timer: asyncio.TimerHandle | None = None
+    transport: Any
+    server_state: Any
+    loop: asyncio.AbstractEventLoop
+
+    def _answer(self, status: int, kind: str, message: str) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(envelope_response(status, kind, message))
+            self.transport.close()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        self._answer(
+            408,
+            "header_timeout",
+            f"no complete request head within {self.header_timeout:g} seconds",
+        )
+
+    def _over_capacity(self) -> bool:
+        if len(self.server_state.connections) <= self.max_connections:
+            return False
+        self._answer(503, "too_many_connections", "too many open connections; retry later")
+        return True
+
+
+def _malformed(msg: str) -> str:
+    return f"malformed HTTP request ({msg.rstrip('.')})"
+
+
+if HttpToolsProtocol is not None:
+
+    class LoomHttpToolsProtocol(_Limits, HttpToolsProtocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if not self._over_capacity():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # waiting for the next request's head (keep-alive)
+
+        def send_400_response(self, msg: str) -> None:
+            self._answer(400, "malformed_request", _malformed(msg))
+
+
+class LoomH11Protocol(_Limits, H11Protocol):
+    """The h11 flavour (when httptools is absent): the envelope and the connection cap."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._over_capacity()
+
+    def send_400_response(self, msg: str) -> None:
+        self._answer(400, "malformed_request", _malformed(msg))
+
+
+def protocol_class(header_timeout: float, max_connections: int) -> type[Any]:
+    """The protocol class for ``uvicorn.Config(http=...)``, configured with these limits.
+
+    The limits are class attributes set in the calling process (a module-level class is
+    what a ``--workers`` config can carry to its spawned workers: each worker calls this
+    again with its settings)."""
+    cls: type[Any] = LoomHttpToolsProtocol if HttpToolsProtocol is not None else LoomH11Protocol
+    cls.header_timeout = header_timeout
+    cls.max_connections = max_connections
+    return cls

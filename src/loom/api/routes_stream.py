@@ -1,0 +1,205 @@
+"""``GET /events/stream``: the audit log as Server-Sent Events (API.md style, docs/stream.md).
+
+Each message: ``id`` = the event's ``seq``, ``event`` = its ``op``, ``data`` = the event JSON
+(the shape of ``GET /events``). Starts after ``Last-Event-ID`` or ``?since=`` (exclusive;
+the header wins), else with the next event. A comment every ``stream_heartbeat`` seconds of silence
+keeps proxies from closing an idle connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from loom.api._hub import Filters, Hub, Subscriber, encode_frame
+from loom.api.access import Access, project_access
+from loom.api.contract import operation_id
+from loom.errors import ValidationError
+from loom.service import Project
+
+__all__ = ["EventStream", "router", "start_position"]
+
+_NO_NUL = r"^[^\x00]*$"
+_PAGE = 500
+
+router = APIRouter(prefix="/api/v1/projects/{org}/{repo}", generate_unique_id_function=operation_id)
+AccessDep = Annotated[Access, Depends(project_access)]
+
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "A stream of Server-Sent Events, one per audit event: `id` is the event's `seq`, "
+            "`event` its `op`, `data` the event as JSON (the items of `GET /events`). "
+            "Lines starting with `:` are comments (the opening line and a heartbeat every "
+            "15 s). The connection stays open; reconnect with `Last-Event-ID` to resume."
+        ),
+        "headers": {
+            "X-Loom-Since": {
+                "description": "The seq the stream starts after (resume from here).",
+                "schema": {"type": "integer"},
+            }
+        },
+        "content": {
+            "text/event-stream": {
+                # OpenAPI 3.1: for an event stream, `schema` describes one event.
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "seq"},
+                        "event": {"type": "string", "description": "the event's op"},
+                        "data": {
+                            "type": "string",
+                            "description": "the event, as an item of GET /events",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"$ref": "#/components/schemas/AuditEvent"},
+                        },
+                    },
+                },
+                "example": (
+                    ': loom event stream\nretry: 1000\n\nid: 42\nevent: claim\ndata: {"v":1,'
+                    '"ts":"2026-02-28T10:00:00.000Z","entity":"change","entity_id":'
+                    '"001-01_alpha","op":"claim","actor":"server","by":"@alice","seq":42}\n\n'
+                ),
+            }
+        },
+    }
+}
+
+
+def start_position(since: int | None, last_event_id: str | None) -> int | None:
+    """Where the stream starts (exclusive): ``Last-Event-ID`` wins over ``since``; None is
+    "from now"."""
+    if last_event_id is None or last_event_id.strip() == "":
+        return since
+    value = last_event_id.strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise ValidationError(
+            "Last-Event-ID must be an event seq (a non-negative integer)", kind="invalid_cursor"
+        )
+    return int(value)
+
+
+@router.get(
+    "/events/stream",
+    summary="Follow the audit log as Server-Sent Events (resumable with Last-Event-ID)",
+    response_class=Response,
+    responses=_STREAM_DOC,
+)
+async def stream_events(
+    request: Request,
+    access: AccessDep,
+    since: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+    entity: Annotated[str | None, Query(max_length=100, pattern=_NO_NUL)] = None,
+    entity_id: Annotated[str | None, Query(max_length=200, pattern=_NO_NUL)] = None,
+    scope: Annotated[str | None, Query(max_length=200, pattern=_NO_NUL)] = None,
+    op: Annotated[str | None, Query(max_length=100, pattern=_NO_NUL)] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    start = start_position(since, last_event_id)
+    hub: Hub = request.app.state.hub
+    sub = await hub.subscribe(access.project, start, Filters(entity, entity_id, scope, op))
+    return EventStream(hub, access.project, sub)
+
+
+Render = Callable[[dict[str, Any]], bytes]
+
+
+class EventStream(Response):
+    """The ASGI response of one subscriber: its backlog, then its queue, until the client
+    goes away or the hub cuts it off (see :class:`loom.api._hub.Hub`)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        hub: Hub,
+        project: Project,
+        sub: Subscriber,
+        render: Render = encode_frame,
+    ) -> None:
+        super().__init__(
+            status_code=200,
+            headers={
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                # Where the stream starts (the seq it follows): a client that reconnects
+                # before its first event resumes from here, not from "now".
+                "X-Loom-Since": str(sub.cursor),
+            },
+            media_type=self.media_type,
+        )
+        # No Content-Length: the body is open-ended (chunked).
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self.hub = hub
+        self.project = project
+        self.sub = sub
+        self.encode = render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            writer = asyncio.create_task(self._write(send))
+            self.sub.task = writer
+            watcher = asyncio.create_task(_wait_disconnect(receive))
+            try:
+                await asyncio.wait({writer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (writer, watcher):
+                    task.cancel()
+                for task in (writer, watcher):
+                    with contextlib.suppress(BaseException):
+                        await task
+        finally:
+            self.hub.unsubscribe(self.project, self.sub)
+        # A cut-off subscriber may not be reading: never wait long for the last chunk (the
+        # server then closes the connection).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                send({"type": "http.response.body", "body": b"", "more_body": False}), 0.1
+            )
+
+    async def _send(self, send: Send, body: bytes) -> None:
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def _write(self, send: Send) -> None:
+        sub = self.sub
+        await self._send(send, b": loom event stream\nretry: 1000\n\n")
+        while True:  # the backlog: the same reads as GET /events, a page at a time
+            backlog = await self.hub.backlog(self.project, sub.cursor)
+            chunk = [self.encode(ev) for ev in backlog if sub.filters.match(ev)]
+            if backlog:
+                sub.cursor = int(backlog[-1]["seq"])
+            if chunk:
+                await self._send(send, b"".join(chunk))
+            if len(backlog) < _PAGE:
+                break
+        while True:
+            await sub.ready.wait()
+            chunk = []
+            for page in sub.take():
+                for seq, event, frame in page:
+                    sub.pending -= len(frame)
+                    if seq <= sub.cursor:
+                        continue  # already sent from the backlog
+                    sub.cursor = seq
+                    chunk.append(frame if self.encode is encode_frame else self.encode(event))
+            if chunk:
+                sub.beat = False
+                await self._send(send, b"".join(chunk))
+            elif sub.beat:
+                sub.beat = False
+                await self._send(send, b": keepalive\n\n")
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

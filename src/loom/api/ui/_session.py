@@ -1,0 +1,90 @@
+"""The dashboard's sign-in session: a signed, expiring, HttpOnly SameSite=Strict cookie.
+
+The cookie carries the token the person signed in with (never shown in a URL or a page), an
+expiry and a random nonce, signed with HMAC-SHA256 under a key derived from the server's
+secrets. Every request re-checks the token with the API's own ``authorize``, so a token
+that stops being valid (or a token kind added later) applies to the dashboard at once.
+Signing out clears the cookie and refuses its nonce in this process until it expires.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from loom.settings import Settings
+
+__all__ = ["COOKIE", "SESSION_SECONDS", "Session", "SessionSigner"]
+
+COOKIE = "loom_session"
+SESSION_SECONDS = 12 * 3600
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str
+    expires: int
+    nonce: str
+
+
+class SessionSigner:
+    """Makes and checks session cookies and CSRF tokens for one server."""
+
+    def __init__(self, settings: Settings) -> None:
+        secrets_ = [s.get_secret_value() for s in settings.admin_tokens]
+        if settings.token_seed is not None:
+            secrets_.append(settings.token_seed.get_secret_value())
+        material = "\x00".join(secrets_).encode() if secrets_ else os.urandom(32)
+        self._key = hashlib.sha256(b"loom-ui-session\x00" + material).digest()
+        self._revoked: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def _sign(self, payload: bytes) -> str:
+        return hmac.new(self._key, payload, hashlib.sha256).hexdigest()
+
+    def issue(self, token: str, now: float | None = None) -> tuple[str, Session]:
+        expires = int((time.time() if now is None else now) + SESSION_SECONDS)
+        session = Session(token, expires, secrets.token_hex(16))
+        body = json.dumps({"t": token, "e": expires, "n": session.nonce}).encode()
+        payload = base64.urlsafe_b64encode(body).rstrip(b"=")
+        return f"{payload.decode()}.{self._sign(payload)}", session
+
+    def read(self, value: str | None, now: float | None = None) -> Session | None:
+        """The session of a cookie value, or None (missing, forged, expired, signed out)."""
+        if not value or value.count(".") != 1 or len(value) > 4096:
+            return None
+        payload, signature = value.split(".")
+        if not hmac.compare_digest(signature, self._sign(payload.encode())):
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            session = Session(str(data["t"]), int(data["e"]), str(data["n"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        current = time.time() if now is None else now
+        if session.expires <= current:
+            return None
+        with self._lock:
+            if session.nonce in self._revoked:
+                return None
+        return session
+
+    def revoke(self, session: Session) -> None:
+        now = time.time()
+        with self._lock:
+            self._revoked = {n: e for n, e in self._revoked.items() if e > now}
+            self._revoked[session.nonce] = session.expires
+
+    def csrf(self, session: Session) -> str:
+        """The CSRF token of a session (sent in forms, checked on POST)."""
+        return self._sign(f"csrf\x00{session.nonce}".encode())
+
+    def check_csrf(self, session: Session, value: str | None) -> bool:
+        return bool(value) and hmac.compare_digest(str(value), self.csrf(session))

@@ -1,0 +1,246 @@
+"""GET /events/stream against real `loom serve` processes and real databases."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import ADMIN, ORG, REPO, LiveServer, auth, project_token, start_server
+from loom.client import Client
+
+from ._sse import STREAM, event, open_stream
+
+# Real servers and 1-second bounds: with the other real-process tests, on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("races")]
+
+P = f"/api/v1/projects/{ORG}/{REPO}"
+
+
+def _post(base: str, items: list[dict[str, Any]], key: str) -> None:
+    r = httpx.post(
+        f"{base}{P}/events",
+        json={"events": items, "idempotency_key": key},
+        headers=auth(),
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+
+
+def _config(tmp_path: Path, **values: Any) -> str:
+    path = tmp_path / "loom.toml"
+    path.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
+    return str(path)
+
+
+def test_resume_after_forced_disconnects_loses_and_repeats_nothing(
+    live_server_on: LiveServer,
+) -> None:
+    """1,000 events written while the reader is cut off every ~130 events and resumes with
+    Last-Event-ID: it sees seq 1..1000 exactly once, in order, with the stored bodies."""
+    base = live_server_on.url
+    total = 1000
+
+    def writer() -> None:
+        for b in range(100):
+            _post(base, [event(b * 10 + i) for i in range(10)], f"batch-{b}")
+
+    thread = threading.Thread(target=writer)
+    seen: list[int] = []
+    bodies: dict[int, str] = {}
+    stream = open_stream(base, query="since=0")
+    thread.start()
+    reconnects = 0
+    try:
+        while len(seen) < total:
+            msg = stream.next_message()
+            assert msg is not None, "the server ended the stream"
+            seq, op, data = msg
+            assert op == data["op"] == "status_change"
+            assert data["seq"] == seq
+            seen.append(seq)
+            bodies[seq] = data["entity_id"]
+            if len(seen) % 130 == 0:  # forced disconnect mid-stream, then resume
+                stream.close()
+                stream = open_stream(base, query="since=0", last_event_id=seen[-1])
+                reconnects += 1
+    finally:
+        stream.close()
+        thread.join()
+    assert reconnects >= 7
+    assert seen == list(range(1, total + 1))
+    stored = httpx.get(f"{base}{P}/events", headers=auth(), timeout=30).json()
+    assert {e["seq"]: e["entity_id"] for e in stored} == bodies
+
+
+def test_since_is_exclusive_and_no_cursor_means_from_now(live_server_on: LiveServer) -> None:
+    base = live_server_on.url
+    _post(base, [event(i) for i in range(3)], "first")
+    from_two = open_stream(base, query="since=2")
+    from_now = open_stream(base)
+    assert from_now.headers[":status"] == "200"
+    assert from_now.headers["content-type"].startswith("text/event-stream")
+    assert from_now.headers["x-loom-since"] == "3"
+    msg = from_two.next_message()
+    assert msg is not None and msg[0] == 3
+    _post(base, [event(9)], "second")
+    msg = from_now.next_message()
+    assert msg is not None and msg[0] == 4 and msg[2]["entity_id"] == "9.1"
+    msg = from_two.next_message()
+    assert msg is not None and msg[0] == 4
+    from_two.close()
+    from_now.close()
+
+
+def test_filters_and_auth(live_server_on: LiveServer) -> None:
+    base = live_server_on.url
+    filtered = open_stream(base, query="since=0&entity_id=2.1")
+    _post(base, [event(i) for i in range(4)], "k")
+    msg = filtered.next_message()
+    assert msg is not None and msg[0] == 3 and msg[2]["entity_id"] == "2.1"
+    filtered.close()
+    # The same auth as every project route: none (401), another project's token (403).
+    r = httpx.get(f"{base}{STREAM}", timeout=10)
+    assert r.status_code == 401 and r.json()["kind"] == "missing_token"
+    r = httpx.post(
+        f"{base}/api/v1/projects/other/repo/events",
+        json={"events": [event(1)], "idempotency_key": "o"},
+        headers=auth(),
+        timeout=10,
+    )
+    assert r.status_code == 200
+    other = project_token("other", "repo")
+    r = httpx.get(f"{base}{STREAM}", headers=auth(other), timeout=10)
+    assert r.status_code == 403
+    r = httpx.get(f"{base}{STREAM}", headers={**auth(), "Last-Event-ID": "x1"}, timeout=10)
+    assert r.status_code == 400 and r.json()["kind"] == "invalid_cursor"
+
+
+def test_a_lease_claim_reaches_the_stream_as_a_server_event(live_server_on: LiveServer) -> None:
+    base = live_server_on.url
+    with Client(base, ADMIN, f"{ORG}/{REPO}", holder="agent-a") as c:
+        c.push("001-01_alpha", revision="", proposal="# a\n", tasks="- [ ] 1.1 x\n")
+        stream = open_stream(base)
+        c.claim("001-01_alpha")
+        msg = stream.next_message()
+        stream.close()
+    assert msg is not None
+    _, op, data = msg
+    assert op == "claim" and data["entity_id"] == "001-01_alpha" and data["by"] == "@agent-a"
+
+
+def test_two_serve_processes_on_one_postgresql_deliver_to_both(tmp_path: Path, pg_url: str) -> None:
+    """An event committed through either process reaches subscribers of both (LISTEN/NOTIFY;
+    the long re-read timer shows the wake-up came from the notification)."""
+    cfg = _config(tmp_path, stream_recheck=600.0)
+    a = start_server(tmp_path / "a", pg_url, "--config", cfg)
+    b = start_server(tmp_path / "b", pg_url, "--config", cfg)
+    try:
+        # Each server's channel exists before the first write (the project row is created
+        # by that write: the subscribers start at 0).
+        on_a = open_stream(a.url, query="since=0")
+        on_b = open_stream(b.url, query="since=0")
+        _post(a.url, [event(1)], "via-a")
+        for stream in (on_a, on_b):
+            msg = stream.next_message()
+            assert msg is not None and msg[0] == 1 and msg[2]["entity_id"] == "1.1"
+        _post(b.url, [event(2)], "via-b")
+        for stream in (on_a, on_b):
+            msg = stream.next_message()
+            assert msg is not None and msg[0] == 2 and msg[2]["entity_id"] == "2.1"
+        on_a.close()
+        on_b.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_stalled_subscriber_is_cut_off_and_claims_go_on(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A subscriber that never reads fills its buffer and is cut off: the writers finish,
+    a healthy subscriber sees everything, and the stalled one resumes where it stopped."""
+    cfg = _config(tmp_path, stream_buffer=1_000_000)
+    server = start_server(tmp_path / "s", database_url, "--config", cfg)
+    base = server.url
+    try:
+        stalled = open_stream(base, query="since=0", rcvbuf=4096)
+        healthy = open_stream(base, query="since=0")
+        got: list[int] = []
+
+        def read_healthy() -> None:
+            while True:
+                try:
+                    msg = healthy.next_message()
+                except OSError:  # closed by the test
+                    return
+                if msg is None:
+                    return
+                got.append(msg[0])
+
+        reader = threading.Thread(target=read_healthy, daemon=True)
+        reader.start()
+        pad = "x" * 1000
+        for b in range(16):  # ~18 MB of events: more than every buffer on the way
+            _post(base, [event(b * 500 + i, meta={"pad": pad}) for i in range(500)], f"b{b}")
+        with Client(base, ADMIN, f"{ORG}/{REPO}", holder="agent-a") as c:
+            c.push("001-01_alpha", revision="", proposal="# a\n", tasks="- [ ] 1.1 x\n")
+            for _ in range(50):
+                c.claim("001-01_alpha")
+                c.release("001-01_alpha")
+        total = 8000 + 1 + 100
+        deadline = time.monotonic() + 60
+        while len(got) < total and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got == list(range(1, total + 1))
+        # The stalled one: whatever it was sent, then the end of the stream.
+        while stalled.next_message() is not None:
+            pass
+        assert stalled.ended
+        stopped_at = stalled.messages[-1][0] if stalled.messages else 0
+        assert [m[0] for m in stalled.messages] == list(range(1, stopped_at + 1))
+        assert stopped_at < total
+        resumed = open_stream(base, last_event_id=stopped_at)
+        rest = []
+        while len(rest) < total - stopped_at:
+            msg = resumed.next_message()
+            assert msg is not None
+            rest.append(msg[0])
+        assert rest == list(range(stopped_at + 1, total + 1))
+        resumed.close()
+        healthy.close()
+        stalled.close()
+    finally:
+        server.stop()
+
+
+def test_messages_match_the_openapi_document(live_server: LiveServer) -> None:
+    """Each message, read as (id, event, data), is what the document's 200 declares."""
+    import json
+
+    import jsonschema
+
+    base = live_server.url
+    doc = httpx.get(f"{base}/api/v1/openapi.json", timeout=10).json()
+    ok = doc["paths"]["/api/v1/projects/{org}/{repo}/events/stream"]["get"]["responses"]
+    schema = ok["200"]["content"]["text/event-stream"]["schema"]
+    audit = {"$ref": "#/components/schemas/AuditEvent", "components": doc["components"]}
+    _post(base, [event(i) for i in range(3)], "doc")
+    stream = open_stream(base, query="since=0")
+    try:
+        for _ in range(3):
+            msg = stream.next_message()
+            assert msg is not None
+            seq, op, data = msg
+            jsonschema.validate(
+                {"id": str(seq), "event": op, "data": json.dumps(data)},
+                schema,
+                cls=jsonschema.Draft202012Validator,
+            )
+            jsonschema.validate(data, audit, cls=jsonschema.Draft202012Validator)
+    finally:
+        stream.close()
