@@ -220,4 +220,11 @@ def test_success_bodies_are_the_client_models(doc: dict[str, Any]) -> None:
     nested = {"LeaseInfo", "Progress", "SpecContent", "TaskItem", "WaveInfo", "Diagnostic"}
     nested |= {"SubModuleSummary", "ImportConflict", "ImportModule", "ImportSpec"}
     nested |= {"ImportChange", "Page", "ErrorEnvelope"}
+    nested |= {
+        "SharedRequirement",
+        "ChangeOverlap",
+        "OverlapPair",
+        "OverlapWarning",
+        "SpecRevision",
+    }
     assert parsed - nested == used
