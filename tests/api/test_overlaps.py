@@ -126,9 +126,25 @@ def test_overlap_routes_errors_and_auth(api: Any) -> None:
     assert ok(api.get("/api/v1/projects/acme/empty/overlaps", headers=ADMIN_H)) == {"overlaps": []}
 
 
+def _finish(api: Any, change_id: str, headers: dict[str, str] | None = None) -> None:
+    """Complete the change's one task: an archive refuses unfinished changes (409
+    ``change_unfinished``) before it looks at spec bases."""
+    task = ok(api.get(f"{P}/changes/{change_id}/tasks", headers=ADMIN_H))["tasks"][0]
+    if task["status"] != "complete":
+        url = f"{P}/changes/{change_id}/tasks/1.1/complete"
+        ok(api.post(url, headers=headers or ADMIN_H))
+
+
 def _archive(
-    api: Any, change_id: str, query: str = "", headers: dict[str, str] | None = None
+    api: Any,
+    change_id: str,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    *,
+    finish: bool = True,
 ) -> Any:
+    if finish:
+        _finish(api, change_id, headers)
     return api.post(f"{P}/changes/{change_id}/archive{query}", headers=headers or ADMIN_H)
 
 
@@ -140,9 +156,10 @@ def test_archive_a_then_b_refuses_b_and_changes_nothing(api: Any) -> None:
     after_a = _spec(api)
     assert after_a["revision"] == 2
     assert "Login is rate limited." in after_a["markdown"]
+    _finish(api, B)
     events_before = ok(api.get(f"{P}/events", headers=ADMIN_H))
 
-    body = error(_archive(api, B), 409, "conflict", "stale_spec_base")
+    body = error(_archive(api, B, finish=False), 409, "conflict", "stale_spec_base")
     assert body["change_id"] == B
     (stale,) = body["requirements"]
     assert stale["capability"] == "auth"

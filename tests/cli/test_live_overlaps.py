@@ -62,6 +62,9 @@ def test_overlaps_refusal_rebase_push_archive(loom: Loom, client: Client) -> Non
     assert f"overlaps:  {B} (strong: auth: Login)" in loom("show", A).stdout
     assert loom.json("show", A)["overlaps"][0]["change_id"] == B
 
+    # An archive refuses unfinished changes before it looks at spec bases.
+    loom("tasks", "complete", A, "1.1")
+    loom("tasks", "complete", B, "1.1")
     loom("archive", A)
     refused = loom("archive", B, code=3)
     assert "written against older specs" in refused.stderr
@@ -104,12 +107,16 @@ def test_archive_force_overrides_and_is_recorded(loom: Loom, client: Client) -> 
     _write_change(ito, B, B_DELTA)
     loom("push", A)
     loom("push", B)
+    loom("tasks", "complete", A, "1.1")
     loom("archive", A)
-    loom("archive", B, code=3)
+    loom("archive", B, code=3)  # unfinished and stale: force overrides both
     loom("archive", B, "--force")
     assert "passkey" in client.get_spec("auth").markdown
     (event,) = [e for e in client.get_events(op="archive") if e.entity_id == B]
-    assert event.to_json()["meta"]["forced"] is True
+    meta = event.to_json()["meta"]
+    assert meta["forced"] is True
+    assert meta["unfinished_tasks"] == 1
+    assert meta["stale_spec_base"][0]["requirement"] == "Login"
 
 
 def test_allocate_avoid_overlap_option(loom: Loom, client: Client) -> None:
