@@ -149,7 +149,8 @@ class LeaseMachine(RuleBasedStateMachine):
         if m.archived:
             return ("err", "archived")
         if token is not None and (token < m.token or (token != m.token and m.active(now))):
-            return ("err", "stale_fencing_token")
+            # A token above the current one was never issued: "unknown", not "stale".
+            return ("err", "unknown_fencing_token" if token > m.token else "stale_fencing_token")
         if m.active(now) and m.holder != holder:
             return ("err", "lease_conflict")
         return None
