@@ -1,6 +1,7 @@
-"""Overlap-aware allocation costs one cheap check, and nothing more, unless a busy change
-(leased or in progress) has an indexed requirement: the statements an allocation runs are
-counted on the real database, ``prefer`` against ``off``."""
+"""Overlap-aware allocation costs one cheap check, and nothing more, when the project has no
+requirement index rows, or (SQLite) no busy change (leased or in progress) has an indexed
+requirement: the statements an allocation runs are counted on the real database, ``prefer``
+against ``off``."""
 
 from __future__ import annotations
 
@@ -99,7 +100,13 @@ def test_busy_changes_without_requirements_one_extra_statement(
     _push(ctx, "001-09_busy")
     leases.claim(ctx, PROJECT, "001-09_busy", "busy-agent", None)
     prefer, off = _compare(ctx, monkeypatch)
-    assert prefer == off + 1
+    if ctx.db.engine.dialect.name == "postgresql":
+        # Concurrent allocators do not see each other's uncommitted claims: with any
+        # requirement row in the project the overlap pass runs (tests/leases/
+        # test_overlap_races.py races it).
+        assert prefer > off + 1
+    else:
+        assert prefer == off + 1
 
 
 def test_a_busy_requirement_turns_the_overlap_pass_on(

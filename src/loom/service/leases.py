@@ -36,6 +36,7 @@ from loom.store.leases import (
 )
 from loom.store.requirements import (
     any_busy_requirement,
+    any_requirement,
     busy_requirements,
     overlapping,
     requirements_for,
@@ -323,12 +324,12 @@ def allocate(
             renewed = _apply_claim(
                 ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored
             )
-            if avoid_overlap != "off" and any_busy_requirement(conn, pid, now):
+            if avoid_overlap != "off" and _overlap_possible(conn, pid, now):
                 renewed = _with_overlaps(conn, pid, renewed, now)
             return {"claim": renewed}
-        # One cheap check: unless a busy change (leased or in progress) has an indexed
-        # requirement, nothing can overlap one, and allocation is exactly the plain path.
-        if avoid_overlap != "off" and any_busy_requirement(conn, pid, now):
+        # One cheap check first; when it says no overlap is possible, allocation is exactly
+        # the plain path.
+        if avoid_overlap != "off" and _overlap_possible(conn, pid, now):
             picked = _pick_without_overlap(ctx, conn, pid, holder, ttl, now, module, changes)
             if picked is not None:
                 metrics.ALLOCATIONS.labels("granted").inc()
@@ -343,6 +344,22 @@ def allocate(
             claimed = _next_free(ctx, conn, pid, holder, ttl, now, module, changes)
         metrics.ALLOCATIONS.labels("no_work" if claimed is None else "granted").inc()
         return {"claim": claimed}
+
+
+def _overlap_possible(conn: Connection, pid: int, now: int) -> bool:
+    """Whether this allocation could hand out a change overlapping a busy one (one statement).
+
+    SQLite serialises writers, so only committed busy changes matter: is there a busy change
+    (leased or in progress) with an indexed requirement? PostgreSQL allocators run at once
+    and do not see each other's uncommitted claims: two could each take one change of an
+    overlapping pair although neither was busy when they started, so any requirement row in
+    the project turns the overlap pass (and its requirement try-locks) on there. A project
+    without requirement rows (changes without requirement deltas) takes the plain path on
+    both.
+    """
+    if conn.dialect.name == "postgresql":
+        return any_requirement(conn, pid)
+    return any_busy_requirement(conn, pid, now)
 
 
 def _next_free(

@@ -16,6 +16,7 @@ __all__ = [
     "ActiveIndex",
     "active_index",
     "any_busy_requirement",
+    "any_requirement",
     "busy_requirements",
     "delete_requirements",
     "overlapping",
@@ -145,6 +146,14 @@ def any_busy_requirement(conn: Connection, project_id: int, now_us: int) -> bool
     requirement: only then can a change overlap a busy one. One statement."""
     row = _raw.fetchone(conn, _ANY_BUSY_REQUIREMENT, (project_id, project_id, now_us, project_id))
     return row is not None
+
+
+_ANY_REQUIREMENT = _raw.SQL("SELECT 1 FROM change_requirements WHERE project_id = ? LIMIT 1")
+
+
+def any_requirement(conn: Connection, project_id: int) -> bool:
+    """True when some change of the project has an indexed requirement (one index probe)."""
+    return _raw.fetchone(conn, _ANY_REQUIREMENT, (project_id,)) is not None
 
 
 def busy_requirements(
