@@ -168,8 +168,12 @@ def test_each_retry_is_said_on_stderr(base_env: dict[str, str]) -> None:
 
 
 def test_help_has_no_type_labels_on_flags_and_plain_argument_names(
-    base_env: dict[str, str],
+    base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Typer guesses the shell from the process tree unless told not to: with the guess off,
+    # `--show-completion SHELL` takes the shell as its value, so the verdict does not depend
+    # on whether pytest was started from a shell.
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     loom = Loom({**base_env, "COLUMNS": "100"})
     for args in (["claim", "-h"], ["release", "--help"], ["tasks", "complete", "-h"]):
         text = loom(*args).stdout

@@ -347,6 +347,9 @@ class _PgRelay:
                             # At most ~one NOTIFY per 10 ms: a burst of commits is one wake-up
                             # (and the writers' threads keep the interpreter).
                             self._stop.wait(0.01)
+                    # Stopping: wake this process's listener at once (it ignores the payload)
+                    # instead of letting it sit out its poll timeout.
+                    conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
             except Exception:  # reconnect; listeners re-read on their timer meanwhile
                 _log.warning("event stream NOTIFY connection failed", exc_info=True)
                 self._stop.wait(1.0)
@@ -361,6 +364,8 @@ class _PgRelay:
                     self._wake(None)  # (re)connected: anything may have been missed
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
+                            if self._stop.is_set():
+                                break
                             if note.pid == self._own_pid:
                                 continue
                             pids = [int(p) for p in note.payload.split(",") if p.isdigit()]
