@@ -25,20 +25,30 @@ __all__ = ["busy_overlaps", "first_without_overlap", "lock_requirements"]
 # The requirements of busy changes: (change_id, capability, requirement). Four parameters:
 # project, project, project, now. Archived changes have no index rows, so a lease left on
 # one does not count.
-_BUSY = (
-    "busy AS {materialized}(SELECT r.change_id, r.capability, r.requirement"
+_BUSY_ROWS = (
+    "SELECT r.change_id, r.capability, r.requirement"
     " FROM change_requirements r WHERE r.project_id = ? AND r.change_id IN ("
     "SELECT b.change_id FROM changes b WHERE b.project_id = ?"
     " AND b.work_status = 'in-progress' AND b.archived_us IS NULL"
     " UNION SELECT l.change_id FROM leases l WHERE l.project_id = ?"
-    " AND l.holder IS NOT NULL AND l.expires_us > ?))"
+    " AND l.holder IS NOT NULL AND l.expires_us > ?)"
 )
-# A candidate ``c`` shares no requirement with a busy change other than itself.
+# The same, one row per requirement, with the least and greatest busy change touching it: a
+# change is blocked by a busy requirement unless it is the only busy change touching it.
+_BUSY_KEYS = (
+    "SELECT capability, requirement, MIN(change_id) AS lo, MAX(change_id) AS hi"
+    f" FROM ({_BUSY_ROWS}) busy_rows GROUP BY capability, requirement"
+)
+# A candidate ``c`` is none of the changes sharing a requirement with a busy change other
+# than themselves. The set is uncorrelated: the database computes it once per statement (from
+# the few busy requirements, through the ``(project_id, capability, requirement)`` index) and
+# probes it by hash for each candidate walked. (A correlated NOT EXISTS let PostgreSQL's
+# planner hoist the same join out of the walk and scan it whole for every candidate:
+# quadratic when everything overlaps.) One parameter: project.
 _FREE_OF_BUSY = (
-    " AND NOT EXISTS (SELECT 1 FROM change_requirements m JOIN busy o"
+    " AND c.change_id NOT IN (SELECT m.change_id FROM change_requirements m JOIN busy o"
     " ON o.capability = m.capability AND o.requirement = m.requirement"
-    " WHERE m.project_id = c.project_id AND m.change_id = c.change_id"
-    " AND o.change_id <> c.change_id)"
+    " WHERE m.project_id = ? AND (o.lo <> m.change_id OR o.hi <> m.change_id))"
 )
 _LEASE_COLUMNS = (
     "l.holder, l.acquired_us, l.expires_us, l.ttl_seconds, l.fencing_token,"
@@ -47,9 +57,8 @@ _LEASE_COLUMNS = (
 
 
 def _with_busy(pg: bool) -> str:
-    # PostgreSQL inlines a CTE referenced once; materialised, the busy set is read once per
-    # statement, not once per candidate. SQLite materialises it (it is referenced twice).
-    return "WITH " + _BUSY.format(materialized="MATERIALIZED " if pg else "") + " "
+    # Materialised: the busy requirements are read once per statement.
+    return f"WITH busy AS {'MATERIALIZED ' if pg else ''}({_BUSY_KEYS}) "
 
 
 def _filters(
@@ -120,7 +129,7 @@ def first_without_overlap(
         return None
     filters, extra = _filters(module, change_ids, exclude)
     busy: list[object] = [project_id, project_id, project_id, now_us]
-    candidate = [project_id, *extra, now_us]
+    candidate = [project_id, *extra, project_id, now_us]
     if conn.dialect.name == "postgresql":
         found = _raw.fetchone(conn, _pg_pick(filters), [*busy, *candidate, *candidate])
         return None if found is None else (str(found[0]), None)
@@ -165,19 +174,17 @@ def lock_requirements(
     return bool(row[9]), bool(row[8]), stored
 
 
-@functools.cache
-def _overlaps_sql(pg: bool) -> _raw.SQL:
-    return _raw.SQL(
-        _with_busy(pg) + "SELECT DISTINCT o.change_id FROM change_requirements m JOIN busy o"
-        " ON o.capability = m.capability AND o.requirement = m.requirement"
-        " WHERE m.project_id = ? AND m.change_id = ? AND o.change_id <> m.change_id"
-        " ORDER BY o.change_id"
-    )
+_OVERLAPS = _raw.SQL(
+    f"SELECT DISTINCT o.change_id FROM change_requirements m JOIN ({_BUSY_ROWS}) o"
+    " ON o.capability = m.capability AND o.requirement = m.requirement"
+    " WHERE m.project_id = ? AND m.change_id = ? AND o.change_id <> m.change_id"
+    " ORDER BY o.change_id"
+)
 
 
 def busy_overlaps(conn: Connection, project_id: int, change_id: str, now_us: int) -> list[str]:
     """The busy changes (other than ``change_id``) sharing a requirement with it (one
     statement)."""
-    sql = _overlaps_sql(conn.dialect.name == "postgresql")
+    sql = _OVERLAPS
     params = (project_id, project_id, project_id, now_us, project_id, change_id)
     return [str(r[0]) for r in _raw.fetchall(conn, sql, params)]
