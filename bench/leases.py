@@ -153,11 +153,11 @@ def load_average() -> str:
 def realistic_specs(i: int) -> list[list[str]]:
     """``--overlap``: the i-th allocatable change's deltas. One change in five has none
     (a delta without requirement blocks); the others touch a requirement of their own and
-    one they share: changes 2k and 2k+1 share one (pairs), and one change in ten also
-    touches a requirement shared by its group of ten; capabilities are spread over 7."""
+    one they share: changes 2k and 2k+1 share one (pairs), and changes 10k, 10k+3 and
+    10k+6 also share one; capabilities are spread over 7."""
     if i % 5 == 4:
         return [["notes", "Notes only, no requirement.\n"]]
-    names = [f"Own {i}", f"Pair {i // 2}"] + ([f"Group {i // 10}"] if i % 10 == 0 else [])
+    names = [f"Own {i}", f"Pair {i // 2}"] + ([f"Group {i // 10}"] if i % 10 in (0, 3, 6) else [])
     blocks = "".join(f"### Requirement: {n}\nThe system SHALL do {n}.\n\n" for n in names)
     return [[f"cap-{i // 2 % 7}", f"## MODIFIED Requirements\n\n{blocks}"]]
 
@@ -386,7 +386,8 @@ async def allocate_open_loop(
     return AllocStats(latencies, grants, late, pairs_each * AGENTS, elapsed, errors, overlapping)
 
 
-async def count_overlaps(server: Server) -> int:
+async def count_overlaps(server: Server, ids: list[str]) -> int:
+    """Strongly overlapping pairs among ``ids``."""
     conn = await Conn(server.host, server.port).open()
     try:
         status, body = await conn.request("GET", f"{P}/overlaps?strength=strong")
@@ -394,7 +395,8 @@ async def count_overlaps(server: Server) -> int:
         await conn.close()
     if status != 200:
         raise RuntimeError(f"overlaps: {status} {body}")
-    return len(body["overlaps"])
+    wanted = set(ids)
+    return sum(1 for o in body["overlaps"] if o["a"] in wanted and o["b"] in wanted)
 
 
 async def check_no_double_grant(server: Server, grants: list[tuple[str, str, int]]) -> list[str]:
@@ -487,7 +489,7 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
             distinct=args.distinct_requirements,
             realistic=args.overlap,
         )
-        overlap_pairs = await count_overlaps(server) if args.overlap else 0
+        overlap_pairs = await count_overlaps(server, alloc_ids) if args.overlap else 0
         cpu_before_alloc = server.cpu_seconds()
         alloc = await allocate_open_loop(server, args.alloc_seconds, args.avoid_overlap)
         alloc_cpu = server.cpu_seconds() - cpu_before_alloc
