@@ -2,11 +2,12 @@
 with a *busy* change (in progress, or actively leased), found by the database.
 
 The busy changes' requirements are few (one change per working agent), so they are read
-once per statement (``busy``) and every candidate, walked in canonical order on the
-``(project_id, sort_key)`` index, is tested with an anti-join on its own index rows (a
-primary-key prefix probe). No window: however many eligible changes overlap a busy one, the
-first one that does not is found, and the cost per change passed over is index probes, not
-a round trip.
+once per statement (``busy``); the changes sharing one of them with another busy change are
+read once too, through the ``(project_id, capability, requirement)`` index, and every
+candidate, walked in canonical order on the ``(project_id, sort_key)`` index, is probed
+against that set. No window: however many eligible changes overlap a busy one, the first one
+that does not is found, and the cost per change passed over is index probes, not a round
+trip.
 """
 
 from __future__ import annotations
