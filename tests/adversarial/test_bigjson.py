@@ -111,3 +111,26 @@ def test_no_step_holds_the_interpreter_for_long() -> None:
     json.loads(body)
     single = time.perf_counter() - started
     assert gaps[len(gaps) * 99 // 100] < max(0.02, single / 4), (gaps[-5:], single, whole)
+
+
+def test_long_lists_render_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GET /events without a limit answers every event of the project: one ``orjson.dumps``
+    of 100,000 events held the interpreter (and so the event loop) for its whole run."""
+    import orjson
+
+    from loom.api import responses
+
+    sizes: list[int] = []
+    real = orjson.dumps
+
+    def dumps(value: Any) -> bytes:
+        sizes.append(len(value) if isinstance(value, list) else 1)
+        return real(value)
+
+    monkeypatch.setattr(responses.orjson, "dumps", dumps)
+    for n in (0, 1, 1000, 1001, 2500, 100_000):
+        content = [{"seq": i, "meta": {"n": [i, None, "é"]}} for i in range(n)]
+        expected = real(content)
+        sizes.clear()
+        assert responses.JSON(content).body == expected, n
+        assert max(sizes) <= 1000, n
