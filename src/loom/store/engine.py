@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -36,7 +37,14 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from loom import metrics
 
-__all__ = ["APPENDED", "Database", "normalize_database_url", "redact_url"]
+__all__ = [
+    "APPENDED",
+    "APPLICATION_NAME",
+    "BOOT_ID",
+    "Database",
+    "normalize_database_url",
+    "redact_url",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("loom.store")
@@ -56,6 +64,15 @@ def _busy(exc: DBAPIError) -> bool:
     if isinstance(orig, sqlite3.OperationalError):
         return "locked" in str(orig) or "busy" in str(orig)
     return getattr(orig, "sqlstate", None) in _PG_BUSY
+
+
+BOOT_ID = secrets.token_hex(6)
+"""This process's boot (random, new at every start)."""
+
+APPLICATION_NAME = f"loom:{BOOT_ID}"
+"""The ``application_name`` of every PostgreSQL session this process opens: another process
+tells from ``pg_stat_activity`` whether any session of this boot is still connected (see
+:func:`loom.store.idempotency.live_boots`)."""
 
 
 # Key in ``Connection.info``: the project ids whose audit log this transaction appended to
@@ -84,6 +101,7 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 8) -> None:
         self.url = normalize_database_url(url)
         self.kind = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        self.application_name = APPLICATION_NAME
         self.engine: Engine = self._make_engine(pool_size)
         self.inline_writes = self.kind == "sqlite"
         # SQLite: small writes run inline on the event loop; writes that may store megabytes
@@ -121,6 +139,7 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
+            connect_args={"application_name": APPLICATION_NAME},
         )
 
     @contextlib.contextmanager
