@@ -19,6 +19,7 @@ __all__ = [
     "any_requirement",
     "busy_requirements",
     "delete_requirements",
+    "insert_requirements",
     "overlapping",
     "replace_requirements",
     "requirements_for",
@@ -54,6 +55,21 @@ def replace_requirements(
             [
                 (project_id, change_id, r.capability, r.requirement, r.op, r.from_name, r.to_name)
                 for r in refs
+            ],
+        )
+
+
+def insert_requirements(
+    conn: Connection, project_id: int, rows: Sequence[tuple[str, RequirementRef]]
+) -> None:
+    """Index rows of changes that have none yet (a bulk import): (change id, ref) pairs."""
+    if rows:
+        _raw.executemany(
+            conn,
+            _INSERT,
+            [
+                (project_id, cid, r.capability, r.requirement, r.op, r.from_name, r.to_name)
+                for cid, r in rows
             ],
         )
 
