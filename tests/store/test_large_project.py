@@ -46,3 +46,24 @@ def test_a_bulk_import_runs_as_many_statements_for_40_new_changes_as_for_4(
     with statements(ctx, monkeypatch) as many:
         assert _import(ctx, _changes(5, 40))["created"] == 40
     assert len(many) == len(few), (few, many)
+
+
+def test_a_large_import_leaves_postgresql_statistics_and_a_small_one_does_not_reanalyse(
+    ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if ctx.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps no planner statistics here")
+
+    def reltuples() -> float:
+        with ctx.db.read() as conn:
+            sql = "SELECT reltuples FROM pg_class WHERE oid = to_regclass('changes')"
+            return float(conn.exec_driver_sql(sql).scalar_one())
+
+    assert reltuples() < 0  # never analysed: the planner would guess
+    with statements(ctx, monkeypatch) as first:
+        _import(ctx, _changes(0, 300))
+    assert reltuples() == 300
+    assert any(s.startswith('ANALYZE "changes"') for s in first)
+    with statements(ctx, monkeypatch) as second:
+        _import(ctx, _changes(300, 1))
+    assert not any(s.startswith("ANALYZE") for s in second), second

@@ -34,6 +34,7 @@ from loom.store.changes import (
 )
 from loom.store.leases import get_lease
 from loom.store.spec_history import write_spec
+from loom.store.stats import analyze_stale
 
 __all__ = [
     "ImportChange",
@@ -218,7 +219,21 @@ def import_tree(
                     "changes_updated": tally.changes_updated,
                 },
             )
+    if tally.created or tally.updated:
+        with ctx.db.write() as conn:
+            analyze_stale(conn, IMPORTED_TABLES, tally.created + tally.updated)
     return tally.json()
+
+
+# What an import writes, for :func:`analyze_stale` after it.
+IMPORTED_TABLES = (
+    "changes",
+    "change_specs",
+    "change_requirements",
+    "modules",
+    "specs",
+    "spec_revisions",
+)
 
 
 def _insert_new_changes(
