@@ -67,3 +67,17 @@ def test_a_large_import_leaves_postgresql_statistics_and_a_small_one_does_not_re
     with statements(ctx, monkeypatch) as second:
         _import(ctx, _changes(300, 1))
     assert not any(s.startswith("ANALYZE") for s in second), second
+
+
+def test_reading_a_change_loads_its_artifacts_once(
+    ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loom.service import changes
+
+    _import(ctx, _changes(0, 3))
+    with statements(ctx, monkeypatch) as seen:
+        detail = changes.change_detail(ctx, PROJECT, "001-02_c1", "all")
+    assert detail["proposal"] == "# P\n"
+    # The id lookup reads only the archive state; the proposal/design/tasks texts come once.
+    assert sum("proposal" in s for s in seen) == 1, seen
+    assert len(seen) <= 4, seen  # lookup, row, deltas, lease
