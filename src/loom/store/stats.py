@@ -16,13 +16,15 @@ def count_active_leases(conn: Connection, now_us: int) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
-# PostgreSQL: tables whose planner statistics are missing (never analysed) or stale by
-# autovacuum's default rule (modified rows > 50 + 10% of the analysed row count), counting
-# ``written`` rows the caller just committed (the statistics collector may not have them yet).
+# PostgreSQL: non-empty tables whose planner statistics are missing (never analysed) or
+# stale by autovacuum's default rule (modified rows > 50 + 10% of the analysed row count),
+# counting ``written`` rows the caller just committed (the cumulative statistics may not
+# have them yet; they may also arrive after the ANALYZE, which can cost one extra ANALYZE).
 _STALE = (
     "SELECT c.relname FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
     " WHERE c.oid IN (SELECT to_regclass(t) FROM unnest(%s::text[]) AS t)"
-    " AND (c.reltuples < 0 OR COALESCE(s.n_mod_since_analyze, 0) + %s > 50 + 0.1 * c.reltuples)"
+    " AND pg_relation_size(c.oid) > 0 AND (c.reltuples < 0"
+    " OR COALESCE(s.n_mod_since_analyze, 0) + %s > 50 + 0.1 * c.reltuples)"
 )
 
 
