@@ -13,7 +13,8 @@ from loom.service import imports
 from loom.service._context import ServiceContext
 from loom.store import _raw
 from loom.store.changes import list_summary_rows
-from loom.store.leases import candidate_window
+from loom.store.leases import next_candidate
+from loom.store.overlap_allocation import first_without_overlap
 
 from ._statements import statements
 from .conftest import ACTOR, PROJECT
@@ -107,12 +108,18 @@ def test_allocation_candidates_and_active_pages_walk_only_active_changes(
     assert pid is not None
     now = ctx.now_us()
 
-    window = _plan(
+    plain = _plan(
         ctx,
         monkeypatch,
-        lambda conn: candidate_window(conn, pid, now, module=None, change_ids=None, limit=64),
+        lambda conn: next_candidate(conn, pid, now, module=None, change_ids=None),
     )
-    assert "ix_changes_eligible" in window, window
+    assert "ix_changes_eligible" in plain, plain
+    overlap_free = _plan(
+        ctx,
+        monkeypatch,
+        lambda conn: first_without_overlap(conn, pid, now, module=None, change_ids=None),
+    )
+    assert "ix_changes_eligible" in overlap_free, overlap_free
     page = _plan(
         ctx,
         monkeypatch,
