@@ -11,11 +11,10 @@ of routes it never calls: the ``loom`` command starts faster for it.
 
 from __future__ import annotations
 
-import importlib
-import typing
-from typing import Any
+import importlib as _importlib
+import typing as _typing
 
-if typing.TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from loom.client._base import segment_problem
     from loom.client._client import Client
     from loom.client._config import (
@@ -312,11 +311,11 @@ _LAZY: dict[str, tuple[str, ...]] = {
 _OWNER = {name: module for module, names in _LAZY.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _OWNER.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 
