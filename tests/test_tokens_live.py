@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.routes_table import EVENT
 from conftest import ADMIN, ORG, REPO, SEED, LiveServer, auth, start_server
+from leases._helpers import ENHANCED_TASKS, bundle
 
 pytestmark = pytest.mark.slow
 
@@ -339,3 +340,51 @@ def test_no_project_tokens_refuses_hmac_tokens(tmp_path: Path) -> None:
         assert any("project tokens disabled (--no-project-tokens)" in line for line in server.log)
     finally:
         server.stop()
+
+
+def test_every_audit_event_of_a_named_token_names_it(live_server_on: LiveServer) -> None:
+    """Lease operations, task changes, archive and ingested events: ``by`` is the token's
+    name; ``meta.holder`` still says who held the lease (issue #15)."""
+    server = live_server_on
+
+    def create(*args: str) -> dict[str, str]:
+        made = loom_cli(server, "token", "create", *args)
+        assert made.returncode == 0, made.stderr
+        return auth(made.stdout.strip())
+
+    agent = create("--project", f"{ORG}/{REPO}", "--name", "agent-7")
+    ops = create("--admin", "--name", "ops-1")
+    c = httpx.Client(base_url=server.url, timeout=10)
+
+    def ok(method: str, path: str, body: Any = None, headers: dict[str, str] = agent) -> Any:
+        resp = c.request(method, f"{P}{path}", json=body, headers=headers)
+        assert resp.status_code == 200, (path, resp.text)
+        return resp.json()
+
+    first, second = "001-01_alpha", "001-02_beta"
+    for change in (first, second):  # ready changes (a spec delta each)
+        ok("POST", f"/changes/{change}/sync", bundle(change, tasks=ENHANCED_TASKS))
+    ok("POST", f"/changes/{first}/claim", {"holder": "a1"})
+    ok("POST", f"/changes/{first}/heartbeat", {"holder": "a1"})  # records no event
+    with_holder = {**agent, "X-Loom-Holder": "a1"}
+    ok("POST", f"/changes/{first}/tasks/1.1/start", None, with_holder)
+    ok("POST", f"/changes/{first}/tasks/1.1/complete", None, with_holder)
+    ok("POST", f"/changes/{first}/release", {"holder": "a1"})
+    allocated = ok("POST", "/allocate", {"holder": "a2"})["claim"]
+    assert allocated is not None
+    ok("POST", f"/changes/{allocated['change_id']}/release?force=true", {"holder": "x"}, ops)
+    ok("POST", f"/changes/{first}/archive", None, with_holder)
+    ok("POST", "/events", {"events": [EVENT], "idempotency_key": "named-batch"})
+    c.close()
+
+    events = httpx.get(f"{server.url}{P}/events", headers=ADMIN_H, timeout=10).json()
+    seen = {(e["op"], e["by"]) for e in events}
+    for op in ("create", "claim", "status_change", "release", "allocate", "archive"):
+        assert (op, "agent-7") in seen, (op, events)
+    assert ("force_release", "ops-1") in seen, events
+    assert {e["by"] for e in events} == {"agent-7", "ops-1"}, events
+    lease_ops = ("claim", "allocate", "release")
+    holders = {(e["op"], e["meta"]["holder"]) for e in events if e["op"] in lease_ops}
+    assert {("claim", "a1"), ("release", "a1"), ("allocate", "a2")} <= holders
+    ingested = [e for e in events if e["actor"] == "cli"]
+    assert [(e["by"], e["sent_by"]) for e in ingested] == [("agent-7", "@t")]

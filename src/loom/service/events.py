@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -33,11 +34,15 @@ def ingest_events(
     key: str | None,
     *,
     strict_json: bool = False,
+    token_name: str | None = None,
 ) -> dict[str, int]:
     """Validate every event first; append the batch once per key (same key + same batch →
     duplicates; same key + different batch → 422). One transaction.
 
-    ``strict_json``: the events were decoded by ``orjson`` (see ``canonical_event_json``)."""
+    ``strict_json``: the events were decoded by ``orjson`` (see ``canonical_event_json``).
+    ``token_name``: the named token the batch came with. Each event then records it in
+    ``by`` (the log says which token wrote it); a different ``by`` the client sent is kept
+    in ``sent_by``. The batch fingerprint is the batch as sent."""
     bodies = [
         canonical_event_json(ev, index, strict_json=strict_json)
         for index, ev in enumerate(raw_events)
@@ -54,6 +59,8 @@ def ingest_events(
         )
     # The canonical texts have sorted keys: key order and whitespace do not change the batch.
     fingerprint = hashlib.sha256("\n".join(bodies).encode("utf-8")).hexdigest()
+    if token_name is not None:
+        events, bodies = _signed(events, bodies, token_name)
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:
@@ -72,6 +79,20 @@ def ingest_events(
         metrics.EVENT_BATCHES.inc()
         metrics.EVENTS_DUPLICATE.inc(len(events))
         return {"accepted": 0, "duplicates": len(events)}
+
+
+def _signed(
+    events: list[dict[str, Any]], bodies: list[str], token_name: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The events with ``by`` set to the token's name (``sent_by``: the client's own)."""
+    out_events, out_bodies = [], []
+    for event, body in zip(events, bodies, strict=True):
+        if event.get("by") != token_name:
+            event = {**event, "by": token_name, "sent_by": event.get("by")}
+            body = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        out_events.append(event)
+        out_bodies.append(body)
+    return out_events, out_bodies
 
 
 def read_events(
