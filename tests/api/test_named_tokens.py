@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import ADMIN, ORG, REPO, FakeClock, auth, project_token
+from conftest import ADMIN, ORG, REPO, FakeClock, auth, project_token, ui_login
 
 from .conftest import ENHANCED, P, error, ok, push
 from .routes_table import ROUTES, fill
@@ -226,7 +226,7 @@ def test_the_token_cache_trusts_an_entry_for_less_than_its_ttl() -> None:
 def test_the_dashboard_accepts_named_tokens_through_the_same_check(tapi: Any) -> None:
     ok(push(tapi, "001-01_alpha"))
     secret = new_token(tapi, "viewer", project=f"{ORG}/{REPO}", scope="read")
-    login = tapi.post("/ui/login", data={"token": secret}, follow_redirects=False)
+    login = ui_login(tapi, secret)
     assert login.status_code == 303, login.text
     assert tapi.get("/ui/").status_code == 200
     assert tapi.get(f"/ui/{ORG}/{REPO}").status_code == 200
@@ -234,7 +234,7 @@ def test_the_dashboard_accepts_named_tokens_through_the_same_check(tapi: Any) ->
     ok(tapi.delete("/api/v1/admin/tokens/viewer", headers=ADMIN_H))
     assert tapi.get(f"/ui/{ORG}/{REPO}").status_code == 403  # revoked: refused at once
     tapi.cookies.clear()
-    again = tapi.post("/ui/login", data={"token": secret}, follow_redirects=False)
+    again = ui_login(tapi, secret)
     assert again.status_code == 401
     # Only an admin-scoped named token gets the admin controls (force-release).
     ok(tapi.post(f"{P}/changes/001-01_alpha/claim", json={"holder": "h"}, headers=ADMIN_H))
@@ -242,5 +242,5 @@ def test_the_dashboard_accepts_named_tokens_through_the_same_check(tapi: Any) ->
     for name, scope, shown in (("w2", "write", False), ("ops", "admin", True)):
         tapi.cookies.clear()
         token = new_token(tapi, name, org=ORG, scope=scope)
-        assert tapi.post("/ui/login", data={"token": token}, follow_redirects=False).is_redirect
+        assert ui_login(tapi, token).is_redirect
         assert ("Force-release" in tapi.get(page).text) is shown, name

@@ -21,10 +21,13 @@ from dataclasses import dataclass
 
 from loom.settings import Settings
 
-__all__ = ["COOKIE", "SESSION_SECONDS", "Session", "SessionSigner"]
+__all__ = ["COOKIE", "LOGIN_COOKIE", "LOGIN_SECONDS", "SESSION_SECONDS", "Session", "SessionSigner"]
 
 COOKIE = "loom_session"
 SESSION_SECONDS = 12 * 3600
+# The sign-in form's CSRF nonce (double submit: this cookie and a signed copy in the form).
+LOGIN_COOKIE = "loom_login"
+LOGIN_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -88,3 +91,21 @@ class SessionSigner:
 
     def check_csrf(self, session: Session, value: str | None) -> bool:
         return bool(value) and hmac.compare_digest(str(value), self.csrf(session))
+
+    def login_nonce(self, current: str | None) -> str:
+        """The sign-in form's nonce: the browser's current one if it has one, else new."""
+        if current and len(current) == 32 and all(c in "0123456789abcdef" for c in current):
+            return current
+        return secrets.token_hex(16)
+
+    def login_csrf(self, nonce: str) -> str:
+        """The CSRF token the sign-in form carries for the nonce in the browser's cookie.
+
+        Login CSRF (a site signing its visitor in as the attacker) needs a POST the victim's
+        browser sends with a form token matching a cookie it cannot set or read."""
+        return self._sign(f"login-csrf\x00{nonce}".encode())
+
+    def check_login_csrf(self, nonce: str | None, value: str | None) -> bool:
+        if not nonce or not value:
+            return False
+        return hmac.compare_digest(str(value), self.login_csrf(nonce))

@@ -26,7 +26,14 @@ from loom.api.routes_stream import EventStream, start_position
 from loom.api.ui import _data
 from loom.api.ui._cards import cards_html
 from loom.api.ui._markdown import render_markdown
-from loom.api.ui._session import COOKIE, SESSION_SECONDS, Session, SessionSigner
+from loom.api.ui._session import (
+    COOKIE,
+    LOGIN_COOKIE,
+    LOGIN_SECONDS,
+    SESSION_SECONDS,
+    Session,
+    SessionSigner,
+)
 from loom.domain import ids
 from loom.domain.tokens import NamedToken
 from loom.errors import Forbidden, LoomError, NotFound, Unauthorized
@@ -212,20 +219,41 @@ def _base(request: Request, session: Session, scope: Scope | None = None) -> dic
 # --- sign-in -------------------------------------------------------------------------------
 
 
+def _login_page(request: Request, status: int = 200, error: str | None = None) -> Response:
+    """The sign-in form, with its CSRF token and the nonce cookie it is checked against."""
+    signer = _signer(request)
+    nonce = signer.login_nonce(request.cookies.get(LOGIN_COOKIE))
+    response = _page("login.html", status, error=error, csrf=signer.login_csrf(nonce))
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        max_age=LOGIN_SECONDS,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
 @router.get("/login")
 async def login_form(request: Request) -> Response:
-    return _page("login.html", error=None)
+    return _login_page(request)
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    token = (await _form(request)).get("token", "").strip()
+    form = await _form(request)
+    if not _signer(request).check_login_csrf(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
+        # Login CSRF: a form posted from elsewhere (no nonce cookie, or another one).
+        return _login_page(request, 403, error="The sign-in form expired; sign in again.")
+    token = form.get("token", "").strip()
     settings: Settings = request.app.state.settings
     named = await _named(request, token) if token else None
     admin = bool(token) and _is_admin(settings, token, named, _ctx(request).now_us())
     valid = admin or (bool(token) and bool(await _visible(request, token)))
     if not valid:
-        return _page("login.html", 401, error="That token is not valid on this server.")
+        return _login_page(request, 401, error="That token is not valid on this server.")
     value, _ = _signer(request).issue(token)
     response = RedirectResponse("/ui/", status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(
@@ -237,6 +265,7 @@ async def login(request: Request) -> Response:
         samesite="strict",
         secure=request.url.scheme == "https",
     )
+    response.delete_cookie(LOGIN_COOKIE, path="/ui", httponly=True, samesite="strict")
     return response
 
 
