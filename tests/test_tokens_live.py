@@ -23,7 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.routes_table import EVENT
-from conftest import ADMIN, ORG, REPO, SEED, LiveServer, auth, start_server
+from conftest import ADMIN, ORG, REPO, SEED, LiveServer, auth, form_csrf, start_server, ui_login
 from leases._helpers import ENHANCED_TASKS, bundle
 
 pytestmark = pytest.mark.slow
@@ -388,3 +388,36 @@ def test_every_audit_event_of_a_named_token_names_it(live_server_on: LiveServer)
     assert {("claim", "a1"), ("release", "a1"), ("allocate", "a2")} <= holders
     ingested = [e for e in events if e["actor"] == "cli"]
     assert [(e["by"], e["sent_by"]) for e in ingested] == [("agent-7", "@t")]
+
+
+def test_dashboard_sign_out_ends_the_session_in_both_workers(workers2: LiveServer) -> None:
+    """A copied session cookie is refused by both processes of ``--workers 2`` on fresh
+    connections once the sign-out made through one of them is a second old (issue #13)."""
+    server = workers2
+    pushed = httpx.post(
+        f"{server.url}{P}/changes/001-01_alpha/sync",
+        json={"proposal": "# Alpha\n", "specs": []},
+        headers=ADMIN_H,
+        timeout=10,
+    )
+    assert pushed.status_code == 200, pushed.text
+    with httpx.Client(base_url=server.url, timeout=10) as browser:
+        assert ui_login(browser, ADMIN).status_code == 303
+        session = browser.cookies["loom_session"]
+    copied = {"Cookie": f"loom_session={session}"}
+    missing = f"/ui/{ORG}/{REPO}/changes/999-99_missing"  # 404: marks these answers
+    # Both workers accept the cookie (and cache "not signed out").
+    until_both_workers(server, "404", lambda c: c.get(missing, headers=copied))
+    with httpx.Client(base_url=server.url, timeout=10, headers=copied) as browser:
+        page = browser.get("/ui/")
+        assert page.status_code == 200
+        out = browser.post("/ui/logout", data={"csrf": form_csrf(page.text)})
+        assert out.status_code == 303 and out.headers["location"] == "/ui/login"
+    deadline = time.monotonic() + CACHE_TTL
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Every fresh connection, whichever worker takes it, is sent to the sign-in form.
+    until_both_workers(server, "303", lambda c: c.get(missing, headers=copied))
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        again = c.get("/ui/", headers=copied)
+        assert again.status_code == 303 and again.headers["location"] == "/ui/login"

@@ -37,6 +37,7 @@ __all__ = [
     "projects",
     "spec_revisions",
     "specs",
+    "ui_session_revocations",
 ]
 
 metadata = MetaData(
@@ -271,4 +272,16 @@ api_tokens = Table(
     Column("last_used_us", BigInteger, nullable=True),
     UniqueConstraint("name"),
     UniqueConstraint("token_hash"),
+)
+
+# Dashboard sessions signed out before they expire (the cookie's random nonce), so sign-out
+# reaches every server process; rows are dropped once the session would have expired.
+ui_session_revocations = Table(
+    "ui_session_revocations",
+    metadata,
+    Column("nonce", String(64), nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("nonce"),
+    Index("ix_ui_session_revocations_expires_us", "expires_us"),
 )

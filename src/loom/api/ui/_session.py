@@ -4,7 +4,8 @@ The cookie carries the token the person signed in with (never shown in a URL or 
 expiry and a random nonce, signed with HMAC-SHA256 under a key derived from the server's
 secrets. Every request re-checks the token with the API's own ``authorize``, so a token
 that stops being valid (or a token kind added later) applies to the dashboard at once.
-Signing out clears the cookie and refuses its nonce in this process until it expires.
+Signing out clears the cookie and records its nonce in the database until it expires
+(:mod:`loom.service.sessions`), so every server process refuses it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import hmac
 import json
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 
@@ -46,8 +46,6 @@ class SessionSigner:
             secrets_.append(settings.token_seed.get_secret_value())
         material = "\x00".join(secrets_).encode() if secrets_ else os.urandom(32)
         self._key = hashlib.sha256(b"loom-ui-session\x00" + material).digest()
-        self._revoked: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def _sign(self, payload: bytes) -> str:
         return hmac.new(self._key, payload, hashlib.sha256).hexdigest()
@@ -60,7 +58,8 @@ class SessionSigner:
         return f"{payload.decode()}.{self._sign(payload)}", session
 
     def read(self, value: str | None, now: float | None = None) -> Session | None:
-        """The session of a cookie value, or None (missing, forged, expired, signed out)."""
+        """The session of a cookie value, or None (missing, forged, expired). Whether it was
+        signed out is the caller's to ask (:mod:`loom.service.sessions`)."""
         if not value or value.count(".") != 1 or len(value) > 4096:
             return None
         payload, signature = value.split(".")
@@ -74,16 +73,7 @@ class SessionSigner:
         current = time.time() if now is None else now
         if session.expires <= current:
             return None
-        with self._lock:
-            if session.nonce in self._revoked:
-                return None
         return session
-
-    def revoke(self, session: Session) -> None:
-        now = time.time()
-        with self._lock:
-            self._revoked = {n: e for n, e in self._revoked.items() if e > now}
-            self._revoked[session.nonce] = session.expires
 
     def csrf(self, session: Session) -> str:
         """The CSRF token of a session (sent in forms, checked on POST)."""

@@ -37,7 +37,7 @@ from loom.api.ui._session import (
 from loom.domain import ids
 from loom.domain.tokens import NamedToken
 from loom.errors import Forbidden, LoomError, NotFound, Unauthorized
-from loom.service import Actor, Project, ServiceContext, catalog, leases
+from loom.service import Actor, Project, ServiceContext, catalog, leases, sessions
 from loom.settings import Settings
 
 __all__ = ["SECURITY_HEADERS", "router"]
@@ -186,12 +186,29 @@ class _Denied(Exception):
         self.response = response
 
 
-def _session(request: Request) -> Session | None:
-    return _signer(request).read(request.cookies.get(COOKIE))
+async def _session(request: Request) -> Session | None:
+    """The request's session, or None: no cookie, a forged or expired one, one signed out
+    in any server process (recorded in the database; each process trusts its cached answer
+    for at most ``token_cache_seconds``), or one whose named token was revoked or expired
+    since (a session ends with its token)."""
+    session = _signer(request).read(request.cookies.get(COOKIE))
+    if session is None:
+        return None
+    ctx = _ctx(request)
+    signed_out = sessions.cached_sign_out(ctx, session.nonce)
+    if signed_out is sessions.MISS:
+        signed_out = await ctx.db.run_read(sessions.is_signed_out, ctx, session.nonce)
+    if signed_out:
+        return None
+    if is_named(session.token):
+        named = await _named(request, session.token)
+        if named is None or not named.usable(ctx.now_us()):
+            return None
+    return session
 
 
 async def _project_access(request: Request, org: str, repo: str) -> tuple[Session, Scope, Project]:
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         raise _Denied(_to_login())
     try:
@@ -272,12 +289,13 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     csrf = (await _form(request)).get("csrf", "")
-    session = _session(request)
-    signer = _signer(request)
+    session = await _session(request)
     if session is not None:
-        if not signer.check_csrf(session, csrf):
+        if not _signer(request).check_csrf(session, csrf):
             return _forbidden(session, "The form expired; sign out again.")
-        signer.revoke(session)
+        ctx = _ctx(request)
+        # Recorded in the database: the cookie stops working in every server process.
+        await ctx.db.run_write(sessions.sign_out, ctx, session.nonce, session.expires * 1_000_000)
     response = _to_login()
     response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
     return response
@@ -293,7 +311,7 @@ async def ui_root() -> Response:
 
 @router.get("/")
 async def projects_page(request: Request) -> Response:
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login()
     visible = await _visible(request, session.token)
