@@ -15,6 +15,7 @@ from loom.service._common import write_pid
 from loom.service._context import Project, ServiceContext
 from loom.store.events import (
     append_events,
+    events_of,
     get_batch_key,
     insert_batch_key,
     latest_seq,
@@ -22,7 +23,7 @@ from loom.store.events import (
     publish_events,
 )
 
-__all__ = ["ingest_events", "latest_event", "read_events"]
+__all__ = ["events_about", "ingest_events", "latest_event", "read_events"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -106,13 +107,9 @@ def read_events(
     op: str | None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Events in append order; with ``limit``, also the cursor for the next page."""
-    with ctx.db.read() as conn:
-        pid = ctx.project_id(conn, project, create=False)
+    pid = _published(ctx, project)
     if pid is None:
         return [], (since or 0) if limit is not None else None
-    if ctx.db.kind == "postgresql":
-        with ctx.db.write() as conn:
-            publish_events(conn, pid)
     with ctx.db.read() as conn:
         items = list_events(conn, pid, since=since, limit=limit, entity=entity, scope=scope, op=op)
     if limit is None:
@@ -126,12 +123,32 @@ def latest_event(ctx: ServiceContext, project: Project) -> tuple[int | None, int
 
     Reads through the same path as :func:`read_events` (PostgreSQL numbers what has been
     committed first), so "from now" on the event stream means after this ``seq``."""
-    with ctx.db.read() as conn:
-        pid = ctx.project_id(conn, project, create=False)
+    pid = _published(ctx, project)
     if pid is None:
         return None, 0
-    if ctx.db.kind == "postgresql":
-        with ctx.db.write() as conn:
-            publish_events(conn, pid)
     with ctx.db.read() as conn:
         return pid, latest_seq(conn, pid)
+
+
+def events_about(
+    ctx: ServiceContext, project: Project, entity_id: str, limit: int
+) -> list[dict[str, Any]]:
+    """The last ``limit`` events about ``entity_id`` (its own, ``entity_id``, and those it
+    scopes, ``scope``: a change's task events), newest first. Two index range scans, however
+    long the log."""
+    pid = _published(ctx, project)
+    if pid is None:
+        return []
+    with ctx.db.read() as conn:
+        return events_of(conn, pid, entity_id, limit)
+
+
+def _published(ctx: ServiceContext, project: Project) -> int | None:
+    """The project's row id (None: unknown), its committed events numbered first
+    (PostgreSQL; see :func:`loom.store.events.publish_events`)."""
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+    if pid is not None and ctx.db.kind == "postgresql":
+        with ctx.db.write() as conn:
+            publish_events(conn, pid)
+    return pid

@@ -231,7 +231,12 @@ events = Table(
     Column("op", String(100), nullable=False),
     Column("body", Text, nullable=False),
     Column("created_us", BigInteger, nullable=False),
+    # The event's ``entity_id`` (also in ``body``), so one entity's events are an index
+    # range (the dashboard's change page), not a scan of the log.
+    Column("entity_id", String(200), nullable=True),
     UniqueConstraint("project_id", "seq"),
+    Index("ix_events_entity", "project_id", "entity_id", "seq"),
+    Index("ix_events_scope", "project_id", "scope", "seq"),
     # Events still waiting for their number (PostgreSQL only; see publish_events). Partial, so
     # it holds only the unpublished tail and costs SQLite, which numbers on append, nothing.
     Index(
