@@ -164,6 +164,31 @@ def test_audit_events_name_the_token(tapi: Any) -> None:
     assert pushed and all(e["by"] == "ci-agent-7" for e in pushed), events
 
 
+def test_a_takeover_after_expiry_names_the_token_that_took_over(
+    tapi: Any, clock: FakeClock
+) -> None:
+    """The ``expire`` and ``claim`` a takeover records name the new holder's token; each
+    keeps the holder it concerns in ``meta.holder``. Ito's tokens keep ``@holder``."""
+    ok(push(tapi, "001-01_alpha"))
+    first = auth(new_token(tapi, "agent-a", project=f"{ORG}/{REPO}"))
+    second = auth(new_token(tapi, "agent-b", project=f"{ORG}/{REPO}"))
+    claim = f"{P}/changes/001-01_alpha/claim"
+    ok(tapi.post(claim, json={"holder": "a", "ttl_seconds": 60}, headers=first))
+    clock.advance(61)
+    ok(tapi.post(claim, json={"holder": "b", "ttl_seconds": 60}, headers=second))
+    clock.advance(61)
+    ok(tapi.post(claim, json={"holder": "c"}, headers=auth(project_token())))
+    events = ok(tapi.get(f"{P}/events?entity=change", headers=ADMIN_H))
+    lease = [(e["op"], e["by"], e["meta"]["holder"]) for e in events if e["op"] != "create"]
+    assert lease == [
+        ("claim", "agent-a", "a"),
+        ("expire", "agent-b", "a"),
+        ("claim", "agent-b", "b"),
+        ("expire", "@c", "b"),
+        ("claim", "@c", "c"),
+    ], events
+
+
 def test_admin_routes_need_an_admin_token(tapi: Any) -> None:
     writer = auth(new_token(tapi, "w", org=ORG))
     server_reader = auth(new_token(tapi, "watch", admin=True, scope="read"))
