@@ -236,7 +236,15 @@ events = Table(
     Column("entity_id", String(200), nullable=True),
     UniqueConstraint("project_id", "seq"),
     Index("ix_events_entity", "project_id", "entity_id", "seq"),
-    Index("ix_events_scope", "project_id", "scope", "seq"),
+    # Partial: lease events (the hot path) have no scope and cost this index nothing.
+    Index(
+        "ix_events_scope",
+        "project_id",
+        "scope",
+        "seq",
+        sqlite_where=text("scope IS NOT NULL"),
+        postgresql_where=text("scope IS NOT NULL"),
+    ),
     # Events still waiting for their number (PostgreSQL only; see publish_events). Partial, so
     # it holds only the unpublished tail and costs SQLite, which numbers on append, nothing.
     Index(

@@ -7,7 +7,7 @@ Create Date: 2026-12-06
 The column is filled from each stored event's JSON body (``entity_id``, cut to 200
 characters as new rows are). The dashboard's change page reads a change's events through
 ``(project_id, entity_id, seq)`` and ``(project_id, scope, seq)`` (task events carry the
-change in ``scope``).
+change in ``scope``; partial, as most events, lease events included, have none).
 """
 
 from __future__ import annotations
@@ -32,7 +32,13 @@ def upgrade() -> None:
             " WHERE json_type(body, '$.entity_id') = 'text'"
         )
     op.create_index("ix_events_entity", "events", ["project_id", "entity_id", "seq"])
-    op.create_index("ix_events_scope", "events", ["project_id", "scope", "seq"])
+    op.create_index(
+        "ix_events_scope",
+        "events",
+        ["project_id", "scope", "seq"],
+        sqlite_where=sa.text("scope IS NOT NULL"),
+        postgresql_where=sa.text("scope IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
