@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -408,11 +409,29 @@ def test_dashboard_sign_out_ends_the_session_in_both_workers(workers2: LiveServe
     missing = f"/ui/{ORG}/{REPO}/changes/999-99_missing"  # 404: marks these answers
     # Both workers accept the cookie (and cache "not signed out").
     until_both_workers(server, "404", lambda c: c.get(missing, headers=copied))
+    # A live feed opened with the cookie (on either worker) ends after the sign-out too.
+    feed_ended: list[float] = []
+    feed_open = threading.Event()
+
+    def follow_feed() -> None:
+        with (
+            httpx.Client(base_url=server.url, timeout=30) as c,
+            c.stream("GET", f"/ui/{ORG}/{REPO}/stream", headers=copied) as feed,
+        ):
+            assert feed.status_code == 200
+            for _ in feed.iter_bytes():
+                feed_open.set()
+        feed_ended.append(time.monotonic())
+
+    follower = threading.Thread(target=follow_feed, daemon=True)
+    follower.start()
+    assert feed_open.wait(10)
     with httpx.Client(base_url=server.url, timeout=10, headers=copied) as browser:
         page = browser.get("/ui/")
         assert page.status_code == 200
         out = browser.post("/ui/logout", data={"csrf": form_csrf(page.text)})
         assert out.status_code == 303 and out.headers["location"] == "/ui/login"
+    signed_out = time.monotonic()
     deadline = time.monotonic() + CACHE_TTL
     while time.monotonic() < deadline:
         time.sleep(0.05)
@@ -421,3 +440,6 @@ def test_dashboard_sign_out_ends_the_session_in_both_workers(workers2: LiveServe
     with httpx.Client(base_url=server.url, timeout=10) as c:
         again = c.get("/ui/", headers=copied)
         assert again.status_code == 303 and again.headers["location"] == "/ui/login"
+    # The feed's recheck (2 s) after the other worker's cache (1 s) has aged.
+    follower.join(10)
+    assert feed_ended and feed_ended[0] - signed_out < 2.0 + CACHE_TTL + 1.0, feed_ended

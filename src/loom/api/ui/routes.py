@@ -44,6 +44,9 @@ __all__ = ["SECURITY_HEADERS", "router"]
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
+STREAM_RECHECK_SECONDS = 2.0
+"""How often an open live feed re-checks its session (at most one primary-key read each)."""
+
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -467,15 +470,28 @@ async def ui_stream(
     repo: str,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
-    """The board's live feed: each event as an ``<li>`` (SSE event ``loom``)."""
+    """The board's live feed: each event as an ``<li>`` (SSE event ``loom``). It ends
+    within :data:`STREAM_RECHECK_SECONDS` of its session ending (signed out in any server
+    process, or its named token revoked or expired)."""
     try:
         _, _, project = await _project_access(request, org, repo)
     except _Denied as denied:
         return denied.response
+
+    async def still_allowed() -> bool:
+        return await _session(request) is not None
+
     try:
         start = start_position(None, last_event_id)
     except LoomError:
         start = None
     hub: Hub = request.app.state.hub
     sub = await hub.subscribe(project, start, Filters())
-    return EventStream(hub, project, sub, render=functools.partial(_feed_frame, project))
+    return EventStream(
+        hub,
+        project,
+        sub,
+        render=functools.partial(_feed_frame, project),
+        still_allowed=still_allowed,
+        recheck_seconds=STREAM_RECHECK_SECONDS,
+    )
