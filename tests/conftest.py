@@ -86,6 +86,25 @@ def auth(token: str = ADMIN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+_FORM_CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
+
+
+def form_csrf(page: str) -> str:
+    """The CSRF token of a dashboard page's form (sign-in, sign-out, force-release)."""
+    found = _FORM_CSRF.search(page)
+    assert found, page
+    return found.group(1)
+
+
+def ui_login(client: Any, token: str) -> Any:
+    """Sign in to the dashboard as a browser does: open the form (its CSRF token and nonce
+    cookie), post it back. ``client``: a TestClient or an ``httpx.Client`` (keeps cookies)."""
+    form = client.get("/ui/login")
+    assert form.status_code == 200, form.text
+    csrf = form_csrf(form.text)
+    return client.post("/ui/login", data={"token": token, "csrf": csrf}, follow_redirects=False)
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 

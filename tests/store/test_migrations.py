@@ -101,3 +101,45 @@ def test_loom_db_check_reports_an_unreachable_database(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(metadata.tables))
 def test_every_table_has_a_primary_key(name: str) -> None:
     assert metadata.tables[name].primary_key.columns
+
+
+def test_0007_fills_entity_id_from_the_stored_events(database_url: str) -> None:
+    """Events stored before migration 0007 get their ``entity_id`` from their JSON body."""
+    from alembic import command
+
+    _empty(database_url)
+    db = Database(database_url, pool_size=1)
+    try:
+        with db.engine.connect() as conn:
+            command.upgrade(migrate._config(conn), "0006")
+            conn.commit()
+        long_id = "x" * 250
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO projects (id, org, repo, event_seq, created_us)"
+                    " VALUES (1, 'o', 'r', 0, 0)"
+                )
+            )
+            for seq, body in enumerate(
+                (
+                    '{"entity":"change","entity_id":"001-01_alpha","op":"claim"}',
+                    '{"entity":"task","entity_id":"1.1","op":"add","scope":"001-01_alpha"}',
+                    f'{{"entity":"task","entity_id":"{long_id}","op":"add"}}',
+                ),
+                start=1,
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO events (project_id, seq, entity, op, body, created_us)"
+                        " VALUES (1, :seq, 'e', 'op', :body, 0)"
+                    ),
+                    {"seq": seq, "body": body},
+                )
+        migrate.upgrade(db)
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT entity_id FROM events ORDER BY seq")).all()
+        assert [r[0] for r in rows] == ["001-01_alpha", "1.1", long_id[:200]]
+        assert _diffs(db) == []
+    finally:
+        db.dispose()
