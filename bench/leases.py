@@ -154,12 +154,12 @@ def realistic_specs(i: int) -> list[list[str]]:
     """``--overlap``: the i-th allocatable change's deltas. One change in five has none
     (a delta without requirement blocks); the others touch a requirement of their own and
     one they share: changes 2k and 2k+1 share one (pairs), and changes 10k, 10k+3 and
-    10k+6 also share one; capabilities are spread over 7."""
+    10k+6 also share one; each block of ten is in one of 7 capabilities."""
     if i % 5 == 4:
         return [["notes", "Notes only, no requirement.\n"]]
     names = [f"Own {i}", f"Pair {i // 2}"] + ([f"Group {i // 10}"] if i % 10 in (0, 3, 6) else [])
     blocks = "".join(f"### Requirement: {n}\nThe system SHALL do {n}.\n\n" for n in names)
-    return [[f"cap-{i // 2 % 7}", f"## MODIFIED Requirements\n\n{blocks}"]]
+    return [[f"cap-{i // 10 % 7}", f"## MODIFIED Requirements\n\n{blocks}"]]
 
 
 async def seed(
