@@ -24,15 +24,16 @@ from loom.store.leases import ABANDONED_SQL, MODULE_FILTERS, OPEN_SQL, PG_LOCK, 
 __all__ = ["busy_overlaps", "first_without_overlap", "lock_requirements"]
 
 # The requirements of busy changes: (change_id, capability, requirement). Four parameters:
-# project, project, project, now. Archived changes have no index rows, so a lease left on
-# one does not count.
+# project, project, now, project. Archived changes have no index rows, so a lease left on
+# one does not count. ``CROSS JOIN`` keeps the few busy changes on the outside, each probing
+# the index by primary-key prefix (SQLite otherwise scanned the project's every index row).
 _BUSY_ROWS = (
-    "SELECT r.change_id, r.capability, r.requirement"
-    " FROM change_requirements r WHERE r.project_id = ? AND r.change_id IN ("
+    "SELECT r.change_id, r.capability, r.requirement FROM ("
     "SELECT b.change_id FROM changes b WHERE b.project_id = ?"
     " AND b.work_status = 'in-progress' AND b.archived_us IS NULL"
     " UNION SELECT l.change_id FROM leases l WHERE l.project_id = ?"
-    " AND l.holder IS NOT NULL AND l.expires_us > ?)"
+    " AND l.holder IS NOT NULL AND l.expires_us > ?) ids"
+    " CROSS JOIN change_requirements r WHERE r.project_id = ? AND r.change_id = ids.change_id"
 )
 # The same, one row per requirement, with the least and greatest busy change touching it: a
 # change is blocked by a busy requirement unless it is the only busy change touching it.
@@ -47,9 +48,9 @@ _BUSY_KEYS = (
 # planner hoist the same join out of the walk and scan it whole for every candidate:
 # quadratic when everything overlaps.) One parameter: project.
 _FREE_OF_BUSY = (
-    " AND c.change_id NOT IN (SELECT m.change_id FROM change_requirements m JOIN busy o"
-    " ON o.capability = m.capability AND o.requirement = m.requirement"
-    " WHERE m.project_id = ? AND (o.lo <> m.change_id OR o.hi <> m.change_id))"
+    " AND c.change_id NOT IN (SELECT m.change_id FROM busy o CROSS JOIN change_requirements m"
+    "{hint} WHERE m.project_id = ? AND m.capability = o.capability"
+    " AND m.requirement = o.requirement AND (o.lo <> m.change_id OR o.hi <> m.change_id))"
 )
 _LEASE_COLUMNS = (
     "l.holder, l.acquired_us, l.expires_us, l.ttl_seconds, l.fencing_token,"
@@ -78,10 +79,16 @@ def _filters(
     return text + _FREE_OF_BUSY, params
 
 
+# SQLite preferred the covering primary key (every index row of the project, for each busy
+# requirement) to the requirement index.
+_SQLITE_HINT = " INDEXED BY ix_change_requirements_project_id_capability_requirement"
+
+
 @functools.lru_cache(maxsize=64)
 def _sqlite_pick(filters: str) -> _raw.SQL:
     """SQLite, one statement: the first abandoned candidate, else the first open one, with its
     lease row (joined to the one row picked, so the join cannot spoil the walk's plan)."""
+    filters = filters.replace("{hint}", _SQLITE_HINT)
     abandoned = ABANDONED_SQL.format(filters=filters, lock="")
     open_ = OPEN_SQL.format(filters=filters, lock="")
     return _raw.SQL(
@@ -98,6 +105,7 @@ def _pg_pick(filters: str) -> _raw.SQL:
     """PostgreSQL, one statement: the abandoned candidate (``a``), and only when there is
     none (a one-time filter: the second scan does not even start) the first open one; each
     locks the one row it returns."""
+    filters = filters.replace("{hint}", "")
     abandoned = ABANDONED_SQL.format(filters=filters, lock=PG_LOCK)
     open_ = OPEN_SQL.format(filters=filters, lock=PG_LOCK)
     return _raw.SQL(
@@ -129,7 +137,7 @@ def first_without_overlap(
     if change_ids is not None and not change_ids:
         return None
     filters, extra = _filters(module, change_ids, exclude)
-    busy: list[object] = [project_id, project_id, project_id, now_us]
+    busy: list[object] = [project_id, project_id, now_us, project_id]
     candidate = [project_id, *extra, project_id, now_us]
     if conn.dialect.name == "postgresql":
         found = _raw.fetchone(conn, _pg_pick(filters), [*busy, *candidate, *candidate])
@@ -193,5 +201,5 @@ def busy_overlaps(conn: Connection, project_id: int, change_id: str, now_us: int
     """The busy changes (other than ``change_id``) sharing a requirement with it (one
     statement)."""
     sql = _OVERLAPS if conn.dialect.name == "postgresql" else _SQLITE_OVERLAPS
-    params = (project_id, project_id, project_id, now_us, project_id, change_id, change_id)
+    params = (project_id, project_id, now_us, project_id, project_id, change_id, change_id)
     return [str(r[0]) for r in _raw.fetchall(conn, sql, params)]
