@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -94,9 +96,16 @@ class _PgState:
     url: str | None = None
     error: str | None = None
     created: list[str] = field(default_factory=list)
+    handle: Any = None
+
+
+@dataclass
+class _SqliteState:
+    template: Path | None = None
 
 
 _PG = _PgState()
+_SQLITE = _SqliteState()
 
 
 def _pg_database() -> str:
@@ -126,6 +135,10 @@ def _pg_unavailable(reason: str) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _SQLITE.template is not None:
+        shutil.rmtree(_SQLITE.template.parent, ignore_errors=True)
+    if _PG.handle is not None:
+        _PG.handle.dispose()
     if not _PG.created:
         return
     engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -135,30 +148,66 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     engine.dispose()
 
 
-_TABLES = (
-    "idempotency, event_batches, events, leases, change_specs, changes, modules, specs, projects,"
-    " api_tokens"
-)
-
-
 def _reset_pg(url: str) -> None:
+    """Empty the run's PostgreSQL database: migrate only when it is not at the newest revision
+    (a test may have dropped the schema), then DELETE every table's rows, children first, and
+    restart the sequences. Much cheaper than TRUNCATE, which rewrites every table and index
+    file (~0.2 s a test against ~0.01 s); the database holds one test's few rows."""
+    from loom.store import migrate
+    from loom.store.schema import metadata
+
+    db = _pg_handle(url)
+    migrate.upgrade(db)
+    with db.engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+        sequences = conn.execute(
+            text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
+        ).scalars()
+        for name in list(sequences):
+            conn.execute(text(f'ALTER SEQUENCE "{name}" RESTART'))
+
+
+def _pg_handle(url: str) -> Any:
+    """One small engine on the run's database for the resets (closed at the session's end)."""
+    from loom.store.engine import Database
+
+    if _PG.handle is None:
+        _PG.handle = Database(url, pool_size=1)
+    return _PG.handle
+
+
+def _sqlite_template() -> Path:
+    """A SQLite file migrated to the newest revision, made once per process; each test copies
+    it instead of running the migrations on a new file (~0.1 s a test)."""
     from loom.store import migrate
     from loom.store.engine import Database
 
-    db = Database(url, pool_size=1)
-    try:
-        migrate.upgrade(db)
-        with db.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
-    finally:
-        db.dispose()
+    if _SQLITE.template is None:
+        folder = Path(tempfile.mkdtemp(prefix="loom-template-"))
+        path = folder / "loom.db"
+        db = Database(f"sqlite:///{path}", pool_size=1)
+        try:
+            migrate.upgrade(db)
+        finally:
+            db.dispose()
+        _SQLITE.template = path
+    return _SQLITE.template
+
+
+def fresh_sqlite_file(path: Path) -> str:
+    """Put a clean, migrated SQLite database at ``path`` and return its URL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_sqlite_template(), path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A clean database of each kind: a new SQLite file, or the run's PostgreSQL (emptied)."""
+    """A clean, migrated database of each kind: a copy of a migrated SQLite file, or the
+    run's PostgreSQL (emptied)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'loom.db'}"
+        return fresh_sqlite_file(tmp_path / "loom.db")
     url = _pg_database()
     _reset_pg(url)
     return url

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -24,7 +26,9 @@ def _config(conn: Connection | None = None) -> Config:
     return cfg
 
 
+@functools.cache
 def head_revision() -> str:
+    """The newest revision of the scripts shipped with this package (read once a process)."""
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
@@ -36,7 +40,13 @@ def current_revision(db: Database) -> str | None:
 
 
 def upgrade(db: Database) -> None:
-    """Bring the database to the newest revision (idempotent, safe to race on PostgreSQL)."""
+    """Bring the database to the newest revision (idempotent, safe to race on PostgreSQL).
+
+    A database already at the newest revision costs one read of ``alembic_version``: Alembic
+    (which loads every revision script and runs ``env.py``) is started only when there is
+    something to apply. Every server start and every test app pays this check."""
+    if current_revision(db) == head_revision():
+        return
     with db.engine.connect() as conn:
         if db.kind == "postgresql":
             with conn.begin():
