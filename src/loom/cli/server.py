@@ -251,8 +251,17 @@ def resolve_settings(
         "metrics_public": bool(_first(metrics_public, cfg.get("metrics_public"), False)),
         "token_cache_seconds": _first(cfg.get("token_cache_seconds"), 1.0),
     }
-    # Event stream tuning (docs/stream.md): config file only.
-    for key in ("stream_heartbeat", "stream_buffer", "stream_recheck"):
+    # Event stream tuning (docs/stream.md) and connection limits (docs/ito-compat.md,
+    # "Connections and timeouts"): config file only.
+    for key in (
+        "stream_heartbeat",
+        "stream_buffer",
+        "stream_recheck",
+        "keep_alive_timeout",
+        "header_timeout",
+        "body_timeout",
+        "max_connections",
+    ):
         if key in cfg:
             values[key] = cfg[key]
     try:
