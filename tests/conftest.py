@@ -8,6 +8,7 @@ drops it at the end. Unreachable PostgreSQL skips those tests, unless
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import secrets
@@ -112,6 +113,12 @@ def _pg_database() -> str:
     """A fresh database for this test run (created once per session)."""
     if _PG.url is not None:
         return _PG.url
+    _PG.url = _create_pg_database()
+    return _PG.url
+
+
+def _create_pg_database() -> str:
+    """Create a database on the run's PostgreSQL (dropped at the end of the run)."""
     if _PG.error is not None:
         _pg_unavailable(_PG.error)
     name = f"loom_test_{os.getpid()}_{secrets.token_hex(3)}"
@@ -124,8 +131,7 @@ def _pg_database() -> str:
         _PG.error = f"PostgreSQL unavailable at {PG_ADMIN_URL}: {type(exc).__name__}: {exc}"
         _pg_unavailable(_PG.error)
     _PG.created.append(name)
-    _PG.url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    return _PG.url
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def _pg_unavailable(reason: str) -> None:
@@ -328,7 +334,10 @@ def start_server(
 ) -> LiveServer:
     """Start ``loom serve`` as a real process on an ephemeral port and wait until it listens."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    db_url = database_url or f"sqlite:///{data_dir / 'loom.db'}"
+    default_db = data_dir / "loom.db"
+    if database_url is None and not default_db.exists():
+        fresh_sqlite_file(default_db)  # migrated already: the start skips Alembic
+    db_url = database_url or f"sqlite:///{default_db}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
     env.update(extra_env or {})
     cmd = [
@@ -387,6 +396,30 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server = start_server(tmp_path / "server")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_server_on(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One real ``loom serve`` per test module and backend, for tests that need *a* server
+    rather than a fresh one (a start costs ~1.5 s). Each test works in a project of its own
+    (:func:`new_project`): ids, event sequences and leases are per project, so the tests
+    never see each other's data. On PostgreSQL the server has a database of its own, which
+    the per-test resets of the run's database never touch."""
+    folder = tmp_path_factory.mktemp("shared-server")
+    url = None if request.param == "sqlite" else _create_pg_database()
+    server = start_server(folder / "server", url)
+    yield server
+    server.stop()
+
+
+_PROJECT_NUMBERS = itertools.count(1)
+
+
+def new_project(org: str = ORG) -> tuple[str, str]:
+    """An (org, repo) no other test of this process uses."""
+    return org, f"{REPO}-{next(_PROJECT_NUMBERS)}"
 
 
 @pytest.fixture
