@@ -54,6 +54,39 @@ def test_upgrade_of_an_empty_database_builds_exactly_the_metadata(database_url: 
         db.dispose()
 
 
+def test_the_declared_head_is_the_scripts_head() -> None:
+    """``migrate.HEAD`` (what a start compares with, without loading Alembic) is the newest
+    revision Alembic finds: a new revision script must update it."""
+    assert migrate.head_revision() == migrate.HEAD
+
+
+def test_upgrade_at_the_newest_revision_does_not_start_alembic(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every server start (and every test app) upgrades: at head that is one read, not a run
+    of Alembic's script loading; behind head Alembic still runs."""
+    _empty(database_url)
+    db = Database(database_url, pool_size=1)
+    runs: list[str] = []
+    from alembic import command
+
+    real = command.upgrade
+
+    def counting(cfg: object, revision: str) -> None:
+        runs.append(revision)
+        real(cfg, revision)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(command, "upgrade", counting)
+    try:
+        migrate.upgrade(db)
+        assert runs == ["head"]
+        migrate.upgrade(db)
+        assert runs == ["head"]
+        assert migrate.current_revision(db) == migrate.head_revision()
+    finally:
+        db.dispose()
+
+
 def test_compare_metadata_detects_a_drift(tmp_path: Path) -> None:
     """The comparison above can fail: a table the metadata lacks is reported."""
     url = f"sqlite:///{tmp_path / 'drift.db'}"

@@ -79,6 +79,12 @@ def _load(command: str | None) -> typer.Typer:
         importlib.import_module(f"loom.cli.{name}")
     from loom.cli._app import app
 
+    if not owner:
+        # Modules register commands as they import one another: `--help` lists them in the
+        # order of _OWNER (status, changes, show, ... tasks) instead.
+        rank = {name: i for i, name in enumerate(_OWNER)}
+        app.registered_commands.sort(key=lambda c: rank.get(c.name or "", len(rank)))
+        app.registered_groups.sort(key=lambda g: rank.get(g.name or "", len(rank)))
     return app
 
 
