@@ -156,3 +156,26 @@ def test_health_stays_fast_during_max_size_bodies_and_renders(
         assert len(_ok(c.get(f"{P}/events", params={"limit": 5000}))) == 5000
 
     _assert_health_fast(live_server, tmp_path, large_bodies, large_renders)
+
+
+def test_health_stays_fast_while_the_dashboard_renders_a_large_artifact(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """The change page renders every artifact from markdown (markdown-it-py: ~100-200 KB a
+    second): that ran on the event loop, seconds for one view of a large proposal."""
+    proposal = "".join(
+        f"## Part {i}\n\nSome *text* with `code` and [a link](https://x/{i}).\n\n- a\n- b\n\n"
+        for i in range(800)
+    )
+    assert len(proposal) > 50_000  # on the loop: about a second
+    with httpx.Client(base_url=live_server.url, headers=H, timeout=120) as c:
+        _ok(c.post(f"{P}/changes/001-01_md/sync", json={"proposal": proposal, "specs": []}))
+
+    def view(c: httpx.Client) -> None:
+        with httpx.Client(base_url=live_server.url, timeout=120) as ui:
+            r = ui.post("/ui/login", data={"token": ADMIN})
+            assert r.status_code == 303, r.text[:200]
+            page = ui.get(f"/ui/{ORG}/{REPO}/changes/001-01_md")
+            assert page.status_code == 200 and "<h2>Part 799</h2>" in page.text
+
+    _assert_health_fast(live_server, tmp_path, view)
