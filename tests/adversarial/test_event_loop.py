@@ -61,6 +61,17 @@ def _health_while(
     try:
         if hostile is None:
             time.sleep(1.0)
+        elif hostile is _busy_machine:
+            # One core kept busy by another process (bounded: it stops by itself).
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass",
+                ],
+                check=True,
+                timeout=30,
+            )
         else:
             with httpx.Client(base_url=server.url, headers=H, timeout=120) as c:
                 hostile(c)
@@ -108,13 +119,22 @@ def test_health_stays_fast_during_hostile_tasks_and_a_huge_archive(
     _assert_health_fast(live_server, tmp_path, spaces, archive)
 
 
+def _busy_machine(_c: httpx.Client) -> None:
+    """A marker for :func:`_health_while`: the baseline with one core busy elsewhere."""
+
+
 def _assert_health_fast(
-    server: LiveServer, tmp_path: Path, *hostiles: Callable[[httpx.Client], None]
+    server: LiveServer,
+    tmp_path: Path,
+    *hostiles: Callable[[httpx.Client], None],
+    busy_baseline: bool = False,
 ) -> None:
     """/health p99 < 50 ms during each hostile phase. On a machine shared with other loads,
     the idle server's own p99 (measured the same way, just before) is added, so only the
-    server's stalls count."""
-    idle = _p99(_health_while(server, tmp_path, None))
+    server's stalls count. ``busy_baseline``: measured while another process keeps one core
+    busy, as a hostile request that works for seconds on a worker thread does (on two
+    cores, the probe, the client and that thread then share what is left)."""
+    idle = _p99(_health_while(server, tmp_path, _busy_machine if busy_baseline else None))
     for hostile in hostiles:
         latencies = _health_while(server, tmp_path, hostile)
         assert len(latencies) >= 5
@@ -155,7 +175,7 @@ def test_health_stays_fast_during_max_size_bodies_and_renders(
         assert len(_ok(c.get(f"{P}/events"))) > 54_000  # and the push's event
         assert len(_ok(c.get(f"{P}/events", params={"limit": 5000}))) == 5000
 
-    _assert_health_fast(live_server, tmp_path, large_bodies, large_renders)
+    _assert_health_fast(live_server, tmp_path, large_bodies, large_renders, busy_baseline=True)
 
 
 def test_health_stays_fast_while_the_dashboard_renders_a_large_artifact(
