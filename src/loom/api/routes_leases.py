@@ -50,7 +50,15 @@ async def claim(request: Request) -> Response:
     body = await parse_body(request, ClaimBody, _LEASE_FIELDS)
     holder = validate_holder(body.holder)
     change_id = request.path_params["change_id"]
-    return await write(request, access, leases.claim, change_id, holder, body.ttl_seconds)
+    return await write(
+        request,
+        access,
+        leases.claim,
+        change_id,
+        holder,
+        body.ttl_seconds,
+        token_name=access.actor.token_name,
+    )
 
 
 @router.post(
@@ -132,4 +140,5 @@ async def allocate(request: Request) -> Response:
         module=module,
         changes=wanted,
         avoid_overlap=body.avoid_overlap,
+        token_name=access.actor.token_name,
     )

@@ -229,7 +229,15 @@ async def ingest(request: Request) -> Response:
         body = await parse_body(request, EventsBody)  # raises the exact 400/422
         parsed = (body.events, body.idempotency_key, False)
     items, key, strict = parsed
-    return await write(request, access, events.ingest_events, items, key, strict_json=strict)
+    return await write(
+        request,
+        access,
+        events.ingest_events,
+        items,
+        key,
+        strict_json=strict,
+        token_name=access.actor.token_name,
+    )
 
 
 @router.get(

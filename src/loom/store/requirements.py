@@ -17,6 +17,7 @@ __all__ = [
     "any_busy_requirement",
     "any_requirement",
     "delete_requirements",
+    "insert_requirements",
     "replace_requirements",
     "requirements_of",
     "shared_requirements",
@@ -49,6 +50,21 @@ def replace_requirements(
             [
                 (project_id, change_id, r.capability, r.requirement, r.op, r.from_name, r.to_name)
                 for r in refs
+            ],
+        )
+
+
+def insert_requirements(
+    conn: Connection, project_id: int, rows: Sequence[tuple[str, RequirementRef]]
+) -> None:
+    """Index rows of changes that have none yet (a bulk import): (change id, ref) pairs."""
+    if rows:
+        _raw.executemany(
+            conn,
+            _INSERT,
+            [
+                (project_id, cid, r.capability, r.requirement, r.op, r.from_name, r.to_name)
+                for cid, r in rows
             ],
         )
 
