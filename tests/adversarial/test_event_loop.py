@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from api.routes_table import EVENT
-from conftest import ADMIN, ORG, REPO, LiveServer
+from conftest import ADMIN, ORG, REPO, LiveServer, ui_login
 
 pytestmark = pytest.mark.slow
 
@@ -193,7 +193,7 @@ def test_health_stays_fast_while_the_dashboard_renders_a_large_artifact(
 
     def view(c: httpx.Client) -> None:
         with httpx.Client(base_url=live_server.url, timeout=120) as ui:
-            r = ui.post("/ui/login", data={"token": ADMIN})
+            r = ui_login(ui, ADMIN)
             assert r.status_code == 303, r.text[:200]
             page = ui.get(f"/ui/{ORG}/{REPO}/changes/001-01_md")
             assert page.status_code == 200 and "<h2>Part 799</h2>" in page.text
