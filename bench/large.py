@@ -159,6 +159,20 @@ def db_size_mb(kind: str, url: str, data_dir: Path) -> float:
     return int(size) / 2**20
 
 
+def pg_autovacuum(url: str) -> str:
+    """PostgreSQL's ``autovacuum`` setting: when off (as on some test machines), nothing but
+    Loom's own post-import ANALYZE refreshes statistics, and the dead index entries that
+    numbering events leaves stay until a manual VACUUM (see BENCHMARKS.md)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SHOW autovacuum")).scalar_one())
+    finally:
+        engine.dispose()
+
+
 def line(label: str, lat: list[float], target: float) -> str:
     p99 = percentile(lat, 0.99) * 1000
     ok = "met" if p99 < target else "MISSED"
@@ -191,6 +205,8 @@ def bench_backend(kind: str, url: str, args: argparse.Namespace) -> None:
             events_s = time.perf_counter() - t
             active = sum(1 for i in items if i["archived_at"] is None)
             print(f"\n== {kind} ==")
+            if kind == "postgresql":
+                print(f"autovacuum {pg_autovacuum(url)}")
             print(
                 f"import: {len(items):,} changes ({active:,} active) + {len(spec_items):,} specs"
                 f" in {import_s:.1f} s; {args.events:,} events in {events_s:.1f} s"

@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loom import __version__
 from loom.api import contract
@@ -44,11 +44,32 @@ class LoomApp(FastAPI):
     """FastAPI that refuses an encoded ``/`` in a project path before anything else, and
     documents itself with :func:`loom.api.contract.openapi`."""
 
+    # The hot requests' way in ahead of the framework's own layers (error and telemetry
+    # middleware, body limit): built on the first request, when the app's middleware is
+    # exactly the body guard and the lane (no layer added later that must see them too).
+    _front: ASGIApp | None = None
+    _front_lane: HotLane | None = None
+    _front_built = False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await measure(self._dispatch, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    _limits: tuple[int, float] | None = None  # the body limit and timeout, with a hot lane
+
+    def _build_front(self) -> None:
+        self._front_built = True
+        layers: list[Any] = [m.cls for m in self.user_middleware]
+        if self._limits is None or layers != [BodyGuard, HotLane]:
+            return
+        max_bytes, timeout = self._limits
+        self._front_lane = HotLane(self._framework, self.router.routes, max_bytes, timeout)
+        self._front = BodyGuard(self._front_lane, max_bytes, timeout)
+
+    async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -66,6 +87,16 @@ class LoomApp(FastAPI):
                 # (not for the event stream, whose GET never ends).
                 scope = {**scope, "method": "GET"}
                 send = _without_body(send)
+            if not self._front_built:
+                self._build_front()
+            if (
+                self._front is not None
+                and self._front_lane is not None
+                and self._front_lane.serves(scope)
+            ):
+                scope["app"] = self
+                await self._front(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
@@ -199,6 +230,7 @@ def create_app(
     ui.install(app)
     app.router.routes.append(mcp_route(settings))
     if hot_lane:  # innermost: every other middleware sees the hot requests too
+        app._limits = (settings.max_body_bytes, settings.body_timeout)
         app.add_middleware(
             HotLane,
             routes=app.router.routes,

@@ -64,21 +64,29 @@ async def read_body(
     chunks: list[bytes] = []
     size = 0
     more = True
-    while more:
-        try:
-            message = await asyncio.wait_for(receive(), timeout)
-        except TimeoutError:
-            await _send_error(scope, receive, send, _body_timeout(timeout))
-            return None
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > max_bytes:
-            await _send_error(scope, receive, send, _too_large(max_bytes))
-            return None
-        chunks.append(chunk)
-        more = message.get("more_body", False)
+    loop = asyncio.get_running_loop()
+    try:
+        # One timer for the whole body, pushed back after every chunk (asyncio.wait_for per
+        # chunk would start a task each time: a measurable share of a lease request).
+        async with asyncio.timeout(timeout) as deadline:
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > max_bytes:
+                    break
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+                if more:
+                    deadline.reschedule(loop.time() + timeout)
+    except TimeoutError:
+        await _send_error(scope, receive, send, _body_timeout(timeout))
+        return None
+    if size > max_bytes:
+        await _send_error(scope, receive, send, _too_large(max_bytes))
+        return None
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if body.strip():
         media = (content_type or b"").decode("latin-1")
@@ -201,6 +209,13 @@ class HotLane:
             and getattr(route.endpoint, _HOT, False)
             and route.methods == {"POST"}
         ]
+
+    def serves(self, scope: Scope) -> bool:
+        """Whether this request is one of the lane's (a ``POST`` to a hot route)."""
+        if scope["method"] != "POST" or scope.get("root_path"):
+            return False
+        path = scope["path"]
+        return any(pattern.match(path) for pattern, _, _ in self.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):

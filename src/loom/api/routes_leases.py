@@ -15,7 +15,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from loom.api.access import bool_param, project_access, read, write
+from loom.api.access import bool_param, project_access, read_json, write
 from loom.api.bodies import parse_body
 from loom.api.contract import allocate_links, any_case_enum, operation, operation_id
 from loom.api.middleware import hot
@@ -98,7 +98,7 @@ async def release(request: Request) -> Response:
 )
 async def get_lease(request: Request) -> Any:
     access = await project_access(request)
-    return await read(
+    return await read_json(
         request, leases.get_active_lease, access.project, request.path_params["change_id"]
     )
 
@@ -108,7 +108,7 @@ async def get_lease(request: Request) -> Any:
 )
 async def list_leases(request: Request) -> Any:
     access = await project_access(request)
-    return await read(request, leases.list_leases, access.project)
+    return await read_json(request, leases.list_leases, access.project)
 
 
 @router.post(

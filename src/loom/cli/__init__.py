@@ -88,10 +88,24 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _skip_httpx_command_line() -> None:
+    """Keep httpx's own command line out of this process.
+
+    ``import httpx`` also imports ``httpx._main`` (its ``httpx`` command: Click, Rich and
+    Pygments, ~40 ms) whenever those are installed, and falls back to a stub when that import
+    fails. The ``loom`` process never runs httpx's command line, so the module is marked
+    absent here (a ``None`` entry in ``sys.modules`` makes its import raise ImportError).
+    Only the ``loom`` process is affected: importing :mod:`loom.client` does not do this.
+    """
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def main() -> None:
     """Console-script entry point."""
     args = sys.argv[1:]
     if args[:1] in (["--version"], ["-V"]):
         print(f"loom {version()}")
         return
+    _skip_httpx_command_line()
     _load(args[0] if args else None)()

@@ -82,9 +82,9 @@ def resolve_read_target(conn: Connection, pid: int | None, target: str, lifecycl
     """Exact id first, then Ito's short-form resolution among the lifecycle's ids."""
     if pid is None:
         raise change_not_found(target)
-    row = get_change(conn, pid, target)
-    if row is not None:
-        archived = row.archived_us is not None
+    exists, archived_us = get_change_archived(conn, pid, target)  # not the artifacts
+    if exists:
+        archived = archived_us is not None
         if lifecycle == "all" or (lifecycle == "archived") == archived:
             return target
     try:

@@ -25,28 +25,18 @@ from loom.service._common import (
 from loom.service._context import Actor, Project, ServiceContext
 from loom.store.changes import get_change
 from loom.store.leases import (
-    candidate_window,
     get_change_lease,
     get_lease,
     held_by,
     list_active,
     next_candidate,
     save_lease,
-    try_change_lease,
 )
-from loom.store.requirements import (
-    any_busy_requirement,
-    any_requirement,
-    busy_requirements,
-    overlapping,
-    requirements_for,
-    requirements_of,
-    try_lock_requirements,
-)
+from loom.store.overlap_allocation import busy_overlaps, first_without_overlap, lock_requirements
+from loom.store.requirements import any_busy_requirement, any_requirement
 
 __all__ = [
     "AVOID_OVERLAP",
-    "OVERLAP_WINDOW",
     "allocate",
     "claim",
     "claim_json",
@@ -386,12 +376,6 @@ def _next_free(
             tried.append(change_id)
 
 
-# How many eligible changes, in the usual order, an overlap-avoiding allocation considers
-# before falling back (``prefer``) or giving up (``strict``): the cost stays bounded however
-# many changes overlap a busy one.
-OVERLAP_WINDOW = 64
-
-
 def _pick_without_overlap(
     ctx: ServiceContext,
     conn: Connection,
@@ -404,70 +388,37 @@ def _pick_without_overlap(
 ) -> dict[str, Any] | None:
     """Claim the first eligible change sharing no requirement with a busy one (None: none).
 
-    Reads the first :data:`OVERLAP_WINDOW` eligible changes without locking rows, the busy
-    changes' requirements and the candidates' own, and tries the free ones in order, each
-    row locked without waiting (SKIP LOCKED: every allocator reads the same candidates in
-    the same order, and waiting would queue them all behind the first). PostgreSQL:
-    allocators read from their own snapshots, so two of them could each take one change of
-    an overlapping pair; a candidate's requirements are therefore try-locked (advisory,
-    never waiting) and the busy requirements read again after the lock, before the change
-    is claimed.
+    The database finds it (:func:`loom.store.overlap_allocation.first_without_overlap`),
+    however many eligible changes before it overlap a busy one. SQLite: its writers are
+    serialised, so the answer stands and is claimed at once. PostgreSQL: the candidate's
+    row is locked without waiting (SKIP LOCKED: every allocator walks the same order, and
+    waiting would queue them all behind the first); allocators read from their own
+    snapshots, so two of them could each take one change of an overlapping pair: its lease
+    is read again after the lock, its requirements are try-locked (advisory, never waiting)
+    and the busy changes' requirements are read again after those locks, before the claim.
+    A candidate that fails any of these is passed over and the next one asked for.
     """
-    candidates = candidate_window(
-        conn, pid, now, module=module, change_ids=changes, limit=OVERLAP_WINDOW
-    )
-    refs = requirements_for(conn, pid, candidates)
-    busy = busy_requirements(conn, pid, now)
-    for change_id in candidates:
-        mine = refs.get(change_id, [])
-        if overlapping(busy, change_id, mine):
-            continue
-        locked = try_change_lease(conn, pid, change_id)
-        if locked is None or not locked[0] or locked[1] is not None:
-            continue
-        if mine and conn.dialect.name == "postgresql":
-            keys = [(r.capability, r.requirement) for r in mine]
-            if not try_lock_requirements(conn, pid, keys):
-                continue  # another allocator is taking an overlapping change right now
-            if overlapping(busy_requirements(conn, pid, now), change_id, mine):
+    pg = conn.dialect.name == "postgresql"
+    tried: list[str] = []
+    while True:
+        found = first_without_overlap(
+            conn, pid, now, module=module, change_ids=changes, exclude=tried
+        )
+        if found is None:
+            return None
+        change_id, stored = found
+        if pg:
+            free, has_requirements, stored = lock_requirements(conn, pid, change_id, now)
+            if not free or (has_requirements and busy_overlaps(conn, pid, change_id, now)):
+                tried.append(change_id)
                 continue
-        claimed = _claim_locked(ctx, conn, pid, change_id, locked[2], holder, ttl, now)
-        if claimed is not None:
-            return claimed
-    return None
-
-
-_ELIGIBLE = ("ready", "in-progress")
-
-
-def _claim_locked(
-    ctx: ServiceContext,
-    conn: Connection,
-    pid: int,
-    change_id: str,
-    stored: rules.LeaseState | None,
-    holder: str,
-    ttl: int,
-    now: int,
-) -> dict[str, Any] | None:
-    """Claim a candidate read without a row lock, now locked: check it is still eligible
-    and free (read after the lock); None if it no longer is."""
-    row = get_change(conn, pid, change_id)
-    if row is None or row.work_status not in _ELIGIBLE:
-        return None
-    try:
+        # Free: SQLite serialises writers; PostgreSQL read the lease after the row lock.
         return _apply_claim(
             ctx, conn, pid, change_id, holder, ttl, now, allocate=True, stored=stored
         )
-    except LeaseConflict:
-        return None
 
 
 def _with_overlaps(conn: Connection, pid: int, claimed: dict[str, Any], now: int) -> dict[str, Any]:
     """The claim, naming the busy changes it shares a requirement with (if any)."""
-    change_id = claimed["change_id"]
-    refs = requirements_of(conn, pid, change_id)
-    if not refs:
-        return claimed
-    others = overlapping(busy_requirements(conn, pid, now), change_id, refs)
+    others = busy_overlaps(conn, pid, claimed["change_id"], now)
     return {**claimed, "overlaps": others} if others else claimed

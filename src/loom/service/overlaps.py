@@ -17,11 +17,12 @@ from loom.domain.specs import requirement_refs
 from loom.errors import ValidationError
 from loom.service._common import resolve_read_target, server_event
 from loom.service._context import Project, ServiceContext
-from loom.store.changes import get_spec_bases, replace_specs
+from loom.store.changes import get_spec_bases, insert_new_specs, replace_specs
 from loom.store.requirements import (
     ActiveIndex,
     active_index,
     delete_requirements,
+    insert_requirements,
     replace_requirements,
     shared_requirements,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "overlap_events",
     "project_overlaps",
     "store_deltas",
+    "store_new_deltas",
 ]
 
 
@@ -75,6 +77,36 @@ def store_deltas(
         return
     refs = [ref for cap, delta in specs for ref in requirement_refs(delta, cap)]
     replace_requirements(conn, pid, change_id, refs)
+
+
+def store_new_deltas(
+    conn: Connection,
+    pid: int,
+    items: Sequence[tuple[str, Sequence[tuple[str, str]], bool]],
+) -> None:
+    """:func:`store_deltas` for changes just inserted (a bulk import), in a few statements
+    for all of them: ``items`` are (change id, deltas, archived). A new change has no
+    recorded bases, so each delta's base is its spec's current revision."""
+    caps = list(dict.fromkeys(cap for _, specs, _ in items for cap, _ in specs))
+    current: dict[str, int] = {}
+    for start in range(0, len(caps), 500):
+        current.update(current_revisions(conn, pid, caps[start : start + 500]))
+    insert_new_specs(
+        conn,
+        pid,
+        [(cid, cap, delta, current[cap]) for cid, specs, _ in items for cap, delta in specs],
+    )
+    insert_requirements(
+        conn,
+        pid,
+        [
+            (cid, ref)
+            for cid, specs, archived in items
+            if not archived
+            for cap, delta in specs
+            for ref in requirement_refs(delta, cap)
+        ],
+    )
 
 
 def overlap_events(

@@ -16,11 +16,14 @@ from loom.store.schema import change_specs, changes
 __all__ = [
     "ChangeRow",
     "Derived",
+    "existing_change_ids",
     "get_change",
     "get_change_archived",
     "get_spec_bases",
     "get_specs",
     "insert_change",
+    "insert_changes",
+    "insert_new_specs",
     "list_change_ids",
     "list_changes",
     "list_summary_rows",
@@ -221,6 +224,47 @@ def insert_change(
     return conn.execute(_insert_if_absent(conn.dialect.name), params).first() is not None
 
 
+def insert_changes(
+    conn: Connection, project_id: int, rows: Sequence[tuple[str, Mapping[str, Any]]], now_us: int
+) -> set[str]:
+    """Insert new changes in one statement (a bulk import): ``rows`` are (change id, column
+    values: the artifacts, ``archived_us`` and :meth:`Derived.values`), at revision 1. Returns
+    the ids inserted; an id that exists (created concurrently) is skipped, as
+    :func:`insert_change` does. Sorted by id, so concurrent imports lock in one order."""
+    if not rows:
+        return set()
+    params = [
+        {
+            "project_id": project_id,
+            "change_id": change_id,
+            "revision": 1,
+            "created_us": now_us,
+            "updated_us": now_us,
+            **values,
+        }
+        for change_id, values in sorted(rows, key=lambda r: r[0])
+    ]
+    result = conn.execute(_insert_if_absent(conn.dialect.name), params)
+    return {r[0] for r in result}
+
+
+_CHUNK = 500  # ids per IN (...) list
+
+
+def existing_change_ids(conn: Connection, project_id: int, change_ids: Sequence[str]) -> set[str]:
+    """Which of these changes exist (one query per 500 ids; no lock)."""
+    found: set[str] = set()
+    unique = list(dict.fromkeys(change_ids))
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start : start + _CHUNK]
+        stmt = _raw.SQL(
+            "SELECT change_id FROM changes WHERE project_id = ?"
+            f" AND change_id IN ({', '.join('?' for _ in chunk)})"
+        )
+        found.update(r[0] for r in _raw.fetchall(conn, stmt, [project_id, *chunk]))
+    return found
+
+
 @functools.cache
 def _insert_if_absent(dialect: str) -> Any:
     """One constant statement per dialect (parameters at execute time: the statement is
@@ -294,6 +338,21 @@ def replace_specs(
                 for c, m in specs
             ],
         )
+
+
+_INSERT_SPEC = _raw.SQL(
+    "INSERT INTO change_specs (project_id, change_id, capability, content, base_revision)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def insert_new_specs(
+    conn: Connection, project_id: int, rows: Sequence[tuple[str, str, str, int | None]]
+) -> None:
+    """The deltas of changes just inserted (no rows to replace): (change id, capability,
+    content, base revision) rows, in one batch."""
+    if rows:
+        _raw.executemany(conn, _INSERT_SPEC, [(project_id, *r) for r in rows])
 
 
 SUMMARY_COLUMNS = (

@@ -15,13 +15,16 @@ from loom.store.events import append_events, event_rows, note_appended
 from loom.store.schema import changes, leases
 
 __all__ = [
+    "ABANDONED_SQL",
+    "MODULE_FILTERS",
+    "OPEN_SQL",
+    "PG_LOCK",
     "ActiveLease",
-    "candidate_window",
     "get_lease",
+    "lease_state",
     "list_active",
     "next_candidate",
     "save_lease",
-    "try_change_lease",
 ]
 
 
@@ -108,24 +111,6 @@ def get_change_lease(
     if not row[1]:  # PostgreSQL: has_lease; SQLite: the lease's change_id (NULL: no row)
         return True, row[0], None
     return True, row[0], _state(row[2:])
-
-
-_TRY_LOCK_CHANGE = _raw.SQL(
-    "SELECT archived_us FROM changes WHERE project_id = ? AND change_id = ? FOR UPDATE SKIP LOCKED"
-)
-
-
-def try_change_lease(
-    conn: Connection, project_id: int, change_id: str
-) -> tuple[bool, int | None, LeaseState | None] | None:
-    """Like :func:`get_change_lease`, but None instead of waiting when another transaction
-    holds the change's row lock (PostgreSQL; SQLite never waits: writers are serialised)."""
-    if conn.dialect.name != "postgresql":
-        return get_change_lease(conn, project_id, change_id)
-    locked = _raw.fetchone(conn, _TRY_LOCK_CHANGE, (project_id, change_id))
-    if locked is None:
-        return None  # locked by someone else (or gone): skip it
-    return True, locked[0], get_lease(conn, project_id, change_id)
 
 
 def save_lease(
@@ -264,6 +249,14 @@ def _candidate_sql(template: str, filters: str, pg: bool) -> _raw.SQL:
     return _raw.SQL(template.format(filters=filters, order=_ORDER, lock=_PG_LOCK if pg else ""))
 
 
+# The candidate statements with the filters and the lock left open (``{filters}``,
+# ``{lock}``), for the overlap-aware pass (:mod:`loom.store.overlap_allocation`).
+ABANDONED_SQL = _ABANDONED.format(filters="{filters}", order=_ORDER, lock="{lock}")
+OPEN_SQL = _OPEN.format(filters="{filters}", order=_ORDER, lock="{lock}")
+PG_LOCK = _PG_LOCK
+MODULE_FILTERS = _MODULE_FILTERS
+lease_state = _state
+
 _CANDIDATE_SQL = {
     (template, kind, pg): _candidate_sql(template, f, pg)
     for template in (_ABANDONED, _OPEN)
@@ -320,40 +313,6 @@ def next_candidate(
         if row is not None:
             return str(row[0])
     return None
-
-
-def candidate_window(
-    conn: Connection,
-    project_id: int,
-    now_us: int,
-    *,
-    module: str | None,
-    change_ids: Sequence[str] | None,
-    limit: int,
-) -> list[str]:
-    """The first ``limit`` eligible change ids in :func:`next_candidate`'s order (abandoned
-    work first), read without locking any row: the overlap-avoiding allocation pass reads
-    them, then locks the one it picks (:func:`try_change_lease`)."""
-    if change_ids is not None and not change_ids:
-        return []
-    kind = None if module is None else ("sub_module" if "." in module else "module")
-    filters = _MODULE_FILTERS[kind]
-    base: list[object] = [project_id]
-    if module is not None:
-        base.append(module)
-    if change_ids is not None:
-        filters += f" AND c.change_id IN ({', '.join('?' for _ in change_ids)})"
-        base.extend(change_ids)
-    found: list[str] = []
-    for template in (_ABANDONED, _OPEN):
-        sql = _raw.SQL(
-            template.replace("LIMIT 1{lock}", "LIMIT ?").format(filters=filters, order=_ORDER)
-        )
-        rows = _raw.fetchall(conn, sql, [*base, now_us, limit - len(found)])
-        found.extend(str(r[0]) for r in rows if str(r[0]) not in found)
-        if len(found) >= limit:
-            break
-    return found
 
 
 _HELD = _raw.SQL(

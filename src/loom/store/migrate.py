@@ -20,7 +20,7 @@ __all__ = ["HEAD", "current_revision", "head_revision", "upgrade"]
 
 # The newest revision of the shipped scripts. tests/store/test_migrations.py checks that it
 # is what Alembic computes from them: a new revision must update it.
-HEAD: Final = "0003"
+HEAD: Final = "0006"
 
 # A fixed key for pg_advisory_xact_lock, so concurrent server starts migrate one at a time.
 _PG_MIGRATION_LOCK = 0x4C4F4F4D  # "LOOM"

@@ -59,6 +59,8 @@ projects = Table(
     UniqueConstraint("org", "repo"),
 )
 
+_ELIGIBLE = "archived_us IS NULL AND work_status IN ('ready', 'in-progress')"
+
 changes = Table(
     "changes",
     metadata,
@@ -92,6 +94,22 @@ changes = Table(
     Index("ix_changes_project_sort", "project_id", "sort_key"),
     # Allocation walks eligible changes of one work status in canonical order.
     Index("ix_changes_project_status_sort", "project_id", "work_status", "sort_key"),
+    # Active changes only (a large project is mostly archived; migration 0006): active list
+    # pages, and allocation's eligible changes in canonical order.
+    Index(
+        "ix_changes_active",
+        "project_id",
+        "sort_key",
+        sqlite_where=text("archived_us IS NULL"),
+        postgresql_where=text("archived_us IS NULL"),
+    ),
+    Index(
+        "ix_changes_eligible",
+        "project_id",
+        "sort_key",
+        sqlite_where=text(_ELIGIBLE),
+        postgresql_where=text(_ELIGIBLE),
+    ),
 )
 
 change_specs = Table(

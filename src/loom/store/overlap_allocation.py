@@ -1,0 +1,183 @@
+"""The queries of overlap-aware allocation: the first eligible change sharing no requirement
+with a *busy* change (in progress, or actively leased), found by the database.
+
+The busy changes' requirements are few (one change per working agent), so they are read
+once per statement (``busy``) and every candidate, walked in canonical order on the
+``(project_id, sort_key)`` index, is tested with an anti-join on its own index rows (a
+primary-key prefix probe). No window: however many eligible changes overlap a busy one, the
+first one that does not is found, and the cost per change passed over is index probes, not
+a round trip.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+from sqlalchemy import Connection
+
+from loom.domain.leases import LeaseState
+from loom.store import _raw
+from loom.store.leases import ABANDONED_SQL, MODULE_FILTERS, OPEN_SQL, PG_LOCK, lease_state
+
+__all__ = ["busy_overlaps", "first_without_overlap", "lock_requirements"]
+
+# The requirements of busy changes: (change_id, capability, requirement). Four parameters:
+# project, project, project, now. Archived changes have no index rows, so a lease left on
+# one does not count.
+_BUSY = (
+    "busy AS {materialized}(SELECT r.change_id, r.capability, r.requirement"
+    " FROM change_requirements r WHERE r.project_id = ? AND r.change_id IN ("
+    "SELECT b.change_id FROM changes b WHERE b.project_id = ?"
+    " AND b.work_status = 'in-progress' AND b.archived_us IS NULL"
+    " UNION SELECT l.change_id FROM leases l WHERE l.project_id = ?"
+    " AND l.holder IS NOT NULL AND l.expires_us > ?))"
+)
+# A candidate ``c`` shares no requirement with a busy change other than itself.
+_FREE_OF_BUSY = (
+    " AND NOT EXISTS (SELECT 1 FROM change_requirements m JOIN busy o"
+    " ON o.capability = m.capability AND o.requirement = m.requirement"
+    " WHERE m.project_id = c.project_id AND m.change_id = c.change_id"
+    " AND o.change_id <> c.change_id)"
+)
+_LEASE_COLUMNS = (
+    "l.holder, l.acquired_us, l.expires_us, l.ttl_seconds, l.fencing_token,"
+    " l.previous_holder, l.expiry_recorded"
+)
+
+
+def _with_busy(pg: bool) -> str:
+    # PostgreSQL inlines a CTE referenced once; materialised, the busy set is read once per
+    # statement, not once per candidate. SQLite materialises it (it is referenced twice).
+    return "WITH " + _BUSY.format(materialized="MATERIALIZED " if pg else "") + " "
+
+
+def _filters(
+    module: str | None, change_ids: Sequence[str] | None, exclude: Sequence[str]
+) -> tuple[str, list[object]]:
+    """The candidate filters after ``c.project_id = ?`` and their parameters."""
+    kind = None if module is None else ("sub_module" if "." in module else "module")
+    text = MODULE_FILTERS[kind]
+    params: list[object] = [] if module is None else [module]
+    if change_ids is not None:
+        text += f" AND c.change_id IN ({', '.join('?' for _ in change_ids)})"
+        params.extend(change_ids)
+    if exclude:
+        text += f" AND c.change_id NOT IN ({', '.join('?' for _ in exclude)})"
+        params.extend(exclude)
+    return text + _FREE_OF_BUSY, params
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_pick(filters: str) -> _raw.SQL:
+    """SQLite, one statement: the first abandoned candidate, else the first open one, with its
+    lease row (joined to the one row picked, so the join cannot spoil the walk's plan)."""
+    abandoned = ABANDONED_SQL.format(filters=filters, lock="")
+    open_ = OPEN_SQL.format(filters=filters, lock="")
+    return _raw.SQL(
+        _with_busy(False) + f"SELECT p.change_id, l.change_id, {_LEASE_COLUMNS}"
+        f" FROM (SELECT 0 AS k, change_id FROM ({abandoned})"
+        f" UNION ALL SELECT 1 AS k, change_id FROM ({open_})) p"
+        " LEFT JOIN leases l ON l.project_id = ? AND l.change_id = p.change_id"
+        " ORDER BY p.k LIMIT 1"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_pick(filters: str) -> _raw.SQL:
+    """PostgreSQL, one statement: the abandoned candidate (``a``), and only when there is
+    none (a one-time filter: the second scan does not even start) the first open one; each
+    locks the one row it returns."""
+    abandoned = ABANDONED_SQL.format(filters=filters, lock=PG_LOCK)
+    open_ = OPEN_SQL.format(filters=filters, lock=PG_LOCK)
+    return _raw.SQL(
+        _with_busy(True)[:-1] + f", a AS ({abandoned}) SELECT change_id FROM a"
+        f" UNION ALL SELECT change_id FROM ({open_}) o WHERE NOT EXISTS (SELECT 1 FROM a)"
+    )
+
+
+def first_without_overlap(
+    conn: Connection,
+    project_id: int,
+    now_us: int,
+    *,
+    module: str | None,
+    change_ids: Sequence[str] | None,
+    exclude: Sequence[str] = (),
+) -> tuple[str, LeaseState | None] | None:
+    """The first eligible change, in :func:`loom.store.leases.next_candidate`'s order
+    (abandoned work first, then canonical order), that shares no requirement with a busy
+    change; None when there is none. Returns its stored lease with it.
+
+    SQLite: one statement; the write transaction holds the database lock, so the answer
+    stands. PostgreSQL: one statement too, locking the one row it returns (``FOR UPDATE
+    OF c SKIP LOCKED``: concurrent allocators skip each other's candidate); its lease was
+    read from the statement's snapshot, which may predate a competitor's commit, so the
+    lease returned is None and the caller reads it again, after the lock, with
+    :func:`lock_requirements`.
+    """
+    if change_ids is not None and not change_ids:
+        return None
+    filters, extra = _filters(module, change_ids, exclude)
+    busy: list[object] = [project_id, project_id, project_id, now_us]
+    candidate = [project_id, *extra, now_us]
+    if conn.dialect.name == "postgresql":
+        found = _raw.fetchone(conn, _pg_pick(filters), [*busy, *candidate, *candidate])
+        return None if found is None else (str(found[0]), None)
+    params = [*busy, *candidate, *candidate, project_id]
+    row = _raw.fetchone(conn, _sqlite_pick(filters), params)
+    if row is None:
+        return None
+    return str(row[0]), None if row[1] is None else lease_state(row[2:])
+
+
+# PostgreSQL, after the candidate's row lock: its lease as committed now, whether it has index
+# rows, and a transaction-scoped advisory lock tried (never waiting: no deadlock) on each of
+# its requirements, in index order, stopping at the first taken by another transaction —
+# none tried when the lease turns out to be held (claimed and committed since the pick's
+# snapshot). Two allocators taking changes that share a requirement thus cannot both get
+# through, and the one that comes after the other's commit sees its lease.
+_LOCK_KEY = (
+    "hashtextextended('loom-requirement' || chr(10) || r.project_id || chr(10)"
+    " || r.capability || chr(10) || r.requirement, 0)"
+)
+_PG_LOCK_REQUIREMENTS = _raw.SQL(
+    f"SELECT l.change_id, {_LEASE_COLUMNS},"
+    " EXISTS (SELECT 1 FROM change_requirements r"
+    " WHERE r.project_id = one.project_id AND r.change_id = one.change_id),"
+    " CASE WHEN l.holder IS NOT NULL AND l.expires_us > ? THEN false"
+    " ELSE NOT EXISTS (SELECT 1 FROM change_requirements r"
+    " WHERE r.project_id = one.project_id AND r.change_id = one.change_id"
+    f" AND NOT pg_try_advisory_xact_lock({_LOCK_KEY})) END"
+    " FROM (SELECT CAST(? AS integer) AS project_id, CAST(? AS text) AS change_id) one"
+    " LEFT JOIN leases l ON l.project_id = one.project_id AND l.change_id = one.change_id"
+)
+
+
+def lock_requirements(
+    conn: Connection, project_id: int, change_id: str, now_us: int
+) -> tuple[bool, bool, LeaseState | None]:
+    """PostgreSQL (one statement): (free — its lease is not active and every requirement
+    was locked —, whether it has requirements at all, its stored lease)."""
+    row = _raw.fetchone(conn, _PG_LOCK_REQUIREMENTS, (now_us, project_id, change_id))
+    assert row is not None
+    stored = None if row[0] is None else lease_state(row[1:8])
+    return bool(row[9]), bool(row[8]), stored
+
+
+@functools.cache
+def _overlaps_sql(pg: bool) -> _raw.SQL:
+    return _raw.SQL(
+        _with_busy(pg) + "SELECT DISTINCT o.change_id FROM change_requirements m JOIN busy o"
+        " ON o.capability = m.capability AND o.requirement = m.requirement"
+        " WHERE m.project_id = ? AND m.change_id = ? AND o.change_id <> m.change_id"
+        " ORDER BY o.change_id"
+    )
+
+
+def busy_overlaps(conn: Connection, project_id: int, change_id: str, now_us: int) -> list[str]:
+    """The busy changes (other than ``change_id``) sharing a requirement with it (one
+    statement)."""
+    sql = _overlaps_sql(conn.dialect.name == "postgresql")
+    params = (project_id, project_id, project_id, now_us, project_id, change_id)
+    return [str(r[0]) for r in _raw.fetchall(conn, sql, params)]

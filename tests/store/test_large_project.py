@@ -1,0 +1,128 @@
+"""What keeps a large project (tens of thousands of changes) fast: the statements a bulk
+import and a change read run do not grow with the number of changes; PostgreSQL's planner
+gets statistics after a large import (bench/large.py measures the latencies)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from loom.service import imports
+from loom.service._context import ServiceContext
+from loom.store import _raw
+from loom.store.changes import list_summary_rows
+from loom.store.leases import next_candidate
+from loom.store.overlap_allocation import first_without_overlap
+
+from ._statements import statements
+from .conftest import ACTOR, PROJECT
+
+DELTA = "## ADDED Requirements\n\n### Requirement: R{n}\nR{n} works.\n"
+
+
+def _changes(first: int, count: int) -> list[imports.ImportChange]:
+    return [
+        imports.ImportChange(
+            f"{1 + n // 100:03d}-{n % 100 + 1:02d}_c{n}",
+            "# P\n",
+            None,
+            "- [ ] 1.1 Do it\n",
+            ((f"cap-{n % 3}", DELTA.format(n=n)),),
+            None,
+            None if n % 2 else 1_700_000_000_000_000,
+        )
+        for n in range(first, first + count)
+    ]
+
+
+def _import(ctx: ServiceContext, changes: list[imports.ImportChange]) -> dict[str, object]:
+    return imports.import_tree(
+        ctx, PROJECT, mode="create-only", modules=[], specs=[], changes=changes, actor=ACTOR
+    )
+
+
+def test_a_bulk_import_runs_as_many_statements_for_40_new_changes_as_for_4(
+    ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Statistics upkeep after an import (PostgreSQL) depends on the cumulative statistics'
+    # timing; tested on its own below.
+    monkeypatch.setattr(imports, "analyze_stale", lambda *_: [])
+    # Both imports land in one module (001) that the first import created.
+    _import(ctx, _changes(0, 1))
+    with statements(ctx, monkeypatch) as few:
+        assert _import(ctx, _changes(1, 4))["created"] == 4
+    with statements(ctx, monkeypatch) as many:
+        assert _import(ctx, _changes(5, 40))["created"] == 40
+    assert len(many) == len(few), (few, many)
+
+
+def test_a_large_import_leaves_postgresql_statistics(ctx: ServiceContext) -> None:
+    if ctx.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps no planner statistics here")
+
+    def reltuples() -> float:
+        with ctx.db.read() as conn:
+            sql = "SELECT reltuples FROM pg_class WHERE oid = to_regclass('changes')"
+            return float(conn.exec_driver_sql(sql).scalar_one())
+
+    assert reltuples() < 0  # never analysed: the planner would guess
+    _import(ctx, _changes(0, 300))
+    assert reltuples() == 300
+
+
+def _plan(ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch, call: Any) -> str:
+    """The query plan of every statement ``call`` runs (EXPLAIN on the same database)."""
+    ran: list[tuple[_raw.SQL, Any]] = []
+    real = _raw._cursor
+
+    def capture(conn: Any, stmt: _raw.SQL, params: Any) -> Any:
+        ran.append((stmt, list(params)))
+        return real(conn, stmt, params)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_raw, "_cursor", capture)
+        with ctx.db.read() as conn:
+            call(conn)
+    pg = ctx.db.engine.dialect.name == "postgresql"
+    plans: list[str] = []
+    with ctx.db.read() as conn:
+        for stmt, params in ran:
+            explain = _raw.SQL(("EXPLAIN " if pg else "EXPLAIN QUERY PLAN ") + stmt.qmark)
+            plans.extend(" ".join(map(str, row)) for row in _raw.fetchall(conn, explain, params))
+    return "\n".join(plans)
+
+
+def test_allocation_candidates_and_active_pages_walk_only_active_changes(
+    ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Mostly archived, as a large project is: 1,000 changes, every tenth active.
+    rows = [
+        dataclasses.replace(c, archived_us=None if n % 10 == 0 else 1_700_000_000_000_000)
+        for n, c in enumerate(_changes(0, 1000))
+    ]
+    _import(ctx, rows)  # analyses PostgreSQL's statistics, as any large import does
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, PROJECT, create=False)
+    assert pid is not None
+    now = ctx.now_us()
+
+    plain = _plan(
+        ctx,
+        monkeypatch,
+        lambda conn: next_candidate(conn, pid, now, module=None, change_ids=None),
+    )
+    assert "ix_changes_eligible" in plain, plain
+    overlap_free = _plan(
+        ctx,
+        monkeypatch,
+        lambda conn: first_without_overlap(conn, pid, now, module=None, change_ids=None),
+    )
+    assert "ix_changes_eligible" in overlap_free, overlap_free
+    page = _plan(
+        ctx,
+        monkeypatch,
+        lambda conn: list_summary_rows(conn, pid, now, lifecycle="active", limit=100),
+    )
+    assert "ix_changes_active" in page, page

@@ -1,0 +1,110 @@
+"""Overlap-aware allocation finds the first eligible change sharing no requirement with a busy
+one however many eligible changes before it overlap (there is no window), on SQLite and
+PostgreSQL; and the statements it runs do not grow with how many it passes over."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import FakeClock
+from loom.service import changes, leases
+from loom.service._context import ServiceContext
+from loom.service.changes import Bundle
+
+from .conftest import ACTOR, PROJECT
+from .test_allocate_fast_path import _delta, _push, _statements
+
+AHEAD = 100  # more than the 64 changes the pass used to look at
+IN_PROGRESS = "- [~] 1.1 First\n- [ ] 1.2 Second\n"
+
+
+def _seed(ctx: ServiceContext, ahead: int) -> None:
+    """``ahead`` ready changes touching auth/Login, a busy change touching it too, and after
+    them, in canonical order, one change touching only auth/Logout, then a change without
+    requirements."""
+    for i in range(1, ahead + 1):
+        _push(ctx, f"001-{i:03d}_login-{i}", ("auth", _delta("Login")))
+    _push(ctx, "002-01_logout", ("auth", _delta("Logout")))
+    _push(ctx, "003-01_notes")
+    _push(ctx, "009-01_busy", ("auth", _delta("Login")))
+    leases.claim(ctx, PROJECT, "009-01_busy", "busy-agent", None)
+
+
+@pytest.mark.parametrize("mode", ["prefer", "strict"])
+def test_the_first_change_free_of_overlap_is_found_beyond_a_hundred_overlapping(
+    ctx: ServiceContext, mode: str
+) -> None:
+    _seed(ctx, AHEAD)
+    claim = leases.allocate(ctx, PROJECT, "agent", None, avoid_overlap=mode)["claim"]
+    assert claim is not None
+    assert claim["change_id"] == "002-01_logout"
+    assert "overlaps" not in claim
+    # Then the change without requirements, still ahead of every overlapping one.
+    second = leases.allocate(ctx, PROJECT, "agent-2", None, avoid_overlap=mode)["claim"]
+    assert second is not None and second["change_id"] == "003-01_notes"
+
+
+def test_only_when_nothing_free_remains_prefer_overlaps_and_strict_says_no_work(
+    ctx: ServiceContext,
+) -> None:
+    _seed(ctx, AHEAD)
+    for holder in ("a", "b"):
+        assert leases.allocate(ctx, PROJECT, holder, None)["claim"] is not None
+    assert leases.allocate(ctx, PROJECT, "strict", None, avoid_overlap="strict") == {"claim": None}
+    claim = leases.allocate(ctx, PROJECT, "prefer", None)["claim"]
+    assert claim["change_id"] == "001-001_login-1"
+    assert claim["overlaps"] == ["009-01_busy"]
+
+
+def test_filters_apply_to_the_pass(ctx: ServiceContext) -> None:
+    _seed(ctx, 3)
+    login = "001-002_login-2"
+    strict = {"avoid_overlap": "strict"}
+    assert leases.allocate(ctx, PROJECT, "x", None, changes=[login], **strict) == {"claim": None}
+    only = leases.allocate(ctx, PROJECT, "y", None, changes=[login, "003-01_notes"], **strict)
+    assert only["claim"]["change_id"] == "003-01_notes"
+    by_module = leases.allocate(ctx, PROJECT, "z", None, module="002", **strict)
+    assert by_module["claim"]["change_id"] == "002-01_logout"
+    assert leases.allocate(ctx, PROJECT, "w", None, module="001", **strict) == {"claim": None}
+
+
+def _push_in_progress(ctx: ServiceContext, change_id: str, requirement: str) -> None:
+    bundle = Bundle("# Proposal\n", None, IN_PROGRESS, (("auth", _delta(requirement)),))
+    changes.push_bundle(ctx, PROJECT, change_id, bundle, None, ACTOR)
+
+
+@pytest.mark.parametrize(
+    ("requirement", "expected"), [("Audit", "005-01_abandoned"), ("Login", "001-01_first")]
+)
+def test_abandoned_work_first_unless_it_overlaps(
+    ctx: ServiceContext, clock: FakeClock, requirement: str, expected: str
+) -> None:
+    """Abandoned work (in progress, its lease run out) comes before canonical order, as on
+    the plain path, and is passed over like any other change when it overlaps a busy one."""
+    _push(ctx, "001-01_first", ("auth", _delta("Signup")))
+    _push_in_progress(ctx, "005-01_abandoned", requirement)
+    _push(ctx, "009-01_busy", ("auth", _delta("Login")))
+    ttl = ctx.policy.lease_ttl_min
+    leases.claim(ctx, PROJECT, "005-01_abandoned", "gone", ttl)
+    clock.advance(ttl + 1)
+    leases.claim(ctx, PROJECT, "009-01_busy", "busy-agent", None)
+    claim = leases.allocate(ctx, PROJECT, "agent", None, avoid_overlap="strict")["claim"]
+    assert claim["change_id"] == expected
+
+
+@pytest.mark.parametrize("ahead", [1, AHEAD])
+def test_statements_do_not_grow_with_the_overlapping_changes_passed_over(
+    ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch, ahead: int
+) -> None:
+    _seed(ctx, ahead)
+    with _statements(ctx, monkeypatch) as seen:
+        claim = leases.allocate(ctx, PROJECT, "agent", None, avoid_overlap="strict")["claim"]
+    assert claim["change_id"] == "002-01_logout"
+    # held_by, the overlap check, the pick (one statement on both), the lease write and
+    # its events; PostgreSQL also reads the lease after the row lock while try-locking the
+    # requirements, and reads the busy requirements again after those locks.
+    if ctx.db.engine.dialect.name == "postgresql":
+        assert len(seen) == 6, seen
+    else:
+        assert len(seen) == 5, seen
+    leases.release(ctx, PROJECT, claim["change_id"], "agent", force=False, actor=ACTOR)
