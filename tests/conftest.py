@@ -197,6 +197,8 @@ def _sqlite_template() -> Path:
             migrate.upgrade(db)
         finally:
             db.dispose()
+        # Closing the last connection checkpoints the WAL into the file: the copy is whole.
+        assert not path.with_name("loom.db-wal").exists(), "template left a WAL behind"
         _SQLITE.template = path
     return _SQLITE.template
 
