@@ -207,6 +207,7 @@ def fresh_sqlite_file(path: Path) -> str:
     """Put a clean, migrated SQLite database at ``path`` and return its URL."""
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_sqlite_template(), path)
+    path.chmod(0o600)  # as the server creates it
     return f"sqlite:///{path}"
 
 
