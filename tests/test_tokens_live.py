@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -23,7 +24,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.routes_table import EVENT
-from conftest import ADMIN, ORG, REPO, SEED, LiveServer, auth, start_server
+from conftest import ADMIN, ORG, REPO, SEED, LiveServer, auth, form_csrf, start_server, ui_login
+from leases._helpers import ENHANCED_TASKS, bundle
 
 pytestmark = pytest.mark.slow
 
@@ -339,3 +341,105 @@ def test_no_project_tokens_refuses_hmac_tokens(tmp_path: Path) -> None:
         assert any("project tokens disabled (--no-project-tokens)" in line for line in server.log)
     finally:
         server.stop()
+
+
+def test_every_audit_event_of_a_named_token_names_it(live_server_on: LiveServer) -> None:
+    """Lease operations, task changes, archive and ingested events: ``by`` is the token's
+    name; ``meta.holder`` still says who held the lease (issue #15)."""
+    server = live_server_on
+
+    def create(*args: str) -> dict[str, str]:
+        made = loom_cli(server, "token", "create", *args)
+        assert made.returncode == 0, made.stderr
+        return auth(made.stdout.strip())
+
+    agent = create("--project", f"{ORG}/{REPO}", "--name", "agent-7")
+    ops = create("--admin", "--name", "ops-1")
+    c = httpx.Client(base_url=server.url, timeout=10)
+
+    def ok(method: str, path: str, body: Any = None, headers: dict[str, str] = agent) -> Any:
+        resp = c.request(method, f"{P}{path}", json=body, headers=headers)
+        assert resp.status_code == 200, (path, resp.text)
+        return resp.json()
+
+    first, second = "001-01_alpha", "001-02_beta"
+    for change in (first, second):  # ready changes (a spec delta each)
+        ok("POST", f"/changes/{change}/sync", bundle(change, tasks=ENHANCED_TASKS))
+    ok("POST", f"/changes/{first}/claim", {"holder": "a1"})
+    ok("POST", f"/changes/{first}/heartbeat", {"holder": "a1"})  # records no event
+    with_holder = {**agent, "X-Loom-Holder": "a1"}
+    ok("POST", f"/changes/{first}/tasks/1.1/start", None, with_holder)
+    ok("POST", f"/changes/{first}/tasks/1.1/complete", None, with_holder)
+    ok("POST", f"/changes/{first}/release", {"holder": "a1"})
+    allocated = ok("POST", "/allocate", {"holder": "a2"})["claim"]
+    assert allocated is not None
+    ok("POST", f"/changes/{allocated['change_id']}/release?force=true", {"holder": "x"}, ops)
+    ok("POST", f"/changes/{first}/archive", None, with_holder)
+    ok("POST", "/events", {"events": [EVENT], "idempotency_key": "named-batch"})
+    c.close()
+
+    events = httpx.get(f"{server.url}{P}/events", headers=ADMIN_H, timeout=10).json()
+    seen = {(e["op"], e["by"]) for e in events}
+    for op in ("create", "claim", "status_change", "release", "allocate", "archive"):
+        assert (op, "agent-7") in seen, (op, events)
+    assert ("force_release", "ops-1") in seen, events
+    assert {e["by"] for e in events} == {"agent-7", "ops-1"}, events
+    lease_ops = ("claim", "allocate", "release")
+    holders = {(e["op"], e["meta"]["holder"]) for e in events if e["op"] in lease_ops}
+    assert {("claim", "a1"), ("release", "a1"), ("allocate", "a2")} <= holders
+    ingested = [e for e in events if e["actor"] == "cli"]
+    assert [(e["by"], e["sent_by"]) for e in ingested] == [("agent-7", "@t")]
+
+
+def test_dashboard_sign_out_ends_the_session_in_both_workers(workers2: LiveServer) -> None:
+    """A copied session cookie is refused by both processes of ``--workers 2`` on fresh
+    connections once the sign-out made through one of them is a second old (issue #13)."""
+    server = workers2
+    pushed = httpx.post(
+        f"{server.url}{P}/changes/001-01_alpha/sync",
+        json={"proposal": "# Alpha\n", "specs": []},
+        headers=ADMIN_H,
+        timeout=10,
+    )
+    assert pushed.status_code == 200, pushed.text
+    with httpx.Client(base_url=server.url, timeout=10) as browser:
+        assert ui_login(browser, ADMIN).status_code == 303
+        session = browser.cookies["loom_session"]
+    copied = {"Cookie": f"loom_session={session}"}
+    missing = f"/ui/{ORG}/{REPO}/changes/999-99_missing"  # 404: marks these answers
+    # Both workers accept the cookie (and cache "not signed out").
+    until_both_workers(server, "404", lambda c: c.get(missing, headers=copied))
+    # A live feed opened with the cookie (on either worker) ends after the sign-out too.
+    feed_ended: list[float] = []
+    feed_open = threading.Event()
+
+    def follow_feed() -> None:
+        with (
+            httpx.Client(base_url=server.url, timeout=30) as c,
+            c.stream("GET", f"/ui/{ORG}/{REPO}/stream", headers=copied) as feed,
+        ):
+            assert feed.status_code == 200
+            for _ in feed.iter_bytes():
+                feed_open.set()
+        feed_ended.append(time.monotonic())
+
+    follower = threading.Thread(target=follow_feed, daemon=True)
+    follower.start()
+    assert feed_open.wait(10)
+    with httpx.Client(base_url=server.url, timeout=10, headers=copied) as browser:
+        page = browser.get("/ui/")
+        assert page.status_code == 200
+        out = browser.post("/ui/logout", data={"csrf": form_csrf(page.text)})
+        assert out.status_code == 303 and out.headers["location"] == "/ui/login"
+    signed_out = time.monotonic()
+    deadline = time.monotonic() + CACHE_TTL
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Every fresh connection, whichever worker takes it, is sent to the sign-in form.
+    until_both_workers(server, "303", lambda c: c.get(missing, headers=copied))
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        again = c.get("/ui/", headers=copied)
+        assert again.status_code == 303 and again.headers["location"] == "/ui/login"
+    # The feed's recheck (2 s) after the other worker's cache (1 s) has aged.
+    follower.join(10)
+    assert feed_ended and feed_ended[0] - signed_out < 2.0 + CACHE_TTL + 1.0, feed_ended

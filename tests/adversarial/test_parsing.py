@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from loom.domain import tasks as t
 from loom.domain.modules import parse_module_md, tick_change
 from loom.domain.specs import apply_delta, parse_spec
@@ -54,7 +55,7 @@ def test_the_reported_heading_lines_grow_linearly(line: str) -> None:
 
 @pytest.mark.slow
 @given(parts=hostile(), name=st.sampled_from(sorted(PARSERS)))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 def test_every_parser_grows_linearly_on_hostile_text(
     parts: tuple[str, str, str], name: str
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import ADMIN, ORG, REPO, FakeClock, auth, project_token
+from conftest import ADMIN, ORG, REPO, FakeClock, auth, project_token, ui_login
 
 from .conftest import ENHANCED, P, error, ok, push
 from .routes_table import ROUTES, fill
@@ -164,6 +164,31 @@ def test_audit_events_name_the_token(tapi: Any) -> None:
     assert pushed and all(e["by"] == "ci-agent-7" for e in pushed), events
 
 
+def test_a_takeover_after_expiry_names_the_token_that_took_over(
+    tapi: Any, clock: FakeClock
+) -> None:
+    """The ``expire`` and ``claim`` a takeover records name the new holder's token; each
+    keeps the holder it concerns in ``meta.holder``. Ito's tokens keep ``@holder``."""
+    ok(push(tapi, "001-01_alpha"))
+    first = auth(new_token(tapi, "agent-a", project=f"{ORG}/{REPO}"))
+    second = auth(new_token(tapi, "agent-b", project=f"{ORG}/{REPO}"))
+    claim = f"{P}/changes/001-01_alpha/claim"
+    ok(tapi.post(claim, json={"holder": "a", "ttl_seconds": 60}, headers=first))
+    clock.advance(61)
+    ok(tapi.post(claim, json={"holder": "b", "ttl_seconds": 60}, headers=second))
+    clock.advance(61)
+    ok(tapi.post(claim, json={"holder": "c"}, headers=auth(project_token())))
+    events = ok(tapi.get(f"{P}/events?entity=change", headers=ADMIN_H))
+    lease = [(e["op"], e["by"], e["meta"]["holder"]) for e in events if e["op"] != "create"]
+    assert lease == [
+        ("claim", "agent-a", "a"),
+        ("expire", "agent-b", "a"),
+        ("claim", "agent-b", "b"),
+        ("expire", "@c", "b"),
+        ("claim", "@c", "c"),
+    ], events
+
+
 def test_admin_routes_need_an_admin_token(tapi: Any) -> None:
     writer = auth(new_token(tapi, "w", org=ORG))
     server_reader = auth(new_token(tapi, "watch", admin=True, scope="read"))
@@ -226,15 +251,17 @@ def test_the_token_cache_trusts_an_entry_for_less_than_its_ttl() -> None:
 def test_the_dashboard_accepts_named_tokens_through_the_same_check(tapi: Any) -> None:
     ok(push(tapi, "001-01_alpha"))
     secret = new_token(tapi, "viewer", project=f"{ORG}/{REPO}", scope="read")
-    login = tapi.post("/ui/login", data={"token": secret}, follow_redirects=False)
+    login = ui_login(tapi, secret)
     assert login.status_code == 303, login.text
     assert tapi.get("/ui/").status_code == 200
     assert tapi.get(f"/ui/{ORG}/{REPO}").status_code == 200
     assert tapi.get(f"/ui/{ORG}/gadgets").status_code == 403
     ok(tapi.delete("/api/v1/admin/tokens/viewer", headers=ADMIN_H))
-    assert tapi.get(f"/ui/{ORG}/{REPO}").status_code == 403  # revoked: refused at once
+    # Revoked: the session ends with its token (back to the sign-in form), at once.
+    gone = tapi.get(f"/ui/{ORG}/{REPO}", follow_redirects=False)
+    assert (gone.status_code, gone.headers["location"]) == (303, "/ui/login")
     tapi.cookies.clear()
-    again = tapi.post("/ui/login", data={"token": secret}, follow_redirects=False)
+    again = ui_login(tapi, secret)
     assert again.status_code == 401
     # Only an admin-scoped named token gets the admin controls (force-release).
     ok(tapi.post(f"{P}/changes/001-01_alpha/claim", json={"holder": "h"}, headers=ADMIN_H))
@@ -242,5 +269,5 @@ def test_the_dashboard_accepts_named_tokens_through_the_same_check(tapi: Any) ->
     for name, scope, shown in (("w2", "write", False), ("ops", "admin", True)):
         tapi.cookies.clear()
         token = new_token(tapi, name, org=ORG, scope=scope)
-        assert tapi.post("/ui/login", data={"token": token}, follow_redirects=False).is_redirect
+        assert ui_login(tapi, token).is_redirect
         assert ("Force-release" in tapi.get(page).text) is shown, name

@@ -3,6 +3,7 @@ trailing newlines, the Allow header of a 405, empty and undecodable bodies."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from conftest import auth
 
 from .conftest import ADMIN_H, P, error, ok, push, raw_request
+from .routes_table import ROUTES, fill
 
 C = f"{P}/changes/001-01_alpha"
 
@@ -84,3 +86,40 @@ def test_a_body_that_is_not_utf8_is_malformed_json(api: Any) -> None:
     )
     error(resp, 400, "bad_request", "invalid_json")
     error(api.get(f"{C}", headers=ADMIN_H), 404, "not_found", "change_not_found")
+
+
+_SERVER_ROUTES = [
+    ("GET", "/api/v1/health", None),
+    ("GET", "/api/v1/ready", None),
+    ("GET", "/api/v1/openapi.json", None),
+    ("GET", "/api/v1/admin/tokens", None),
+    ("GET", "/metrics", None),
+]
+
+
+def test_a_query_parameter_without_a_name_is_400_on_every_route(api: Any) -> None:
+    """Found by schemathesis' negative_data_rejection: ``GET …/changes?=false`` was 200. A
+    nameless parameter is malformed (it cannot be an unknown parameter an Ito client meant),
+    so every route refuses it before routing or authentication; unknown *named* parameters
+    stay ignored (docs/ito-compat.md)."""
+    ok(push(api, "001-01_alpha"))
+    routes = [(m, fill(p), b) for m, p, b in ROUTES] + _SERVER_ROUTES
+    for method, path, body in routes:
+        for query in ("=false", "lifecycle=all&=x", "="):
+            status, headers, raw = raw_request(
+                api, method, f"{path}?{query}", headers=ADMIN_H, body=body
+            )
+            assert status == 400, (method, path, query, raw)
+            assert headers["content-type"] == "application/json"
+            envelope = json.loads(raw)
+            assert (envelope["code"], envelope["kind"]) == ("bad_request", "invalid_parameter")
+            assert "empty name" in envelope["error"]
+    error(api.get(f"{P}/changes?=false"), 400, "bad_request", "invalid_parameter")  # no token
+
+
+def test_empty_pieces_and_unknown_named_parameters_are_still_accepted(api: Any) -> None:
+    ok(push(api, "001-01_alpha"))
+    for query in ("", "?lifecycle=all&&", "?&lifecycle=all", "?unknown=1", "?x", "?a=&b="):
+        status, _, raw = raw_request(api, "GET", f"{P}/changes{query}", headers=ADMIN_H)
+        assert status == 200, (query, raw)
+        assert [c["id"] for c in json.loads(raw)] == ["001-01_alpha"]

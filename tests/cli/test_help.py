@@ -118,3 +118,15 @@ def test_operator_help_shows_the_env_variables_it_honours(
     assert result.exit_code == 0, result.output
     for var in variables:
         assert var in result.output, f"{name} --help does not mention {var}"
+
+
+def test_top_level_help_lists_the_agent_commands_first() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    listed = [
+        line.split()[1]
+        for line in result.stdout.splitlines()
+        if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1].isalpha()
+    ]
+    commands = [name for name in listed if name in {"status", "changes", "overlaps", "rebase"}]
+    assert commands[:2] == ["status", "changes"], listed

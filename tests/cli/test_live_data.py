@@ -14,16 +14,28 @@ from loom.tree import read_tree
 
 from ._support import Loom, make_tree
 
+
+@pytest.fixture
+def server(shared_server: Any) -> Any:
+    """These tests need *a* server: one for the module, a project per test."""
+    return shared_server
+
+
+@pytest.fixture
+def project(own_project: str) -> str:
+    return own_project
+
+
 pytestmark = pytest.mark.slow
 
 
-def test_status_text_json_and_auth_failures(loom: Loom, server: Any) -> None:
+def test_status_text_json_and_auth_failures(loom: Loom, server: Any, project: str) -> None:
     text = loom("status").stdout
     assert "health:  ok" in text and "ready:   ready" in text and "admin token" in text
     data = loom.json("status")
     assert data["ok"] is True and data["auth"]["scope"] == "admin"
-    project = loom.json("status", LOOM_TOKEN=server.project_token())
-    assert project["auth"]["scope"] == "project"
+    scoped = loom.json("status", LOOM_TOKEN=server.project_token(*project.split("/")))
+    assert scoped["auth"]["scope"] == "project"
     bad = loom("status", "--token", "nope", code=6)
     assert "auth:    failed" in bad.stdout
     other = server.project_token("acme", "other")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,19 @@ MERGED = (
     "## MODIFIED Requirements\n\n### Requirement: Login\n"
     "Users log in with a password or a passkey.\nLogin is rate limited.\n"
 )
+
+
+@pytest.fixture
+def server(shared_server: Any) -> Any:
+    """These tests need *a* server: one for the module, a project per test."""
+    return shared_server
+
+
+@pytest.fixture
+def project(own_project: str) -> str:
+    return own_project
+
+
 A, B = "001-01_rate-limit", "001-02_passkeys"
 
 

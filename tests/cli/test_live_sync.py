@@ -16,7 +16,19 @@ import pytest
 
 from loom.client import Client, NotFound
 
-from ._support import ORG, REPO, Loom, make_tree, spawn_loom, stop_process
+from ._support import Loom, make_tree, spawn_loom, stop_process
+
+
+@pytest.fixture
+def server(shared_server: Any) -> Any:
+    """These tests need *a* server: one for the module, a project per test."""
+    return shared_server
+
+
+@pytest.fixture
+def project(own_project: str) -> str:
+    return own_project
+
 
 pytestmark = pytest.mark.slow
 
@@ -152,7 +164,7 @@ def _event(n: int) -> dict[str, Any]:
     }
 
 
-def test_events_show_forward_and_follow(loom: Loom, server: Any) -> None:
+def test_events_show_forward_and_follow(loom: Loom, server: Any, project: str) -> None:
     log = Path.cwd() / ".ito" / ".state" / "audit" / "events.jsonl"
     log.parent.mkdir(parents=True)
     log.write_text("".join(json.dumps(_event(n)) + "\n" for n in range(7)))
@@ -179,7 +191,7 @@ def test_events_show_forward_and_follow(loom: Loom, server: Any) -> None:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(8)]
         assert [json.loads(line)["seq"] for line in lines] == seqs
-        with Client(server.url, server.admin_token, f"{ORG}/{REPO}") as c:
+        with Client(server.url, server.admin_token, project) as c:
             c.post_events([_event(99)])
         assert json.loads(proc.stdout.readline())["entity_id"] == "99.1"
         proc.send_signal(signal.SIGINT)
@@ -249,7 +261,7 @@ def test_keepalive_heartbeats_passes_exit_code_and_releases(
 
 
 def test_keepalive_lost_lease_terminates_the_command(
-    loom: Loom, tmp_path: Path, server: Any
+    loom: Loom, tmp_path: Path, server: Any, project: str
 ) -> None:
     loom("import", str(make_tree(tmp_path / "src")))
     marker = tmp_path / "finished"
@@ -257,7 +269,7 @@ def test_keepalive_lost_lease_terminates_the_command(
         loom, sys.executable, "-c", f"import time; time.sleep(60); open({str(marker)!r}, 'w')"
     )
     try:
-        with Client(server.url, server.admin_token, f"{ORG}/{REPO}", holder="thief") as c:
+        with Client(server.url, server.admin_token, project, holder="thief") as c:
             _wait_for(  # until keepalive holds the lease
                 lambda: getattr(_lease_or_none(c), "holder", None) == "agent-a"
             )

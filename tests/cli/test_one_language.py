@@ -25,6 +25,17 @@ from ._support import Loom, make_tree, spawn_loom, stop_process
 C = "001-01_alpha"
 
 
+@pytest.fixture
+def server(shared_server: Any) -> Any:
+    """These tests need *a* server: one for the module, a project per test."""
+    return shared_server
+
+
+@pytest.fixture
+def project(own_project: str) -> str:
+    return own_project
+
+
 def _setup(loom: Loom, tmp_path: Path) -> None:
     loom("import", str(make_tree(tmp_path / "src")))
 

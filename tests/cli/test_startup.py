@@ -3,19 +3,30 @@ imports only the module that registers it (agents run ``loom`` dozens of times p
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import loom
 from loom.cli import app
 
+from ._support import Loom, make_tree
 
-def _python(code: str, *argv: str) -> str:
+
+def _python(code: str, *argv: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=None if env is None else {**os.environ, **env},
     )
     return done.stdout
 
@@ -40,6 +51,53 @@ def test_version_is_the_installed_distribution_version() -> None:
 def test_version_imports_neither_typer_nor_the_client() -> None:
     loaded = _python(_MODULES_AFTER_MAIN, "--version")
     assert "'typer'" not in loaded and "'httpx'" not in loaded and "loom.client" not in loaded
+
+
+# Everything a task write by the `loom` command must not import (it did before: pydantic via
+# the client's models, Click, Rich and Pygments via httpx's own command line, tomllib, the
+# sync helpers); each would cost it start-up time.
+_HEAVY = ("pydantic", "rich", "click", "pygments", "mcp", "tomllib", "loom.models", "loom.tree")
+_HEAVY_AFTER_MAIN = f"""
+import sys
+import loom.cli
+try:
+    loom.cli.main()
+except SystemExit:
+    pass
+print(sorted(m for m in sys.modules if m.partition(".")[0] in {_HEAVY!r} or m in {_HEAVY!r}))
+"""
+
+
+def test_version_imports_no_heavy_library() -> None:
+    loaded = ast.literal_eval(_python(_HEAVY_AFTER_MAIN, "--version").splitlines()[-1])
+    assert loaded == []
+
+
+@pytest.mark.slow
+def test_a_task_write_imports_no_models_and_no_rich(loom: Loom, tmp_path: Path) -> None:
+    loom("import", str(make_tree(tmp_path / "src")))
+    change = "001-01_alpha"
+    loom("claim", change)  # remembered: the write below sends its fencing token
+    out = _python(_HEAVY_AFTER_MAIN, "tasks", "start", change, "1.1", env=loom.env)
+    lines = out.splitlines()
+    assert lines[0] == f"started {change} task 1.1: First task [in-progress] (revision 2)"
+    assert ast.literal_eval(lines[-1]) == []
+    # --json still shows the whole model, with the fields the server left out as null.
+    started = loom.json("tasks", "complete", change, "1.1")
+    assert started["task"]["status"] == "complete" and "verify" in started["task"]
+
+
+def test_the_client_package_loads_its_names_on_first_use() -> None:
+    code = (
+        "import sys, loom.client\n"
+        "before = 'loom.client._sync' in sys.modules or 'pydantic' in sys.modules\n"
+        "loom.client.local_copy, loom.client.TaskItem\n"
+        "print(before, 'loom.client._sync' in sys.modules, 'pydantic' in sys.modules)"
+    )
+    assert _python(code).split() == ["False", "True", "True"]
+    import loom.client as client
+
+    assert sorted(client._OWNER) == sorted(client.__all__)
 
 
 def test_a_command_loads_only_its_own_module() -> None:

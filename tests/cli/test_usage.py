@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ._support import Loom
+
+
+@pytest.fixture
+def server(shared_server: Any) -> Any:
+    """These tests need *a* server: one for the module, a project per test."""
+    return shared_server
+
+
+@pytest.fixture
+def project(own_project: str) -> str:
+    return own_project
+
 
 BAD_IDS = ["a/b", "../x", "..", ".", "a\\b", "x\ny", "nul\x00"]
 GOOD = "001-01_alpha"

@@ -192,6 +192,22 @@ def test_lease_store(tmp_path: Path) -> None:
     assert store.load("001-01_a") is None
 
 
+def test_lease_store_fencing_token_is_the_holders_own(tmp_path: Path) -> None:
+    store = LeaseStore(tmp_path, "acme/w")
+    assert store.fencing_token("001-01_a", "h") is None
+    store.save(
+        ClaimResult(
+            change_id="001-01_a", holder="h", expires_at="2030-01-01T00:00:00Z", fencing_token=3
+        )
+    )
+    assert store.fencing_token("001-01_a", "h") == 3
+    assert store.fencing_token("001-01_a", "someone-else") is None
+    assert store.fencing_token("001-01_a", None) is None
+    for broken in ("not json", "[]", '{"holder": "h", "fencing_token": "3"}'):
+        (tmp_path / "leases" / "acme" / "w" / "001-01_a.json").write_text(broken)
+        assert store.fencing_token("001-01_a", "h") is None
+
+
 @pytest.mark.parametrize("bad", ["../x", "a/b", "..", "a\\b"])
 def test_lease_store_refuses_ids_that_are_not_one_file_name(tmp_path: Path, bad: str) -> None:
     from loom.client import InvalidArgument

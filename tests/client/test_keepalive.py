@@ -7,7 +7,8 @@ import threading
 import httpx
 
 from loom.client import ClaimResult, Conflict, LeaseConflict, LoomError
-from loom.client._keepalive import LeaseKeeper, renew_interval
+from loom.client._keepalive import LeaseKeeper, lease_lost_by, renew_interval
+from loom.models import AuditEvent
 
 from ._fakes import Recorder, error, make_client
 
@@ -101,3 +102,28 @@ def test_keeper_gives_the_lease_up_once_it_is_past_expiry_while_unreachable() ->
     assert len(ticks) == 4 and len(errors) == 1
     assert errors[0].kind == "lease_expired" and isinstance(errors[0], Conflict)
     assert keeper.lost is errors[0]
+
+
+def _claim_event(by: str, holder: str | None) -> AuditEvent:
+    meta = None if holder is None else {"holder": holder, "fencing_token": 3}
+    return AuditEvent.model_validate(
+        {
+            "ts": "2030-01-01T00:00:00.000Z",
+            "entity": "change",
+            "entity_id": "001-01_a",
+            "op": "claim",
+            "actor": "server",
+            "by": by,
+            "meta": meta,
+        }
+    )
+
+
+def test_a_claim_is_a_takeover_only_when_its_holder_is_someone_else() -> None:
+    """``by`` names a named token when the claim came with one (two agents may share it):
+    the holder is ``meta.holder``; older events without it fall back to ``by``."""
+    assert lease_lost_by(_claim_event("agent-token", "agent-1"), "001-01_a", "agent-1") is None
+    lost = lease_lost_by(_claim_event("agent-token", "agent-2"), "001-01_a", "agent-1")
+    assert lost is not None and lost.kind == "lease_lost"
+    assert lease_lost_by(_claim_event("@agent-1", None), "001-01_a", "agent-1") is None
+    assert lease_lost_by(_claim_event("@agent-2", None), "001-01_a", "agent-1") is not None

@@ -171,6 +171,24 @@ ROUTES: dict[str, Route] = {
         {"change_id": "001-01_a", "task": TASK, "revision": "4"},
         lambda r: r.task.status == "in-progress",
     ),
+    "task_action_json": (
+        lambda c: c.task_action_json("001-01_a", "1.1", "shelve", {"reason": "later"}),
+        "POST",
+        f"{P}/changes/001-01_a/tasks/1.1/shelve",
+        {},
+        {"reason": "later"},
+        {"change_id": "001-01_a", "task": TASK, "revision": "5"},
+        lambda r: r == {"change_id": "001-01_a", "task": TASK, "revision": "5"},
+    ),
+    "change_id_of": (
+        lambda c: c.change_id_of("1-1"),
+        "GET",
+        f"{P}/changes/1-1",
+        {"lifecycle": "all"},
+        None,
+        {"id": "001-01_a", "proposal": "# P\n", "progress": {}},
+        lambda r: r == "001-01_a",
+    ),
     "complete_task": (
         lambda c: c.complete_task("001-01_a", "1.1", note="done it"),
         "POST",
@@ -442,6 +460,13 @@ def test_fencing_token_forgotten_after_release_and_explicit_token_wins() -> None
     assert rec.requests[3].headers["X-Loom-Holder"] == "agent-1"
     client.start_task("001-01_a", "1.1", fencing_token=12)
     assert rec.requests[4].headers["X-Loom-Fencing-Token"] == "12"
+
+
+def test_task_action_json_refuses_an_unknown_action_before_any_request() -> None:
+    rec = Recorder(handler=lambda r: httpx.Response(200, json={}))
+    with pytest.raises(ValueError, match="unknown task action 'add'"):
+        make_client(rec).task_action_json("001-01_a", "1.1", "add")
+    assert rec.requests == []
 
 
 def test_empty_revision_sends_no_if_match() -> None:

@@ -54,6 +54,39 @@ def test_upgrade_of_an_empty_database_builds_exactly_the_metadata(database_url: 
         db.dispose()
 
 
+def test_the_declared_head_is_the_scripts_head() -> None:
+    """``migrate.HEAD`` (what a start compares with, without loading Alembic) is the newest
+    revision Alembic finds: a new revision script must update it."""
+    assert migrate.head_revision() == migrate.HEAD
+
+
+def test_upgrade_at_the_newest_revision_does_not_start_alembic(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every server start (and every test app) upgrades: at head that is one read, not a run
+    of Alembic's script loading; behind head Alembic still runs."""
+    _empty(database_url)
+    db = Database(database_url, pool_size=1)
+    runs: list[str] = []
+    from alembic import command
+
+    real = command.upgrade
+
+    def counting(cfg: object, revision: str) -> None:
+        runs.append(revision)
+        real(cfg, revision)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(command, "upgrade", counting)
+    try:
+        migrate.upgrade(db)
+        assert runs == ["head"]
+        migrate.upgrade(db)
+        assert runs == ["head"]
+        assert migrate.current_revision(db) == migrate.head_revision()
+    finally:
+        db.dispose()
+
+
 def test_compare_metadata_detects_a_drift(tmp_path: Path) -> None:
     """The comparison above can fail: a table the metadata lacks is reported."""
     url = f"sqlite:///{tmp_path / 'drift.db'}"
@@ -101,3 +134,45 @@ def test_loom_db_check_reports_an_unreachable_database(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(metadata.tables))
 def test_every_table_has_a_primary_key(name: str) -> None:
     assert metadata.tables[name].primary_key.columns
+
+
+def test_0007_fills_entity_id_from_the_stored_events(database_url: str) -> None:
+    """Events stored before migration 0007 get their ``entity_id`` from their JSON body."""
+    from alembic import command
+
+    _empty(database_url)
+    db = Database(database_url, pool_size=1)
+    try:
+        with db.engine.connect() as conn:
+            command.upgrade(migrate._config(conn), "0006")
+            conn.commit()
+        long_id = "x" * 250
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO projects (id, org, repo, event_seq, created_us)"
+                    " VALUES (1, 'o', 'r', 0, 0)"
+                )
+            )
+            for seq, body in enumerate(
+                (
+                    '{"entity":"change","entity_id":"001-01_alpha","op":"claim"}',
+                    '{"entity":"task","entity_id":"1.1","op":"add","scope":"001-01_alpha"}',
+                    f'{{"entity":"task","entity_id":"{long_id}","op":"add"}}',
+                ),
+                start=1,
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO events (project_id, seq, entity, op, body, created_us)"
+                        " VALUES (1, :seq, 'e', 'op', :body, 0)"
+                    ),
+                    {"seq": seq, "body": body},
+                )
+        migrate.upgrade(db)
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT entity_id FROM events ORDER BY seq")).all()
+        assert [r[0] for r in rows] == ["001-01_alpha", "1.1", long_id[:200]]
+        assert _diffs(db) == []
+    finally:
+        db.dispose()

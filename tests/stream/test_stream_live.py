@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import ADMIN, ORG, REPO, LiveServer, auth, project_token, start_server
+from conftest import (
+    ADMIN,
+    ORG,
+    REPO,
+    LiveServer,
+    auth,
+    new_project,
+    project_token,
+    start_server,
+)
 from loom.client import Client
 
-from ._sse import STREAM, event, open_stream
+from ._sse import event, open_stream
 
 # Real servers and 1-second bounds: with the other real-process tests, on one xdist worker.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("races")]
@@ -21,14 +31,42 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("races")]
 P = f"/api/v1/projects/{ORG}/{REPO}"
 
 
-def _post(base: str, items: list[dict[str, Any]], key: str) -> None:
+def _post(base: str, items: list[dict[str, Any]], key: str, prefix: str = P) -> None:
     r = httpx.post(
-        f"{base}{P}/events",
+        f"{base}{prefix}/events",
         json={"events": items, "idempotency_key": key},
         headers=auth(),
         timeout=30,
     )
     assert r.status_code == 200, r.text
+
+
+@dataclass
+class Shared:
+    """The module's server, and a project of this test's own on it."""
+
+    base: str
+    org: str
+    repo: str
+
+    @property
+    def prefix(self) -> str:
+        return f"/api/v1/projects/{self.org}/{self.repo}"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix}/events/stream"
+
+    def post(self, items: list[dict[str, Any]], key: str) -> None:
+        _post(self.base, items, key, self.prefix)
+
+    def open(self, **kwargs: Any) -> Any:
+        return open_stream(self.base, path=self.stream, **kwargs)
+
+
+@pytest.fixture
+def shared(shared_server_on: LiveServer) -> Shared:
+    return Shared(shared_server_on.url, *new_project())
 
 
 def _config(tmp_path: Path, **values: Any) -> str:
@@ -37,22 +75,19 @@ def _config(tmp_path: Path, **values: Any) -> str:
     return str(path)
 
 
-def test_resume_after_forced_disconnects_loses_and_repeats_nothing(
-    live_server_on: LiveServer,
-) -> None:
+def test_resume_after_forced_disconnects_loses_and_repeats_nothing(shared: Shared) -> None:
     """1,000 events written while the reader is cut off every ~130 events and resumes with
     Last-Event-ID: it sees seq 1..1000 exactly once, in order, with the stored bodies."""
-    base = live_server_on.url
     total = 1000
 
     def writer() -> None:
         for b in range(100):
-            _post(base, [event(b * 10 + i) for i in range(10)], f"batch-{b}")
+            shared.post([event(b * 10 + i) for i in range(10)], f"batch-{b}")
 
     thread = threading.Thread(target=writer)
     seen: list[int] = []
     bodies: dict[int, str] = {}
-    stream = open_stream(base, query="since=0")
+    stream = shared.open(query="since=0")
     thread.start()
     reconnects = 0
     try:
@@ -66,28 +101,27 @@ def test_resume_after_forced_disconnects_loses_and_repeats_nothing(
             bodies[seq] = data["entity_id"]
             if len(seen) % 130 == 0:  # forced disconnect mid-stream, then resume
                 stream.close()
-                stream = open_stream(base, query="since=0", last_event_id=seen[-1])
+                stream = shared.open(query="since=0", last_event_id=seen[-1])
                 reconnects += 1
     finally:
         stream.close()
         thread.join()
     assert reconnects >= 7
     assert seen == list(range(1, total + 1))
-    stored = httpx.get(f"{base}{P}/events", headers=auth(), timeout=30).json()
+    stored = httpx.get(f"{shared.base}{shared.prefix}/events", headers=auth(), timeout=30).json()
     assert {e["seq"]: e["entity_id"] for e in stored} == bodies
 
 
-def test_since_is_exclusive_and_no_cursor_means_from_now(live_server_on: LiveServer) -> None:
-    base = live_server_on.url
-    _post(base, [event(i) for i in range(3)], "first")
-    from_two = open_stream(base, query="since=2")
-    from_now = open_stream(base)
+def test_since_is_exclusive_and_no_cursor_means_from_now(shared: Shared) -> None:
+    shared.post([event(i) for i in range(3)], "first")
+    from_two = shared.open(query="since=2")
+    from_now = shared.open()
     assert from_now.headers[":status"] == "200"
     assert from_now.headers["content-type"].startswith("text/event-stream")
     assert from_now.headers["x-loom-since"] == "3"
     msg = from_two.next_message()
     assert msg is not None and msg[0] == 3
-    _post(base, [event(9)], "second")
+    shared.post([event(9)], "second")
     msg = from_now.next_message()
     assert msg is not None and msg[0] == 4 and msg[2]["entity_id"] == "9.1"
     msg = from_two.next_message()
@@ -96,35 +130,34 @@ def test_since_is_exclusive_and_no_cursor_means_from_now(live_server_on: LiveSer
     from_now.close()
 
 
-def test_filters_and_auth(live_server_on: LiveServer) -> None:
-    base = live_server_on.url
-    filtered = open_stream(base, query="since=0&entity_id=2.1")
-    _post(base, [event(i) for i in range(4)], "k")
+def test_filters_and_auth(shared: Shared) -> None:
+    base = shared.base
+    filtered = shared.open(query="since=0&entity_id=2.1")
+    shared.post([event(i) for i in range(4)], "k")
     msg = filtered.next_message()
     assert msg is not None and msg[0] == 3 and msg[2]["entity_id"] == "2.1"
     filtered.close()
     # The same auth as every project route: none (401), another project's token (403).
-    r = httpx.get(f"{base}{STREAM}", timeout=10)
+    r = httpx.get(f"{base}{shared.stream}", timeout=10)
     assert r.status_code == 401 and r.json()["kind"] == "missing_token"
     r = httpx.post(
-        f"{base}/api/v1/projects/other/repo/events",
+        f"{base}/api/v1/projects/{shared.org}/other/events",
         json={"events": [event(1)], "idempotency_key": "o"},
         headers=auth(),
         timeout=10,
     )
     assert r.status_code == 200
-    other = project_token("other", "repo")
-    r = httpx.get(f"{base}{STREAM}", headers=auth(other), timeout=10)
+    other = project_token(shared.org, "other")
+    r = httpx.get(f"{base}{shared.stream}", headers=auth(other), timeout=10)
     assert r.status_code == 403
-    r = httpx.get(f"{base}{STREAM}", headers={**auth(), "Last-Event-ID": "x1"}, timeout=10)
+    r = httpx.get(f"{base}{shared.stream}", headers={**auth(), "Last-Event-ID": "x1"}, timeout=10)
     assert r.status_code == 400 and r.json()["kind"] == "invalid_cursor"
 
 
-def test_a_lease_claim_reaches_the_stream_as_a_server_event(live_server_on: LiveServer) -> None:
-    base = live_server_on.url
-    with Client(base, ADMIN, f"{ORG}/{REPO}", holder="agent-a") as c:
+def test_a_lease_claim_reaches_the_stream_as_a_server_event(shared: Shared) -> None:
+    with Client(shared.base, ADMIN, f"{shared.org}/{shared.repo}", holder="agent-a") as c:
         c.push("001-01_alpha", revision="", proposal="# a\n", tasks="- [ ] 1.1 x\n")
-        stream = open_stream(base)
+        stream = shared.open()
         c.claim("001-01_alpha")
         msg = stream.next_message()
         stream.close()
@@ -218,19 +251,18 @@ def test_a_stalled_subscriber_is_cut_off_and_claims_go_on(
         server.stop()
 
 
-def test_messages_match_the_openapi_document(live_server: LiveServer) -> None:
+def test_messages_match_the_openapi_document(shared: Shared) -> None:
     """Each message, read as (id, event, data), is what the document's 200 declares."""
     import json
 
     import jsonschema
 
-    base = live_server.url
-    doc = httpx.get(f"{base}/api/v1/openapi.json", timeout=10).json()
+    doc = httpx.get(f"{shared.base}/api/v1/openapi.json", timeout=10).json()
     ok = doc["paths"]["/api/v1/projects/{org}/{repo}/events/stream"]["get"]["responses"]
     schema = ok["200"]["content"]["text/event-stream"]["schema"]
     audit = {"$ref": "#/components/schemas/AuditEvent", "components": doc["components"]}
-    _post(base, [event(i) for i in range(3)], "doc")
-    stream = open_stream(base, query="since=0")
+    shared.post([event(i) for i in range(3)], "doc")
+    stream = shared.open(query="since=0")
     try:
         for _ in range(3):
             msg = stream.next_message()

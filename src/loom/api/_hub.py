@@ -127,7 +127,9 @@ class Hub:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         if self.ctx.db.kind == "postgresql":
-            self._pg = _PgRelay(self.ctx.db.url, self._wake_threadsafe)
+            self._pg = _PgRelay(
+                self.ctx.db.url, self._wake_threadsafe, app_name=self.ctx.db.application_name
+            )
             self._pg.start()
         self.ctx.db.on_events = self.on_commit
         self._beat_task = asyncio.create_task(self._beat())
@@ -295,7 +297,7 @@ class Hub:
 class _PgRelay:
     """PostgreSQL: ``NOTIFY`` other processes of this one's commits, ``LISTEN`` for theirs."""
 
-    def __init__(self, sqlalchemy_url: str, wake: Any) -> None:
+    def __init__(self, sqlalchemy_url: str, wake: Any, *, app_name: str) -> None:
         from sqlalchemy.engine import make_url
 
         self._dsn = (
@@ -304,6 +306,8 @@ class _PgRelay:
             .render_as_string(hide_password=False)
         )
         self._wake = wake
+        # Every session of this process carries the process's name (loom.store.engine).
+        self._app_name = app_name
         self._stop = threading.Event()
         self._dirty: set[int] = set()
         self._dirty_lock = threading.Lock()
@@ -334,7 +338,9 @@ class _PgRelay:
 
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._dsn, autocommit=True) as conn:
+                with psycopg.connect(
+                    self._dsn, autocommit=True, application_name=self._app_name
+                ) as conn:
                     self._own_pid = conn.info.backend_pid
                     while not self._stop.is_set():
                         self._pending.wait(timeout=1.0)
@@ -359,7 +365,9 @@ class _PgRelay:
 
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._dsn, autocommit=True) as conn:
+                with psycopg.connect(
+                    self._dsn, autocommit=True, application_name=self._app_name
+                ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._wake(None)  # (re)connected: anything may have been missed
                     while not self._stop.is_set():

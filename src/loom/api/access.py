@@ -14,6 +14,8 @@ from typing import Any
 from fastapi import Request
 
 from loom import metrics
+from loom.api import _bigjson as bigjson
+from loom.api._bigjson import LARGE_BODY
 from loom.api._scope import ACCESS_KEY, BODY_KEY, HOT_KEY, WRITE_STARTED
 from loom.api._token_index import ProjectTokenIndex
 from loom.api.auth import (
@@ -236,14 +238,22 @@ async def read_json(
     fn: Callable[..., Any],
     *args: Any,
     headers: Callable[[Any], dict[str, str]] | None = None,
+    page_header: str | None = None,
     **kwargs: Any,
 ) -> JSON:
     """:func:`read`, with the JSON response rendered on the worker thread too: a large
-    change or tasks list takes milliseconds to encode, which must not block the event loop."""
+    change or tasks list takes milliseconds to encode, which must not block the event loop.
+
+    ``page_header``: ``fn`` returns ``(items, next)``; the body is the items, and ``next``,
+    unless None or empty, goes in that header (``X-Next-Cursor``, ``X-Next-Since``)."""
     ctx: ServiceContext = request.app.state.ctx
 
     def run() -> JSON:
         body = fn(ctx, *args, **kwargs)
+        if page_header is not None:
+            body, after = body
+            paged = {page_header: str(after)} if after is not None and after != "" else None
+            return JSON(body, headers=paged)
         return JSON(body, headers=None if headers is None else headers(body))
 
     return await ctx.db.run_read(run)
@@ -277,14 +287,17 @@ async def _fingerprint(request: Request) -> str:
 
 def _digest(parts: tuple[str, ...], body: bytes) -> str:
     h = hashlib.sha256()
-    try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
-        body = canonical.encode()
-    except (ValueError, RecursionError):  # not JSON, or nested too deep: the bytes as sent
-        pass
     for part in parts:
         h.update(part.encode("utf-8", "surrogateescape"))
         h.update(b"\x00")
+    try:
+        if len(body) > LARGE_BODY:  # the same text, in small steps (loom.api._bigjson)
+            canonical = "".join(bigjson.canonical_chunks(bigjson.loads(body)))
+        else:
+            canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+        body = canonical.encode()
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: the bytes as sent
+        pass
     h.update(body)
     return h.hexdigest()
 
@@ -317,8 +330,8 @@ async def write(
     key = request.headers.get("idempotency-key")
     try:
         if key is None:
-            body = await ctx.db.run_write(call, offload=offload)
-            return JSON(body, headers=headers)
+            # Rendered where the use case ran (a large answer is not encoded on the loop).
+            return await ctx.db.run_write(_rendered, call, headers, offload=offload)
         return await _write_keyed(request, access, key, call, headers, offload)
     except LeaseConflict:
         metrics.LEASE_CONFLICTS.inc()
@@ -340,14 +353,22 @@ async def _write_keyed(
             kind="invalid_idempotency_key",
         )
     fingerprint = await _fingerprint(request)
-    status, body, replayed = await ctx.db.run_write(
-        run_idempotent, ctx, access.project, key, fingerprint, call, offload=offload
-    )
-    out = dict(headers or {})
+
+    def keyed() -> tuple[bool, JSON]:
+        status, body, replayed = run_idempotent(ctx, access.project, key, fingerprint, call)
+        out = dict(headers or {})
+        if replayed:
+            out["Idempotent-Replayed"] = "true"
+        return replayed, JSON(body, status_code=status, headers=out)
+
+    replayed, response = await ctx.db.run_write(keyed, offload=offload)
     if replayed:
         metrics.IDEMPOTENT_REPLAYS.inc()
-        out["Idempotent-Replayed"] = "true"
-    return JSON(body, status_code=status, headers=out)
+    return response
+
+
+def _rendered(call: Callable[[], Any], headers: dict[str, str] | None) -> JSON:
+    return JSON(call(), headers=headers)
 
 
 def bool_param(request: Request, name: str) -> bool:

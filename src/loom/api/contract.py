@@ -278,6 +278,8 @@ def _complete(path: str, method: str, op: dict[str, Any]) -> None:
             del responses[status]  # FastAPI's shape, never sent: see the shared errors below
     if path in _PUBLIC or not path.startswith((_PROJECT, _ADMIN)):
         op["security"] = []
+        # A malformed query string (a nameless parameter) is 400 on every route.
+        responses.setdefault("400", _error(400))
         return
     if path.startswith(_ADMIN):
         # Server-wide admin routes: the bearer requirement, and the token check's errors.

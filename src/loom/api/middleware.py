@@ -1,4 +1,5 @@
-"""Pure ASGI layers: the body guard (413/415) and the hot lane (leases, event batches)."""
+"""Pure ASGI layers: the request guard (a malformed query string 400, bodies 413/415/408) and
+the hot lane (leases, event batches)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loom.api._scope import BODY_KEY, HOT_KEY, ROUTE_KEY
 from loom.api.errors import error_response, stored_error_response, unexpected_error_response
-from loom.errors import LoomError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from loom.errors import (
+    LoomError,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+    ValidationError,
+)
 
 __all__ = ["BodyGuard", "HotLane", "hot", "read_body"]
 
@@ -118,8 +125,25 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def _has_nameless_parameter(query: bytes) -> bool:
+    """Whether a raw query string holds a parameter with an empty name (``?=x``, ``?a=1&=x``).
+
+    Such a string is malformed (there is no parameter it could mean), so every route answers
+    it 400 rather than ignoring it as an unknown parameter. Empty pieces (``?a=1&&b=2``, a
+    trailing ``&``) hold no parameter at all and stay harmless, as in every query parser."""
+    return query.startswith(b"=") or b"&=" in query
+
+
+def _nameless_parameter() -> ValidationError:
+    return ValidationError(
+        "malformed query string: a parameter has an empty name", kind="invalid_parameter"
+    )
+
+
 class BodyGuard:
-    """Reads a mutating request's body up to ``max_bytes`` and replays it to the app."""
+    """The outermost check of every request, before routing and authentication: refuses a
+    query string with a nameless parameter (400 ``invalid_parameter``), then reads a mutating
+    request's body up to ``max_bytes`` and replays it to the app."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout: float = 30.0) -> None:
         self.app = app
@@ -127,6 +151,9 @@ class BodyGuard:
         self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_nameless_parameter(scope.get("query_string", b"")):
+            await _send_error(scope, receive, send, _nameless_parameter())
+            return
         if (
             scope["type"] != "http"
             or scope["method"] not in _WITH_BODY

@@ -7,11 +7,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from loom.api.access import admin_access, read
+from loom.api.access import admin_access, read_json
+from loom.api.bodies import parse_body
 from loom.api.contract import ID_GRAMMARS, operation, operation_id
 from loom.api.responses import JSON
 from loom.domain.timefmt import format_us
 from loom.domain.tokens import NAME_PATTERN, NamedToken, make_target
+from loom.errors import Unprocessable, ValidationError
 from loom.models import NamedTokenCreated, NamedTokenInfo, NamedTokenList
 from loom.service import tokens
 
@@ -56,9 +58,15 @@ def token_json(token: NamedToken, now_us: int) -> dict[str, Any]:
 @router.post(
     "/tokens",
     summary="Create a named token (the secret is in this response only)",
-    **operation(NamedTokenCreated, errors=[409]),
+    **operation(NamedTokenCreated, errors=[409], body=TokenCreate),
 )
-async def create_token(request: Request, _admin: AdminDep, body: TokenCreate) -> JSON:
+async def create_token(request: Request, _admin: AdminDep) -> JSON:
+    # The body is parsed after the admin check (a body parameter would be decoded by the
+    # framework first, for anyone), and off the event loop when large (loom.api.bodies).
+    try:
+        body = await parse_body(request, TokenCreate)
+    except Unprocessable as err:  # this route's schema violations are 400s (as they were)
+        raise ValidationError(err.message, kind="invalid_parameter", **err.details) from None
     target = make_target(body.project, body.org, body.admin)
     ctx = request.app.state.ctx
     token, secret = await ctx.db.run_write(
@@ -69,9 +77,12 @@ async def create_token(request: Request, _admin: AdminDep, body: TokenCreate) ->
 
 @router.get("/tokens", summary="Named tokens (never their secrets)", **operation(NamedTokenList))
 async def list_tokens(request: Request, _admin: AdminDep) -> Any:
-    found = await read(request, tokens.list_tokens)
-    now = request.app.state.ctx.now_us()
-    return {"tokens": [token_json(t, now) for t in found]}
+    return await read_json(request, _token_list)
+
+
+def _token_list(ctx: Any) -> dict[str, Any]:
+    now = ctx.now_us()
+    return {"tokens": [token_json(t, now) for t in tokens.list_tokens(ctx)]}
 
 
 @router.delete(

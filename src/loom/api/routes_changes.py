@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
-from loom.api.access import Access, bool_param, prepare, project_access, read, read_json, write
+from loom.api.access import Access, bool_param, prepare, project_access, read_json, write
 from loom.api.bodies import parse_body
 from loom.api.contract import (
     LIFECYCLE,
@@ -19,7 +19,6 @@ from loom.api.contract import (
     push_links,
 )
 from loom.api.models import AddTaskBody, CompleteBody, ShelveBody, SyncPush
-from loom.api.responses import JSON
 from loom.domain.ids import validate_module_id
 from loom.domain.statuses import WORK_STATUSES
 from loom.errors import ValidationError
@@ -79,18 +78,17 @@ async def list_changes(
                 allowed=list(WORK_STATUSES),
             )
     module_id = validate_module_id(module) if module else None
-    items, next_cursor = await read(
+    return await read_json(
         request,
         changes.list_summaries,
         access.project,
+        page_header="X-Next-Cursor",
         lifecycle=_lifecycle(lifecycle),
         module=module_id,
         statuses=statuses,
         limit=limit,
         cursor=cursor,
     )
-    headers = {"X-Next-Cursor": next_cursor} if next_cursor else None
-    return JSON(items, headers=headers)
 
 
 @router.get(

@@ -15,7 +15,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from loom.api.access import bool_param, project_access, read, write
+from loom.api.access import bool_param, project_access, read_json, write
 from loom.api.bodies import parse_body
 from loom.api.contract import allocate_links, any_case_enum, operation, operation_id
 from loom.api.middleware import hot
@@ -50,7 +50,15 @@ async def claim(request: Request) -> Response:
     body = await parse_body(request, ClaimBody, _LEASE_FIELDS)
     holder = validate_holder(body.holder)
     change_id = request.path_params["change_id"]
-    return await write(request, access, leases.claim, change_id, holder, body.ttl_seconds)
+    return await write(
+        request,
+        access,
+        leases.claim,
+        change_id,
+        holder,
+        body.ttl_seconds,
+        token_name=access.actor.token_name,
+    )
 
 
 @router.post(
@@ -98,7 +106,7 @@ async def release(request: Request) -> Response:
 )
 async def get_lease(request: Request) -> Any:
     access = await project_access(request)
-    return await read(
+    return await read_json(
         request, leases.get_active_lease, access.project, request.path_params["change_id"]
     )
 
@@ -108,7 +116,7 @@ async def get_lease(request: Request) -> Any:
 )
 async def list_leases(request: Request) -> Any:
     access = await project_access(request)
-    return await read(request, leases.list_leases, access.project)
+    return await read_json(request, leases.list_leases, access.project)
 
 
 @router.post(
@@ -132,4 +140,5 @@ async def allocate(request: Request) -> Response:
         module=module,
         changes=wanted,
         avoid_overlap=body.avoid_overlap,
+        token_name=access.actor.token_name,
     )

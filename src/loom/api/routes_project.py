@@ -8,14 +8,16 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
+from loom.api import _bigjson as bigjson
+from loom.api._bigjson import LARGE_BODY
 from loom.api._scope import BODY_KEY
-from loom.api.access import Access, prepare, project_access, read, read_json, write
+from loom.api.access import Access, prepare, project_access, read_json, write
 from loom.api.bodies import parse_body
 from loom.api.contract import operation, operation_id
 from loom.api.middleware import hot
 from loom.api.models import EventsBody, ImportBody, ModulePut, SpecPut
-from loom.api.responses import JSON
 from loom.domain.timefmt import parse_rfc3339_us
 from loom.errors import ValidationError
 from loom.models import (
@@ -61,7 +63,7 @@ async def verify(access: AccessDep) -> Any:
     **operation(list[ModuleSummary]),
 )
 async def list_modules(request: Request, access: AccessDep) -> Any:
-    return await read(request, catalog.list_modules, access.project)
+    return await read_json(request, catalog.list_modules, access.project)
 
 
 @router.get(
@@ -94,7 +96,7 @@ async def put_module(request: Request, access: AccessDep, module_id: str) -> Res
 
 @router.get("/specs", summary="Promoted specs, sorted by id", **operation(list[SpecSummary]))
 async def list_specs(request: Request, access: AccessDep) -> Any:
-    return await read(request, catalog.list_specs, access.project)
+    return await read_json(request, catalog.list_specs, access.project)
 
 
 @router.get(
@@ -187,12 +189,17 @@ def _events_body(raw: bytes) -> tuple[list[Any], str, bool] | None:
     decoder, which accepts those and leaves them to the per-event checks that name the field,
     as for any other route. None: let the model produce the exact error."""
     try:
-        data, strict = orjson.loads(raw), True
+        if len(raw) > LARGE_BODY:  # the standard decoder's reading, in steps
+            data, strict = bigjson.loads(raw), False
+        else:
+            data, strict = orjson.loads(raw), True
     except orjson.JSONDecodeError:
         try:
             data, strict = json.loads(raw), False
         except (ValueError, RecursionError):
             return None
+    except (ValueError, RecursionError):
+        return None
     if not isinstance(data, dict):
         return None
     items, key = data.get("events"), data.get("idempotency_key", "")
@@ -214,12 +221,23 @@ async def ingest(request: Request) -> Response:
     raw = request.scope.get(BODY_KEY)
     if raw is None:
         raw = await request.body()
-    parsed = _events_body(raw)
+    # A large batch is decoded on a worker thread, in small steps (loom.api._bigjson).
+    parsed = (
+        await run_in_threadpool(_events_body, raw) if len(raw) > LARGE_BODY else _events_body(raw)
+    )
     if parsed is None:
         body = await parse_body(request, EventsBody)  # raises the exact 400/422
         parsed = (body.events, body.idempotency_key, False)
     items, key, strict = parsed
-    return await write(request, access, events.ingest_events, items, key, strict_json=strict)
+    return await write(
+        request,
+        access,
+        events.ingest_events,
+        items,
+        key,
+        strict_json=strict,
+        token_name=access.actor.token_name,
+    )
 
 
 @router.get(
@@ -236,15 +254,14 @@ async def list_events(
     scope: Annotated[str | None, Query(max_length=200, pattern=_NO_NUL)] = None,
     op: Annotated[str | None, Query(max_length=100, pattern=_NO_NUL)] = None,
 ) -> Response:
-    items, next_since = await read(
+    return await read_json(
         request,
         events.read_events,
         access.project,
+        page_header="X-Next-Since",
         since=since,
         limit=limit,
         entity=entity,
         scope=scope,
         op=op,
     )
-    headers = {"X-Next-Since": str(next_since)} if next_since is not None else None
-    return JSON(items, headers=headers)

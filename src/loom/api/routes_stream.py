@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -123,7 +123,11 @@ class EventStream(Response):
         project: Project,
         sub: Subscriber,
         render: Render = encode_frame,
+        still_allowed: Callable[[], Awaitable[bool]] | None = None,
+        recheck_seconds: float = 2.0,
     ) -> None:
+        """``still_allowed``: asked every ``recheck_seconds`` while the stream is open; the
+        stream ends when it answers False (the dashboard's session was signed out)."""
         super().__init__(
             status_code=200,
             headers={
@@ -141,19 +145,23 @@ class EventStream(Response):
         self.project = project
         self.sub = sub
         self.encode = render
+        self.still_allowed = still_allowed
+        self.recheck_seconds = recheck_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             writer = asyncio.create_task(self._write(send))
             self.sub.task = writer
-            watcher = asyncio.create_task(_wait_disconnect(receive))
+            tasks = [writer, asyncio.create_task(_wait_disconnect(receive))]
+            if self.still_allowed is not None:
+                tasks.append(asyncio.create_task(self._recheck(self.still_allowed)))
             try:
-                await asyncio.wait({writer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (writer, watcher):
+                for task in tasks:
                     task.cancel()
-                for task in (writer, watcher):
+                for task in tasks:
                     with contextlib.suppress(BaseException):
                         await task
         finally:
@@ -196,6 +204,13 @@ class EventStream(Response):
             elif sub.beat:
                 sub.beat = False
                 await self._send(send, b": keepalive\n\n")
+
+    async def _recheck(self, still_allowed: Callable[[], Awaitable[bool]]) -> None:
+        """Return (ending the stream) once ``still_allowed`` says no."""
+        while True:
+            await asyncio.sleep(self.recheck_seconds)
+            if not await still_allowed():
+                return
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -79,6 +79,12 @@ def _load(command: str | None) -> typer.Typer:
         importlib.import_module(f"loom.cli.{name}")
     from loom.cli._app import app
 
+    if not owner:
+        # Modules register commands as they import one another: `--help` lists them in the
+        # order of _OWNER (status, changes, show, ... tasks) instead.
+        rank = {name: i for i, name in enumerate(_OWNER)}
+        app.registered_commands.sort(key=lambda c: rank.get(c.name or "", len(rank)))
+        app.registered_groups.sort(key=lambda g: rank.get(g.name or "", len(rank)))
     return app
 
 
@@ -88,10 +94,24 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _skip_httpx_command_line() -> None:
+    """Keep httpx's own command line out of this process.
+
+    ``import httpx`` also imports ``httpx._main`` (its ``httpx`` command: Click, Rich and
+    Pygments, ~40 ms) whenever those are installed, and falls back to a stub when that import
+    fails. The ``loom`` process never runs httpx's command line, so the module is marked
+    absent here (a ``None`` entry in ``sys.modules`` makes its import raise ImportError).
+    Only the ``loom`` process is affected: importing :mod:`loom.client` does not do this.
+    """
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def main() -> None:
     """Console-script entry point."""
     args = sys.argv[1:]
     if args[:1] in (["--version"], ["-V"]):
         print(f"loom {version()}")
         return
+    _skip_httpx_command_line()
     _load(args[0] if args else None)()

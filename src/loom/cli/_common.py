@@ -277,10 +277,7 @@ class Ctx:
 
     def fencing_token(self, change_id: str) -> int | None:
         """The fencing token of a lease this holder took on ``change_id`` (from ``loom claim``)."""
-        lease = self.leases().load(change_id)
-        if lease is None or lease.holder != self.config.holder.value:
-            return None
-        return lease.fencing_token
+        return self.leases().fencing_token(change_id, self.config.holder.value)
 
     def ito_dir(self, given: Path | None) -> Path:
         """The ``.ito`` directory: ``given``, else ``<repo root>/.ito``."""

@@ -35,7 +35,7 @@ def resolve_for_write(client: Client, target: str) -> str:
     Raises ``NotFound`` (``change_not_found``, with ``did_you_mean`` when the server found a
     likely change) or ``ValidationError`` (``ambiguous_target``, from the server).
     """
-    found = client.get_change(target, lifecycle="all").id
+    found = client.change_id_of(target)
     if found == target or is_numeric_selector(target):
         return found
     raise NotFound(

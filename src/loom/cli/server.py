@@ -166,6 +166,10 @@ def resolve_settings(
     workers: int | None = None,
     project_tokens: bool | None = None,
     metrics_public: bool | None = None,
+    keep_alive_timeout: int | None = None,
+    header_timeout: float | None = None,
+    body_timeout: float | None = None,
+    max_connections: int | None = None,
     generate_auth: bool = False,
 ) -> tuple[Settings, list[str]]:
     """Resolve every setting; returns the settings and lines to print (never secrets)."""
@@ -251,6 +255,17 @@ def resolve_settings(
         "metrics_public": bool(_first(metrics_public, cfg.get("metrics_public"), False)),
         "token_cache_seconds": _first(cfg.get("token_cache_seconds"), 1.0),
     }
+    # Connections (docs/operations.md, "Connections and timeouts"): flag or env, then the
+    # config file, then the setting's default.
+    for key, flag in (
+        ("keep_alive_timeout", keep_alive_timeout),
+        ("header_timeout", header_timeout),
+        ("body_timeout", body_timeout),
+        ("max_connections", max_connections),
+    ):
+        value = _first(flag, cfg.get(key))
+        if value is not None:
+            values[key] = value
     # Event stream tuning (docs/stream.md): config file only.
     for key in ("stream_heartbeat", "stream_buffer", "stream_recheck"):
         if key in cfg:
@@ -331,6 +346,39 @@ def serve(
         bool | None,
         typer.Option("--metrics-public", help="Serve /metrics without an admin token."),
     ] = None,
+    keep_alive_timeout: Annotated[
+        int | None,
+        typer.Option(
+            envvar="LOOM_KEEP_ALIVE_TIMEOUT",
+            help="Close a keep-alive connection idle this many seconds (5).",
+            show_default=False,
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(
+            envvar="LOOM_HEADER_TIMEOUT",
+            help="Seconds a connection has to send a complete request head, from its "
+            "opening or the previous response (10); then 408 and closed.",
+            show_default=False,
+        ),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option(
+            envvar="LOOM_BODY_TIMEOUT",
+            help="Seconds a request body may pause between chunks (30); then 408.",
+            show_default=False,
+        ),
+    ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            envvar="LOOM_MAX_CONNECTIONS",
+            help="Open connections per server process (1024); more are answered 503 and closed.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the Loom server (SQLite in the data dir by default).
 
@@ -357,6 +405,10 @@ def serve(
         workers=workers,
         project_tokens=False if no_project_tokens else None,
         metrics_public=metrics_public,
+        keep_alive_timeout=keep_alive_timeout,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        max_connections=max_connections,
         generate_auth=True,
     )
     from loom.server import run

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from loom.cli._app import app
 from loom.cli._common import ChangeArg, Ctx, TaskArg, agent_command, emit_json, err, out, table
-from loom.client import (
-    LocalCopy,
-    TaskItem,
-    TaskMutationResult,
-    ValidationError,
-    local_copy,
-    refresh_local_tasks,
-)
+from loom.errors import ValidationError
+
+if TYPE_CHECKING:
+    from loom.client import LocalCopy, TaskItem
 
 __all__ = ["tasks_app"]
 
@@ -48,6 +44,8 @@ def _sync_local(
             f"{before.server_revision} before this write: `loom pull {result_change}`"
         )
         return
+    from loom.client import refresh_local_tasks
+
     refreshed = refresh_local_tasks(
         cx.client, result_change, cx.ito_dir(None), cx.state, revision, before
     )
@@ -56,19 +54,31 @@ def _sync_local(
 
 
 def _before(cx: Ctx, change_id: str) -> LocalCopy | None:
-    return local_copy(cx.client, change_id, cx.ito_dir(None))
+    ito_dir = cx.ito_dir(None)
+    if not (ito_dir / "changes" / change_id).is_dir():
+        # No local copy (local_copy would say so too): the sync helpers and the models
+        # they parse stay unimported, so a task write starts faster.
+        return None
+    from loom.client import local_copy
+
+    return local_copy(cx.client, change_id, ito_dir)
 
 
-def _print_mutation(
-    cx: Ctx, result: TaskMutationResult, verb: str, before: LocalCopy | None
-) -> None:
-    _sync_local(cx, result.change_id, result.revision, before)
+def _print_mutation(cx: Ctx, result: dict[str, Any], verb: str, before: LocalCopy | None) -> None:
+    """Print a task write's result, the API's ``TaskMutationResult`` body as JSON data.
+
+    The text line reads the data as it is; only ``--json`` builds the model (pydantic), for
+    its full shape (fields the server left out shown as null)."""
+    change_id, revision, task = result["change_id"], result.get("revision"), result["task"]
+    _sync_local(cx, change_id, revision, before)
     if cx.json:
-        emit_json(result.to_json())
+        from loom.models import TaskMutationResult
+
+        emit_json(TaskMutationResult.model_validate(result).to_json())
         return
-    rev = f" (revision {result.revision})" if result.revision else ""
-    task = result.task
-    out(f"{verb} {result.change_id} task {task.id}: {task.name} [{task.status}]{rev}")
+    rev = f" (revision {revision})" if revision else ""
+    status = task.get("status", "pending")
+    out(f"{verb} {change_id} task {task['id']}: {task['name']} [{status}]{rev}")
 
 
 def _mutate(
@@ -77,7 +87,7 @@ def _mutate(
     task: str,
     verb: str,
     wanted: str,
-    call: Callable[[str], TaskMutationResult],
+    call: Callable[[str], dict[str, Any]],
 ) -> None:
     """Resolve the change, run the write, and treat "already <wanted>" as success."""
     change_id = cx.change(change)
@@ -154,7 +164,7 @@ def start(cx: Ctx, change: ChangeArg, task: TaskArg) -> None:
         task,
         "started",
         "in-progress",
-        lambda c: cx.client.start_task(c, task, fencing_token=cx.fencing_token(c)),
+        lambda c: cx.client.task_action_json(c, task, "start", fencing_token=cx.fencing_token(c)),
     )
 
 
@@ -172,7 +182,13 @@ def complete(
         task,
         "completed",
         "complete",
-        lambda c: cx.client.complete_task(c, task, note=note, fencing_token=cx.fencing_token(c)),
+        lambda c: cx.client.task_action_json(
+            c,
+            task,
+            "complete",
+            {} if note is None else {"note": note},
+            fencing_token=cx.fencing_token(c),
+        ),
     )
 
 
@@ -190,7 +206,13 @@ def shelve(
         task,
         "shelved",
         "shelved",
-        lambda c: cx.client.shelve_task(c, task, reason=reason, fencing_token=cx.fencing_token(c)),
+        lambda c: cx.client.task_action_json(
+            c,
+            task,
+            "shelve",
+            {} if reason is None else {"reason": reason},
+            fencing_token=cx.fencing_token(c),
+        ),
     )
 
 
@@ -203,7 +225,9 @@ def unshelve(cx: Ctx, change: ChangeArg, task: TaskArg) -> None:
         task,
         "unshelved",
         "pending",
-        lambda c: cx.client.unshelve_task(c, task, fencing_token=cx.fencing_token(c)),
+        lambda c: cx.client.task_action_json(
+            c, task, "unshelve", fencing_token=cx.fencing_token(c)
+        ),
     )
 
 
@@ -220,7 +244,7 @@ def add(
     result = cx.client.add_task(
         change_id, title, wave=wave, fencing_token=cx.fencing_token(change_id)
     )
-    _print_mutation(cx, result, "added", before)
+    _print_mutation(cx, result.to_json(), "added", before)
 
 
 @agent_command(tasks_app, "init")

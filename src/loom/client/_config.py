@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +116,8 @@ def user_config_path(env: Mapping[str, str] | None = None) -> Path:
 def _read_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
+    import tomllib  # only when there is a file: ~5 ms of regex compiling otherwise
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

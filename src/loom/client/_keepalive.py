@@ -138,11 +138,19 @@ def lease_lost_by(event: AuditEvent, change_id: str, holder: str | None) -> Conf
     """The loss an event of ``change_id`` means for ``holder``'s lease, or None."""
     if event.entity != "change" or event.entity_id != change_id:
         return None
-    me = f"@{holder}" if holder else None
     if event.op == "force_release":
         return Conflict(f"{change_id} was force-released by {event.by}", kind="lease_lost")
-    if event.op == "claim" and event.by != me:
+    if event.op == "claim" and _claimant(event) != holder:
         return Conflict(f"{change_id} was taken over by {event.by}", kind="lease_lost")
     if event.op == "archive":
         return Conflict(f"{change_id} was archived by {event.by}", kind="lease_lost")
     return None
+
+
+def _claimant(event: AuditEvent) -> str | None:
+    """Who a claim event gave the lease to: ``meta.holder`` (``by`` names the token when
+    the claim came with a named token); ``by`` without its ``@`` for older events."""
+    meta = event.meta
+    if isinstance(meta, dict) and isinstance(meta.get("holder"), str):
+        return str(meta["holder"])
+    return event.by.removeprefix("@")

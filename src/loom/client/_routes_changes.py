@@ -1,28 +1,36 @@
-"""Routes about changes: service, auth, listing, detail, bundle sync, archive and tasks."""
+"""Routes about changes: service, auth, listing, detail, bundle sync, archive and tasks.
+
+Each method imports the model it returns in its body, not at module level: a ``loom``
+command whose routes parse no model never imports pydantic (tests/cli/test_startup.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loom.client._base import BaseClient
-from loom.models import (
-    ArchiveResult,
-    ArtifactBundle,
-    AuthInfo,
-    ChangeDetail,
-    ChangeSummary,
-    Health,
-    Page,
-    PushResult,
-    RawTasks,
-    Ready,
-    TaskMutationResult,
-    TasksInitResult,
-    TasksView,
-)
+
+if TYPE_CHECKING:
+    from loom.models import (
+        ArchiveResult,
+        ArtifactBundle,
+        AuthInfo,
+        ChangeDetail,
+        ChangeSummary,
+        Health,
+        Page,
+        PushResult,
+        RawTasks,
+        Ready,
+        TaskMutationResult,
+        TasksInitResult,
+        TasksView,
+    )
 
 __all__ = ["ChangesAPI"]
+
+_TASK_ACTIONS = ("start", "complete", "shelve", "unshelve")
 
 
 def _status_param(status: str | Sequence[str] | None) -> str | None:
@@ -40,15 +48,21 @@ class ChangesAPI(BaseClient):
 
     def health(self) -> Health:
         """``GET /health``: the server process is up (no database access, no auth)."""
+        from loom.models import Health
+
         return Health.model_validate(self._json(self._request("GET", "/health")))
 
     def ready(self) -> Ready:
         """``GET /ready``: the database answers. A 503 is returned as ``status="not_ready"``."""
+        from loom.models import Ready
+
         response = self._request("GET", "/ready", retry=False, accept=frozenset({503}))
         return Ready.model_validate(self._json(response))
 
     def verify(self) -> AuthInfo:
         """``GET /auth/verify``: what the token is allowed to do for this project."""
+        from loom.models import AuthInfo
+
         return AuthInfo.model_validate(
             self._json(self._request("GET", self._project_path("auth", "verify")))
         )
@@ -69,6 +83,8 @@ class ChangesAPI(BaseClient):
         ``lifecycle`` is ``active``, ``archived`` or ``all``; ``status`` filters by work
         status (one value or several). Without ``limit`` the server returns every change.
         """
+        from loom.models import ChangeSummary, Page
+
         response = self._request(
             "GET",
             self._project_path("changes"),
@@ -114,15 +130,29 @@ class ChangesAPI(BaseClient):
 
     def get_change(self, change_id: str, *, lifecycle: str | None = None) -> ChangeDetail:
         """``GET /changes/{id}``: artifacts, progress, revision, work status and lease."""
+        from loom.models import ChangeDetail
+
+        return ChangeDetail.model_validate(self._change_json(change_id, lifecycle))
+
+    def change_id_of(self, target: str, *, lifecycle: str | None = "all") -> str:
+        """The exact id of the change ``target`` names (an id, or a short form the server
+        resolves: ``1-2``, a prefix, slug words), from ``GET /changes/{target}``, without
+        building the :class:`ChangeDetail` model (the ``loom`` command then never imports
+        pydantic). Active and archived changes by default."""
+        return str(self._change_json(target, lifecycle)["id"])
+
+    def _change_json(self, change_id: str, lifecycle: str | None) -> Any:
         response = self._request(
             "GET", self._project_path("changes", change_id), params={"lifecycle": lifecycle}
         )
-        return ChangeDetail.model_validate(self._json(response))
+        return self._json(response)
 
     # --- bundle sync --------------------------------------------------------------------
 
     def pull(self, change_id: str) -> ArtifactBundle:
         """``GET /changes/{id}/sync``: every artifact and the current revision."""
+        from loom.models import ArtifactBundle
+
         response = self._request("GET", self._project_path("changes", change_id, "sync"))
         return ArtifactBundle.model_validate(self._json(response))
 
@@ -148,6 +178,8 @@ class ChangesAPI(BaseClient):
         ``spec_bases``, or its ``spec_revisions`` after a rebase); omitted, the server keeps
         the recorded bases and records the current revision for new capabilities.
         """
+        from loom.models import PushResult
+
         headers = self._write_headers(change_id, fencing_token)
         if revision:
             headers["If-Match"] = f'"{revision}"'
@@ -203,6 +235,8 @@ class ChangesAPI(BaseClient):
         ``change_unfinished``), and so is one a requirement of which changed since its spec
         base (:class:`StaleSpecBase`), unless ``force`` (lease holder or admin; recorded).
         """
+        from loom.models import ArchiveResult
+
         response = self._request(
             "POST",
             self._project_path("changes", change_id, "archive"),
@@ -218,11 +252,15 @@ class ChangesAPI(BaseClient):
 
     def get_tasks(self, change_id: str) -> TasksView:
         """``GET /changes/{id}/tasks``: parsed tasks, waves, progress, ready and blocked."""
+        from loom.models import TasksView
+
         response = self._request("GET", self._project_path("changes", change_id, "tasks"))
         return TasksView.model_validate(self._json(response))
 
     def get_tasks_raw(self, change_id: str) -> RawTasks:
         """``GET /changes/{id}/tasks/raw``: the ``tasks.md`` text (None when missing)."""
+        from loom.models import RawTasks
+
         response = self._request("GET", self._project_path("changes", change_id, "tasks", "raw"))
         return RawTasks.model_validate(self._json(response))
 
@@ -234,6 +272,8 @@ class ChangesAPI(BaseClient):
         idempotency_key: str | None = None,
     ) -> TasksInitResult:
         """``POST /changes/{id}/tasks/init``: write the enhanced template if no tasks exist."""
+        from loom.models import TasksInitResult
+
         return TasksInitResult.model_validate(
             self._task_post(change_id, ("init",), {}, fencing_token, idempotency_key)
         )
@@ -296,10 +336,33 @@ class ChangesAPI(BaseClient):
         idempotency_key: str | None = None,
     ) -> TaskMutationResult:
         """``POST /changes/{id}/tasks/add``: append a task (to ``wave``, default wave 1)."""
+        from loom.models import TaskMutationResult
+
         body = {"title": title, "wave": wave}
         return TaskMutationResult.model_validate(
             self._task_post(change_id, ("add",), body, fencing_token, idempotency_key)
         )
+
+    def task_action_json(
+        self,
+        change_id: str,
+        task_id: str,
+        action: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        fencing_token: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /changes/{id}/tasks/{task}/{action}`` (``start``, ``complete``, ``shelve``,
+        ``unshelve``): the response body as JSON data, not parsed into
+        :class:`TaskMutationResult`, for a caller that only prints it (the ``loom`` command
+        then never imports pydantic). ``body`` is the optional ``note`` or ``reason``."""
+        if action not in _TASK_ACTIONS:
+            raise ValueError(f"unknown task action {action!r} (one of {', '.join(_TASK_ACTIONS)})")
+        result: dict[str, Any] = self._task_post(
+            change_id, (task_id, action), dict(body or {}), fencing_token, idempotency_key
+        )
+        return result
 
     def _mutate(
         self,
@@ -310,8 +373,17 @@ class ChangesAPI(BaseClient):
         fencing_token: int | None,
         idempotency_key: str | None,
     ) -> TaskMutationResult:
+        from loom.models import TaskMutationResult
+
         return TaskMutationResult.model_validate(
-            self._task_post(change_id, (task_id, action), body, fencing_token, idempotency_key)
+            self.task_action_json(
+                change_id,
+                task_id,
+                action,
+                body,
+                fencing_token=fencing_token,
+                idempotency_key=idempotency_key,
+            )
         )
 
     def _task_post(

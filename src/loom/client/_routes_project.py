@@ -1,26 +1,32 @@
-"""Project-wide routes: modules, specs, import/export, leases, allocation and events."""
+"""Project-wide routes: modules, specs, import/export, leases, allocation and events.
+
+Each method imports the model it returns in its body, not at module level: a ``loom``
+command whose routes parse no model never imports pydantic (tests/cli/test_startup.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loom.client._base import BaseClient, new_idempotency_key
 from loom.errors import ValidationError
-from loom.models import (
-    AllocateResult,
-    AuditEvent,
-    ClaimResult,
-    ImportResult,
-    IngestResult,
-    ModuleDetail,
-    ModuleSummary,
-    Page,
-    ProjectSnapshot,
-    ReleaseResult,
-    SpecDocument,
-    SpecSummary,
-)
+
+if TYPE_CHECKING:
+    from loom.models import (
+        AllocateResult,
+        AuditEvent,
+        ClaimResult,
+        ImportResult,
+        IngestResult,
+        ModuleDetail,
+        ModuleSummary,
+        Page,
+        ProjectSnapshot,
+        ReleaseResult,
+        SpecDocument,
+        SpecSummary,
+    )
 
 __all__ = ["ProjectAPI"]
 
@@ -32,11 +38,15 @@ class ProjectAPI(BaseClient):
 
     def list_modules(self) -> list[ModuleSummary]:
         """``GET /modules``: modules with their sub-modules and change counts."""
+        from loom.models import ModuleSummary
+
         data = self._json(self._request("GET", self._project_path("modules")))
         return [ModuleSummary.model_validate(item) for item in data]
 
     def get_module(self, module_id: str) -> ModuleDetail:
         """``GET /modules/{id}`` (``NNN`` or a sub-module ``NNN.SS``)."""
+        from loom.models import ModuleDetail
+
         data = self._json(self._request("GET", self._project_path("modules", module_id)))
         return ModuleDetail.model_validate(data)
 
@@ -50,6 +60,8 @@ class ProjectAPI(BaseClient):
         idempotency_key: str | None = None,
     ) -> ModuleDetail:
         """``PUT /modules/{id}``: create or replace a module or sub-module."""
+        from loom.models import ModuleDetail
+
         body: dict[str, Any] = {"name": name}
         if description is not None:
             body["description"] = description
@@ -67,11 +79,15 @@ class ProjectAPI(BaseClient):
 
     def list_specs(self) -> list[SpecSummary]:
         """``GET /specs``: capability specs sorted by id."""
+        from loom.models import SpecSummary
+
         data = self._json(self._request("GET", self._project_path("specs")))
         return [SpecSummary.model_validate(item) for item in data]
 
     def get_spec(self, spec_id: str, *, revision: int | None = None) -> SpecDocument:
         """``GET /specs/{id}``: one capability spec's markdown (at ``revision``, if given)."""
+        from loom.models import SpecDocument
+
         params = None if revision is None else {"revision": revision}
         data = self._json(self._request("GET", self._project_path("specs", spec_id), params=params))
         return SpecDocument.model_validate(data)
@@ -80,6 +96,8 @@ class ProjectAPI(BaseClient):
         self, spec_id: str, markdown: str, *, idempotency_key: str | None = None
     ) -> SpecDocument:
         """``PUT /specs/{id}``: create or replace a capability spec."""
+        from loom.models import SpecDocument
+
         response = self._request(
             "PUT",
             self._project_path("specs", spec_id),
@@ -101,6 +119,8 @@ class ProjectAPI(BaseClient):
 
         One request: callers with large trees split them (see :func:`loom.client.import_tree`).
         """
+        from loom.models import ImportResult
+
         body = snapshot.model_dump(mode="json", by_alias=True)
         body["mode"] = "overwrite" if overwrite else "create-only"
         response = self._request(
@@ -110,6 +130,8 @@ class ProjectAPI(BaseClient):
 
     def export_snapshot(self) -> ProjectSnapshot:
         """``GET /export``: the whole project in the shape of an import body."""
+        from loom.models import ProjectSnapshot
+
         data = self._json(self._request("GET", self._project_path("export")))
         return ProjectSnapshot.model_validate(data)
 
@@ -137,6 +159,8 @@ class ProjectAPI(BaseClient):
         Raises :class:`LeaseConflict` when another holder has it. The fencing token is
         remembered and sent on later writes to the change.
         """
+        from loom.models import ClaimResult
+
         response = self._request(
             "POST",
             self._project_path("changes", change_id, "claim"),
@@ -157,6 +181,8 @@ class ProjectAPI(BaseClient):
         idempotency_key: str | None = None,
     ) -> ClaimResult:
         """``POST /changes/{id}/heartbeat``: extend the lease (same fencing token)."""
+        from loom.models import ClaimResult
+
         response = self._request(
             "POST",
             self._project_path("changes", change_id, "heartbeat"),
@@ -177,6 +203,8 @@ class ProjectAPI(BaseClient):
         idempotency_key: str | None = None,
     ) -> ReleaseResult:
         """``POST /changes/{id}/release`` (idempotent); ``force`` needs an admin token."""
+        from loom.models import ReleaseResult
+
         response = self._request(
             "POST",
             self._project_path("changes", change_id, "release"),
@@ -190,11 +218,15 @@ class ProjectAPI(BaseClient):
 
     def get_lease(self, change_id: str) -> ClaimResult:
         """``GET /changes/{id}/lease``: the active lease (:class:`NotFound` when none)."""
+        from loom.models import ClaimResult
+
         data = self._json(self._request("GET", self._project_path("changes", change_id, "lease")))
         return ClaimResult.model_validate(data)
 
     def list_leases(self) -> list[ClaimResult]:
         """``GET /leases``: active leases, soonest expiry first."""
+        from loom.models import ClaimResult
+
         data = self._json(self._request("GET", self._project_path("leases")))
         return [ClaimResult.model_validate(item) for item in data]
 
@@ -215,6 +247,8 @@ class ProjectAPI(BaseClient):
 
         Retries reuse the idempotency key, so a lost response never leaks a second lease.
         """
+        from loom.models import AllocateResult
+
         body = self._holder_body(holder, ttl_seconds)
         if module is not None:
             body["module"] = module
@@ -247,6 +281,8 @@ class ProjectAPI(BaseClient):
         The key (generated when not given) goes in the body ``idempotency_key`` and in the
         ``Idempotency-Key`` header; the same key with the same batch is never appended twice.
         """
+        from loom.models import AuditEvent, IngestResult
+
         key = idempotency_key or new_idempotency_key()
         payload = [
             e.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"seq"})
@@ -275,6 +311,8 @@ class ProjectAPI(BaseClient):
 
         ``next_cursor`` is the ``X-Next-Since`` header (the ``since`` of the next page).
         """
+        from loom.models import AuditEvent, Page
+
         response = self._request(
             "GET",
             self._project_path("events"),

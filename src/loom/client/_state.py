@@ -13,12 +13,14 @@ import shutil
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
 from loom.client._base import check_path_id
-from loom.models import ClaimResult
+
+if TYPE_CHECKING:
+    from loom.models import ClaimResult
 
 __all__ = [
     "BACKUPS_KEPT",
@@ -123,11 +125,26 @@ class LeaseStore:
 
     def load(self, change_id: str) -> ClaimResult | None:
         """The remembered lease of ``change_id``, if any."""
+        from loom.models import ClaimResult
+
         try:
             data: Any = json.loads(self._path(change_id).read_text(encoding="utf-8"))
             return ClaimResult.model_validate(data)
         except (OSError, ValueError):
             return None
+
+    def fencing_token(self, change_id: str, holder: str | None) -> int | None:
+        """The fencing token of the remembered lease of ``change_id`` when ``holder`` took
+        it, else None. Reads the file as JSON only (no model: the ``loom`` command's task
+        writes then never import pydantic)."""
+        try:
+            data: Any = json.loads(self._path(change_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("holder") != holder:
+            return None
+        token = data.get("fencing_token")
+        return token if isinstance(token, int) and not isinstance(token, bool) else None
 
     def forget(self, change_id: str) -> None:
         """Drop the remembered lease (after release or archive)."""

@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -21,7 +22,9 @@ from loom.client._base import _redact_url
 from loom.client._errors import ConnectionFailed
 from loom.client._routes_project import ProjectAPI
 from loom.errors import LoomError
-from loom.models import AllocateResult, AuditEvent
+
+if TYPE_CHECKING:
+    from loom.models import AllocateResult, AuditEvent
 
 __all__ = ["SSEMessage", "StreamAPI", "parse_sse"]
 
@@ -107,6 +110,8 @@ class StreamAPI(ProjectAPI):
         after the last event seen: nothing is lost or repeated. Errors other than
         unavailability (401, 403, 404, 400) are raised.
         """
+        from loom.models import AuditEvent
+
         filters = {"entity": entity, "entity_id": entity_id, "scope": scope, "op": op}
         cursor = since
         failures = 0
@@ -152,6 +157,8 @@ class StreamAPI(ProjectAPI):
         combined with ``wait``). ``avoid_overlap``: ``prefer`` (the server's default),
         ``strict`` or ``off``.
         """
+        from loom.models import AllocateResult
+
         if not wait or wait <= 0:
             return super().allocate(
                 ttl_seconds=ttl_seconds,

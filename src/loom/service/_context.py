@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection
 
+from loom.domain.tokens import NamedToken
 from loom.service._tokencache import TokenCache
 from loom.settings import Settings
 from loom.store import migrate
@@ -91,7 +92,9 @@ class ServiceContext:
     db: Database
     policy: Policy = field(default_factory=Policy)
     clock: Callable[[], int] = system_clock_us
-    tokens: TokenCache = field(default_factory=TokenCache)
+    tokens: TokenCache[NamedToken] = field(default_factory=TokenCache)
+    # Dashboard sessions: nonce -> signed out (see loom.service.sessions).
+    sessions: TokenCache[bool] = field(default_factory=TokenCache)
     _project_ids: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -136,4 +139,5 @@ def open_context(
         Policy.from_settings(settings),
         clock or system_clock_us,
         tokens=TokenCache(settings.token_cache_seconds),
+        sessions=TokenCache(settings.token_cache_seconds),
     )

@@ -1,4 +1,5 @@
-"""A per-process cache of named-token lookups, each entry trusted for at most ``ttl`` seconds.
+"""A per-process cache of named-token lookups (and of dashboard sign-outs), each entry
+trusted for at most ``ttl`` seconds.
 
 Revocation and expiry must reach every server process within a second without a database
 read per request: an entry (hit or miss) is reused only while it is younger than ``ttl``
@@ -11,32 +12,31 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
-
-from loom.domain.tokens import NamedToken
+from typing import Final, Generic, TypeVar
 
 __all__ = ["MISS", "TokenCache"]
 
 MISS: Final = object()
 _MAX_ENTRIES: Final = 10_000
+V = TypeVar("V")
 
 
-class TokenCache:
+class TokenCache(Generic[V]):
     def __init__(self, ttl: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
         self._monotonic = monotonic
-        self._entries: dict[str, tuple[float, NamedToken | None]] = {}
+        self._entries: dict[str, tuple[float, V | None]] = {}
         self._used: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def get(self, token_hash: str) -> NamedToken | object | None:
+    def get(self, token_hash: str) -> V | object | None:
         """The cached lookup, or :data:`MISS` when absent or older than ``ttl``."""
         entry = self._entries.get(token_hash)
         if entry is None or self._monotonic() - entry[0] >= self.ttl:
             return MISS
         return entry[1]
 
-    def put(self, token_hash: str, token: NamedToken | None) -> None:
+    def put(self, token_hash: str, token: V | None) -> None:
         with self._lock:
             if len(self._entries) >= _MAX_ENTRIES:
                 self._entries.clear()  # bounded: unknown tokens cannot grow it without end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -16,6 +17,7 @@ from loom.service._common import write_pid
 from loom.service._context import Project, ServiceContext
 from loom.store.events import (
     append_events,
+    events_of,
     get_batch_key,
     insert_batch_key,
     latest_seq,
@@ -24,7 +26,7 @@ from loom.store.events import (
     vacuum_events,
 )
 
-__all__ = ["ingest_events", "latest_event", "read_events"]
+__all__ = ["events_about", "ingest_events", "latest_event", "read_events"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _log = logging.getLogger("loom.events")
@@ -67,11 +69,15 @@ def ingest_events(
     key: str | None,
     *,
     strict_json: bool = False,
+    token_name: str | None = None,
 ) -> dict[str, int]:
     """Validate every event first; append the batch once per key (same key + same batch →
     duplicates; same key + different batch → 422). One transaction.
 
-    ``strict_json``: the events were decoded by ``orjson`` (see ``canonical_event_json``)."""
+    ``strict_json``: the events were decoded by ``orjson`` (see ``canonical_event_json``).
+    ``token_name``: the named token the batch came with. Each event then records it in
+    ``by`` (the log says which token wrote it); a different ``by`` the client sent is kept
+    in ``sent_by``. The batch fingerprint is the batch as sent."""
     bodies = [
         canonical_event_json(ev, index, strict_json=strict_json)
         for index, ev in enumerate(raw_events)
@@ -88,6 +94,8 @@ def ingest_events(
         )
     # The canonical texts have sorted keys: key order and whitespace do not change the batch.
     fingerprint = hashlib.sha256("\n".join(bodies).encode("utf-8")).hexdigest()
+    if token_name is not None:
+        events, bodies = _signed(events, bodies, token_name)
     pid = write_pid(ctx, project)
     now = ctx.now_us()
     with ctx.db.write() as conn:
@@ -108,6 +116,20 @@ def ingest_events(
         return {"accepted": 0, "duplicates": len(events)}
 
 
+def _signed(
+    events: list[dict[str, Any]], bodies: list[str], token_name: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The events with ``by`` set to the token's name (``sent_by``: the client's own)."""
+    out_events, out_bodies = [], []
+    for event, body in zip(events, bodies, strict=True):
+        if event.get("by") != token_name:
+            event = {**event, "by": token_name, "sent_by": event.get("by")}
+            body = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        out_events.append(event)
+        out_bodies.append(body)
+    return out_events, out_bodies
+
+
 def read_events(
     ctx: ServiceContext,
     project: Project,
@@ -119,12 +141,9 @@ def read_events(
     op: str | None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Events in append order; with ``limit``, also the cursor for the next page."""
-    with ctx.db.read() as conn:
-        pid = ctx.project_id(conn, project, create=False)
+    pid = _published(ctx, project)
     if pid is None:
         return [], (since or 0) if limit is not None else None
-    if ctx.db.kind == "postgresql":
-        _publish(ctx, pid)
     with ctx.db.read() as conn:
         items = list_events(conn, pid, since=since, limit=limit, entity=entity, scope=scope, op=op)
     if limit is None:
@@ -138,11 +157,31 @@ def latest_event(ctx: ServiceContext, project: Project) -> tuple[int | None, int
 
     Reads through the same path as :func:`read_events` (PostgreSQL numbers what has been
     committed first), so "from now" on the event stream means after this ``seq``."""
-    with ctx.db.read() as conn:
-        pid = ctx.project_id(conn, project, create=False)
+    pid = _published(ctx, project)
     if pid is None:
         return None, 0
-    if ctx.db.kind == "postgresql":
-        _publish(ctx, pid)
     with ctx.db.read() as conn:
         return pid, latest_seq(conn, pid)
+
+
+def events_about(
+    ctx: ServiceContext, project: Project, entity_id: str, limit: int
+) -> list[dict[str, Any]]:
+    """The last ``limit`` events about ``entity_id`` (its own, ``entity_id``, and those it
+    scopes, ``scope``: a change's task events), newest first. Two index range scans, however
+    long the log."""
+    pid = _published(ctx, project)
+    if pid is None:
+        return []
+    with ctx.db.read() as conn:
+        return events_of(conn, pid, entity_id, limit)
+
+
+def _published(ctx: ServiceContext, project: Project) -> int | None:
+    """The project's row id (None: unknown), its committed events numbered first
+    (PostgreSQL; see :func:`loom.store.events.publish_events`)."""
+    with ctx.db.read() as conn:
+        pid = ctx.project_id(conn, project, create=False)
+    if pid is not None and ctx.db.kind == "postgresql":
+        _publish(ctx, pid)
+    return pid

@@ -6,28 +6,40 @@
 2. The use case runs, and its response is stored against the key, in ONE transaction: the
    effect and the record commit together or not at all.
 3. An error response below 500 is stored too (the effect was rolled back). A 5xx forgets the
-   in-flight record, so the client may retry; a record left in flight by a crashed process
-   is taken over after a timeout (its effect never committed).
+   in-flight record, so the client may retry.
+
+A record left in flight by a process that died mid-request never gets its effect (which
+commits with the record's answer, on the session that recorded it). It is released at
+start-up (SQLite: any other boot's; PostgreSQL: a boot with no database session left) and,
+on PostgreSQL, taken over by the next request with its key as soon as the boot that wrote it
+has no session left; otherwise after ``idempotency_in_flight_timeout``. A request whose record
+was taken over meanwhile rolls its effect back (409 ``idempotency_in_flight``) instead of
+committing it twice.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection
+
 from loom.errors import IdempotencyInFlight, LoomError, Unprocessable
 from loom.service._common import write_pid
 from loom.service._context import Project, ServiceContext
 from loom.store import idempotency as store
+from loom.store.engine import BOOT_ID
 
 __all__ = ["BOOT_ID", "Replay", "release_abandoned", "run_idempotent"]
 
-BOOT_ID = secrets.token_hex(6)
-"""This process's boot: every in-flight record it writes has an owner ``<BOOT_ID>.<random>``."""
+# Every in-flight record this process writes has an owner ``<BOOT_ID>.<random>``.
+
+log = logging.getLogger("loom.idempotency")
 
 
 @dataclass(frozen=True)
@@ -89,12 +101,27 @@ def _begin(ctx: ServiceContext, pid: int, key: str, fingerprint: str, owner: str
             assert rec.status is not None and rec.body is not None
             return Replay(rec.status, json.loads(rec.body))
         stale = rec.created_us + ctx.policy.idempotency_in_flight_timeout * 1_000_000 <= now
+        if not stale and not _live(conn, ctx, rec.owner):
+            stale = True
         if not stale:
             raise IdempotencyInFlight("a request with this Idempotency-Key is still in progress")
         store.take_over_key(
             conn, pid, key, fingerprint=fingerprint, owner=owner, now_us=now, expires_us=expires
         )
         return None
+
+
+def _live(conn: Connection, ctx: ServiceContext, owner: str | None) -> bool:
+    """Can the request that owns this in-flight record still commit its effect?
+
+    This process's own records: yes. Another boot's on PostgreSQL: while any session of that
+    boot is connected (one query, only when a key is found in flight). SQLite: one process
+    owns the database and released other boots' records at start-up.
+    """
+    boot = store.boot_of(owner)
+    if boot == BOOT_ID or ctx.db.kind != "postgresql":
+        return True
+    return store.boot_alive(conn, boot)
 
 
 def _finish(ctx: ServiceContext, pid: int, key: str, owner: str, status: int, body: Any) -> None:
@@ -120,9 +147,14 @@ def run_idempotent(
     try:
         with ctx.db.write() as conn:
             body = operation()
-            store.finish_key(
+            if not store.finish_key(
                 conn, pid, key, owner=owner, status=success_status, body=json.dumps(body)
-            )
+            ):
+                # Taken over (this request was presumed dead): roll the effect back, the
+                # request that owns the key now applies it.
+                raise IdempotencyInFlight(
+                    "a request with this Idempotency-Key is still in progress"
+                )
     except LoomError as err:
         if err.status < 500:
             _finish(ctx, pid, key, owner, err.status, err.to_envelope())
@@ -141,16 +173,20 @@ def _forget(ctx: ServiceContext, pid: int, key: str, owner: str) -> None:
 
 
 def release_abandoned(ctx: ServiceContext) -> int:
-    """At start-up on SQLite: delete the in-flight records of earlier boots.
+    """At start-up: delete the in-flight records of processes that died mid-request.
 
-    One process owns a SQLite database (``serve --workers > 1`` is refused there), so any
-    in-flight record not written by this boot belongs to a process that died mid-request,
-    whose effect never committed (it commits with the record): its key is free again at
-    once instead of answering 409 ``idempotency_in_flight`` for two minutes. (PostgreSQL
-    servers share the database with other live processes; there the in-flight timeout
-    still decides.) Returns how many were released.
+    Their effect never committed (it commits with the record), so their keys are free again
+    at once instead of answering 409 ``idempotency_in_flight`` for two minutes.
+    SQLite: one process owns the database (``serve --workers > 1`` is refused there), so
+    every in-flight record not written by this boot. PostgreSQL (shared by live processes):
+    the records of boots with no database session left (:func:`store.release_dead_boots`).
+    Returns how many were released.
     """
-    if ctx.db.kind != "sqlite":
-        return 0
     with ctx.db.write() as conn:
-        return store.release_other_boots(conn, f"{BOOT_ID}.")
+        if ctx.db.kind == "sqlite":
+            released = store.release_other_boots(conn, f"{BOOT_ID}.")
+        else:
+            released = store.release_dead_boots(conn, BOOT_ID)
+    if released:
+        log.info("released %d idempotency key(s) left in flight by a stopped process", released)
+    return released

@@ -139,7 +139,9 @@ def _apply_claim(
     *,
     allocate: bool,
     stored: rules.LeaseState | _Unread | None = _UNREAD,
+    by: str | None = None,
 ) -> dict[str, Any]:
+    """``by``: who the events name (a named token's name; default ``@holder``)."""
     if isinstance(stored, _Unread):
         stored = get_lease(conn, pid, change_id)
     outcome = rules.claim(
@@ -154,7 +156,7 @@ def _apply_claim(
         now,
         change_id,
         outcome.events,
-        f"@{holder}",
+        by or f"@{holder}",
         allocate=allocate,
         fencing_token=outcome.state.fencing_token,
     )
@@ -165,16 +167,26 @@ def _apply_claim(
 
 
 def claim(
-    ctx: ServiceContext, project: Project, change_id: str, holder: str, ttl_seconds: int | None
+    ctx: ServiceContext,
+    project: Project,
+    change_id: str,
+    holder: str,
+    ttl_seconds: int | None,
+    *,
+    token_name: str | None = None,
 ) -> dict[str, Any]:
+    """Acquire or renew ``holder``'s lease. ``token_name``: the named token the request
+    came with; its events name it (``by``) instead of ``@holder`` (``meta.holder`` keeps
+    the holder)."""
     requested = None if ttl_seconds is None else resolve_ttl(ctx, ttl_seconds)
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
         stored = _live_lease(conn, pid, change_id)
         ttl = _renewal_ttl(ctx, requested, stored, holder)
+        by = token_name
         return _apply_claim(
-            ctx, conn, pid, change_id, holder, ttl, now, allocate=False, stored=stored
+            ctx, conn, pid, change_id, holder, ttl, now, allocate=False, stored=stored, by=by
         )
 
 
@@ -223,7 +235,7 @@ def release(
                 now,
                 change_id,
                 outcome.events,
-                actor.by if force else f"@{holder}",
+                actor.by if force else (actor.token_name or f"@{holder}"),
                 allocate=False,
                 fencing_token=outcome.state.fencing_token,
             )
@@ -282,6 +294,7 @@ def allocate(
     module: str | None = None,
     changes: Sequence[str] | None = None,
     avoid_overlap: str = "prefer",
+    token_name: str | None = None,
 ) -> dict[str, Any]:
     """Pick the first eligible change and lease it to ``holder`` in the same transaction.
 
@@ -293,6 +306,7 @@ def allocate(
     busy change (leased or in progress) first, and an overlapping one only when nothing else
     is eligible; ``strict`` never offers an overlapping one (``claim: null`` instead); ``off``
     ignores overlaps. The claim names the busy changes it overlaps (``overlaps``).
+    ``token_name``: as for :func:`claim`.
     """
     if avoid_overlap not in AVOID_OVERLAP:
         raise ValidationError(
@@ -302,6 +316,7 @@ def allocate(
         )
     requested = None if ttl_seconds is None else resolve_ttl(ctx, ttl_seconds)
     ttl = ctx.policy.lease_ttl if requested is None else requested
+    by = token_name or f"@{holder}"
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
@@ -312,7 +327,7 @@ def allocate(
             renewal = _renewal_ttl(ctx, requested, stored, holder)
             metrics.ALLOCATIONS.labels("granted").inc()
             renewed = _apply_claim(
-                ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored
+                ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored, by=by
             )
             if avoid_overlap != "off" and _overlap_possible(conn, pid, now):
                 renewed = _with_overlaps(conn, pid, renewed, now)
@@ -320,18 +335,18 @@ def allocate(
         # One cheap check first; when it says no overlap is possible, allocation is exactly
         # the plain path.
         if avoid_overlap != "off" and _overlap_possible(conn, pid, now):
-            picked = _pick_without_overlap(ctx, conn, pid, holder, ttl, now, module, changes)
+            picked = _pick_without_overlap(ctx, conn, pid, holder, ttl, now, module, changes, by)
             if picked is not None:
                 metrics.ALLOCATIONS.labels("granted").inc()
                 return {"claim": picked}
             if avoid_overlap == "strict":
                 metrics.ALLOCATIONS.labels("no_work").inc()
                 return {"claim": None}
-            claimed = _next_free(ctx, conn, pid, holder, ttl, now, module, changes)
+            claimed = _next_free(ctx, conn, pid, holder, ttl, now, module, changes, by)
             if claimed is not None:
                 claimed = _with_overlaps(conn, pid, claimed, now)
         else:
-            claimed = _next_free(ctx, conn, pid, holder, ttl, now, module, changes)
+            claimed = _next_free(ctx, conn, pid, holder, ttl, now, module, changes, by)
         metrics.ALLOCATIONS.labels("no_work" if claimed is None else "granted").inc()
         return {"claim": claimed}
 
@@ -361,6 +376,7 @@ def _next_free(
     now: int,
     module: str | None,
     changes: Sequence[str] | None,
+    by: str,
 ) -> dict[str, Any] | None:
     """Claim the first eligible change in the usual order (None: no work)."""
     tried: list[str] = []
@@ -369,7 +385,7 @@ def _next_free(
         if change_id is None:
             return None
         try:
-            return _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True)
+            return _apply_claim(ctx, conn, pid, change_id, holder, ttl, now, allocate=True, by=by)
         except LeaseConflict:
             # Claimed and committed between the candidate's snapshot and its row lock
             # (PostgreSQL only); the lease was re-read under the lock. Ask again.
@@ -385,6 +401,7 @@ def _pick_without_overlap(
     now: int,
     module: str | None,
     changes: Sequence[str] | None,
+    by: str,
 ) -> dict[str, Any] | None:
     """Claim the first eligible change sharing no requirement with a busy one (None: none).
 
@@ -414,7 +431,7 @@ def _pick_without_overlap(
                 continue
         # Free: SQLite serialises writers; PostgreSQL read the lease after the row lock.
         return _apply_claim(
-            ctx, conn, pid, change_id, holder, ttl, now, allocate=True, stored=stored
+            ctx, conn, pid, change_id, holder, ttl, now, allocate=True, stored=stored, by=by
         )
 
 

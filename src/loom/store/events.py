@@ -16,9 +16,11 @@ from loom.store.engine import APPENDED
 from loom.store.schema import event_batches
 
 __all__ = [
+    "EVENT_COLUMNS",
     "BatchKey",
     "append_events",
     "event_rows",
+    "events_of",
     "get_batch_key",
     "insert_batch_key",
     "latest_seq",
@@ -83,10 +85,12 @@ def event_rows(
     now_us: int,
     bodies: Sequence[str] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """``(project_id, entity, scope, op, body, created_us)`` per event, as stored."""
+    """``(project_id, entity, scope, op, body, created_us, entity_id)`` per event, as
+    stored."""
     rows = []
     for offset, ev in enumerate(items):
         scope = ev.get("scope")
+        entity_id = ev.get("entity_id")
         rows.append(
             (
                 project_id,
@@ -95,6 +99,7 @@ def event_rows(
                 str(ev.get("op", ""))[:100],
                 bodies[offset] if bodies is not None else _dump(ev),
                 now_us,
+                entity_id[:200] if isinstance(entity_id, str) else None,
             )
         )
     return rows
@@ -121,18 +126,18 @@ def _copy_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
 
 
 _APPEND_NEXT = _raw.SQL(
-    "INSERT INTO events (seq, project_id, entity, scope, op, body, created_us)"
+    "INSERT INTO events (seq, project_id, entity, scope, op, body, created_us, entity_id)"
     " VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE project_id = ?),"
-    " ?, ?, ?, ?, ?, ?) RETURNING seq"
+    " ?, ?, ?, ?, ?, ?, ?) RETURNING seq"
 )
 _TOP_SEQ = _raw.SQL("SELECT MAX(seq) FROM events WHERE project_id = ?")
-_APPEND_UNNUMBERED = _raw.SQL(
-    "INSERT INTO events (project_id, entity, scope, op, body, created_us) VALUES (?, ?, ?, ?, ?, ?)"
-)
-_COPY = "COPY events (project_id, entity, scope, op, body, created_us) FROM STDIN"
+EVENT_COLUMNS = "project_id, entity, scope, op, body, created_us, entity_id"
+"""The columns of an appended row, in :func:`event_rows` order."""
+_APPEND_UNNUMBERED = _raw.SQL(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_COPY = f"COPY events ({EVENT_COLUMNS}) FROM STDIN"
 _APPEND = _raw.SQL(
-    "INSERT INTO events (project_id, seq, entity, scope, op, body, created_us)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (project_id, seq, entity, scope, op, body, created_us, entity_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -170,6 +175,31 @@ def _list_sql(filters: tuple[str, ...], limited: bool) -> _raw.SQL:
         f"{where} ORDER BY seq{' LIMIT ?' if limited else ''}"
     )
 
+
+def events_of(
+    conn: Connection, project_id: int, entity_id: str, limit: int
+) -> list[dict[str, Any]]:
+    """The last ``limit`` numbered events whose ``entity_id`` or ``scope`` is ``entity_id``,
+    newest first: a backward range scan of ``ix_events_entity`` and one of
+    ``ix_events_scope``, merged (an event matching both counts once)."""
+    found: dict[int, str] = {}
+    for sql in (_BY_ENTITY, _BY_SCOPE):
+        for seq, body in _raw.fetchall(conn, sql, (project_id, entity_id, limit)):
+            found[int(seq)] = body
+    out = []
+    for seq in sorted(found, reverse=True)[:limit]:
+        ev = json.loads(found[seq])
+        ev["seq"] = seq
+        out.append(ev)
+    return out
+
+
+_ABOUT = (
+    "SELECT seq, body FROM events WHERE project_id = ? AND {column} = ? AND seq IS NOT NULL"
+    " ORDER BY seq DESC LIMIT ?"
+)
+_BY_ENTITY = _raw.SQL(_ABOUT.format(column="entity_id"))
+_BY_SCOPE = _raw.SQL(_ABOUT.format(column="scope"))
 
 _ANY_PENDING = _raw.SQL("SELECT 1 FROM events WHERE project_id = ? AND seq IS NULL LIMIT 1")
 _LOCK_COUNTER = _raw.SQL("SELECT event_seq FROM projects WHERE id = ? FOR UPDATE")

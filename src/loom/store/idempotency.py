@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, select, text, update
 
 from loom.store.schema import idempotency
 
 __all__ = [
     "IdemRecord",
+    "boot_alive",
+    "boot_of",
     "claim_key",
     "finish_key",
     "get_key",
     "purge_expired",
+    "release_dead_boots",
     "release_key",
     "release_other_boots",
 ]
@@ -153,3 +156,64 @@ def release_other_boots(conn: Connection, boot_prefix: str) -> int:
         )
     )
     return int(result.rowcount or 0)
+
+
+def boot_of(owner: str | None) -> str:
+    """The boot id an owner ``<boot>.<random>`` was written by."""
+    return (owner or "").partition(".")[0]
+
+
+def boot_alive(conn: Connection, boot: str) -> bool:
+    """PostgreSQL: is any session of process boot ``boot`` still connected?
+
+    Every session a server process opens carries ``application_name = 'loom:<boot>'``
+    (:data:`loom.store.engine.APPLICATION_NAME`); ``pg_stat_activity`` shows every session's
+    ``application_name`` to any user. Read it *after* the record it is about: a session
+    that wrote a record is connected before the record exists.
+    """
+    row = conn.execute(
+        text("SELECT 1 FROM pg_stat_activity WHERE application_name = :name LIMIT 1"),
+        {"name": f"loom:{boot}"},
+    ).first()
+    return row is not None
+
+
+def release_dead_boots(conn: Connection, own_boot: str) -> int:
+    """PostgreSQL: delete the in-flight records of boots with no session left.
+
+    A record's effect commits with it in the transaction of the session that recorded it
+    (:func:`loom.service.idempotency.run_idempotent`), so with every session of its boot
+    gone it can never commit. The records are read before the sessions: a record written
+    meanwhile belongs to a session already connected.
+    """
+    rows = conn.execute(
+        select(idempotency.c.project_id, idempotency.c.key, idempotency.c.owner).where(
+            idempotency.c.state == "in_flight"
+        )
+    ).all()
+    if not rows:
+        return 0
+    live = {
+        str(name).removeprefix("loom:")
+        for (name,) in conn.execute(
+            text(
+                "SELECT DISTINCT application_name FROM pg_stat_activity"
+                " WHERE application_name LIKE 'loom:%'"
+            )
+        )
+    }
+    live.add(own_boot)
+    released = 0
+    for project_id, key, owner in rows:
+        if boot_of(owner) in live:
+            continue
+        result = conn.execute(
+            delete(idempotency).where(
+                idempotency.c.project_id == project_id,
+                idempotency.c.key == key,
+                idempotency.c.owner == owner,
+                idempotency.c.state == "in_flight",
+            )
+        )
+        released += int(result.rowcount or 0)
+    return released

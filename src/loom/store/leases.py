@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select
 
 from loom.domain.leases import LeaseState
 from loom.store import _raw
-from loom.store.events import append_events, event_rows, note_appended
+from loom.store.events import EVENT_COLUMNS, append_events, event_rows, note_appended
 from loom.store.schema import changes, leases
 
 __all__ = [
@@ -155,10 +155,10 @@ def _pg_save_with_events(exists: bool, count: int) -> _raw.SQL:
     """``WITH saved AS (<lease write>) INSERT INTO events …``: both, one statement. The
     events are appended unnumbered, as :func:`loom.store.events.append_events` does on
     PostgreSQL (``publish_events`` numbers them)."""
-    values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in range(count))
+    values = ", ".join("(?, ?, ?, ?, ?, ?, ?)" for _ in range(count))
     return _raw.SQL(
         f"WITH saved AS ({(_UPDATE if exists else _INSERT).qmark})"
-        f" INSERT INTO events (project_id, entity, scope, op, body, created_us) VALUES {values}"
+        f" INSERT INTO events ({EVENT_COLUMNS}) VALUES {values}"
     )
 
 

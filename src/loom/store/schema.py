@@ -37,6 +37,7 @@ __all__ = [
     "projects",
     "spec_revisions",
     "specs",
+    "ui_session_revocations",
 ]
 
 metadata = MetaData(
@@ -94,7 +95,7 @@ changes = Table(
     Index("ix_changes_project_sort", "project_id", "sort_key"),
     # Allocation walks eligible changes of one work status in canonical order.
     Index("ix_changes_project_status_sort", "project_id", "work_status", "sort_key"),
-    # Active changes only (a large project is mostly archived; migration 0006): active list
+    # Active changes only (a large project is mostly archived; migration 0008): active list
     # pages, and allocation's eligible changes in canonical order.
     Index(
         "ix_changes_active",
@@ -248,7 +249,20 @@ events = Table(
     Column("op", String(100), nullable=False),
     Column("body", Text, nullable=False),
     Column("created_us", BigInteger, nullable=False),
+    # The event's ``entity_id`` (also in ``body``), so one entity's events are an index
+    # range (the dashboard's change page), not a scan of the log.
+    Column("entity_id", String(200), nullable=True),
     UniqueConstraint("project_id", "seq"),
+    Index("ix_events_entity", "project_id", "entity_id", "seq"),
+    # Partial: lease events (the hot path) have no scope and cost this index nothing.
+    Index(
+        "ix_events_scope",
+        "project_id",
+        "scope",
+        "seq",
+        sqlite_where=text("scope IS NOT NULL"),
+        postgresql_where=text("scope IS NOT NULL"),
+    ),
     # Events still waiting for their number (PostgreSQL only; see publish_events). Partial, so
     # it holds only the unpublished tail and costs SQLite, which numbers on append, nothing.
     Index(
@@ -289,4 +303,16 @@ api_tokens = Table(
     Column("last_used_us", BigInteger, nullable=True),
     UniqueConstraint("name"),
     UniqueConstraint("token_hash"),
+)
+
+# Dashboard sessions signed out before they expire (the cookie's random nonce), so sign-out
+# reaches every server process; rows are dropped once the session would have expired.
+ui_session_revocations = Table(
+    "ui_session_revocations",
+    metadata,
+    Column("nonce", String(64), nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("nonce"),
+    Index("ix_ui_session_revocations_expires_us", "expires_us"),
 )

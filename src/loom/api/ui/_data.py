@@ -10,6 +10,7 @@ from loom.domain.timefmt import parse_rfc3339_us
 from loom.service import Project, ServiceContext, changes, events, leases, tasks
 
 __all__ = [
+    "CHANGE_EVENTS",
     "COLUMNS",
     "Board",
     "archived",
@@ -27,6 +28,8 @@ COLUMNS = (
     ("complete", "Complete"),
 )
 _FEED = 40
+# The change page shows the change's last events (its own and its tasks'), read by index.
+CHANGE_EVENTS = 500
 _VERBS = {
     "claim": "claimed",
     "allocate": "allocated",
@@ -198,10 +201,7 @@ def change_page(ctx: ServiceContext, project: Project, change_id: str) -> dict[s
     """A change's artifacts, tasks, lease, lease history and events."""
     detail = changes.change_detail(ctx, project, change_id, "all")
     task_view = tasks.get_tasks(ctx, project, detail["id"])
-    recent = _recent_events(ctx, project, 5000)
-    mine = [
-        e for e in recent if e.get("entity_id") == detail["id"] or e.get("scope") == detail["id"]
-    ]
+    mine = events.events_about(ctx, project, detail["id"], CHANGE_EVENTS)
     lease = detail.get("lease")
     by_wave: dict[int | None, list[dict[str, Any]]] = {}
     for task in task_view["tasks"]:

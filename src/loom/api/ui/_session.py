@@ -4,7 +4,8 @@ The cookie carries the token the person signed in with (never shown in a URL or 
 expiry and a random nonce, signed with HMAC-SHA256 under a key derived from the server's
 secrets. Every request re-checks the token with the API's own ``authorize``, so a token
 that stops being valid (or a token kind added later) applies to the dashboard at once.
-Signing out clears the cookie and refuses its nonce in this process until it expires.
+Signing out clears the cookie and records its nonce in the database until it expires
+(:mod:`loom.service.sessions`), so every server process refuses it.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import hmac
 import json
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 
 from loom.settings import Settings
 
-__all__ = ["COOKIE", "SESSION_SECONDS", "Session", "SessionSigner"]
+__all__ = ["COOKIE", "LOGIN_COOKIE", "LOGIN_SECONDS", "SESSION_SECONDS", "Session", "SessionSigner"]
 
 COOKIE = "loom_session"
 SESSION_SECONDS = 12 * 3600
+# The sign-in form's CSRF nonce (double submit: this cookie and a signed copy in the form).
+LOGIN_COOKIE = "loom_login"
+LOGIN_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,6 @@ class SessionSigner:
             secrets_.append(settings.token_seed.get_secret_value())
         material = "\x00".join(secrets_).encode() if secrets_ else os.urandom(32)
         self._key = hashlib.sha256(b"loom-ui-session\x00" + material).digest()
-        self._revoked: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def _sign(self, payload: bytes) -> str:
         return hmac.new(self._key, payload, hashlib.sha256).hexdigest()
@@ -57,7 +58,8 @@ class SessionSigner:
         return f"{payload.decode()}.{self._sign(payload)}", session
 
     def read(self, value: str | None, now: float | None = None) -> Session | None:
-        """The session of a cookie value, or None (missing, forged, expired, signed out)."""
+        """The session of a cookie value, or None (missing, forged, expired). Whether it was
+        signed out is the caller's to ask (:mod:`loom.service.sessions`)."""
         if not value or value.count(".") != 1 or len(value) > 4096:
             return None
         payload, signature = value.split(".")
@@ -71,16 +73,7 @@ class SessionSigner:
         current = time.time() if now is None else now
         if session.expires <= current:
             return None
-        with self._lock:
-            if session.nonce in self._revoked:
-                return None
         return session
-
-    def revoke(self, session: Session) -> None:
-        now = time.time()
-        with self._lock:
-            self._revoked = {n: e for n, e in self._revoked.items() if e > now}
-            self._revoked[session.nonce] = session.expires
 
     def csrf(self, session: Session) -> str:
         """The CSRF token of a session (sent in forms, checked on POST)."""
@@ -88,3 +81,21 @@ class SessionSigner:
 
     def check_csrf(self, session: Session, value: str | None) -> bool:
         return bool(value) and hmac.compare_digest(str(value), self.csrf(session))
+
+    def login_nonce(self, current: str | None) -> str:
+        """The sign-in form's nonce: the browser's current one if it has one, else new."""
+        if current and len(current) == 32 and all(c in "0123456789abcdef" for c in current):
+            return current
+        return secrets.token_hex(16)
+
+    def login_csrf(self, nonce: str) -> str:
+        """The CSRF token the sign-in form carries for the nonce in the browser's cookie.
+
+        Login CSRF (a site signing its visitor in as the attacker) needs a POST the victim's
+        browser sends with a form token matching a cookie it cannot set or read."""
+        return self._sign(f"login-csrf\x00{nonce}".encode())
+
+    def check_login_csrf(self, nonce: str | None, value: str | None) -> bool:
+        if not nonce or not value:
+            return False
+        return hmac.compare_digest(str(value), self.login_csrf(nonce))

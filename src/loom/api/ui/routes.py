@@ -26,16 +26,26 @@ from loom.api.routes_stream import EventStream, start_position
 from loom.api.ui import _data
 from loom.api.ui._cards import cards_html
 from loom.api.ui._markdown import render_markdown
-from loom.api.ui._session import COOKIE, SESSION_SECONDS, Session, SessionSigner
+from loom.api.ui._session import (
+    COOKIE,
+    LOGIN_COOKIE,
+    LOGIN_SECONDS,
+    SESSION_SECONDS,
+    Session,
+    SessionSigner,
+)
 from loom.domain import ids
 from loom.domain.tokens import NamedToken
 from loom.errors import Forbidden, LoomError, NotFound, Unauthorized
-from loom.service import Actor, Project, ServiceContext, catalog, leases
+from loom.service import Actor, Project, ServiceContext, catalog, leases, sessions
 from loom.settings import Settings
 
 __all__ = ["SECURITY_HEADERS", "router"]
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+
+STREAM_RECHECK_SECONDS = 2.0
+"""How often an open live feed re-checks its session (at most one primary-key read each)."""
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -179,12 +189,29 @@ class _Denied(Exception):
         self.response = response
 
 
-def _session(request: Request) -> Session | None:
-    return _signer(request).read(request.cookies.get(COOKIE))
+async def _session(request: Request) -> Session | None:
+    """The request's session, or None: no cookie, a forged or expired one, one signed out
+    in any server process (recorded in the database; each process trusts its cached answer
+    for at most ``token_cache_seconds``), or one whose named token was revoked or expired
+    since (a session ends with its token)."""
+    session = _signer(request).read(request.cookies.get(COOKIE))
+    if session is None:
+        return None
+    ctx = _ctx(request)
+    signed_out = sessions.cached_sign_out(ctx, session.nonce)
+    if signed_out is sessions.MISS:
+        signed_out = await ctx.db.run_read(sessions.is_signed_out, ctx, session.nonce)
+    if signed_out:
+        return None
+    if is_named(session.token):
+        named = await _named(request, session.token)
+        if named is None or not named.usable(ctx.now_us()):
+            return None
+    return session
 
 
 async def _project_access(request: Request, org: str, repo: str) -> tuple[Session, Scope, Project]:
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         raise _Denied(_to_login())
     try:
@@ -212,20 +239,41 @@ def _base(request: Request, session: Session, scope: Scope | None = None) -> dic
 # --- sign-in -------------------------------------------------------------------------------
 
 
+def _login_page(request: Request, status: int = 200, error: str | None = None) -> Response:
+    """The sign-in form, with its CSRF token and the nonce cookie it is checked against."""
+    signer = _signer(request)
+    nonce = signer.login_nonce(request.cookies.get(LOGIN_COOKIE))
+    response = _page("login.html", status, error=error, csrf=signer.login_csrf(nonce))
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        max_age=LOGIN_SECONDS,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
 @router.get("/login")
 async def login_form(request: Request) -> Response:
-    return _page("login.html", error=None)
+    return _login_page(request)
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    token = (await _form(request)).get("token", "").strip()
+    form = await _form(request)
+    if not _signer(request).check_login_csrf(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
+        # Login CSRF: a form posted from elsewhere (no nonce cookie, or another one).
+        return _login_page(request, 403, error="The sign-in form expired; sign in again.")
+    token = form.get("token", "").strip()
     settings: Settings = request.app.state.settings
     named = await _named(request, token) if token else None
     admin = bool(token) and _is_admin(settings, token, named, _ctx(request).now_us())
     valid = admin or (bool(token) and bool(await _visible(request, token)))
     if not valid:
-        return _page("login.html", 401, error="That token is not valid on this server.")
+        return _login_page(request, 401, error="That token is not valid on this server.")
     value, _ = _signer(request).issue(token)
     response = RedirectResponse("/ui/", status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(
@@ -237,18 +285,20 @@ async def login(request: Request) -> Response:
         samesite="strict",
         secure=request.url.scheme == "https",
     )
+    response.delete_cookie(LOGIN_COOKIE, path="/ui", httponly=True, samesite="strict")
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     csrf = (await _form(request)).get("csrf", "")
-    session = _session(request)
-    signer = _signer(request)
+    session = await _session(request)
     if session is not None:
-        if not signer.check_csrf(session, csrf):
+        if not _signer(request).check_csrf(session, csrf):
             return _forbidden(session, "The form expired; sign out again.")
-        signer.revoke(session)
+        ctx = _ctx(request)
+        # Recorded in the database: the cookie stops working in every server process.
+        await ctx.db.run_write(sessions.sign_out, ctx, session.nonce, session.expires * 1_000_000)
     response = _to_login()
     response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
     return response
@@ -264,7 +314,7 @@ async def ui_root() -> Response:
 
 @router.get("/")
 async def projects_page(request: Request) -> Response:
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login()
     visible = await _visible(request, session.token)
@@ -420,15 +470,28 @@ async def ui_stream(
     repo: str,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
-    """The board's live feed: each event as an ``<li>`` (SSE event ``loom``)."""
+    """The board's live feed: each event as an ``<li>`` (SSE event ``loom``). It ends
+    within :data:`STREAM_RECHECK_SECONDS` of its session ending (signed out in any server
+    process, or its named token revoked or expired)."""
     try:
         _, _, project = await _project_access(request, org, repo)
     except _Denied as denied:
         return denied.response
+
+    async def still_allowed() -> bool:
+        return await _session(request) is not None
+
     try:
         start = start_position(None, last_event_id)
     except LoomError:
         start = None
     hub: Hub = request.app.state.hub
     sub = await hub.subscribe(project, start, Filters())
-    return EventStream(hub, project, sub, render=functools.partial(_feed_frame, project))
+    return EventStream(
+        hub,
+        project,
+        sub,
+        render=functools.partial(_feed_frame, project),
+        still_allowed=still_allowed,
+        recheck_seconds=STREAM_RECHECK_SECONDS,
+    )

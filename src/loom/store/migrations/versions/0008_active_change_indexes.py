@@ -1,7 +1,7 @@
 """changes: partial indexes over active changes, in canonical order
 
-Revision ID: 0006
-Revises: 0003
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-06
 
 A large project is mostly archived (the reference corpus: 93%). Allocation's candidate
@@ -20,8 +20,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0003"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
