@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python bench/leases.py [--backends sqlite,postgresql] [--seconds 6] [--workers N]
-                                     [--rounds 4] [--alloc-seconds 10]
+                                     [--rounds 4] [--alloc-seconds 10] [--overlap]
 
 For each backend it starts a real server (``python -m loom serve --port 0``) on a throwaway
 database — a SQLite file in a temporary directory, or a PostgreSQL database it creates on
@@ -23,6 +23,10 @@ names another administrative URL) — seeds it over HTTP, and measures, loopback
    from the responses and from the server's own audit log, that no change was ever granted
    to two holders at once (each grant of a change has a new fencing token and, in commit
    order, every allocate of a change is followed by its release before the next allocate).
+   The 1,000 changes' deltas all touch one requirement (everything overlaps everything: the
+   worst case for the overlap rule, which is the server's default); with ``--overlap`` they
+   overlap as a project's would (pairs and groups sharing a requirement, one in five without
+   requirements: :func:`realistic_specs`) and every allocate asks ``avoid_overlap=prefer``.
 
 Each closed-loop phase also reports the server process's CPU time per request (Linux
 ``/proc``), which is far less sensitive than requests/s to other load on a shared machine;
@@ -146,10 +150,36 @@ def load_average() -> str:
 # --------------------------------------------------------------------------- phases
 
 
-async def seed(server: Server, ids: list[str], *, eligible: bool, distinct: bool = False) -> None:
+def realistic_specs(i: int) -> list[list[str]]:
+    """``--overlap``: the i-th allocatable change's deltas. One change in five has none
+    (a delta without requirement blocks); the others touch a requirement of their own and
+    one they share: changes 2k and 2k+1 share one (pairs), and changes 10k, 10k+3 and
+    10k+6 also share one; each block of ten is in one of 7 capabilities."""
+    if i % 5 == 4:
+        return [["notes", "Notes only, no requirement.\n"]]
+    names = [f"Own {i}", f"Pair {i // 2}"] + ([f"Group {i // 10}"] if i % 10 in (0, 3, 6) else [])
+    blocks = "".join(f"### Requirement: {n}\nThe system SHALL do {n}.\n\n" for n in names)
+    return [[f"cap-{i // 10 % 7}", f"## MODIFIED Requirements\n\n{blocks}"]]
+
+
+async def seed(
+    server: Server,
+    ids: list[str],
+    *,
+    eligible: bool,
+    distinct: bool = False,
+    realistic: bool = False,
+) -> None:
     """Create changes: ``ready`` ones (eligible for allocation) or drafts (no tasks). Every
     change's delta touches the same requirement (the worst case for overlap-aware
-    allocation: everything overlaps everything), or with ``distinct`` one of its own."""
+    allocation: everything overlaps everything), or with ``distinct`` one of its own, or
+    with ``realistic`` the overlaps of :func:`realistic_specs`."""
+
+    def specs(i: int, cid: str) -> list[list[str]]:
+        if realistic:
+            return realistic_specs(i)
+        return [["bench", DELTA.replace("Bench", cid) if distinct else DELTA]]
+
     conn = await Conn(server.host, server.port).open()
     try:
         for start in range(0, len(ids), 250):
@@ -158,9 +188,9 @@ async def seed(server: Server, ids: list[str], *, eligible: bool, distinct: bool
                     "id": cid,
                     "proposal": f"# {cid}\n",
                     "tasks": TASKS if eligible else None,
-                    "specs": [["bench", DELTA.replace("Bench", cid) if distinct else DELTA]],
+                    "specs": specs(i, cid),
                 }
-                for cid in ids[start : start + 250]
+                for i, cid in enumerate(ids[start : start + 250], start=start)
             ]
             status, body = await conn.request(
                 "POST", f"{P}/import", {"mode": "create-only", "changes": items}
@@ -300,6 +330,7 @@ class AllocStats:
     offered: int
     elapsed: float
     errors: list[str]
+    overlapping: list[str]  # changes granted with ``overlaps`` (a busy change shared a requirement)
 
 
 async def allocate_open_loop(
@@ -310,6 +341,7 @@ async def allocate_open_loop(
     pairs_each = int(seconds * per_agent)
     latencies: list[float] = []
     grants: list[tuple[str, str, int]] = []
+    overlapping: list[str] = []
     errors: list[str] = []
     late = 0
     start = time.perf_counter() + 0.2
@@ -338,6 +370,8 @@ async def allocate_open_loop(
                 errors.append("allocate: no work")
                 continue
             grants.append((holder, claim["change_id"], claim["fencing_token"]))
+            if claim.get("overlaps"):
+                overlapping.append(claim["change_id"])
             status, body = await conn.request(
                 "POST", f"{P}/changes/{claim['change_id']}/release", {"holder": holder}
             )
@@ -349,7 +383,20 @@ async def allocate_open_loop(
     elapsed = time.perf_counter() - t0
     for c in conns:
         await c.close()
-    return AllocStats(latencies, grants, late, pairs_each * AGENTS, elapsed, errors)
+    return AllocStats(latencies, grants, late, pairs_each * AGENTS, elapsed, errors, overlapping)
+
+
+async def count_overlaps(server: Server, ids: list[str]) -> int:
+    """Strongly overlapping pairs among ``ids``."""
+    conn = await Conn(server.host, server.port).open()
+    try:
+        status, body = await conn.request("GET", f"{P}/overlaps?strength=strong")
+    finally:
+        await conn.close()
+    if status != 200:
+        raise RuntimeError(f"overlaps: {status} {body}")
+    wanted = set(ids)
+    return sum(1 for o in body["overlaps"] if o["a"] in wanted and o["b"] in wanted)
 
 
 async def check_no_double_grant(server: Server, grants: list[tuple[str, str, int]]) -> list[str]:
@@ -435,7 +482,14 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
         )
         renew = merge(renews)
 
-        await seed(server, alloc_ids, eligible=True, distinct=args.distinct_requirements)
+        await seed(
+            server,
+            alloc_ids,
+            eligible=True,
+            distinct=args.distinct_requirements,
+            realistic=args.overlap,
+        )
+        overlap_pairs = await count_overlaps(server, alloc_ids) if args.overlap else 0
         cpu_before_alloc = server.cpu_seconds()
         alloc = await allocate_open_loop(server, args.alloc_seconds, args.avoid_overlap)
         alloc_cpu = server.cpu_seconds() - cpu_before_alloc
@@ -495,6 +549,12 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
         f"max {ms(max(alloc.latencies))} (target p99 < {TARGET_ALLOC_P99_MS:.0f} ms) "
         f"{verdict(alloc_p99 * 1000 < TARGET_ALLOC_P99_MS)}"
     )
+    if args.overlap:
+        print(
+            f"overlap seed: {overlap_pairs} strongly overlapping pairs among the "
+            f"{ALLOC_CHANGES} changes; avoid_overlap={args.avoid_overlap}; "
+            f"{len(alloc.overlapping)} grants named a busy overlapping change"
+        )
     print(
         f"allocation check: {len(alloc.grants)} grants over {changes_touched} changes, "
         f"errors {len(alloc.errors)}, double grants {len(problems)}"
@@ -520,6 +580,13 @@ def main(argv: list[str] | None = None) -> int:
         "change touches the same requirement, the worst case for the overlap rule.",
     )
     parser.add_argument(
+        "--overlap",
+        action="store_true",
+        help="seed the allocatable changes with realistic overlaps (pairs and groups of ten "
+        "sharing a requirement, one change in five without requirements) and allocate with "
+        "avoid_overlap=prefer (unless --avoid-overlap says otherwise)",
+    )
+    parser.add_argument(
         "--distinct-requirements",
         action="store_true",
         help="seed each allocatable change with a requirement of its own (no overlaps)",
@@ -531,6 +598,10 @@ def main(argv: list[str] | None = None) -> int:
         help="server processes (PostgreSQL only; CPU is summed over all of them)",
     )
     args = parser.parse_args(argv)
+    if args.overlap and args.distinct_requirements:
+        parser.error("--overlap and --distinct-requirements are exclusive")
+    if args.overlap and args.avoid_overlap is None:
+        args.avoid_overlap = "prefer"
     ok = True
     started = time.perf_counter()
     print(

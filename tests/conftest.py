@@ -216,6 +216,8 @@ def _sqlite_template() -> Path:
             migrate.upgrade(db)
         finally:
             db.dispose()
+        # Closing the last connection checkpoints the WAL into the file: the copy is whole.
+        assert not path.with_name("loom.db-wal").exists(), "template left a WAL behind"
         _SQLITE.template = path
     return _SQLITE.template
 
@@ -224,6 +226,7 @@ def fresh_sqlite_file(path: Path) -> str:
     """Put a clean, migrated SQLite database at ``path`` and return its URL."""
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_sqlite_template(), path)
+    path.chmod(0o600)  # as the server creates it
     return f"sqlite:///{path}"
 
 

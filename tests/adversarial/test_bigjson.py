@@ -105,12 +105,15 @@ def test_no_step_holds_the_interpreter_for_long() -> None:
     finally:
         sys.setswitchinterval(old)
     gaps.sort()
-    # The median gap is the switch interval; the tail is the longest C call (plus the
-    # machine's own noise). One ``json.loads`` of this body takes far longer than that.
+    # The typical gap is the switch interval, the longest the longest C call plus the
+    # machine's own noise (on a shared machine the process is also preempted now and then:
+    # the 90th percentile, not the maximum). One ``json.loads`` of this body is a single
+    # gap far longer than that.
     started = time.perf_counter()
     json.loads(body)
     single = time.perf_counter() - started
-    assert gaps[len(gaps) * 99 // 100] < max(0.02, single / 4), (gaps[-5:], single, whole)
+    assert len(gaps) > 100, (len(gaps), single, whole)
+    assert gaps[len(gaps) * 9 // 10] < max(0.005, single / 10), (gaps[-5:], single, whole)
 
 
 def test_long_lists_render_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -214,3 +214,20 @@ def test_tool_list_over_http_is_small_and_takes_a_holder(server: ClockedServer) 
         ]
     )
     assert all("\n" not in (t.description or "") for t in tools)
+
+
+def test_a_large_mcp_message_is_checked_off_the_event_loop(server: ClockedServer) -> None:
+    """The SDK decodes a message in one C call on the event loop: megabytes of small values
+    are refused (decoded first on a worker thread, in steps); long strings still pass."""
+    own = {**ACCEPT, "Authorization": f"Bearer {project_token('acme', 'widgets')}"}
+    many = {**INITIALIZE, "params": {**INITIALIZE["params"], "pad": list(range(200_000))}}
+    long = {**INITIALIZE, "params": {**INITIALIZE["params"], "pad": "x" * 2_000_000}}
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as http:
+        refused = http.post(MCP, json=many, headers=own)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["kind"] == "mcp_message_too_complex"
+        broken = http.post(MCP, content=json.dumps(long).encode()[:-1], headers=own)
+        assert (broken.status_code, broken.json()["kind"]) == (400, "invalid_json")
+        served = http.post(MCP, json=long, headers=own)
+        assert served.status_code == 200, served.text
+        assert served.json()["result"]["serverInfo"]["name"] == "loom"

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from conftest import start_server
+
 from .conftest import ADDED, ADMIN_H, ENHANCED, P, error, ok, push
 
 SHELVED = (
@@ -210,8 +212,15 @@ def test_the_data_dir_is_0700_and_the_sqlite_file_0600(tmp_path: Path) -> None:
     assert stat.S_IMODE((data / "loom.db").stat().st_mode) == 0o600
 
 
-def test_a_served_database_file_is_0600(live_server: Any) -> None:
-    db = Path(live_server.data_dir) / "loom.db"
-    assert stat.S_IMODE(db.stat().st_mode) == 0o600
-    for extra in db.parent.glob("loom.db-*"):  # SQLite gives -wal/-shm the file's mode
-        assert stat.S_IMODE(extra.stat().st_mode) == 0o600, extra
+def test_a_served_database_file_is_0600(tmp_path: Path) -> None:
+    folder = tmp_path / "server"
+    db = folder / "loom.db"
+    # Named explicitly, so the server creates the file (start_server's default database is
+    # a copy of a migrated template, made by the test, not by the server).
+    live = start_server(folder, f"sqlite:///{db}")
+    try:
+        assert stat.S_IMODE(db.stat().st_mode) == 0o600
+        for extra in db.parent.glob("loom.db-*"):  # SQLite gives -wal/-shm the file's mode
+            assert stat.S_IMODE(extra.stat().st_mode) == 0o600, extra
+    finally:
+        live.stop()

@@ -10,6 +10,7 @@ from conftest import FakeClock
 from loom.service import changes, leases
 from loom.service._context import ServiceContext
 from loom.service.changes import Bundle
+from loom.store import _raw, overlap_allocation
 
 from .conftest import ACTOR, PROJECT
 from .test_allocate_fast_path import _delta, _push, _statements
@@ -108,3 +109,26 @@ def test_statements_do_not_grow_with_the_overlapping_changes_passed_over(
     else:
         assert len(seen) == 5, seen
     leases.release(ctx, PROJECT, claim["change_id"], "agent", force=False, actor=ACTOR)
+
+
+def test_sqlite_pick_plan_is_driven_by_the_busy_changes(ctx: ServiceContext) -> None:
+    """The pick statement reads the busy changes' index rows by primary-key prefix and the
+    changes sharing their requirements through the requirement index: no step scans every
+    index row of the project (SQLite chose exactly that without the join order and hint)."""
+    if ctx.db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plan")
+    _seed(ctx, 3)
+    with ctx.db.write() as conn:
+        sql = overlap_allocation._sqlite_pick(overlap_allocation._filters(None, None, ())[0])
+        params = [1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 1]
+        plan = [
+            str(r[3])
+            for r in _raw.fetchall(conn, _raw.SQL("EXPLAIN QUERY PLAN " + sql.qmark), params)
+        ]
+    searches = [p for p in plan if " r " in f" {p} " or " m " in f" {p} "]
+    assert any("SEARCH r USING COVERING INDEX" in p and "change_id=?" in p for p in plan), plan
+    assert any(
+        "SEARCH m USING INDEX ix_change_requirements_project_id_capability_requirement" in p
+        for p in plan
+    ), plan
+    assert not any(p.endswith("(project_id=?)") for p in searches), plan

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from pydantic import SecretStr
 
 from loom.api.ui._cards import cards_html
-from loom.api.ui._markdown import render_markdown, safe_link
+from loom.api.ui._markdown import MAX_MARKDOWN, render_markdown, safe_link
 from loom.api.ui._session import SESSION_SECONDS, SessionSigner
 from loom.settings import Settings
 
@@ -72,3 +74,15 @@ def test_session_cookies_are_signed_and_expiring() -> None:
     assert _signer(token_seed=SecretStr("other")).read(value, now=1001.0) is None  # other key
     assert signer.check_csrf(session, signer.csrf(session))
     assert not signer.check_csrf(session, "") and not signer.check_csrf(session, "x" * 64)
+
+
+def test_markdown_beyond_the_limit_is_plain_text() -> None:
+    """markdown-it-py renders ~100-200 KB a second: a 2 MB artifact cost over ten seconds
+    of CPU per page view. Beyond the limit the text is shown escaped, unrendered."""
+    text = "## <b>heading</b>\n\n" + "Some *text* with `code`.\n\n" * 20_000
+    assert len(text) > MAX_MARKDOWN
+    started = time.perf_counter()
+    out = render_markdown(text)
+    assert time.perf_counter() - started < 0.5
+    assert "<pre>## &lt;b&gt;heading&lt;/b&gt;" in out and "<h2>" not in out
+    assert "<h2>" in render_markdown(text[:1000])

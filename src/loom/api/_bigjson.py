@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
 
-__all__ = ["LARGE_BODY", "MAX_DEPTH", "canonical_chunks", "loads"]
+__all__ = ["LARGE_BODY", "MAX_DEPTH", "canonical_chunks", "loads", "more_values_than"]
 
 LARGE_BODY = 256 * 1024
 """A body larger than this is decoded with :func:`loads` on a worker thread."""
@@ -149,3 +149,20 @@ def canonical_chunks(value: Any, depth: int = 0) -> Iterator[str]:
         yield "]"
     else:
         yield json.dumps(value)
+
+
+def more_values_than(value: Any, limit: int) -> bool:
+    """Does ``value`` hold more than ``limit`` JSON values (containers and scalars; a long
+    string is one)? Stops counting at the limit."""
+    count = 0
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return False

@@ -139,7 +139,9 @@ def create_app(
         try:
             release_abandoned(ctx)
         except Exception:  # an unreachable database answers 503 per request, as always
-            log.warning("could not release abandoned idempotency keys at start-up")
+            logging.getLogger("loom.idempotency").warning(
+                "could not release abandoned idempotency keys at start-up"
+            )
         app.state.ctx = ctx
         app.state.hub = hub = Hub(
             ctx,

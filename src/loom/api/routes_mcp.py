@@ -13,14 +13,18 @@ import ipaddress
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from loom.api import _bigjson as bigjson
+from loom.api._bigjson import LARGE_BODY
+from loom.api._scope import BODY_KEY
 from loom.api.access import project_access
 from loom.api.auth import parse_bearer
 from loom.api.errors import error_response
-from loom.errors import LoomError, Unauthorized
+from loom.errors import LoomError, Unauthorized, ValidationError
 from loom.settings import Settings
 
 if TYPE_CHECKING:
@@ -94,6 +98,9 @@ class _Endpoint:
             token = parse_bearer(request.headers.get("authorization"))
             if token is None:  # project_access already refused this; never reached
                 raise Unauthorized("Missing bearer token", kind="missing_token")
+            raw = scope.get(BODY_KEY)
+            if raw is not None and len(raw) > LARGE_BODY:
+                await run_in_threadpool(_check_large_message, raw)
         except LoomError as err:
             await error_response(err)(scope, receive, send)
             return
@@ -105,6 +112,26 @@ class _Endpoint:
             project=access.project.name,
             token=token,
             holder=access.actor.holder,
+        )
+
+
+MAX_MCP_VALUES = 10_000
+"""JSON values an MCP message above 256 KiB may hold (its strings may be long)."""
+
+
+def _check_large_message(raw: bytes) -> None:
+    """The MCP SDK decodes a message in one C call on the event loop: cheap for a few long
+    strings (artifact texts), ~100 ms for megabytes of small values. A large message is
+    therefore decoded here first, on a worker thread in small steps, and refused unless it
+    is valid JSON of at most :data:`MAX_MCP_VALUES` values (no tool takes more)."""
+    try:
+        message = bigjson.loads(raw)
+    except (ValueError, RecursionError):
+        raise ValidationError("malformed JSON body", kind="invalid_json") from None
+    if bigjson.more_values_than(message, MAX_MCP_VALUES):
+        raise ValidationError(
+            f"an MCP message over {LARGE_BODY} bytes may hold at most {MAX_MCP_VALUES} JSON values",
+            kind="mcp_message_too_complex",
         )
 
 

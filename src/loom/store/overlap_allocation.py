@@ -2,11 +2,12 @@
 with a *busy* change (in progress, or actively leased), found by the database.
 
 The busy changes' requirements are few (one change per working agent), so they are read
-once per statement (``busy``) and every candidate, walked in canonical order on the
-``(project_id, sort_key)`` index, is tested with an anti-join on its own index rows (a
-primary-key prefix probe). No window: however many eligible changes overlap a busy one, the
-first one that does not is found, and the cost per change passed over is index probes, not
-a round trip.
+once per statement (``busy``); the changes sharing one of them with another busy change are
+read once too, through the ``(project_id, capability, requirement)`` index, and every
+candidate, walked in canonical order on the ``(project_id, sort_key)`` index, is probed
+against that set. No window: however many eligible changes overlap a busy one, the first one
+that does not is found, and the cost per change passed over is index probes, not a round
+trip.
 """
 
 from __future__ import annotations
@@ -23,22 +24,33 @@ from loom.store.leases import ABANDONED_SQL, MODULE_FILTERS, OPEN_SQL, PG_LOCK, 
 __all__ = ["busy_overlaps", "first_without_overlap", "lock_requirements"]
 
 # The requirements of busy changes: (change_id, capability, requirement). Four parameters:
-# project, project, project, now. Archived changes have no index rows, so a lease left on
-# one does not count.
-_BUSY = (
-    "busy AS {materialized}(SELECT r.change_id, r.capability, r.requirement"
-    " FROM change_requirements r WHERE r.project_id = ? AND r.change_id IN ("
+# project, project, now, project. Archived changes have no index rows, so a lease left on
+# one does not count. ``CROSS JOIN`` keeps the few busy changes on the outside, each probing
+# the index by primary-key prefix (SQLite otherwise scanned the project's every index row).
+_BUSY_ROWS = (
+    "SELECT r.change_id, r.capability, r.requirement FROM ("
     "SELECT b.change_id FROM changes b WHERE b.project_id = ?"
     " AND b.work_status = 'in-progress' AND b.archived_us IS NULL"
     " UNION SELECT l.change_id FROM leases l WHERE l.project_id = ?"
-    " AND l.holder IS NOT NULL AND l.expires_us > ?))"
+    " AND l.holder IS NOT NULL AND l.expires_us > ?) ids"
+    " CROSS JOIN change_requirements r WHERE r.project_id = ? AND r.change_id = ids.change_id"
 )
-# A candidate ``c`` shares no requirement with a busy change other than itself.
+# The same, one row per requirement, with the least and greatest busy change touching it: a
+# change is blocked by a busy requirement unless it is the only busy change touching it.
+_BUSY_KEYS = (
+    "SELECT capability, requirement, MIN(change_id) AS lo, MAX(change_id) AS hi"
+    f" FROM ({_BUSY_ROWS}) busy_rows GROUP BY capability, requirement"
+)
+# A candidate ``c`` is none of the changes sharing a requirement with a busy change other
+# than themselves. The set is uncorrelated: the database computes it once per statement (from
+# the few busy requirements, through the ``(project_id, capability, requirement)`` index) and
+# probes it by hash for each candidate walked. (A correlated NOT EXISTS let PostgreSQL's
+# planner hoist the same join out of the walk and scan it whole for every candidate:
+# quadratic when everything overlaps.) One parameter: project.
 _FREE_OF_BUSY = (
-    " AND NOT EXISTS (SELECT 1 FROM change_requirements m JOIN busy o"
-    " ON o.capability = m.capability AND o.requirement = m.requirement"
-    " WHERE m.project_id = c.project_id AND m.change_id = c.change_id"
-    " AND o.change_id <> c.change_id)"
+    " AND c.change_id NOT IN (SELECT m.change_id FROM busy o CROSS JOIN change_requirements m"
+    "{hint} WHERE m.project_id = ? AND m.capability = o.capability"
+    " AND m.requirement = o.requirement AND (o.lo <> m.change_id OR o.hi <> m.change_id))"
 )
 _LEASE_COLUMNS = (
     "l.holder, l.acquired_us, l.expires_us, l.ttl_seconds, l.fencing_token,"
@@ -47,9 +59,8 @@ _LEASE_COLUMNS = (
 
 
 def _with_busy(pg: bool) -> str:
-    # PostgreSQL inlines a CTE referenced once; materialised, the busy set is read once per
-    # statement, not once per candidate. SQLite materialises it (it is referenced twice).
-    return "WITH " + _BUSY.format(materialized="MATERIALIZED " if pg else "") + " "
+    # Materialised: the busy requirements are read once per statement.
+    return f"WITH busy AS {'MATERIALIZED ' if pg else ''}({_BUSY_KEYS}) "
 
 
 def _filters(
@@ -68,10 +79,16 @@ def _filters(
     return text + _FREE_OF_BUSY, params
 
 
+# SQLite preferred the covering primary key (every index row of the project, for each busy
+# requirement) to the requirement index.
+_SQLITE_HINT = " INDEXED BY ix_change_requirements_project_id_capability_requirement"
+
+
 @functools.lru_cache(maxsize=64)
 def _sqlite_pick(filters: str) -> _raw.SQL:
     """SQLite, one statement: the first abandoned candidate, else the first open one, with its
     lease row (joined to the one row picked, so the join cannot spoil the walk's plan)."""
+    filters = filters.replace("{hint}", _SQLITE_HINT)
     abandoned = ABANDONED_SQL.format(filters=filters, lock="")
     open_ = OPEN_SQL.format(filters=filters, lock="")
     return _raw.SQL(
@@ -88,6 +105,7 @@ def _pg_pick(filters: str) -> _raw.SQL:
     """PostgreSQL, one statement: the abandoned candidate (``a``), and only when there is
     none (a one-time filter: the second scan does not even start) the first open one; each
     locks the one row it returns."""
+    filters = filters.replace("{hint}", "")
     abandoned = ABANDONED_SQL.format(filters=filters, lock=PG_LOCK)
     open_ = OPEN_SQL.format(filters=filters, lock=PG_LOCK)
     return _raw.SQL(
@@ -119,8 +137,8 @@ def first_without_overlap(
     if change_ids is not None and not change_ids:
         return None
     filters, extra = _filters(module, change_ids, exclude)
-    busy: list[object] = [project_id, project_id, project_id, now_us]
-    candidate = [project_id, *extra, now_us]
+    busy: list[object] = [project_id, project_id, now_us, project_id]
+    candidate = [project_id, *extra, project_id, now_us]
     if conn.dialect.name == "postgresql":
         found = _raw.fetchone(conn, _pg_pick(filters), [*busy, *candidate, *candidate])
         return None if found is None else (str(found[0]), None)
@@ -165,19 +183,23 @@ def lock_requirements(
     return bool(row[9]), bool(row[8]), stored
 
 
-@functools.cache
-def _overlaps_sql(pg: bool) -> _raw.SQL:
-    return _raw.SQL(
-        _with_busy(pg) + "SELECT DISTINCT o.change_id FROM change_requirements m JOIN busy o"
-        " ON o.capability = m.capability AND o.requirement = m.requirement"
-        " WHERE m.project_id = ? AND m.change_id = ? AND o.change_id <> m.change_id"
-        " ORDER BY o.change_id"
-    )
+# Both sides materialised first (the change's own requirements by primary-key prefix, the busy
+# ones as above), then joined: on tables not yet analysed (a project imported a moment ago)
+# PostgreSQL otherwise planned one three-way nested loop over every index row of the
+# project, seconds per allocation at 2,000 rows.
+_OVERLAPS = _raw.SQL(
+    f"WITH busy AS MATERIALIZED ({_BUSY_ROWS}), mine AS MATERIALIZED (SELECT capability,"
+    " requirement FROM change_requirements WHERE project_id = ? AND change_id = ?)"
+    " SELECT DISTINCT o.change_id FROM mine m JOIN busy o"
+    " ON o.capability = m.capability AND o.requirement = m.requirement"
+    " WHERE o.change_id <> ? ORDER BY o.change_id"
+)
+_SQLITE_OVERLAPS = _raw.SQL(_OVERLAPS.qmark.replace(" MATERIALIZED", ""))
 
 
 def busy_overlaps(conn: Connection, project_id: int, change_id: str, now_us: int) -> list[str]:
     """The busy changes (other than ``change_id``) sharing a requirement with it (one
     statement)."""
-    sql = _overlaps_sql(conn.dialect.name == "postgresql")
-    params = (project_id, project_id, project_id, now_us, project_id, change_id)
+    sql = _OVERLAPS if conn.dialect.name == "postgresql" else _SQLITE_OVERLAPS
+    params = (project_id, project_id, now_us, project_id, project_id, change_id, change_id)
     return [str(r[0]) for r in _raw.fetchall(conn, sql, params)]

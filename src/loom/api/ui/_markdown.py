@@ -7,11 +7,16 @@ and only ``http``, ``https`` and ``mailto`` links, or links without a scheme; an
 
 from __future__ import annotations
 
+import html
 import re
 
 from markdown_it import MarkdownIt
 
-__all__ = ["render_markdown", "safe_link"]
+__all__ = ["MAX_MARKDOWN", "render_markdown", "safe_link"]
+
+MAX_MARKDOWN = 200_000
+"""Longer texts are shown as plain text: markdown-it-py renders roughly 100-200 KB a
+second, so a 2 MB artifact took over ten seconds of CPU per page view."""
 
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*):")
 _ALLOWED = frozenset({"http", "https", "mailto"})
@@ -35,5 +40,8 @@ def render_markdown(text: str | None) -> str:
     """HTML for ``text`` (empty for None); safe to insert into a page."""
     if not text:
         return ""
-    html: str = _md.render(text)
-    return html
+    if len(text) > MAX_MARKDOWN:
+        note = f"Shown as plain text: longer than {MAX_MARKDOWN:,} characters."
+        return f'<p class="muted">{note}</p>\n<pre>{html.escape(text)}</pre>\n'
+    rendered: str = _md.render(text)
+    return rendered

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from loom.api._hub import Filters, Hub
 from loom.api.access import named_token
@@ -75,6 +76,12 @@ def _render(name: str, **values: Any) -> str:
 
 def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(_render(name, **values), status_code=status, headers=SECURITY_HEADERS)
+
+
+async def _page_off_loop(name: str, **values: Any) -> HTMLResponse:
+    """:func:`_page` on a worker thread: a board of thousands of cards, or a change's
+    artifacts rendered from markdown, take far longer than the event loop may wait."""
+    return await run_in_threadpool(functools.partial(_page, name, **values))
 
 
 def _signer(request: Request) -> SessionSigner:
@@ -364,7 +371,7 @@ async def _board(request: Request, org: str, repo: str, template: str) -> Respon
     started = time.perf_counter()
     board = await _read(request, _data.board, project, *_filters(request))
     values = _board_values(request, project, board, _base(request, session, scope))
-    response = _page(template, **values)
+    response = await _page_off_loop(template, **values)
     # The server's own time for the page (read + render), for bench/stream.py and browsers'
     # developer tools.
     spent = (time.perf_counter() - started) * 1000
@@ -405,7 +412,7 @@ async def _change(
     except (NotFound, LoomError):
         return _not_found(session, f"No change {change_id} in {project.name}.")
     values = {**_base(request, session, scope), "project": project, **page, **extra}
-    return _page(template, **values)
+    return await _page_off_loop(template, **values)
 
 
 @router.post("/{org}/{repo}/changes/{change_id}/release")
