@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,11 +23,43 @@ from loom.store.events import (
     latest_seq,
     list_events,
     publish_events,
+    vacuum_events,
 )
 
 __all__ = ["events_about", "ingest_events", "latest_event", "read_events"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_log = logging.getLogger("loom.events")
+
+# After numbering at least this many events at once (a burst of appends), VACUUM the events
+# table in the background: until then every read steps over the numbered rows' dead index
+# entries (see vacuum_events). Autovacuum would do it too, a cycle later, if it is on.
+VACUUM_AFTER = 10_000
+_vacuum_guard = threading.Lock()
+_vacuum: threading.Thread | None = None
+
+
+def _publish(ctx: ServiceContext, pid: int) -> None:
+    """PostgreSQL: number what has been committed; after a burst, a background VACUUM."""
+    global _vacuum
+    with ctx.db.write() as conn:
+        numbered = publish_events(conn, pid)
+    if numbered < VACUUM_AFTER:
+        return
+    with _vacuum_guard:
+        if _vacuum is not None and _vacuum.is_alive():
+            return  # one at a time; the running one removes these entries too
+        _vacuum = threading.Thread(
+            target=_vacuum_quietly, args=(ctx,), name="loom-vacuum-events", daemon=True
+        )
+        _vacuum.start()
+
+
+def _vacuum_quietly(ctx: ServiceContext) -> None:
+    try:
+        vacuum_events(ctx.db.engine)
+    except Exception:  # maintenance only: reads stay correct, just slower
+        _log.warning("VACUUM events after a burst of appends failed", exc_info=True)
 
 
 def ingest_events(
@@ -149,6 +183,5 @@ def _published(ctx: ServiceContext, project: Project) -> int | None:
     with ctx.db.read() as conn:
         pid = ctx.project_id(conn, project, create=False)
     if pid is not None and ctx.db.kind == "postgresql":
-        with ctx.db.write() as conn:
-            publish_events(conn, pid)
+        _publish(ctx, pid)
     return pid

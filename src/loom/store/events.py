@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 
 from loom.store import _raw
 from loom.store.engine import APPENDED
@@ -27,6 +27,7 @@ __all__ = [
     "list_events",
     "note_appended",
     "publish_events",
+    "vacuum_events",
 ]
 
 
@@ -217,6 +218,16 @@ def latest_seq(conn: Connection, project_id: int) -> int:
     """The highest numbered ``seq`` of the project's log (0 when empty)."""
     row = _raw.fetchone(conn, _LATEST, (project_id,))
     return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def vacuum_events(engine: Engine) -> None:
+    """PostgreSQL: ``VACUUM events`` (on its own connection: VACUUM runs outside any
+    transaction). Numbering events rewrites their rows, so the ``ix_events_unnumbered`` entries
+    of the old versions stay behind as dead entries that :func:`publish_events`'s probe
+    steps over on every read until a VACUUM removes them (3,835 index pages, 112 ms a read,
+    after numbering 1,000,000 events with autovacuum off)."""
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM events")
 
 
 def publish_events(conn: Connection, project_id: int) -> int:
