@@ -36,6 +36,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import ADMIN, Server, percentile, pg_database, start_server
@@ -216,16 +218,17 @@ async def board_phase(server: Server, args: argparse.Namespace) -> None:
                 raise RuntimeError(f"seeding failed: {status} {body}")
     finally:
         await conn.close()
+    # Sign in as a browser does: the form's CSRF token and its nonce cookie, posted back.
+    with httpx.Client(base_url=server.url) as browser:
+        page = browser.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None, page.text
+        signed = browser.post(
+            "/ui/login", data={"token": ADMIN, "csrf": csrf.group(1)}, follow_redirects=False
+        )
+        cookie = re.search(r"loom_session=([^;]+)", signed.headers.get("set-cookie", ""))
+        assert cookie is not None, signed.headers
     reader, writer = await asyncio.open_connection(server.host, server.port)
-    form = f"token={ADMIN}".encode()
-    writer.write(
-        b"POST /ui/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
-        + f"\r\nContent-Length: {len(form)}\r\n\r\n".encode()
-        + form
-    )
-    head = (await reader.readuntil(b"\r\n\r\n")).decode()
-    cookie = re.search(r"loom_session=([^;]+)", head)
-    assert cookie is not None, head
     timings: list[float] = []
     for _ in range(args.renders):
         writer.write(
