@@ -58,10 +58,8 @@ def test_a_bulk_import_runs_as_many_statements_for_40_new_changes_as_for_4(
     assert len(many) == len(few), (few, many)
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_large_import_leaves_postgresql_statistics(ctx: ServiceContext) -> None:
-    if ctx.db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite keeps no planner statistics here")
-
     def reltuples() -> float:
         with ctx.db.read() as conn:
             sql = "SELECT reltuples FROM pg_class WHERE oid = to_regclass('changes')"
@@ -159,11 +157,10 @@ def _event(n: int) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_after_numbering_a_burst_of_events_postgresql_vacuums_their_dead_index_entries(
     ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if ctx.db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite numbers events on append")
     from loom.service import events
 
     monkeypatch.setattr(events, "VACUUM_AFTER", 1000)

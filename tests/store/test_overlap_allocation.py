@@ -111,12 +111,11 @@ def test_statements_do_not_grow_with_the_overlapping_changes_passed_over(
     leases.release(ctx, PROJECT, claim["change_id"], "agent", force=False, actor=ACTOR)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sqlite_pick_plan_is_driven_by_the_busy_changes(ctx: ServiceContext) -> None:
     """The pick statement reads the busy changes' index rows by primary-key prefix and the
     changes sharing their requirements through the requirement index: no step scans every
     index row of the project (SQLite chose exactly that without the join order and hint)."""
-    if ctx.db.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's plan")
     _seed(ctx, 3)
     with ctx.db.write() as conn:
         sql = overlap_allocation._sqlite_pick(overlap_allocation._filters(None, None, ())[0])
