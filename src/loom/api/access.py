@@ -331,7 +331,11 @@ async def write(
     try:
         if key is None:
             # Rendered where the use case ran (a large answer is not encoded on the loop).
-            return await ctx.db.run_write(_rendered, call, headers, offload=offload)
+            # Small unkeyed writes of the hot lane share a commit with those arriving in the
+            # same turn of the event loop (SQLite group commit, loom.store.engine).
+            return await ctx.db.run_write(
+                _rendered, call, headers, offload=offload, batch=not offload
+            )
         return await _write_keyed(request, access, key, call, headers, offload)
     except LeaseConflict:
         metrics.LEASE_CONFLICTS.inc()
