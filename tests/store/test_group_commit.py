@@ -67,3 +67,22 @@ def test_writes_of_different_turns_commit_apart(db: Database) -> None:
 
     asyncio.run(main())
     assert _rows(db) == ["x", "y"]
+
+
+def test_a_batch_that_cannot_begin_answers_every_caller(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No caller is left waiting when the shared transaction cannot even start."""
+
+    def broken() -> None:
+        raise RuntimeError("no writer connection")
+
+    async def main() -> list[object]:
+        monkeypatch.setattr(db, "_writer_connection", broken)
+        calls = [db.run_write(_insert, db, v, batch=True) for v in ("a", "b")]
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, RuntimeError) for o in outcomes), outcomes
+    monkeypatch.undo()
+    assert _rows(db) == []

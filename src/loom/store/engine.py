@@ -307,10 +307,22 @@ class Database:
             for fn, args, future in items:
                 _chain(asyncio.ensure_future(self.run_write(fn, *args, offload=True)), future)
             return
-        if len(items) == 1:
-            fn, args, future = items[0]
-            _settle(future, fn, args)
-            return
+        try:
+            if len(items) == 1:
+                fn, args, future = items[0]
+                _settle(future, fn, args)
+            else:
+                self._commit_batch(items)
+        except BaseException as exc:  # nothing may leave a caller waiting for ever
+            for _, _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    def _commit_batch(
+        self, items: list[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]]
+    ) -> None:
         outcomes: list[tuple[bool, Any]] = []
         conn = self._writer_connection()
         started = time.perf_counter()
