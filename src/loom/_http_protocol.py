@@ -9,6 +9,11 @@ connections that never send a byte: uvicorn keeps those open forever), and refus
 connections beyond ``max_connections`` (``503``). What cannot be answered at all: a peer
 that closed or reset the connection, and bytes that are not HTTP/1 (TLS on the plain port),
 which get the same 400 the moment the parser gives up.
+
+The httptools flavour also hands each request a ``loom.chunks`` ASGI extension
+(:class:`ChunkSink`): a streaming response (the event stream) can write a chunk straight to
+the connection when the connection takes it without waiting, so the stream's fan-out does
+not wake one task per subscriber and event batch.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ try:  # uvicorn prefers httptools when it is installed
 except ImportError:  # pragma: no cover - httptools is a uvicorn[standard] extra
     HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
-__all__ = ["envelope_response", "protocol_class"]
+__all__ = ["ChunkSink", "envelope_response", "protocol_class"]
 
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
 _CODES = {400: "bad_request", 408: "request_timeout", 503: "service_unavailable"}
@@ -85,6 +90,32 @@ def _malformed(msg: str) -> str:
     return f"malformed HTTP request ({msg.rstrip('.')})"
 
 
+class ChunkSink:
+    """The ``loom.chunks`` extension of one request: :meth:`write_now` writes one chunk of a
+    chunked response body at once, or answers False (and writes nothing) when that would mean
+    waiting: the peer is not reading (the transport is paused), the connection is gone, or
+    the response is not a started chunked one. The caller then sends through ASGI as usual."""
+
+    __slots__ = ("cycle",)
+
+    def __init__(self, cycle: Any) -> None:
+        self.cycle = cycle
+
+    def write_now(self, body: bytes) -> bool:
+        cycle = self.cycle
+        if (
+            not body
+            or cycle.flow.write_paused
+            or cycle.disconnected
+            or cycle.response_complete
+            or cycle.chunked_encoding is not True
+            or cycle.transport.is_closing()
+        ):
+            return False
+        cycle.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+        return True
+
+
 if HttpToolsProtocol is not None:
 
     class LoomHttpToolsProtocol(_Limits, HttpToolsProtocol):
@@ -100,6 +131,9 @@ if HttpToolsProtocol is not None:
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and cycle.scope is self.scope:  # (not an upgrade)
+                self.scope["extensions"] = {"loom.chunks": ChunkSink(cycle)}  # type: ignore[dict-item]
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

@@ -251,6 +251,36 @@ def test_a_stalled_subscriber_is_cut_off_and_claims_go_on(
         server.stop()
 
 
+def test_a_subscriber_that_falls_behind_and_catches_up_gets_everything_once_in_order(
+    shared: Shared,
+) -> None:
+    """The hub writes a page straight to a connection that takes it and queues it for one
+    that does not (the peer stopped reading): a reader that pauses while ~4 MB are written
+    (under its 16 MB buffer), then reads while more arrive, switches between both paths and
+    must still see every event exactly once, in order."""
+    slow = shared.open(query="since=0", rcvbuf=4096)
+    pad = "x" * 1000
+    for b in range(4):  # not read meanwhile: the connection's buffers fill, pages queue
+        shared.post([event(b * 500 + i, meta={"pad": pad}) for i in range(500)], f"p{b}")
+    got: list[int] = []
+
+    def read() -> None:
+        while len(got) < 4000:
+            msg = slow.next_message()
+            if msg is None:
+                return
+            got.append(msg[0])
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    for b in range(4, 8):  # written while it catches up
+        shared.post([event(b * 500 + i, meta={"pad": pad}) for i in range(500)], f"p{b}")
+        time.sleep(0.05)
+    reader.join(60)
+    slow.close()
+    assert got == list(range(1, 4001))
+
+
 def test_messages_match_the_openapi_document(shared: Shared) -> None:
     """Each message, read as (id, event, data), is what the document's 200 declares."""
     import json

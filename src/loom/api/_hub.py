@@ -3,10 +3,12 @@
 A commit that appended events wakes the project's *channel* (``Database.on_events``: in
 process, after commit). The channel reads the log through the same path as ``GET /events``
 (``service.events.read_events``: on PostgreSQL that numbers what has been committed) from its
-cursor and hands every new event, encoded once, to each subscriber's bounded queue. A
-subscriber with more than ``buffer`` bytes queued is cut off (its connection closed); it
-resumes with its last id. The wake-up is only a hint: the ``seq`` read is the truth, and
-every channel also re-reads on a timer, so a lost wake-up delays an event, never loses it.
+cursor and hands every new event, encoded once, to each subscriber: written to its connection
+at once when the connection takes it without waiting (``Subscriber.direct``), else queued on
+its bounded queue for its own writer task. A subscriber with more than ``buffer`` bytes
+queued is cut off (its connection closed); it resumes with its last id. The wake-up is only
+a hint: the ``seq`` read is the truth, and every channel also re-reads on a timer, so a lost
+wake-up delays an event, never loses it.
 
 Several processes on one PostgreSQL (``serve --workers N``, several hosts) tell each other
 with ``NOTIFY loom_events, '<project ids>'``, sent after commit by one notifier thread per
@@ -20,7 +22,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -29,7 +31,7 @@ import orjson
 from loom.service import Project, ServiceContext
 from loom.service import events as events_service
 
-__all__ = ["Filters", "Hub", "Item", "Subscriber", "encode_frame"]
+__all__ = ["Filters", "Hub", "Item", "Page", "Subscriber", "encode_frame"]
 
 _log = logging.getLogger("loom.stream")
 _PAGE = 500
@@ -64,20 +66,36 @@ def encode_frame(event: dict[str, Any]) -> bytes:
 Item = tuple[int, dict[str, Any], bytes]  # (seq, event, SSE frame)
 
 
+class Page(NamedTuple):
+    """A run of consecutive log items handed to subscribers, shared between them: ``body``
+    is their frames joined once, so a subscriber that takes the whole page sends it without
+    touching each event (the fan-out costs one ``send`` per subscriber, not one per event)."""
+
+    items: list[Item]
+    body: bytes
+    first: int  # seq of the first item
+    last: int  # seq of the last item
+
+    @classmethod
+    def of(cls, items: list[Item]) -> Page:
+        return cls(items, b"".join(frame for _, _, frame in items), items[0][0], items[-1][0])
+
+
 @dataclass(eq=False)
 class Subscriber:
-    """One stream connection: its filters, its cursor and its queue of pages (lists of
-    :data:`Item`, shared between subscribers); ``pending`` counts the queued frames' bytes,
-    bounded by the hub's ``buffer``. ``task`` is cancelled when it is cut off."""
+    """One stream connection: its filters, its cursor and its queue of :class:`Page` (shared
+    between subscribers); ``pending`` counts the queued frames' bytes, bounded by the hub's
+    ``buffer``. ``task`` is cancelled when it is cut off."""
 
     filters: Filters
     cursor: int
-    pages: list[list[Item]] = field(default_factory=list)
+    pages: list[Page] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     pending: int = 0
     beat: bool = False  # a heartbeat is due (set by the hub's timer)
+    sending: bool = False  # its writer task is inside a send (maybe waiting for the peer)
 
-    def take(self) -> list[list[Item]]:
+    def take(self) -> list[Page]:
         """Everything queued so far (the writer sends it as one chunk)."""
         pages, self.pages = self.pages, []
         self.ready.clear()
@@ -85,6 +103,10 @@ class Subscriber:
 
     dropped: bool = False
     task: asyncio.Task[Any] | None = None
+    # Set by the stream once its backlog is sent: writes a page to the connection at once
+    # when nothing is queued or being sent and the connection takes it without waiting
+    # (else False, and the page is queued for the subscriber's writer as usual).
+    direct: Callable[[Page], bool] | None = None
 
 
 @dataclass(eq=False)
@@ -107,7 +129,7 @@ class Hub:
         buffer: int,
         recheck: float,
         heartbeat: float = 15.0,
-        coalesce: float = 0.05,
+        coalesce: float = 0.06,
     ) -> None:
         self.ctx = ctx
         self.heartbeat = heartbeat
@@ -235,6 +257,14 @@ class Hub:
 
     # --- the channel's reader ---------------------------------------------------------
 
+    def interval(self, subscribers: int) -> float:
+        """The shortest time between two reads of a channel under load: a read costs one
+        write per subscriber, so the interval grows with them, from 10 ms for one to
+        ``coalesce`` (60 ms) from 200 on (measured: ``bench/stream.py``, where 200 streams
+        at 50 ms took a fifth of the lease throughput and at 60 ms kept delivery p99 near
+        80 ms)."""
+        return min(self.coalesce, 0.01 + (self.coalesce - 0.01) * subscribers / 200)
+
     async def _run(self, channel: _Channel) -> None:
         loop = asyncio.get_running_loop()
         last = 0.0
@@ -242,8 +272,8 @@ class Hub:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(channel.wake.wait(), timeout=self.recheck)
             # Under load, commits arrive faster than subscribers can be written to: one read
-            # (and one write per subscriber) per ``coalesce`` seconds carries them all.
-            gap = self.coalesce - (loop.time() - last)
+            # (and one write per subscriber) per coalescing interval carries them all.
+            gap = self.interval(len(channel.subs)) - (loop.time() - last)
             if gap > 0:
                 await asyncio.sleep(gap)
             last = loop.time()
@@ -265,19 +295,24 @@ class Hub:
             if not page:
                 return
             items = [(int(ev["seq"]), ev, encode_frame(ev)) for ev in page]
-            size = sum(len(frame) for _, _, frame in items)
+            whole = Page.of(items)
+            filtered: dict[Filters, Page | None] = {}  # one page per distinct filter set
             for sub in list(channel.subs):
                 if sub.filters == _ALL:
-                    mine, mine_size = items, size
+                    mine: Page | None = whole
+                elif sub.filters in filtered:
+                    mine = filtered[sub.filters]
                 else:
-                    mine = [item for item in items if sub.filters.match(item[1])]
-                    mine_size = sum(len(frame) for _, _, frame in mine)
-                if not mine:
+                    chosen = [item for item in items if sub.filters.match(item[1])]
+                    mine = filtered[sub.filters] = Page.of(chosen) if chosen else None
+                if mine is None:
                     continue
-                if sub.pending + mine_size > self.buffer:
+                if sub.direct is not None and not sub.pages and sub.direct(mine):
+                    continue  # written to the connection: no queue, no task to wake
+                if sub.pending + len(mine.body) > self.buffer:
                     self._drop(channel, sub)
                     continue
-                sub.pending += mine_size
+                sub.pending += len(mine.body)
                 sub.pages.append(mine)
                 sub.ready.set()
             channel.cursor = items[-1][0]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from loom.api._hub import Filters, Hub, Subscriber, encode_frame
+from loom.api._hub import Filters, Hub, Page, Subscriber, encode_frame
 from loom.api.access import Access, project_access
 from loom.api.contract import operation_id
 from loom.errors import ValidationError
@@ -111,6 +111,12 @@ async def stream_events(
 Render = Callable[[dict[str, Any]], bytes]
 
 
+class _ChunkSink(Protocol):
+    """The server's ``loom.chunks`` ASGI extension (``loom._http_protocol.ChunkSink``)."""
+
+    def write_now(self, body: bytes) -> bool: ...
+
+
 class EventStream(Response):
     """The ASGI response of one subscriber: its backlog, then its queue, until the client
     goes away or the hub cuts it off (see :class:`loom.api._hub.Hub`)."""
@@ -147,8 +153,10 @@ class EventStream(Response):
         self.encode = render
         self.still_allowed = still_allowed
         self.recheck_seconds = recheck_seconds
+        self._chunks: _ChunkSink | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._chunks = scope.get("extensions", {}).get("loom.chunks")
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             writer = asyncio.create_task(self._write(send))
@@ -174,7 +182,22 @@ class EventStream(Response):
             )
 
     async def _send(self, send: Send, body: bytes) -> None:
-        await send({"type": "http.response.body", "body": body, "more_body": True})
+        self.sub.sending = True  # the hub writes nothing directly meanwhile (order)
+        try:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        finally:
+            self.sub.sending = False
+
+    def _direct(self, page: Page) -> bool:
+        """``Subscriber.direct``: the hub's fast path (no queue, no task wake-up)."""
+        sub = self.sub
+        if sub.sending or page.first <= sub.cursor or self._chunks is None:
+            return False
+        if not self._chunks.write_now(page.body):
+            return False
+        sub.cursor = page.last
+        sub.beat = False
+        return True
 
     async def _write(self, send: Send) -> None:
         sub = self.sub
@@ -188,16 +211,23 @@ class EventStream(Response):
                 await self._send(send, b"".join(chunk))
             if len(backlog) < _PAGE:
                 break
+        if self._chunks is not None and self.encode is encode_frame:
+            sub.direct = self._direct
         while True:
             await sub.ready.wait()
             chunk = []
+            raw = self.encode is encode_frame
             for page in sub.take():
-                for seq, event, frame in page:
-                    sub.pending -= len(frame)
-                    if seq <= sub.cursor:
-                        continue  # already sent from the backlog
-                    sub.cursor = seq
-                    chunk.append(frame if self.encode is encode_frame else self.encode(event))
+                sub.pending -= len(page.body)
+                if page.last <= sub.cursor:
+                    continue  # already sent from the backlog
+                if raw and page.first > sub.cursor:
+                    chunk.append(page.body)  # the common case: the page's frames, joined once
+                else:
+                    for seq, event, frame in page.items:
+                        if seq > sub.cursor:  # else already sent from the backlog
+                            chunk.append(frame if raw else self.encode(event))
+                sub.cursor = page.last
             if chunk:
                 sub.beat = False
                 await self._send(send, b"".join(chunk))
