@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ACCESS_KEY", "BODY_KEY", "HOT_KEY", "ROUTE_KEY", "WRITE_STARTED"]
+__all__ = ["ACCESS_KEY", "BODY_KEY", "HOT_KEY", "HOT_MATCH", "ROUTE_KEY", "WRITE_STARTED"]
 
 # The request body, once read by the body guard or the hot lane (read it only once).
 BODY_KEY: Final = "loom.body"
@@ -19,3 +19,5 @@ ROUTE_KEY: Final = "loom.route"
 # Set by the hot lane (claim, heartbeat, release, allocate, event batches): small writes that
 # run inline on SQLite; every other write may store megabytes and runs on the writer thread.
 HOT_KEY: Final = "loom.hot"
+# The hot-lane route and match found by ``HotLane.serves`` (taken by ``HotLane.__call__``).
+HOT_MATCH: Final = "loom.hot_match"

@@ -377,6 +377,8 @@ def _rendered(call: Callable[[], Any], headers: dict[str, str] | None) -> JSON:
 
 def bool_param(request: Request, name: str) -> bool:
     """A ``?name=true|false|1|0`` query flag (absent: false); anything else is a 400."""
+    if not request.scope.get("query_string"):
+        return False  # no query at all (the common case: not worth parsing)
     value = request.query_params.get(name, "false").lower()
     if value not in ("true", "false", "1", "0"):
         raise ValidationError(f"{name} must be true or false", kind="invalid_request")

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loom.api._scope import BODY_KEY, HOT_KEY, ROUTE_KEY
+from loom.api._scope import BODY_KEY, HOT_KEY, HOT_MATCH, ROUTE_KEY
 from loom.api.errors import error_response, stored_error_response, unexpected_error_response
 from loom.errors import (
     LoomError,
@@ -211,13 +211,25 @@ class HotLane:
         ]
 
     def serves(self, scope: Scope) -> bool:
-        """Whether this request is one of the lane's (a ``POST`` to a hot route)."""
+        """Whether this request is one of the lane's (a ``POST`` to a hot route). The match
+        is kept in the scope for :meth:`__call__` (one regex match per request, not two)."""
         if scope["method"] != "POST" or scope.get("root_path"):
             return False
         path = scope["path"]
-        return any(pattern.match(path) for pattern, _, _ in self.routes)
+        for route in self.routes:
+            match = route[0].match(path)
+            if match is not None:
+                scope[HOT_MATCH] = (route, match)
+                return True
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        matched = scope.pop(HOT_MATCH, None)
+        if matched is not None:
+            (_, endpoint, template), match = matched
+            scope[ROUTE_KEY] = template  # the metrics' route label
+            await self._serve(endpoint, match.groupdict(), scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             path = scope["path"]
             for pattern, endpoint, template in self.routes:
