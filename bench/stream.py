@@ -3,20 +3,22 @@
 Usage (from the repository root)::
 
     .venv/bin/python bench/stream.py [--backend sqlite|postgresql] [--subscribers 200]
-                                     [--timed 20] [--seconds 6] [--changes 1000] [--renders 40]
+                                     [--timed 20] [--seconds 6] [--slices 3] [--changes 1000]
+                                     [--renders 40]
 
 Starts one real ``loom serve`` (one worker) on a throwaway database and measures, loopback:
 
-1. the health reference (requests/s, 16 clients), as in ``bench/leases.py``;
-2. claim+release cycles by 16 clients (``bench/leases.py``'s phase 2) while
-   ``--subscribers`` SSE connections follow ``GET /events/stream``: lease requests/s and
+1. while ``--subscribers`` SSE connections follow ``GET /events/stream``: claim+release
+   cycles by 16 clients (``bench/leases.py``'s phase 2) in ``--slices`` slices of
+   ``--seconds`` in all, alternating with slices of the health reference (requests/s, 16
+   clients, as in ``bench/leases.py``; half as long; one more at the end): lease requests/s and
    its ratio to the health reference (PRODUCT.md §4: >= 0.6), claim p99, and the delay from
    each event's commit to its delivery at every subscriber (p50/p99/max over all pairs;
    "commit" is the event's ``ts``, stamped before the commit, so the figure is an upper
    bound; timed on ``--timed`` of the subscribers, spread over them). Every subscriber must
    receive every event, in order: the timed ones are checked event by event, the others must
    hold exactly the same stream (CRC-32 and event count). Else exit status 1;
-3. the board page (``GET /ui/ORG/REPO``) of a project with ``--changes`` active changes:
+2. the board page (``GET /ui/ORG/REPO``) of a project with ``--changes`` active changes:
    the server's own time per page (its ``Server-Timing`` header; p50/p95).
 
 Targets (issue 13): delivery p99 < 100 ms; board p95 < 300 ms; the lease ratio still met.
@@ -49,11 +51,14 @@ from _harness import ADMIN, Server, percentile, pg_database, start_server
 from leases import (
     CLIENTS,
     TARGET_RATIO,
+    ClaimStats,
     Conn,
+    Loop,
     P,
     claim_release,
     health_rate,
     load_average,
+    merge,
     seed,
 )
 
@@ -233,7 +238,6 @@ def _subscribers_process(
 async def stream_phase(server: Server, args: argparse.Namespace) -> bool:
     ids = [f"001-{i + 1:02d}_stream-{i}" for i in range(CLIENTS)]
     await seed(server, ids, eligible=True)
-    ref_before = await health_rate(server, args.seconds / 2)
     ctx = multiprocessing.get_context("fork")
     ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
     child = ctx.Process(
@@ -243,13 +247,24 @@ async def stream_phase(server: Server, args: argparse.Namespace) -> bool:
     child.start()
     if not ready.wait(120):
         raise RuntimeError("the subscribers did not connect")
-    stats = await claim_release(server, args.seconds, ids)
+    # Health and lease slices alternate (as in bench/leases.py), so that the machine's drift
+    # on shared cores falls on both sides of the ratio. The subscribers stay connected: the
+    # health slices write no event, so they have nothing to deliver then.
+    share = args.seconds / args.slices
+    health_loops, lease = [], ClaimStats(Loop(0, 0.0, 0.0))
+    for _ in range(args.slices):
+        health_loops.append(await health_rate(server, share / 2))
+        part = await claim_release(server, share, ids)
+        lease.loop = merge([lease.loop, part.loop])
+        lease.claim_latencies += part.claim_latencies
+        lease.errors += part.errors
+    health_loops.append(await health_rate(server, share / 2))
     await asyncio.sleep(1.0)  # let the last events arrive
     stop.set()
     result = out.get(timeout=120)
     child.join(30)
-    ref_after = await health_rate(server, args.seconds / 2)
-    health = (ref_before.rate + ref_after.rate) / 2
+    stats = lease
+    health = merge(health_loops).rate
     lease_rps = stats.loop.rate * 2
     claims = sorted(stats.claim_latencies)
     ratio = lease_rps / health
@@ -337,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscribers", type=int, default=200)
     parser.add_argument(
         "--timed", type=int, default=20, help="subscribers that time every event (spread)"
+    )
+    parser.add_argument(
+        "--slices", type=int, default=3, help="lease slices, alternating with health slices"
     )
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--changes", type=int, default=1000)
