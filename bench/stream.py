@@ -269,7 +269,8 @@ async def stream_phase(server: Server, args: argparse.Namespace) -> bool:
     claims = sorted(stats.claim_latencies)
     ratio = lease_rps / health
     p99 = result["p99"] * 1000
-    print(f"  health reference          {health:8.0f} req/s")
+    slices = ", ".join(f"{h.rate:,.0f}" for h in health_loops)
+    print(f"  health reference          {health:8.0f} req/s (slices: {slices})")
     print(
         f"  lease requests            {lease_rps:8.0f} req/s  ratio {ratio:.2f} "
         f"(target >= {TARGET_RATIO}) {'ok' if ratio >= TARGET_RATIO else 'MISSED'}"
