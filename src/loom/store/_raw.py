@@ -13,29 +13,123 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from psycopg import errors as pg_errors
+from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import Connection
 
 __all__ = ["SQL", "execute", "executemany", "fetchall", "fetchone"]
 
 
 class SQL:
-    """A statement in qmark style, with its psycopg (format) twin precomputed."""
+    """A statement in qmark style, with its psycopg (format) twin precomputed.
 
-    __slots__ = ("format", "qmark")
+    ``fast`` (PostgreSQL): run it straight on libpq (``psycopg.pq``, one ``PQexecParams``:
+    the GIL is released while it waits), parameters sent as text and results read as text,
+    skipping psycopg's cursor machinery. Not a named prepared statement: psycopg may
+    ``DEALLOCATE ALL`` a session's statements. For statements whose every parameter's type
+    PostgreSQL infers from its context (a column it is compared with or stored in, a
+    function argument) and whose results are integers, booleans and text: the lease
+    statements."""
 
-    def __init__(self, qmark: str) -> None:
+    __slots__ = ("dollar", "fast", "format", "qmark")
+
+    def __init__(self, qmark: str, *, fast: bool = False) -> None:
         self.qmark = qmark
         self.format = qmark.replace("%", "%%").replace("?", "%s")
+        self.fast = fast
+        parts = qmark.split("?")
+        self.dollar = (
+            parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+        ).encode()
+
+
+_OK = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)
+_INTEGERS = frozenset((20, 21, 23, 26))  # int8, int2, int4, oid
+_BOOL = 16
+
+
+def _param(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if value is True:
+        return b"t"
+    if value is False:
+        return b"f"
+    if isinstance(value, int):
+        return b"%d" % value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+def _pg_fast(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
+    """Run ``stmt`` on the connection's libpq handle, inside the transaction (``BEGIN``
+    first when none is open, as psycopg itself would)."""
+    dbapi: Any = conn.connection.dbapi_connection
+    pg = dbapi.pgconn
+    encoding = dbapi.info.encoding
+    if pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit:
+        _check(pg.exec_(b"BEGIN"), encoding)
+    return _check(pg.exec_params(stmt.dollar, [_param(p) for p in params]), encoding)
+
+
+def _check(result: Any, encoding: str) -> Any:
+    if result.status not in _OK:
+        raise pg_errors.error_from_result(result, encoding=encoding)
+    return result
+
+
+def _pg_rows(result: Any) -> list[tuple[Any, ...]]:
+    kinds = [result.ftype(col) for col in range(result.nfields)]
+    rows = []
+    for row in range(result.ntuples):
+        values: list[Any] = []
+        for col, kind in enumerate(kinds):
+            raw = result.get_value(row, col)
+            if raw is None:
+                values.append(None)
+            elif kind in _INTEGERS:
+                values.append(int(raw))
+            elif kind == _BOOL:
+                values.append(raw == b"t")
+            else:
+                values.append(raw.decode())
+        rows.append(tuple(values))
+    return rows
+
+
+class _Fast:
+    """A ``fast`` statement's result, read like the DB-API cursor it stands in for."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, result: Any) -> None:
+        self.rows = _pg_rows(result)
+        self.rowcount = result.command_tuples if result.command_tuples is not None else -1
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.rows
+
+    def close(self) -> None:
+        pass
 
 
 def _cursor(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
-    cur = dbapi.cursor()
     if conn.dialect.name == "postgresql":
+        if stmt.fast:
+            return _Fast(_pg_fast(conn, stmt, params))
+        cur = dbapi.cursor()
         cur.execute(stmt.format, params)
-    else:
-        cur.execute(stmt.qmark, params)
+        return cur
+    cur = dbapi.cursor()
+    cur.execute(stmt.qmark, params)
     return cur
 
 

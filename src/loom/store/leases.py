@@ -45,12 +45,14 @@ _GET = _raw.SQL(
 _UPDATE = _raw.SQL(
     "UPDATE leases SET holder = ?, acquired_us = ?, expires_us = ?, ttl_seconds = ?,"
     " fencing_token = ?, previous_holder = ?, expiry_recorded = ?"
-    " WHERE project_id = ? AND change_id = ?"
+    " WHERE project_id = ? AND change_id = ?",
+    fast=True,
 )
 _INSERT = _raw.SQL(
     "INSERT INTO leases (holder, acquired_us, expires_us, ttl_seconds, fencing_token,"
     " previous_holder, expiry_recorded, project_id, change_id)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    fast=True,
 )
 
 
@@ -84,7 +86,8 @@ _WITH_CHANGE = _raw.SQL(
 # PostgreSQL: lock the change row, then read the lease (migration 0005), one round trip.
 _PG_LOCK_CHANGE_LEASE = _raw.SQL(
     "SELECT archived_us, has_lease, holder, acquired_us, expires_us, ttl_seconds,"
-    " fencing_token, previous_holder, expiry_recorded FROM loom_lock_change_lease(?, ?)"
+    " fencing_token, previous_holder, expiry_recorded FROM loom_lock_change_lease(?, ?)",
+    fast=True,
 )
 
 
@@ -158,7 +161,8 @@ def _pg_save_with_events(exists: bool, count: int) -> _raw.SQL:
     values = ", ".join("(?, ?, ?, ?, ?, ?, ?)" for _ in range(count))
     return _raw.SQL(
         f"WITH saved AS ({(_UPDATE if exists else _INSERT).qmark})"
-        f" INSERT INTO events ({EVENT_COLUMNS}) VALUES {values}"
+        f" INSERT INTO events ({EVENT_COLUMNS}) VALUES {values}",
+        fast=True,
     )
 
 
