@@ -83,6 +83,21 @@ def _epoch(ts: bytes) -> float:
 _KEEPALIVE = b": keepalive\n\n"  # the heartbeat comment (sent as a chunk of its own)
 
 
+def _dechunk(raw: bytes) -> tuple[list[bytes], bytes]:
+    """The complete chunks of chunked-coded ``raw``, and the bytes left for later reads."""
+    out, pos = [], 0
+    while True:
+        end = raw.find(b"\r\n", pos)
+        if end < 0:
+            break
+        size = int(raw[pos:end].split(b";")[0], 16)
+        if len(raw) < end + 2 + size + 2:
+            break  # the rest of this chunk is in a later read
+        out.append(raw[end + 2 : end + 2 + size])
+        pos = end + 2 + size + 2
+    return out, raw[pos:]
+
+
 class Subscriber:
     """One SSE connection, read as it arrives, cheaply (the load generator shares the
     server's two cores: decoding 500,000 frames/s one by one in Python would take a core
@@ -142,39 +157,18 @@ class Subscriber:
             self.ready.set()
         if self.timed:
             self.reads.append((time.time(), data))
-        raw = self._raw + data
-        pos = 0
-        while True:
-            end = raw.find(b"\r\n", pos)
-            if end < 0:
-                break
-            size = int(raw[pos:end].split(b";")[0], 16)
-            if len(raw) < end + 2 + size + 2:
-                break  # the rest of this chunk is in a later read
-            chunk = raw[end + 2 : end + 2 + size]
+        chunks, self._raw = _dechunk(self._raw + data)
+        for chunk in chunks:
             if chunk != _KEEPALIVE:
                 self.crc = zlib.crc32(chunk, self.crc)
                 self.count += chunk.count(b"\nevent: ")
-            pos = end + 2 + size + 2
-        self._raw = raw[pos:]
 
     def parse(self) -> None:
         """A timed subscriber's reads: every event's seq and delay."""
         raw = b""  # chunked-coding bytes not yet decoded
         body = b""  # decoded bytes not yet split into messages
         for now, data in self.reads:
-            raw += data
-            out, pos = [], 0
-            while True:
-                end = raw.find(b"\r\n", pos)
-                if end < 0:
-                    break
-                size = int(raw[pos:end].split(b";")[0], 16)
-                if len(raw) < end + 2 + size + 2:
-                    break
-                out.append(raw[end + 2 : end + 2 + size])
-                pos = end + 2 + size + 2
-            raw = raw[pos:]
+            out, raw = _dechunk(raw + data)
             body += b"".join(out)
             *blocks, body = body.split(b"\n\n")
             for block in blocks:
