@@ -234,31 +234,23 @@ class Hub:
                 channel.task.cancel()
             del self._channels[project]
 
-    async def backlog(self, project: Project, since: int) -> list[dict[str, Any]]:
+    def _read(self, project: Project, since: int) -> list[dict[str, Any]]:
         """One page of the log after ``since`` (the same read as ``GET /events``)."""
-        items, _ = await self.ctx.db.run_read(
-            functools.partial(
-                events_service.read_events,
-                self.ctx,
-                project,
-                since=since,
-                limit=_PAGE,
-                entity=None,
-                scope=None,
-                op=None,
-            )
+        items, _ = events_service.read_events(
+            self.ctx, project, since=since, limit=_PAGE, entity=None, scope=None, op=None
         )
         return list(items)
+
+    async def backlog(self, project: Project, since: int) -> list[dict[str, Any]]:
+        """One page of the log after ``since``, read on a reader thread."""
+        return await self.ctx.db.run_read(self._read, project, since)
 
     async def _page(self, project: Project, since: int) -> list[dict[str, Any]]:
         """The channel's read. On SQLite it runs inline: a page of the local log reads in
         well under a millisecond, while a hop to a reader thread waits for the event loop to
         let go of the GIL (milliseconds under load, on every read)."""
         if self.ctx.db.inline_writes:
-            items, _ = events_service.read_events(
-                self.ctx, project, since=since, limit=_PAGE, entity=None, scope=None, op=None
-            )
-            return list(items)
+            return self._read(project, since)
         return await self.backlog(project, since)
 
     async def _latest(self, project: Project) -> tuple[int | None, int]:
