@@ -15,7 +15,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from _forkserver import ForkedProcess, spawn_loom
 from loom.api.auth import derive_project_token
 from loom.settings import Settings
 
@@ -321,7 +321,7 @@ _LISTEN = re.compile(r"loom: listening on (http://\S+)")
 class LiveServer:
     url: str
     data_dir: Path
-    process: subprocess.Popen[str]
+    process: ForkedProcess | subprocess.Popen[str]
     database_url: str
     admin_token: str = ADMIN
     seed: str = SEED
@@ -362,10 +362,7 @@ def start_server(
     db_url = database_url or f"sqlite:///{default_db}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
     env.update(extra_env or {})
-    cmd = [
-        sys.executable,
-        "-m",
-        "loom",
+    args = [
         "serve",
         "--port",
         "0",
@@ -379,9 +376,7 @@ def start_server(
         SEED,
         *args,
     ]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
-    )
+    proc = spawn_loom(args, env)  # a fork of a pre-imported interpreter (tests/_forkserver.py)
     assert proc.stderr is not None
     log: list[str] = []
     found: list[str] = []

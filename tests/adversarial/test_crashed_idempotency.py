@@ -253,3 +253,24 @@ def test_pg_a_request_whose_key_was_taken_over_rolls_its_effect_back(
         assert rec is not None and rec.owner == "b.2" and rec.state == "in_flight"
     finally:
         ctx.db.dispose()
+
+
+def test_a_forked_process_is_a_boot_of_its_own() -> None:
+    """A process forked from a loaded interpreter (``gunicorn --preload``, the tests' fork
+    server) must not share its parent's boot: the in-flight keys of a dead sibling would look
+    alive for as long as the parent lives."""
+    import os
+
+    from loom.store.engine import application_name, boot_id
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write_end, f"{boot_id()} {application_name()}".encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child_boot, child_name = pipe.read().split()
+    os.waitpid(pid, 0)
+    assert child_boot != boot_id() and len(child_boot) == 12
+    assert child_name == f"loom:{child_boot}" and application_name() == f"loom:{boot_id()}"

@@ -33,11 +33,11 @@ from loom.errors import IdempotencyInFlight, LoomError, Unprocessable
 from loom.service._common import write_pid
 from loom.service._context import Project, ServiceContext
 from loom.store import idempotency as store
-from loom.store.engine import BOOT_ID
+from loom.store.engine import boot_id
 
-__all__ = ["BOOT_ID", "Replay", "release_abandoned", "run_idempotent"]
+__all__ = ["Replay", "release_abandoned", "run_idempotent"]
 
-# Every in-flight record this process writes has an owner ``<BOOT_ID>.<random>``.
+# Every in-flight record this process writes has an owner ``<boot id>.<random>`` (:func:`boot_id`).
 
 log = logging.getLogger("loom.idempotency")
 
@@ -119,7 +119,7 @@ def _live(conn: Connection, ctx: ServiceContext, owner: str | None) -> bool:
     owns the database and released other boots' records at start-up.
     """
     boot = store.boot_of(owner)
-    if boot == BOOT_ID or ctx.db.kind != "postgresql":
+    if boot == boot_id() or ctx.db.kind != "postgresql":
         return True
     return store.boot_alive(conn, boot)
 
@@ -140,7 +140,7 @@ def run_idempotent(
 ) -> tuple[int, Any, bool]:
     """Run ``operation`` at most once per (project, key). Returns (status, body, replayed)."""
     pid = write_pid(ctx, project)
-    owner = f"{BOOT_ID}.{secrets.token_hex(8)}"
+    owner = f"{boot_id()}.{secrets.token_hex(8)}"
     replay = _begin(ctx, pid, key, fingerprint, owner)
     if replay is not None:
         return replay.status, replay.body, True
@@ -184,9 +184,9 @@ def release_abandoned(ctx: ServiceContext) -> int:
     """
     with ctx.db.write() as conn:
         if ctx.db.kind == "sqlite":
-            released = store.release_other_boots(conn, f"{BOOT_ID}.")
+            released = store.release_other_boots(conn, f"{boot_id()}.")
         else:
-            released = store.release_dead_boots(conn, BOOT_ID)
+            released = store.release_dead_boots(conn, boot_id())
     if released:
         log.info("released %d idempotency key(s) left in flight by a stopped process", released)
     return released

@@ -39,9 +39,9 @@ from loom import metrics
 
 __all__ = [
     "APPENDED",
-    "APPLICATION_NAME",
-    "BOOT_ID",
     "Database",
+    "application_name",
+    "boot_id",
     "normalize_database_url",
     "redact_url",
 ]
@@ -66,13 +66,27 @@ def _busy(exc: DBAPIError) -> bool:
     return getattr(orig, "sqlstate", None) in _PG_BUSY
 
 
-BOOT_ID = secrets.token_hex(6)
-"""This process's boot (random, new at every start)."""
+_BOOT = [secrets.token_hex(6)]
 
-APPLICATION_NAME = f"loom:{BOOT_ID}"
-"""The ``application_name`` of every PostgreSQL session this process opens: another process
-tells from ``pg_stat_activity`` whether any session of this boot is still connected (see
-:func:`loom.store.idempotency.live_boots`)."""
+
+def boot_id() -> str:
+    """This process's boot (random, new at every start, and new in a forked child: a process
+    forked from a loaded interpreter, as ``gunicorn --preload`` does, is a boot of its own)."""
+    return _BOOT[0]
+
+
+def application_name() -> str:
+    """The ``application_name`` of every PostgreSQL session this process opens: another
+    process tells from ``pg_stat_activity`` whether any session of this boot is still
+    connected (see :func:`loom.store.idempotency.live_boots`)."""
+    return f"loom:{_BOOT[0]}"
+
+
+def _new_boot() -> None:
+    _BOOT[0] = secrets.token_hex(6)
+
+
+os.register_at_fork(after_in_child=_new_boot)
 
 
 # Key in ``Connection.info``: the project ids whose audit log this transaction appended to
@@ -101,7 +115,7 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 8) -> None:
         self.url = normalize_database_url(url)
         self.kind = "sqlite" if self.url.startswith("sqlite") else "postgresql"
-        self.application_name = APPLICATION_NAME
+        self.application_name = application_name()
         self.engine: Engine = self._make_engine(pool_size)
         self.inline_writes = self.kind == "sqlite"
         # SQLite: small writes run inline on the event loop; writes that may store megabytes
@@ -142,7 +156,7 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
-            connect_args={"application_name": APPLICATION_NAME},
+            connect_args={"application_name": self.application_name},
         )
 
     @contextlib.contextmanager

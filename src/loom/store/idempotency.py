@@ -167,7 +167,7 @@ def boot_alive(conn: Connection, boot: str) -> bool:
     """PostgreSQL: is any session of process boot ``boot`` still connected?
 
     Every session a server process opens carries ``application_name = 'loom:<boot>'``
-    (:data:`loom.store.engine.APPLICATION_NAME`); ``pg_stat_activity`` shows every session's
+    (:func:`loom.store.engine.application_name`); ``pg_stat_activity`` shows every session's
     ``application_name`` to any user. Read it *after* the record it is about: a session
     that wrote a record is connected before the record exists.
     """
