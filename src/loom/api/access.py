@@ -312,12 +312,16 @@ async def write(
     fn: Callable[..., Any],
     *args: Any,
     headers: dict[str, str] | None = None,
+    loop_safe: bool = False,
     **kwargs: Any,
 ) -> JSON:
     """Run a mutating use case on the writer executor, honouring ``Idempotency-Key``.
 
     Every mutating route goes through here, so this is where ``read`` tokens are refused
     (not in :func:`project_access`: the MCP endpoint is POST-only and serves reads too).
+    ``loop_safe``: the use case's statements are all ``fast`` ones (claim, heartbeat,
+    release): unkeyed, on PostgreSQL it runs on the event loop without blocking it
+    (:meth:`loom.store.engine.Database.run_write`).
     """
     if access.scope.read_only:
         raise Forbidden("this token may only read", kind="forbidden")
@@ -334,7 +338,7 @@ async def write(
             # Small unkeyed writes of the hot lane share a commit with those arriving in the
             # same turn of the event loop (SQLite group commit, loom.store.engine).
             return await ctx.db.run_write(
-                _rendered, call, headers, offload=offload, batch=not offload
+                _rendered, call, headers, offload=offload, batch=not offload, on_loop=loop_safe
             )
         return await _write_keyed(request, access, key, call, headers, offload)
     except LeaseConflict:

@@ -13,11 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
 
-__all__ = ["SQL", "execute", "executemany", "fetchall", "fetchone"]
+from loom.store import _loopio
+
+__all__ = ["SQL", "end_on_loop", "execute", "executemany", "fetchall", "fetchone"]
 
 
 class SQL:
@@ -66,13 +70,46 @@ def _param(value: Any) -> bytes | None:
 
 def _pg_fast(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
     """Run ``stmt`` on the connection's libpq handle, inside the transaction (``BEGIN``
-    first when none is open, as psycopg itself would)."""
+    first when none is open, as psycopg itself would). A lost connection (or another
+    operational failure) raises SQLAlchemy's ``OperationalError``, as the same statement
+    through SQLAlchemy would: the API answers it 503 ``database_unavailable``."""
+    try:
+        return _pg_fast_on(conn, stmt, params)
+    except psycopg.OperationalError as exc:
+        raise sa_exc.OperationalError(stmt.qmark, None, exc) from exc
+
+
+def _pg_fast_on(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
     dbapi: Any = conn.connection.dbapi_connection
     pg = dbapi.pgconn
     encoding = dbapi.info.encoding
-    if pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit:
+    values = [_param(p) for p in params]
+    begin = pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit
+    if _loopio.on_loop():  # on the event loop (Database.run_write(on_loop=True)): never block it
+        statements = [(b"BEGIN", []), (stmt.dollar, values)] if begin else [(stmt.dollar, values)]
+        results = _loopio.await_(_loopio.execute(pg, statements))
+        for result in results[:-1]:
+            _check(result, encoding)
+        return _check(results[-1], encoding)
+    if begin:
         _check(pg.exec_(b"BEGIN"), encoding)
-    return _check(pg.exec_params(stmt.dollar, [_param(p) for p in params]), encoding)
+    return _check(pg.exec_params(stmt.dollar, values), encoding)
+
+
+def end_on_loop(conn: Connection, *, commit: bool) -> None:
+    """COMMIT or ROLLBACK the open transaction of ``conn`` from code running on the event loop
+    (:mod:`loom.store._loopio`), without blocking it. psycopg then sees an idle connection,
+    so SQLAlchemy's own commit or rollback that follows sends nothing."""
+    dbapi: Any = conn.connection.dbapi_connection
+    pg = dbapi.pgconn
+    if pg.transaction_status == TransactionStatus.IDLE:
+        return
+    command = b"COMMIT" if commit else b"ROLLBACK"
+    try:
+        (result,) = _loopio.await_(_loopio.execute(pg, [(command, [])]))
+        _check(result, dbapi.info.encoding)
+    except psycopg.OperationalError as exc:
+        raise sa_exc.OperationalError(command.decode(), None, exc) from exc
 
 
 def _check(result: Any, encoding: str) -> Any:
@@ -125,6 +162,7 @@ def _cursor(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
     if conn.dialect.name == "postgresql":
         if stmt.fast:
             return _Fast(_pg_fast(conn, stmt, params))
+        _loopio.note_blocking()
         cur = dbapi.cursor()
         cur.execute(stmt.format, params)
         return cur
@@ -161,6 +199,7 @@ def executemany(conn: Connection, stmt: SQL, rows: Sequence[Sequence[Any]]) -> N
         return
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
+    _loopio.note_blocking()
     cur = dbapi.cursor()
     cur.executemany(stmt.format if conn.dialect.name == "postgresql" else stmt.qmark, rows)
     cur.close()

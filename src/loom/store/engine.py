@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -25,17 +26,20 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from psycopg.pq import ConnStatus, TransactionStatus
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from loom import metrics
+from loom.store import _loopio, _raw
 
 __all__ = [
     "APPENDED",
@@ -47,6 +51,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# PostgreSQL writes run on the event loop (Database.run_write(on_loop=True)): the connection
+# reserved for the current request, and the transaction open on it (per asyncio task).
+_LOOP_CONN: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
+    "loom_loop_conn", default=None
+)
+_LOOP_TX: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
+    "loom_loop_tx", default=None
+)
 log = logging.getLogger("loom.store")
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -124,6 +137,13 @@ class Database:
             max_workers=1 if self.inline_writes else pool_size, thread_name_prefix="loom-w"
         )
         self._read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loom-r")
+        # PostgreSQL: connections of the writes that run on the event loop (lease requests),
+        # each used by one request at a time (run_write(on_loop=True)).
+        self._loop_max = pool_size
+        self._loop_open = 0
+        self._loop_free: list[Connection] = []
+        self._loop_waiters: deque[asyncio.Future[None]] = deque()
+        self.loop_writes = 0  # writes run on the loop so far (for the tests)
         self._local = threading.local()
         self._writers: list[Connection] = []
         self._writers_lock = threading.Lock()
@@ -151,13 +171,18 @@ class Database:
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
             return engine
-        return create_engine(
+        engine = create_engine(
             self.url,
-            pool_size=pool_size,
+            # Held for good: a connection per writer thread and per loop writer (below), and
+            # the readers'; the overflow serves short-lived uses (migrations, backups).
+            pool_size=2 * pool_size + 4,
             max_overflow=pool_size,
             pool_pre_ping=True,
             connect_args={"application_name": self.application_name},
         )
+        # A statement through SQLAlchemy on the event loop blocks it (counted for the tests).
+        event.listen(engine, "before_cursor_execute", _note_blocking)
+        return engine
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
@@ -167,15 +192,19 @@ class Database:
         inside the idempotency wrapper) joins it, so both commit or roll back together.
         Each writer thread keeps its own connection (no pool round trip per transaction).
         """
-        current: Connection | None = getattr(self._local, "conn", None)
+        current: Connection | None = getattr(self._local, "conn", None) or _LOOP_TX.get()
         if current is not None:
             yield current
             return
-        conn = self._writer_connection()
+        loop_conn = _LOOP_CONN.get() if _loopio.on_loop() else None
+        conn = loop_conn or self._writer_connection()
         started = time.perf_counter()
         try:
             if self.kind == "sqlite":
                 with self._sqlite_transaction(conn):
+                    yield conn
+            elif loop_conn is not None:
+                with self._on_loop_transaction(conn):
                     yield conn
             else:
                 with conn.begin():
@@ -188,7 +217,9 @@ class Database:
             conn.info.pop(APPENDED, None)
             if _busy(exc):
                 metrics.DB_BUSY.inc()
-            if exc.connection_invalidated or conn.invalidated or conn.closed:
+            if loop_conn is None and (
+                exc.connection_invalidated or conn.invalidated or conn.closed
+            ):
                 self._drop_writer_connection()
             raise
         except BaseException:
@@ -199,6 +230,28 @@ class Database:
         appended = conn.info.pop(APPENDED, None)
         if appended and self.on_events is not None:
             self.on_events(appended)
+
+    @contextlib.contextmanager
+    def _on_loop_transaction(self, conn: Connection) -> Iterator[None]:
+        """PostgreSQL, on the event loop: the transaction's BEGIN goes with its first
+        statement and its COMMIT or ROLLBACK is sent without blocking the loop, all straight
+        on libpq (:func:`loom.store._raw.end_on_loop`). A SQLAlchemy statement inside starts
+        SQLAlchemy's own bookkeeping of the same transaction (autobegin); its commit or
+        rollback, after ours, finds the connection idle and sends nothing."""
+        token = _LOOP_TX.set(conn)
+        try:
+            yield
+            _raw.end_on_loop(conn, commit=True)
+            if conn.in_transaction():
+                conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):  # a broken connection is dropped on return
+                _raw.end_on_loop(conn, commit=False)
+                if conn.in_transaction():
+                    conn.rollback()
+            raise
+        finally:
+            _LOOP_TX.reset(token)
 
     @contextlib.contextmanager
     def _sqlite_transaction(self, conn: Connection) -> Iterator[None]:
@@ -266,7 +319,12 @@ class Database:
             _READ_SECONDS.observe(time.perf_counter() - started)
 
     async def run_write(
-        self, fn: Callable[..., T], *args: Any, offload: bool = False, batch: bool = False
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        offload: bool = False,
+        batch: bool = False,
+        on_loop: bool = False,
     ) -> T:
         """Run a write use case.
 
@@ -282,7 +340,15 @@ class Database:
         still takes effect whole or not at all, and each caller is answered only after the
         shared commit. PostgreSQL: on a pool of writer threads (network round trips must not
         block the loop).
+
+        ``on_loop`` (PostgreSQL; use cases whose statements are all ``fast`` ones of
+        :mod:`loom.store._raw`, the lease requests): on the event loop thread, in a greenlet
+        whose round trips are awaited on the loop (:mod:`loom.store._loopio`), not on a
+        writer thread. Other requests go on while it waits for PostgreSQL. On SQLite ``on_loop``
+        changes nothing.
         """
+        if on_loop and not self.inline_writes and not offload:
+            return await self._on_loop(fn, args)
         if self.inline_writes and not offload and not self._offloaded:
             if batch:
                 return await self._batched(fn, args)
@@ -380,6 +446,74 @@ class Database:
             else:
                 future.set_exception(value)
 
+    async def _on_loop(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        conn = await self._take_loop_connection()
+        token = _LOOP_CONN.set(conn)
+        lost = True
+        try:
+            value = await _loopio.run_on_loop(fn, *args)
+            lost = False
+            return value
+        except DBAPIError as exc:
+            lost = isinstance(exc, OperationalError)  # the connection may be gone
+            raise
+        except Exception:
+            lost = False  # a use case's refusal (conflict, not found): rolled back
+            raise
+        finally:
+            _LOOP_CONN.reset(token)
+            self.loop_writes += 1
+            self._give_back(conn, lost=lost)
+
+    async def _take_loop_connection(self) -> Connection:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._loop_free:
+                return self._loop_free.pop()
+            if self._loop_open < self._loop_max:
+                self._loop_open += 1
+                try:
+                    # Connecting blocks: on a reader thread (a connection's first use is
+                    # from the loop, after this).
+                    return await loop.run_in_executor(self._read_pool, self.engine.connect)
+                except BaseException:
+                    self._loop_open -= 1
+                    raise
+            waiter = loop.create_future()
+            self._loop_waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_loop_waiter()  # it was woken for us: pass it on
+                raise
+
+    def _give_back(self, conn: Connection, *, lost: bool) -> None:
+        """Keep a loop connection for the next request, or drop it if it is not clean (or
+        the request ended in a connection failure, or was cancelled mid-way)."""
+        dbapi: Any = None if conn.closed or conn.invalidated else conn.connection.dbapi_connection
+        pg = None if dbapi is None else dbapi.pgconn
+        clean = (
+            pg is not None
+            and pg.status == ConnStatus.OK
+            and pg.transaction_status == TransactionStatus.IDLE
+        )
+        if clean and not lost:
+            self._loop_free.append(conn)
+        else:
+            self._loop_open -= 1
+            with contextlib.suppress(Exception):
+                conn.invalidate()  # closes the DB-API connection, no round trip
+                conn.close()
+        self._wake_loop_waiter()
+
+    def _wake_loop_waiter(self) -> None:
+        while self._loop_waiters:
+            waiter = self._loop_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
     async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_pool, functools.partial(fn, *args))
@@ -399,7 +533,15 @@ class Database:
                 with contextlib.suppress(Exception):
                     conn.close()
             self._writers.clear()
+        for conn in self._loop_free:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._loop_free.clear()
         self.engine.dispose()
+
+
+def _note_blocking(*_: Any) -> None:
+    _loopio.note_blocking()
 
 
 def _create_private_file(url: str) -> None:

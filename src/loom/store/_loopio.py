@@ -1,0 +1,142 @@
+"""Synchronous database code run on the event loop without blocking it (PostgreSQL).
+
+A lease request on PostgreSQL used to hop to a writer thread, and every round trip of its
+transaction gave the GIL up and took it back from the busy event loop: that hand-off, not
+the database, was most of Loom's CPU per PostgreSQL lease request (docs/scaling.md). The
+lease use cases are synchronous code (the same on both engines, the rules decided in one
+place), so instead of rewriting them as coroutines they run in a *greenlet* on the event
+loop thread, the technique SQLAlchemy's own asyncio layer uses: when a statement has to
+wait for PostgreSQL, :func:`await_` suspends the greenlet and hands an awaitable to
+:func:`run_on_loop`, which awaits it on the loop and resumes the greenlet with the result.
+Other requests run meanwhile; nothing blocks the loop.
+
+Only libpq's non-blocking calls are made here (send, flush, consume input, read results),
+on the connection's socket watched by the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
+
+import greenlet
+from psycopg.pq import ExecStatus
+
+__all__ = ["await_", "blocking_statements", "execute", "note_blocking", "on_loop", "run_on_loop"]
+
+T = TypeVar("T")
+
+_blocking = [0]
+
+
+def note_blocking() -> None:
+    """Count a statement that ran the blocking way while on the loop (it holds the loop for
+    its round trip; correct, but the lease paths must not do it: tests check the count)."""
+    if on_loop():
+        _blocking[0] += 1
+
+
+def blocking_statements() -> int:
+    """How many statements ran the blocking way on the loop in this process."""
+    return _blocking[0]
+
+
+class _LoopGreenlet(greenlet.greenlet):  # type: ignore[misc]
+    """A greenlet running synchronous code for a coroutine on the event loop."""
+
+
+def on_loop() -> bool:
+    """Whether the caller runs inside :func:`run_on_loop` (and may call :func:`await_`)."""
+    return isinstance(greenlet.getcurrent(), _LoopGreenlet)
+
+
+def await_(awaitable: Awaitable[T]) -> T:
+    """Wait for ``awaitable`` on the event loop from synchronous code in :func:`run_on_loop`."""
+    current = greenlet.getcurrent()
+    if not isinstance(current, _LoopGreenlet):
+        raise RuntimeError("await_() outside run_on_loop()")
+    return cast(T, current.parent.switch(awaitable))
+
+
+async def run_on_loop(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` on this thread in a greenlet, awaiting what it hands to
+    :func:`await_`. Its exceptions propagate; the current context (contextvars) is its."""
+    child = _LoopGreenlet(fn, greenlet.getcurrent())
+    child.gr_context = greenlet.getcurrent().gr_context
+    value = child.switch(*args)
+    while not child.dead:
+        try:
+            result = await value
+        except BaseException as exc:  # delivered into the greenlet, where it is raised
+            value = child.throw(exc)
+        else:
+            value = child.switch(result)
+    return cast(T, value)
+
+
+async def _ready(fd: int, *, write: bool) -> None:
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def wake() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    if write:
+        loop.add_writer(fd, wake)
+    else:
+        loop.add_reader(fd, wake)
+    try:
+        await done
+    finally:
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
+async def _communicate(pg: Any, pipeline: bool) -> list[Any]:
+    """Send what is buffered, then read the results: a statement's, or in a pipeline every
+    statement's up to the sync point. An error result is returned, not raised: the caller
+    checks."""
+    fd = pg.socket
+    while pg.flush():
+        await _ready(fd, write=True)
+    results: list[Any] = []
+    while True:
+        pg.consume_input()
+        while not pg.is_busy():
+            result = pg.get_result()
+            if result is None:
+                if not pipeline:
+                    return results
+                continue  # the end of one statement's results, in a pipeline
+            if result.status == ExecStatus.PIPELINE_SYNC:
+                return results
+            results.append(result)
+        await _ready(fd, write=False)
+
+
+async def execute(pg: Any, statements: Sequence[tuple[bytes, list[bytes | None]]]) -> list[Any]:
+    """Run ``statements`` (SQL with ``$n`` placeholders, text parameters) on the non-blocking
+    libpq connection ``pg`` and return their results: one round trip for all of them (a libpq
+    pipeline when there are several). After a failing statement, the later ones' results
+    are ``PIPELINE_ABORTED``."""
+    if len(statements) == 1:
+        sql, values = statements[0]
+        pg.send_query_params(sql, values)
+        return await _communicate(pg, pipeline=False)
+    pg.enter_pipeline_mode()
+    try:
+        for sql, values in statements:
+            pg.send_query_params(sql, values)
+        pg.pipeline_sync()
+        results = await _communicate(pg, pipeline=True)
+    except BaseException:
+        with contextlib.suppress(Exception):  # results may be pending: the caller drops pg
+            pg.exit_pipeline_mode()
+        raise
+    pg.exit_pipeline_mode()
+    return results

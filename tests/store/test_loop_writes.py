@@ -1,0 +1,146 @@
+"""PostgreSQL lease requests run on the event loop (loom.store._loopio): in a greenlet whose
+round trips are awaited on the loop, not on a writer thread. Same transactions, same rules:
+what these tests pin down is that the lease routes really take that path, never block the
+loop with a statement, keep their guarantees when many run at once, and survive a lost
+connection."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from conftest import ADMIN, ORG, REPO, make_settings
+from loom.api.app import create_app
+from loom.store import _loopio
+from loom.store.engine import Database
+
+H = {"Authorization": f"Bearer {ADMIN}"}
+P = f"/api/v1/projects/{ORG}/{REPO}"
+
+
+@pytest.fixture
+def pg_app(pg_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, Database]]:
+    app = create_app(make_settings(pg_url, tmp_path))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client, app.state.ctx.db
+
+
+def _push(client: TestClient, *changes: str) -> None:
+    for change in changes:
+        r = client.post(
+            f"{P}/changes/{change}/sync",
+            json={"proposal": "# p\n", "tasks": "- [ ] 1.1 t\n", "specs": []},
+            headers=H,
+        )
+        assert r.status_code == 200, r.text
+
+
+def test_lease_requests_run_on_the_loop_without_a_blocking_statement(
+    pg_app: tuple[TestClient, Database],
+) -> None:
+    client, db = pg_app
+    _push(client, "001-01_a")
+    assert client.post(f"{P}/changes/001-01_a/claim", json={"holder": "a"}, headers=H).is_success
+    writes, blocking = db.loop_writes, _loopio.blocking_statements()
+    for _ in range(5):
+        r = client.post(f"{P}/changes/001-01_a/claim", json={"holder": "a"}, headers=H)
+        assert r.status_code == 200, r.text
+        r = client.post(f"{P}/changes/001-01_a/heartbeat", json={"holder": "a"}, headers=H)
+        assert r.status_code == 200, r.text
+    r = client.post(f"{P}/changes/001-01_a/claim", json={"holder": "b"}, headers=H)
+    assert (r.status_code, r.json()["kind"]) == (409, "lease_conflict")
+    r = client.post(f"{P}/changes/001-01_a/release", json={"holder": "a"}, headers=H)
+    assert r.status_code == 200 and r.json()["released"] is True
+    r = client.post(f"{P}/changes/001-01_a/claim", json={"holder": "b"}, headers=H)
+    assert r.status_code == 200 and r.json()["fencing_token"] == 2
+    # 13 lease requests, each one write on the loop, none through a blocking statement; the
+    # refused claim rolled back and left its connection clean for the next.
+    assert (db.loop_writes - writes, _loopio.blocking_statements() - blocking) == (13, 0)
+    assert db._loop_open == len(db._loop_free) == 1
+    events = client.get(f"{P}/events", params={"since": 0}, headers=H).json()
+    ops = [e["op"] for e in events if e["entity"] == "change"]
+    assert ops.count("claim") == 2 and ops.count("release") == 1
+
+
+def test_simultaneous_claims_on_the_loop_have_exactly_one_winner(
+    pg_app: tuple[TestClient, Database],
+) -> None:
+    """30 claims of one change at once, interleaved on one event loop (each waits for the
+    row lock without blocking the others): one 200, 29 409s, one fencing token."""
+    client, db = pg_app
+    _push(client, "001-01_a", "001-02_b")
+    start = threading.Barrier(30)
+    answers: list[Any] = [None] * 30
+
+    def claim(i: int) -> None:
+        start.wait()
+        answers[i] = client.post(
+            f"{P}/changes/001-01_a/claim", json={"holder": f"agent-{i}"}, headers=H
+        )
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] + [409] * 29, [a.text for a in answers if a.status_code not in (200, 409)]
+    (winner,) = [a.json() for a in answers if a.status_code == 200]
+    assert winner["fencing_token"] == 1
+    lease = client.get(f"{P}/changes/001-01_a/lease", headers=H).json()
+    assert lease["holder"] == winner["holder"]
+    assert 1 <= db._loop_open <= db._loop_max and len(db._loop_free) == db._loop_open
+
+
+def test_a_lost_loop_connection_is_replaced(pg_app: tuple[TestClient, Database]) -> None:
+    """PostgreSQL ends the loop connection's session: the request that meets it answers 503
+    ``database_unavailable`` (nothing half-written), the connection is dropped, and the next
+    request gets a new one."""
+    client, db = pg_app
+    _push(client, "001-01_a")
+    assert client.post(f"{P}/changes/001-01_a/claim", json={"holder": "a"}, headers=H).is_success
+    admin = create_engine(db.url)
+    try:
+        with admin.connect() as conn:
+            (backend,) = [
+                db._loop_free[0].connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+            ]
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend})
+    finally:
+        admin.dispose()
+    r = client.post(f"{P}/changes/001-01_a/heartbeat", json={"holder": "a"}, headers=H)
+    assert (r.status_code, r.json()["kind"]) == (503, "database_unavailable"), r.text
+    assert db._loop_open == 0 and not db._loop_free
+    r = client.post(f"{P}/changes/001-01_a/heartbeat", json={"holder": "a"}, headers=H)
+    assert r.status_code == 200, r.text
+    assert r.json()["fencing_token"] == 1  # the lease is the one the first claim made
+    assert db._loop_open == 1
+
+
+def test_a_first_write_to_a_new_project_runs_its_sqlalchemy_statements_on_the_loop_too(
+    pg_app: tuple[TestClient, Database],
+) -> None:
+    """The first lease request of a project creates its row through SQLAlchemy (a blocking
+    statement on the loop, counted), inside the same kind of transaction; committed."""
+    client, db = pg_app
+    blocking = _loopio.blocking_statements()
+    other = "/api/v1/projects/acme/fresh-project"
+    r = client.post(f"{other}/changes/001-01_a/claim", json={"holder": "a"}, headers=H)
+    assert (r.status_code, r.json()["kind"]) == (404, "change_not_found")
+    assert _loopio.blocking_statements() > blocking
+    assert db._loop_open == len(db._loop_free) == 1
+    pg = db._loop_free[0].connection.dbapi_connection.pgconn  # type: ignore[union-attr]
+    assert pg.transaction_status == 0  # idle: committed, nothing left open
+    assert not db._loop_free[0].in_transaction()
+    r = client.post(
+        f"{other}/changes/001-01_a/sync", json={"proposal": "# p\n", "specs": []}, headers=H
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(f"{other}/changes/001-01_a/claim", json={"holder": "a"}, headers=H)
+    assert r.status_code == 200 and r.json()["fencing_token"] == 1
