@@ -15,6 +15,7 @@ from loom.store import _raw
 from loom.store.changes import list_summary_rows
 from loom.store.leases import next_candidate
 from loom.store.overlap_allocation import first_without_overlap
+from loom.store.requirements import any_busy_requirement
 
 from ._statements import statements
 from .conftest import ACTOR, PROJECT
@@ -139,6 +140,13 @@ def test_allocation_candidates_and_active_pages_walk_only_active_changes(
         lambda conn: list_summary_rows(conn, pid, now, lifecycle="active", limit=100),
     )
     assert "ix_changes_active" in page, page
+    if ctx.db.engine.dialect.name == "sqlite":
+        # The "could anything overlap a busy change" check (SQLite's, before every
+        # allocation): from the few busy changes to their requirement rows, never a walk
+        # over the project's every requirement row.
+        busy = _plan(ctx, monkeypatch, lambda conn: any_busy_requirement(conn, pid, now))
+        probes = [line for line in busy.splitlines() if "SEARCH r " in line]
+        assert len(probes) == 2 and all("change_id=?" in p for p in probes), busy
 
 
 def _event(n: int) -> dict[str, Any]:
