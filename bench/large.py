@@ -9,8 +9,12 @@ For each backend it starts a real ``loom serve`` on a throwaway database (as the
 benchmarks do) and builds one project over HTTP from the shapes of the real corpus
 (``../shared/corpus/ito-dotdir``, or ``LOOM_BENCH_CORPUS``): every change and spec is a
 copy of a corpus change or spec (its proposal, design, tasks and spec deltas) under a new
-id, archived in the corpus's proportion (about 93%); the events are audit events like
-those agents send, in batches of 500. It reports:
+id, archived in the corpus's proportion (about 93%); each copy of the corpus names its
+capabilities apart (``cap-2`` for the third copy's ``cap``), so the corpus's overlaps
+between changes repeat inside each copy; the events are audit events like those agents
+send, in batches of 500. (Every requirement shared by all the copies of its change, ~170
+active changes at once, is the worst case ``bench/leases.py`` measures by default.) It
+reports:
 
 - import time (changes and specs through ``POST /import``, events through ``POST /events``);
 - ``GET /changes?lifecycle=all&limit=100`` first page and a deep page (keyset cursor at
@@ -75,6 +79,12 @@ def build_items(changes: int, specs: int) -> tuple[list[dict[str, Any]], list[di
     items: list[dict[str, Any]] = []
     for i in range(changes):
         t = templates[i % len(templates)]
+        # Each copy of the corpus gets capabilities of its own: the corpus's overlaps repeat
+        # inside each copy, as a project's would, instead of every requirement being touched
+        # by ~170 active changes at once (each template copied ~170 times under the same
+        # names), which made every allocation's overlap pass find nothing free.
+        copy = i // len(templates)
+        deltas = [[cap if copy == 0 else f"{cap}-{copy}", delta] for cap, delta in t.specs]
         module, number = 1 + i // PER_MODULE, i % PER_MODULE + 1
         # Spread the archived ones evenly, in the corpus's proportion.
         archived = int((i + 1) * archived_share) != int(i * archived_share)
@@ -85,7 +95,7 @@ def build_items(changes: int, specs: int) -> tuple[list[dict[str, Any]], list[di
                 "proposal": t.proposal,
                 "design": t.design,
                 "tasks": t.tasks,
-                "specs": [list(s) for s in t.specs],
+                "specs": deltas,
                 "archived_at": f"{day.isoformat()}T12:00:00Z" if archived else None,
             }
         )
