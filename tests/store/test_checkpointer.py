@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
+from loom.store import engine
 from loom.store.engine import Database
 
 
@@ -28,5 +30,36 @@ def test_commits_never_checkpoint_and_the_checkpointer_thread_does(tmp_path: Pat
         while path.stat().st_size < start + 1_000_000 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert path.stat().st_size >= start + 1_000_000
+    finally:
+        db.dispose()
+
+
+def test_the_checkpointer_starts_a_big_wal_over_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a burst grew the WAL past its size limit and a checkpoint copied all of it, the
+    first write starts the WAL over and cuts the file back to the limit, which takes long
+    for a big file. The checkpointer thread makes that write, so the next request's commit
+    (on the event loop) does not: here the file shrinks with no other write at all."""
+    limit = 256 * 1024
+    monkeypatch.setattr(engine, "_WAL_SIZE_LIMIT", limit)
+    path = tmp_path / "loom.db"
+    wal = tmp_path / "loom.db-wal"
+    db = Database(f"sqlite:///{path}")
+    try:
+        with db.write() as conn:
+            conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"))
+            conn.execute(text("PRAGMA user_version = 7"))
+        for _ in range(10):  # ~2 MB in the WAL, eight times its limit
+            with db.write() as conn:
+                conn.execute(text("INSERT INTO t (body) VALUES (:b)"), [{"b": "x" * 4000}] * 50)
+        assert wal.stat().st_size > 4 * limit
+        deadline = time.monotonic() + 20
+        while wal.stat().st_size > limit and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert wal.stat().st_size <= limit
+        with db.read() as conn:
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 500
+            assert conn.execute(text("PRAGMA user_version")).scalar_one() == 7
     finally:
         db.dispose()

@@ -65,6 +65,7 @@ log = logging.getLogger("loom.store")
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
 _WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _CHECKPOINT_EVERY = 0.25  # seconds
+_RESTART_EVERY = 5.0  # seconds: the checkpointer's WAL restarts (_restart_wal) at most this often
 _WRITE_SECONDS = metrics.DB_TRANSACTION.labels("write")
 _READ_SECONDS = metrics.DB_TRANSACTION.labels("read")
 # SQLSTATEs of PostgreSQL lock trouble: lock_not_available, deadlock_detected,
@@ -605,12 +606,21 @@ class _Checkpointer:
         self._thread.start()
 
     def _run(self) -> None:
+        restarted_at: float | None = None
         while not self._stop.wait(_CHECKPOINT_EVERY):
             try:
                 with self._engine.connect() as conn:
                     dbapi = conn.connection.dbapi_connection
                     assert dbapi is not None
-                    dbapi.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    busy, frames, copied = dbapi.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)"
+                    ).fetchone()
+                    complete = busy == 0 and copied == frames
+                    big = frames * (_page_size(dbapi) + 24) > _WAL_SIZE_LIMIT
+                    due = restarted_at is None or time.monotonic() - restarted_at > _RESTART_EVERY
+                    if complete and big and due:
+                        restarted_at = time.monotonic()
+                        _restart_wal(dbapi)
             except Exception:  # a closed engine at shutdown, a locked file: next round
                 if self._stop.is_set():
                     return
@@ -619,6 +629,29 @@ class _Checkpointer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def _page_size(dbapi: Any) -> int:
+    return int(dbapi.execute("PRAGMA page_size").fetchone()[0])
+
+
+def _restart_wal(dbapi: Any) -> None:
+    """Make the first write after a complete checkpoint of a WAL over its size limit, here.
+
+    That write starts the WAL over and cuts the file back to ``journal_size_limit``, which
+    takes long for a big file (about half a second at 1.2 GB on the development machine,
+    after a burst of a million events). Left to the next request, it stalled a commit on the
+    event loop; this thread makes it with a write that changes nothing (``user_version``
+    set to its own value). Readers still on old WAL frames keep the WAL from starting over:
+    the write then adds one frame and a later round tries again."""
+    version = int(dbapi.execute("PRAGMA user_version").fetchone()[0])
+    dbapi.execute("BEGIN IMMEDIATE")
+    try:
+        dbapi.execute(f"PRAGMA user_version = {version}")
+    except BaseException:
+        dbapi.execute("ROLLBACK")
+        raise
+    dbapi.execute("COMMIT")
 
 
 def _settle(future: asyncio.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
