@@ -31,6 +31,7 @@ from loom.domain.tokens import NamedToken
 from loom.errors import Forbidden, LeaseConflict, Unauthorized, ValidationError
 from loom.service import Actor, Project, ServiceContext, catalog, tokens
 from loom.service.idempotency import run_idempotent
+from loom.service.leases import ON_LOOP
 from loom.settings import Settings
 
 __all__ = [
@@ -312,16 +313,14 @@ async def write(
     fn: Callable[..., Any],
     *args: Any,
     headers: dict[str, str] | None = None,
-    loop_safe: bool = False,
     **kwargs: Any,
 ) -> JSON:
     """Run a mutating use case on the writer executor, honouring ``Idempotency-Key``.
 
     Every mutating route goes through here, so this is where ``read`` tokens are refused
     (not in :func:`project_access`: the MCP endpoint is POST-only and serves reads too).
-    ``loop_safe``: the use case's statements are all ``fast`` ones (claim, heartbeat,
-    release): unkeyed, on PostgreSQL it runs on the event loop without blocking it
-    (:meth:`loom.store.engine.Database.run_write`).
+    Unkeyed, the use cases of :data:`loom.service.leases.ON_LOOP` run on the event loop on
+    PostgreSQL, without blocking it (:meth:`loom.store.engine.Database.run_write`).
     """
     if access.scope.read_only:
         raise Forbidden("this token may only read", kind="forbidden")
@@ -338,7 +337,7 @@ async def write(
             # Small unkeyed writes of the hot lane share a commit with those arriving in the
             # same turn of the event loop (SQLite group commit, loom.store.engine).
             return await ctx.db.run_write(
-                _rendered, call, headers, offload=offload, batch=not offload, on_loop=loop_safe
+                _rendered, call, headers, offload=offload, batch=not offload, on_loop=fn in ON_LOOP
             )
         return await _write_keyed(request, access, key, call, headers, offload)
     except LeaseConflict:

@@ -58,7 +58,6 @@ async def claim(request: Request) -> Response:
         holder,
         body.ttl_seconds,
         token_name=access.actor.token_name,
-        loop_safe=True,
     )
 
 
@@ -73,9 +72,7 @@ async def heartbeat(request: Request) -> Response:
     body = await parse_body(request, ClaimBody, _LEASE_FIELDS)
     holder = validate_holder(body.holder)
     change_id = request.path_params["change_id"]
-    return await write(
-        request, access, leases.heartbeat, change_id, holder, body.ttl_seconds, loop_safe=True
-    )
+    return await write(request, access, leases.heartbeat, change_id, holder, body.ttl_seconds)
 
 
 @router.post(
@@ -98,14 +95,7 @@ async def release(request: Request) -> Response:
         raise Forbidden("force release needs an admin token", kind="admin_required")
     change_id = request.path_params["change_id"]
     return await write(
-        request,
-        access,
-        leases.release,
-        change_id,
-        holder,
-        force=force,
-        actor=access.actor,
-        loop_safe=True,
+        request, access, leases.release, change_id, holder, force=force, actor=access.actor
     )
 
 

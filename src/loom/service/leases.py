@@ -7,7 +7,7 @@ SQLite, ``SELECT … FOR UPDATE`` on the change row on PostgreSQL) while the pur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -37,6 +37,7 @@ from loom.store.requirements import any_busy_requirement, any_requirement
 
 __all__ = [
     "AVOID_OVERLAP",
+    "ON_LOOP",
     "allocate",
     "claim",
     "claim_json",
@@ -281,6 +282,12 @@ def list_leases(ctx: ServiceContext, project: Project) -> list[dict[str, Any]]:
         for a in active
     ]
 
+
+ON_LOOP: frozenset[Callable[..., Any]] = frozenset({claim, heartbeat, release})
+"""The use cases whose every statement is a ``fast`` one of :mod:`loom.store._raw` (once the
+project id is known): on PostgreSQL they may run on the event loop without blocking it
+(:meth:`loom.store.engine.Database.run_write` ``on_loop``). tests/store/test_loop_writes.py
+checks that they run no blocking statement there."""
 
 AVOID_OVERLAP = ("prefer", "strict", "off")
 
