@@ -131,3 +131,49 @@ def test_sqlite_pick_plan_is_driven_by_the_busy_changes(ctx: ServiceContext) -> 
         for p in plan
     ), plan
     assert not any(p.endswith("(project_id=?)") for p in searches), plan
+
+
+def _seed_unbusy(ctx: ServiceContext, ahead: int) -> None:
+    """``_seed`` without the busy change: nothing is leased or in progress."""
+    for i in range(1, ahead + 1):
+        _push(ctx, f"001-{i:03d}_login-{i}", ("auth", _delta("Login")))
+    _push(ctx, "002-01_logout", ("auth", _delta("Logout")))
+    _push(ctx, "003-01_notes")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("mode", ["prefer", "strict"])
+def test_a_requirement_another_allocator_is_locking_passes_over_its_changes_at_once(
+    ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Another allocator, mid-transaction, holds the lock of auth/Login (it is claiming a
+    change touching it). An allocation passes over all the changes touching auth/Login with
+    one more statement, not one round of statements per change (the cause of PostgreSQL's
+    allocate tail when everything overlaps), and takes the first change free of it."""
+    _seed_unbusy(ctx, AHEAD)
+    key = overlap_allocation._LOCK_KEY
+    with ctx.db.engine.connect() as other:
+        locked = other.exec_driver_sql(
+            f"SELECT pg_try_advisory_xact_lock({key}) FROM change_requirements r"
+            " WHERE r.change_id = '001-001_login-1'"
+        ).scalar_one()
+        assert locked is True
+        with _statements(ctx, monkeypatch) as seen:
+            claim = leases.allocate(ctx, PROJECT, "agent", None, avoid_overlap=mode)["claim"]
+        assert claim is not None and claim["change_id"] == "002-01_logout"
+        # held_by, the overlap check, the pick (001-001), its lock attempt (auth/Login is
+        # taken), the pick with auth/Login counted busy (002-01), its locks, the busy
+        # requirements read again, the lease write.
+        assert len(seen) == 8, seen
+        second = leases.allocate(ctx, PROJECT, "agent-2", None, avoid_overlap=mode)["claim"]
+        assert second is not None and second["change_id"] == "003-01_notes"
+        third = leases.allocate(ctx, PROJECT, "agent-3", None, avoid_overlap=mode)["claim"]
+        if mode == "strict":
+            assert third is None
+        else:  # Nothing free of overlap: the first in order, as before.
+            assert third is not None and third["change_id"] == "001-001_login-1"
+        other.rollback()
+    # The lock released, the Login changes are free again (nothing touching it is busy).
+    fourth = leases.allocate(ctx, PROJECT, "agent-4", None, avoid_overlap=mode)["claim"]
+    expected = "001-001_login-1" if mode == "strict" else "001-002_login-2"
+    assert fourth is not None and fourth["change_id"] == expected

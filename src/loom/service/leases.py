@@ -420,20 +420,30 @@ def _pick_without_overlap(
     snapshots, so two of them could each take one change of an overlapping pair: its lease
     is read again after the lock, its requirements are try-locked (advisory, never waiting)
     and the busy changes' requirements are read again after those locks, before the claim.
-    A candidate that fails any of these is passed over and the next one asked for.
+    A candidate that fails any of these is passed over and the next one asked for; when a
+    requirement's lock was taken, so is every change touching that requirement (one more
+    statement, however many there are).
     """
     pg = conn.dialect.name == "postgresql"
     tried: list[str] = []
+    taken: list[tuple[str, str]] = []
     while True:
         found = first_without_overlap(
-            conn, pid, now, module=module, change_ids=changes, exclude=tried
+            conn, pid, now, module=module, change_ids=changes, exclude=tried, taken=taken
         )
         if found is None:
             return None
         change_id, stored = found
         if pg:
-            free, has_requirements, stored = lock_requirements(conn, pid, change_id, now)
-            if not free or (has_requirements and busy_overlaps(conn, pid, change_id, now)):
+            locks = lock_requirements(conn, pid, change_id, now)
+            stored = locks.stored
+            if locks.taken is not None:
+                # Another allocator is claiming a change with this requirement: every
+                # change touching it is passed over too, not tried one by one.
+                taken.append(locks.taken)
+            if not locks.free or (
+                locks.has_requirements and busy_overlaps(conn, pid, change_id, now)
+            ):
                 tried.append(change_id)
                 continue
         # Free: SQLite serialises writers; PostgreSQL read the lease after the row lock.

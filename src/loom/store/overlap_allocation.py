@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy import Connection
 
@@ -21,7 +22,7 @@ from loom.domain.leases import LeaseState
 from loom.store import _raw
 from loom.store.leases import ABANDONED_SQL, MODULE_FILTERS, OPEN_SQL, PG_LOCK, lease_state
 
-__all__ = ["busy_overlaps", "first_without_overlap", "lock_requirements"]
+__all__ = ["RequirementLocks", "busy_overlaps", "first_without_overlap", "lock_requirements"]
 
 # The requirements of busy changes: (change_id, capability, requirement). Four parameters:
 # project, project, now, project. Archived changes have no index rows, so a lease left on
@@ -75,9 +76,16 @@ _LEASE_COLUMNS = (
 )
 
 
-def _with_busy(pg: bool) -> str:
+# A requirement another allocator holds the advisory lock of (PostgreSQL: it is claiming a
+# change touching it, not yet committed), as a row of ``busy`` that no change is alone on:
+# every change touching it is passed over. Two parameters: capability, requirement.
+_TAKEN_KEY = " UNION ALL SELECT CAST(? AS text), CAST(? AS text), '', ''"
+
+
+def _with_busy(pg: bool, taken: int = 0) -> str:
     # Materialised: the busy requirements are read once per statement.
-    return f"WITH busy AS {'MATERIALIZED ' if pg else ''}({_BUSY_KEYS}) "
+    keys = _BUSY_KEYS + _TAKEN_KEY * taken
+    return f"WITH busy AS {'MATERIALIZED ' if pg else ''}({keys}) "
 
 
 def _filters(
@@ -113,15 +121,16 @@ def _sqlite_pick(filters: str) -> _raw.SQL:
 
 
 @functools.lru_cache(maxsize=64)
-def _pg_pick(filters: str) -> _raw.SQL:
+def _pg_pick(filters: str, taken: int) -> _raw.SQL:
     """PostgreSQL, one statement: the abandoned candidate (``a``), and only when there is
     none (a one-time filter: the second scan does not even start) the first open one; each
-    locks the one row it returns."""
+    locks the one row it returns. ``taken``: how many requirements locked by other
+    allocators count as busy."""
     filters = filters.replace("{free}", _FREE_OF_BUSY["postgresql"])
     abandoned = ABANDONED_SQL.format(filters=filters, lock=PG_LOCK)
     open_ = OPEN_SQL.format(filters=filters, lock=PG_LOCK)
     return _raw.SQL(
-        _with_busy(True)[:-1] + f", a AS ({abandoned}) SELECT change_id FROM a"
+        _with_busy(True, taken)[:-1] + f", a AS ({abandoned}) SELECT change_id FROM a"
         f" UNION ALL SELECT change_id FROM ({open_}) o WHERE NOT EXISTS (SELECT 1 FROM a)"
     )
 
@@ -134,6 +143,7 @@ def first_without_overlap(
     module: str | None,
     change_ids: Sequence[str] | None,
     exclude: Sequence[str] = (),
+    taken: Sequence[tuple[str, str]] = (),
 ) -> tuple[str, LeaseState | None] | None:
     """The first eligible change, in :func:`loom.store.leases.next_candidate`'s order
     (abandoned work first, then canonical order), that shares no requirement with a busy
@@ -144,7 +154,9 @@ def first_without_overlap(
     OF c SKIP LOCKED``: concurrent allocators skip each other's candidate); its lease was
     read from the statement's snapshot, which may predate a competitor's commit, so the
     lease returned is None and the caller reads it again, after the lock, with
-    :func:`lock_requirements`.
+    :func:`lock_requirements`. ``taken`` (PostgreSQL): requirements whose lock another
+    allocator holds, as :func:`lock_requirements` reported them; the changes touching them
+    are passed over as if the requirement were busy.
     """
     if change_ids is not None and not change_ids:
         return None
@@ -152,7 +164,9 @@ def first_without_overlap(
     busy: list[object] = [project_id, project_id, now_us, project_id]
     candidate = [project_id, *extra, project_id, now_us]
     if conn.dialect.name == "postgresql":
-        found = _raw.fetchone(conn, _pg_pick(filters), [*busy, *candidate, *candidate])
+        busy.extend(part for key in taken for part in key)
+        pick = _pg_pick(filters, len(taken))
+        found = _raw.fetchone(conn, pick, [*busy, *candidate, *candidate])
         return None if found is None else (str(found[0]), None)
     params = [*busy, *candidate, *candidate, project_id]
     row = _raw.fetchone(conn, _sqlite_pick(filters), params)
@@ -162,10 +176,10 @@ def first_without_overlap(
 
 
 # PostgreSQL, after the candidate's row lock: its lease as committed now, whether it has index
-# rows, and a transaction-scoped advisory lock tried (never waiting: no deadlock) on each of
-# its requirements, in index order, stopping at the first taken by another transaction —
-# none tried when the lease turns out to be held (claimed and committed since the pick's
-# snapshot). Two allocators taking changes that share a requirement thus cannot both get
+# rows, whether the lease is active (claimed and committed since the pick's snapshot), and,
+# when it is not, a transaction-scoped advisory lock tried (never waiting: no deadlock) on
+# each of its requirements, stopping at the first one another transaction holds, which is
+# returned. Two allocators taking changes that share a requirement thus cannot both get
 # through, and the one that comes after the other's commit sees its lease.
 _LOCK_KEY = (
     "hashtextextended('loom-requirement' || chr(10) || r.project_id || chr(10)"
@@ -175,24 +189,37 @@ _PG_LOCK_REQUIREMENTS = _raw.SQL(
     f"SELECT l.change_id, {_LEASE_COLUMNS},"
     " EXISTS (SELECT 1 FROM change_requirements r"
     " WHERE r.project_id = one.project_id AND r.change_id = one.change_id),"
-    " CASE WHEN l.holder IS NOT NULL AND l.expires_us > ? THEN false"
-    " ELSE NOT EXISTS (SELECT 1 FROM change_requirements r"
+    " COALESCE(l.holder IS NOT NULL AND l.expires_us > ?, false) AS held,"
+    " CASE WHEN l.holder IS NOT NULL AND l.expires_us > ? THEN NULL"
+    " ELSE (SELECT ARRAY[r.capability, r.requirement] FROM change_requirements r"
     " WHERE r.project_id = one.project_id AND r.change_id = one.change_id"
-    f" AND NOT pg_try_advisory_xact_lock({_LOCK_KEY})) END"
+    f" AND NOT pg_try_advisory_xact_lock({_LOCK_KEY}) LIMIT 1) END"
     " FROM (SELECT CAST(? AS integer) AS project_id, CAST(? AS text) AS change_id) one"
     " LEFT JOIN leases l ON l.project_id = one.project_id AND l.change_id = one.change_id"
 )
 
 
+class RequirementLocks(NamedTuple):
+    """What :func:`lock_requirements` found about one candidate."""
+
+    free: bool
+    """Its lease is not active and every one of its requirements is now locked by us."""
+    has_requirements: bool
+    stored: LeaseState | None
+    """Its lease row as committed now."""
+    taken: tuple[str, str] | None
+    """A requirement (capability, name) whose lock another transaction holds."""
+
+
 def lock_requirements(
     conn: Connection, project_id: int, change_id: str, now_us: int
-) -> tuple[bool, bool, LeaseState | None]:
-    """PostgreSQL (one statement): (free — its lease is not active and every requirement
-    was locked —, whether it has requirements at all, its stored lease)."""
-    row = _raw.fetchone(conn, _PG_LOCK_REQUIREMENTS, (now_us, project_id, change_id))
+) -> RequirementLocks:
+    """PostgreSQL (one statement): lock the candidate's requirements (see above)."""
+    row = _raw.fetchone(conn, _PG_LOCK_REQUIREMENTS, (now_us, now_us, project_id, change_id))
     assert row is not None
     stored = None if row[0] is None else lease_state(row[1:8])
-    return bool(row[9]), bool(row[8]), stored
+    taken = None if row[10] is None else (str(row[10][0]), str(row[10][1]))
+    return RequirementLocks(not row[9] and taken is None, bool(row[8]), stored, taken)
 
 
 # Both sides materialised first (the change's own requirements by primary-key prefix, the busy
