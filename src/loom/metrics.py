@@ -122,6 +122,17 @@ DB_BUSY = Counter(
     "PostgreSQL lock timeouts, deadlocks and serialization failures).",
 )
 
+DB_LOOP_WRITES = Counter(
+    "loom_db_loop_writes",
+    "PostgreSQL: write transactions run on the event loop (lease requests), not on a writer "
+    "thread.",
+)
+DB_LOOP_BLOCKING = Counter(
+    "loom_db_loop_blocking_statements",
+    "PostgreSQL: statements that held the event loop for their round trip (a project's "
+    "first write creates its row this way; otherwise it stays still).",
+)
+
 
 _GRANTS_CLAIM = LEASE_GRANTS.labels("claim")
 _GRANTS_ALLOCATE = LEASE_GRANTS.labels("allocate")

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, text
 
 from conftest import ADMIN, ORG, REPO, make_settings
 from loom.api.app import create_app
-from loom.store import _loopio
 from loom.store.engine import Database
 
 H = {"Authorization": f"Bearer {ADMIN}"}
@@ -29,6 +29,14 @@ def pg_app(pg_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, Database]]
     app = create_app(make_settings(pg_url, tmp_path))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, app.state.ctx.db
+
+
+def _counted() -> tuple[float, float]:
+    """(write transactions run on the loop, statements that blocked it) in this process, as
+    ``/metrics`` reports them."""
+    writes = REGISTRY.get_sample_value("loom_db_loop_writes_total")
+    blocking = REGISTRY.get_sample_value("loom_db_loop_blocking_statements_total")
+    return writes or 0.0, blocking or 0.0
 
 
 def _push(client: TestClient, *changes: str) -> None:
@@ -47,7 +55,7 @@ def test_lease_requests_run_on_the_loop_without_a_blocking_statement(
     client, db = pg_app
     _push(client, "001-01_a")
     assert client.post(f"{P}/changes/001-01_a/claim", json={"holder": "a"}, headers=H).is_success
-    writes, blocking = db.loop_writes, _loopio.blocking_statements()
+    writes, blocking = _counted()
     for _ in range(5):
         r = client.post(f"{P}/changes/001-01_a/claim", json={"holder": "a"}, headers=H)
         assert r.status_code == 200, r.text
@@ -61,7 +69,8 @@ def test_lease_requests_run_on_the_loop_without_a_blocking_statement(
     assert r.status_code == 200 and r.json()["fencing_token"] == 2
     # 13 lease requests, each one write on the loop, none through a blocking statement; the
     # refused claim rolled back and left its connection clean for the next.
-    assert (db.loop_writes - writes, _loopio.blocking_statements() - blocking) == (13, 0)
+    now_writes, now_blocking = _counted()
+    assert (now_writes - writes, now_blocking - blocking) == (13, 0)
     assert db._loop_open == len(db._loop_free) == 1
     events = client.get(f"{P}/events", params={"since": 0}, headers=H).json()
     ops = [e["op"] for e in events if e["entity"] == "change"]
@@ -129,11 +138,11 @@ def test_a_first_write_to_a_new_project_runs_its_sqlalchemy_statements_on_the_lo
     """The first lease request of a project creates its row through SQLAlchemy (a blocking
     statement on the loop, counted), inside the same kind of transaction; committed."""
     client, db = pg_app
-    blocking = _loopio.blocking_statements()
+    _, blocking = _counted()
     other = "/api/v1/projects/acme/fresh-project"
     r = client.post(f"{other}/changes/001-01_a/claim", json={"holder": "a"}, headers=H)
     assert (r.status_code, r.json()["kind"]) == (404, "change_not_found")
-    assert _loopio.blocking_statements() > blocking
+    assert _counted()[1] > blocking
     assert db._loop_open == len(db._loop_free) == 1
     pg = db._loop_free[0].connection.dbapi_connection.pgconn  # type: ignore[union-attr]
     assert pg.transaction_status == 0  # idle: committed, nothing left open

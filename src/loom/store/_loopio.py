@@ -24,23 +24,19 @@ from typing import Any, TypeVar, cast
 import greenlet
 from psycopg.pq import ExecStatus
 
-__all__ = ["await_", "blocking_statements", "execute", "note_blocking", "on_loop", "run_on_loop"]
+from loom import metrics
+
+__all__ = ["await_", "execute", "note_blocking", "on_loop", "run_on_loop"]
 
 T = TypeVar("T")
-
-_blocking = [0]
 
 
 def note_blocking() -> None:
     """Count a statement that ran the blocking way while on the loop (it holds the loop for
-    its round trip; correct, but the lease paths must not do it: tests check the count)."""
+    its round trip; correct, but the lease paths must not do it: tests check the count,
+    ``loom_db_loop_blocking_statements``)."""
     if on_loop():
-        _blocking[0] += 1
-
-
-def blocking_statements() -> int:
-    """How many statements ran the blocking way on the loop in this process."""
-    return _blocking[0]
+        metrics.DB_LOOP_BLOCKING.inc()
 
 
 class _LoopGreenlet(greenlet.greenlet):  # type: ignore[misc]

@@ -10,7 +10,8 @@ holds — same connection, same transaction, same commit/rollback. Statements ar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -68,15 +69,22 @@ def _param(value: Any) -> bytes | None:
     return str(value).encode()
 
 
+@contextlib.contextmanager
+def _operational(statement: str) -> Iterator[None]:
+    """A lost connection (or another operational failure) on libpq raises SQLAlchemy's
+    ``OperationalError``, as the same statement through SQLAlchemy would: the API answers
+    it 503 ``database_unavailable``."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise sa_exc.OperationalError(statement, None, exc) from exc
+
+
 def _pg_fast(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
     """Run ``stmt`` on the connection's libpq handle, inside the transaction (``BEGIN``
-    first when none is open, as psycopg itself would). A lost connection (or another
-    operational failure) raises SQLAlchemy's ``OperationalError``, as the same statement
-    through SQLAlchemy would: the API answers it 503 ``database_unavailable``."""
-    try:
+    first when none is open, as psycopg itself would)."""
+    with _operational(stmt.qmark):
         return _pg_fast_on(conn, stmt, params)
-    except psycopg.OperationalError as exc:
-        raise sa_exc.OperationalError(stmt.qmark, None, exc) from exc
 
 
 def _pg_fast_on(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
@@ -105,11 +113,9 @@ def end_on_loop(conn: Connection, *, commit: bool) -> None:
     if pg.transaction_status == TransactionStatus.IDLE:
         return
     command = b"COMMIT" if commit else b"ROLLBACK"
-    try:
+    with _operational(command.decode()):
         (result,) = _loopio.await_(_loopio.execute(pg, [(command, [])]))
         _check(result, dbapi.info.encoding)
-    except psycopg.OperationalError as exc:
-        raise sa_exc.OperationalError(command.decode(), None, exc) from exc
 
 
 def _check(result: Any, encoding: str) -> Any:

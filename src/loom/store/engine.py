@@ -144,7 +144,6 @@ class Database:
         self._loop_open = 0
         self._loop_free: list[Connection] = []
         self._loop_waiters: deque[asyncio.Future[None]] = deque()
-        self.loop_writes = 0  # writes run on the loop so far (for the tests)
         self._local = threading.local()
         self._writers: list[Connection] = []
         self._writers_lock = threading.Lock()
@@ -463,7 +462,7 @@ class Database:
             raise
         finally:
             _LOOP_CONN.reset(token)
-            self.loop_writes += 1
+            metrics.DB_LOOP_WRITES.inc()
             self._give_back(conn, lost=lost)
 
     async def _take_loop_connection(self) -> Connection:
