@@ -77,6 +77,90 @@ def test_lease_requests_run_on_the_loop_without_a_blocking_statement(
     assert ops.count("claim") == 2 and ops.count("release") == 1
 
 
+def _delta(requirement: str) -> str:
+    return f"## ADDED Requirements\n\n### Requirement: {requirement}\n{requirement} works.\n"
+
+
+def _push_touching(client: TestClient, change: str, requirement: str | None) -> None:
+    """A ready change whose delta touches auth/``requirement`` (None: no requirement)."""
+    spec = ["auth", _delta(requirement)] if requirement else ["notes", "Notes only.\n"]
+    r = client.post(
+        f"{P}/changes/{change}/sync",
+        json={"proposal": "# p\n", "tasks": "- [ ] 1.1 t\n", "specs": [spec]},
+        headers=H,
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_allocations_run_on_the_loop_without_a_blocking_statement(
+    pg_app: tuple[TestClient, Database],
+) -> None:
+    """Every path of allocate: the plain pick, the overlap-aware pass (free change, then
+    only overlapping ones left, strict), a holder's own lease given back (renewed), filters,
+    no work."""
+    client, db = pg_app
+    _push_touching(client, "001-01_login", "Login")
+    _push_touching(client, "001-02_login-too", "Login")
+    _push_touching(client, "002-01_logout", "Logout")
+    _push_touching(client, "003-01_plain", None)
+    alloc = f"{P}/allocate"
+    warm_up = {"holder": "warm-up", "changes": ["003-01_plain"]}
+    assert client.post(alloc, json=warm_up, headers=H).json()["claim"] is not None
+    r = client.post(f"{P}/changes/003-01_plain/release", json={"holder": "warm-up"}, headers=H)
+    assert r.json()["released"] is True
+    writes, blocking = _counted()
+
+    def allocate(holder: str, **body: Any) -> Any:
+        r = client.post(alloc, json={"holder": holder, **body}, headers=H)
+        assert r.status_code == 200, r.text
+        return r.json()["claim"]
+
+    assert allocate("a")["change_id"] == "001-01_login"
+    assert allocate("a")["change_id"] == "001-01_login"  # its own, renewed
+    assert allocate("b")["change_id"] == "002-01_logout"  # free of a's requirement
+    assert allocate("c")["change_id"] == "003-01_plain"
+    assert allocate("d", avoid_overlap="strict") is None  # only 001-02 left: overlaps a's
+    overlapping = allocate("d")
+    assert (overlapping["change_id"], overlapping["overlaps"]) == (
+        "001-02_login-too",
+        ["001-01_login"],
+    )
+    assert allocate("e", module="001") is None
+    assert allocate("f", changes=["003-01_plain"]) is None
+    # Eight requests, each one write on the loop, none through a blocking statement.
+    now_writes, now_blocking = _counted()
+    assert (now_writes - writes, now_blocking - blocking) == (8, 0)
+    assert len(db._loop_free) == db._loop_open
+
+
+def test_simultaneous_allocations_on_the_loop_each_get_their_own_change(
+    pg_app: tuple[TestClient, Database],
+) -> None:
+    """30 allocations at once, interleaved on one event loop, 20 changes: 20 grants of 20
+    distinct changes (fencing token 1 each), 10 answered no work."""
+    client, db = pg_app
+    for i in range(1, 21):
+        _push_touching(client, f"001-{i:02d}_c{i}", None)
+    start = threading.Barrier(30)
+    answers: list[Any] = [None] * 30
+
+    def allocate(i: int) -> None:
+        start.wait()
+        answers[i] = client.post(f"{P}/allocate", json={"holder": f"agent-{i}"}, headers=H)
+
+    threads = [threading.Thread(target=allocate, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    claims = [a.json()["claim"] for a in answers]
+    granted = [c for c in claims if c is not None]
+    assert sorted(c["change_id"] for c in granted) == [f"001-{i:02d}_c{i}" for i in range(1, 21)]
+    assert {c["fencing_token"] for c in granted} == {1}
+    assert len(db._loop_free) == db._loop_open
+
+
 def test_simultaneous_claims_on_the_loop_have_exactly_one_winner(
     pg_app: tuple[TestClient, Database],
 ) -> None:

@@ -283,12 +283,6 @@ def list_leases(ctx: ServiceContext, project: Project) -> list[dict[str, Any]]:
     ]
 
 
-ON_LOOP: frozenset[Callable[..., Any]] = frozenset({claim, heartbeat, release})
-"""The use cases whose every statement is a ``fast`` one of :mod:`loom.store._raw` (once the
-project id is known): on PostgreSQL they may run on the event loop without blocking it
-(:meth:`loom.store.engine.Database.run_write` ``on_loop``). tests/store/test_loop_writes.py
-checks that they run no blocking statement there."""
-
 AVOID_OVERLAP = ("prefer", "strict", "off")
 
 
@@ -356,6 +350,13 @@ def allocate(
             claimed = _next_free(ctx, conn, pid, holder, ttl, now, module, changes, by)
         metrics.ALLOCATIONS.labels("no_work" if claimed is None else "granted").inc()
         return {"claim": claimed}
+
+
+ON_LOOP: frozenset[Callable[..., Any]] = frozenset({claim, heartbeat, release, allocate})
+"""The use cases whose every statement is a ``fast`` one of :mod:`loom.store._raw` (once the
+project id is known): on PostgreSQL they may run on the event loop without blocking it
+(:meth:`loom.store.engine.Database.run_write` ``on_loop``). tests/store/test_loop_writes.py
+checks that they run no blocking statement there."""
 
 
 def _overlap_possible(conn: Connection, pid: int, now: int) -> bool:

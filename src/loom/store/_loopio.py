@@ -19,14 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import greenlet
 from psycopg.pq import ExecStatus
 
 from loom import metrics
 
-__all__ = ["await_", "execute", "note_blocking", "on_loop", "run_on_loop"]
+__all__ = [
+    "Prepare",
+    "RunPrepared",
+    "await_",
+    "execute",
+    "note_blocking",
+    "on_loop",
+    "run_on_loop",
+]
 
 T = TypeVar("T")
 
@@ -115,19 +123,44 @@ async def _communicate(pg: Any, pipeline: bool) -> list[Any]:
         await _ready(fd, write=False)
 
 
-async def execute(pg: Any, statements: Sequence[tuple[bytes, list[bytes | None]]]) -> list[Any]:
-    """Run ``statements`` (SQL with ``$n`` placeholders, text parameters) on the non-blocking
-    libpq connection ``pg`` and return their results: one round trip for all of them (a libpq
-    pipeline when there are several). After a failing statement, the later ones' results
-    are ``PIPELINE_ABORTED``."""
+class Prepare(NamedTuple):
+    """Prepare ``sql`` (``$n`` placeholders) as the named statement ``name``."""
+
+    name: bytes
+    sql: bytes
+
+
+class RunPrepared(NamedTuple):
+    """Run the prepared statement ``name`` with text parameters."""
+
+    name: bytes
+    values: list[bytes | None]
+
+
+Statement = tuple[bytes, list[bytes | None]] | Prepare | RunPrepared
+"""SQL with ``$n`` placeholders and its text parameters, or a named statement's step."""
+
+
+def _send(pg: Any, statement: Statement) -> None:
+    if isinstance(statement, RunPrepared):
+        pg.send_query_prepared(statement.name, statement.values)
+    elif isinstance(statement, Prepare):
+        pg.send_prepare(statement.name, statement.sql)
+    else:
+        pg.send_query_params(*statement)
+
+
+async def execute(pg: Any, statements: Sequence[Statement]) -> list[Any]:
+    """Run ``statements`` on the non-blocking libpq connection ``pg`` and return their
+    results: one round trip for all of them (a libpq pipeline when there are several). After
+    a failing statement, the later ones' results are ``PIPELINE_ABORTED``."""
     if len(statements) == 1:
-        sql, values = statements[0]
-        pg.send_query_params(sql, values)
+        _send(pg, statements[0])
         return await _communicate(pg, pipeline=False)
     pg.enter_pipeline_mode()
     try:
-        for sql, values in statements:
-            pg.send_query_params(sql, values)
+        for statement in statements:
+            _send(pg, statement)
         pg.pipeline_sync()
         results = await _communicate(pg, pipeline=True)
     except BaseException:

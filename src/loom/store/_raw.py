@@ -11,6 +11,8 @@ holds — same connection, same transaction, same commit/rollback. Statements ar
 from __future__ import annotations
 
 import contextlib
+import itertools
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -28,13 +30,14 @@ __all__ = ["SQL", "end_on_loop", "execute", "executemany", "fetchall", "fetchone
 class SQL:
     """A statement in qmark style, with its psycopg (format) twin precomputed.
 
-    ``fast`` (PostgreSQL): run it straight on libpq (``psycopg.pq``, one ``PQexecParams``:
-    the GIL is released while it waits), parameters sent as text and results read as text,
-    skipping psycopg's cursor machinery. Not a named prepared statement: psycopg may
-    ``DEALLOCATE ALL`` a session's statements. For statements whose every parameter's type
-    PostgreSQL infers from its context (a column it is compared with or stored in, a
-    function argument) and whose results are integers, booleans and text: the lease
-    statements."""
+    ``fast`` (PostgreSQL): run it straight on libpq (``psycopg.pq``: the GIL is released
+    while it waits), parameters sent as text and results read as text, skipping psycopg's
+    cursor machinery, as a named prepared statement of the session (prepared on its first
+    use on each connection, :func:`_prepared`): PostgreSQL parses and plans it once, not on
+    every run. For statements whose every parameter's type PostgreSQL infers from its
+    context (a column it is compared with or stored in, a function argument) and whose
+    results are integers, booleans and text: the lease statements. A ``fast`` statement is
+    a long-lived object (a module constant or a cached one): its text is the key."""
 
     __slots__ = ("dollar", "fast", "format", "qmark")
 
@@ -87,21 +90,64 @@ def _pg_fast(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
         return _pg_fast_on(conn, stmt, params)
 
 
+_PREPARED_MAX = 256
+"""Named statements per connection; beyond them (statements built with a variable number of
+parameters), a statement runs unnamed, planned each time."""
+_NAMES = itertools.count(1)
+_SESSIONS: weakref.WeakKeyDictionary[Any, dict[bytes, bytes]] = weakref.WeakKeyDictionary()
+
+
+def _prepared(dbapi: Any) -> dict[bytes, bytes]:
+    """The statements prepared on this DB-API connection's session: text → name.
+
+    Only this module prepares statements: the engine turns psycopg's own automatic
+    preparation off (``prepare_threshold=None``), so psycopg never sends the ``DEALLOCATE
+    ALL`` with which it would drop these names after a rollback. A prepared statement
+    outlives a rollback (it belongs to the session, not the transaction); a lost connection
+    takes its names with it, and its replacement is a new DB-API connection. Names are never
+    reused: a statement whose preparation may or may not have happened (the request failed
+    mid-way) is prepared again under a new name."""
+    names = _SESSIONS.get(dbapi)
+    if names is None:
+        names = _SESSIONS[dbapi] = {}
+    return names
+
+
 def _pg_fast_on(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
     dbapi: Any = conn.connection.dbapi_connection
     pg = dbapi.pgconn
     encoding = dbapi.info.encoding
     values = [_param(p) for p in params]
     begin = pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit
+    names = _prepared(dbapi)
+    name = names.get(stmt.dollar)
+    prepare = name is None and len(names) < _PREPARED_MAX
+    if prepare:
+        name = b"loom_%d" % next(_NAMES)
     if _loopio.on_loop():  # on the event loop (Database.run_write(on_loop=True)): never block it
-        statements = [(b"BEGIN", []), (stmt.dollar, values)] if begin else [(stmt.dollar, values)]
+        statements: list[_loopio.Statement] = [(b"BEGIN", [])] if begin else []
+        if prepare:
+            assert name is not None
+            statements.append(_loopio.Prepare(name, stmt.dollar))
+        if name is None:
+            statements.append((stmt.dollar, values))
+        else:
+            statements.append(_loopio.RunPrepared(name, values))
         results = _loopio.await_(_loopio.execute(pg, statements))
+        if prepare and results[-2].status == ExecStatus.COMMAND_OK:
+            assert name is not None
+            names[stmt.dollar] = name
         for result in results[:-1]:
             _check(result, encoding)
         return _check(results[-1], encoding)
     if begin:
         _check(pg.exec_(b"BEGIN"), encoding)
-    return _check(pg.exec_params(stmt.dollar, values), encoding)
+    if name is None:
+        return _check(pg.exec_params(stmt.dollar, values), encoding)
+    if prepare:
+        _check(pg.prepare(name, stmt.dollar), encoding)
+        names[stmt.dollar] = name
+    return _check(pg.exec_prepared(name, values), encoding)
 
 
 def end_on_loop(conn: Connection, *, commit: bool) -> None:

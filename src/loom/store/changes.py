@@ -123,8 +123,10 @@ def get_change(
     return ChangeRow(**data)
 
 
-_STATE = _raw.SQL("SELECT archived_us FROM changes WHERE project_id = ? AND change_id = ?")
-_STATE_FOR_UPDATE = _raw.SQL(_STATE.qmark + " FOR UPDATE")
+_STATE = _raw.SQL(
+    "SELECT archived_us FROM changes WHERE project_id = ? AND change_id = ?", fast=True
+)
+_STATE_FOR_UPDATE = _raw.SQL(_STATE.qmark + " FOR UPDATE", fast=True)
 
 
 def get_change_archived(

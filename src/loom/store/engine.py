@@ -178,7 +178,9 @@ class Database:
             pool_size=2 * pool_size + 4,
             max_overflow=pool_size,
             pool_pre_ping=True,
-            connect_args={"application_name": self.application_name},
+            # psycopg's automatic preparation off: loom.store._raw prepares the hot
+            # statements itself, under names psycopg's DEALLOCATE ALL would drop.
+            connect_args={"application_name": self.application_name, "prepare_threshold": None},
         )
         # A statement through SQLAlchemy on the event loop blocks it (counted for the tests).
         event.listen(engine, "before_cursor_execute", _note_blocking)

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, select
 from loom.domain.leases import LeaseState
 from loom.store import _raw
 from loom.store.events import EVENT_COLUMNS, append_events, event_rows, note_appended
-from loom.store.schema import changes, leases
+from loom.store.schema import leases
 
 __all__ = [
     "ABANDONED_SQL",
@@ -40,7 +40,8 @@ class ActiveLease:
 
 _GET = _raw.SQL(
     "SELECT holder, acquired_us, expires_us, ttl_seconds, fencing_token, previous_holder,"
-    " expiry_recorded FROM leases WHERE project_id = ? AND change_id = ?"
+    " expiry_recorded FROM leases WHERE project_id = ? AND change_id = ?",
+    fast=True,
 )
 _UPDATE = _raw.SQL(
     "UPDATE leases SET holder = ?, acquired_us = ?, expires_us = ?, ttl_seconds = ?,"
@@ -250,7 +251,9 @@ _MODULE_FILTERS = {
 
 
 def _candidate_sql(template: str, filters: str, pg: bool) -> _raw.SQL:
-    return _raw.SQL(template.format(filters=filters, order=_ORDER, lock=_PG_LOCK if pg else ""))
+    return _raw.SQL(
+        template.format(filters=filters, order=_ORDER, lock=_PG_LOCK if pg else ""), fast=True
+    )
 
 
 # The candidate statements with the filters and the lock left open (``{filters}``,
@@ -320,8 +323,21 @@ def next_candidate(
 
 
 _HELD = _raw.SQL(
-    "SELECT change_id FROM leases WHERE project_id = ? AND holder = ? AND expires_us > ?"
+    "SELECT change_id FROM leases WHERE project_id = ? AND holder = ? AND expires_us > ?",
+    fast=True,
 )
+
+
+@functools.cache
+def _first_live(count: int, kind: str | None) -> _raw.SQL:
+    """The first of ``count`` changes (by id) not archived, in canonical order, within a
+    module filter."""
+    return _raw.SQL(
+        "SELECT c.change_id FROM changes c WHERE c.project_id = ?"
+        f" AND c.change_id IN ({', '.join('?' for _ in range(count))})"
+        f" AND c.archived_us IS NULL{_MODULE_FILTERS[kind]} ORDER BY {_ORDER} LIMIT 1",
+        fast=True,
+    )
 
 
 def held_by(
@@ -345,13 +361,9 @@ def held_by(
         mine = [c for c in mine if c in wanted]
     if not mine:
         return None
-    stmt = select(changes.c.change_id).where(
-        changes.c.project_id == project_id,
-        changes.c.change_id.in_(mine),
-        changes.c.archived_us.is_(None),
-    )
+    kind = None if module is None else ("sub_module" if "." in module else "module")
+    params: list[object] = [project_id, *mine]
     if module is not None:
-        col = changes.c.sub_module_id if "." in module else changes.c.module_id
-        stmt = stmt.where(col == module)
-    row = conn.execute(stmt.order_by(changes.c.sort_key).limit(1)).first()
+        params.append(module)
+    row = _raw.fetchone(conn, _first_live(len(mine), kind), params)
     return None if row is None else str(row[0])

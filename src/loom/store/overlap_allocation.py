@@ -131,7 +131,8 @@ def _pg_pick(filters: str, taken: int) -> _raw.SQL:
     open_ = OPEN_SQL.format(filters=filters, lock=PG_LOCK)
     return _raw.SQL(
         _with_busy(True, taken)[:-1] + f", a AS ({abandoned}) SELECT change_id FROM a"
-        f" UNION ALL SELECT change_id FROM ({open_}) o WHERE NOT EXISTS (SELECT 1 FROM a)"
+        f" UNION ALL SELECT change_id FROM ({open_}) o WHERE NOT EXISTS (SELECT 1 FROM a)",
+        fast=True,
     )
 
 
@@ -191,11 +192,12 @@ _PG_LOCK_REQUIREMENTS = _raw.SQL(
     " WHERE r.project_id = one.project_id AND r.change_id = one.change_id),"
     " COALESCE(l.holder IS NOT NULL AND l.expires_us > ?, false) AS held,"
     " CASE WHEN l.holder IS NOT NULL AND l.expires_us > ? THEN NULL"
-    " ELSE (SELECT ARRAY[r.capability, r.requirement] FROM change_requirements r"
+    " ELSE (SELECT r.capability || chr(10) || r.requirement FROM change_requirements r"
     " WHERE r.project_id = one.project_id AND r.change_id = one.change_id"
     f" AND NOT pg_try_advisory_xact_lock({_LOCK_KEY}) LIMIT 1) END"
     " FROM (SELECT CAST(? AS integer) AS project_id, CAST(? AS text) AS change_id) one"
-    " LEFT JOIN leases l ON l.project_id = one.project_id AND l.change_id = one.change_id"
+    " LEFT JOIN leases l ON l.project_id = one.project_id AND l.change_id = one.change_id",
+    fast=True,
 )
 
 
@@ -218,7 +220,11 @@ def lock_requirements(
     row = _raw.fetchone(conn, _PG_LOCK_REQUIREMENTS, (now_us, now_us, project_id, change_id))
     assert row is not None
     stored = None if row[0] is None else lease_state(row[1:8])
-    taken = None if row[10] is None else (str(row[10][0]), str(row[10][1]))
+    taken = None
+    if row[10] is not None:
+        # Capability names are path segments (no line break): the first one splits the two.
+        capability, _, requirement = str(row[10]).partition("\n")
+        taken = (capability, requirement)
     return RequirementLocks(not row[9] and taken is None, bool(row[8]), stored, taken)
 
 
@@ -231,9 +237,10 @@ _OVERLAPS = _raw.SQL(
     " requirement FROM change_requirements WHERE project_id = ? AND change_id = ?)"
     " SELECT DISTINCT o.change_id FROM mine m JOIN busy o"
     " ON o.capability = m.capability AND o.requirement = m.requirement"
-    " WHERE o.change_id <> ? ORDER BY o.change_id"
+    " WHERE o.change_id <> ? ORDER BY o.change_id",
+    fast=True,
 )
-_SQLITE_OVERLAPS = _raw.SQL(_OVERLAPS.qmark.replace(" MATERIALIZED", ""))
+_SQLITE_OVERLAPS = _raw.SQL(_OVERLAPS.qmark.replace(" MATERIALIZED", ""), fast=True)
 
 
 def busy_overlaps(conn: Connection, project_id: int, change_id: str, now_us: int) -> list[str]:

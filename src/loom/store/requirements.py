@@ -148,7 +148,9 @@ def any_busy_requirement(conn: Connection, project_id: int, now_us: int) -> bool
     return row is not None
 
 
-_ANY_REQUIREMENT = _raw.SQL("SELECT 1 FROM change_requirements WHERE project_id = ? LIMIT 1")
+_ANY_REQUIREMENT = _raw.SQL(
+    "SELECT 1 FROM change_requirements WHERE project_id = ? LIMIT 1", fast=True
+)
 
 
 def any_requirement(conn: Connection, project_id: int) -> bool:
