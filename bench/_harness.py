@@ -75,6 +75,23 @@ def _proc_stat(pid: int) -> list[str] | None:
         return None
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU time so far of every process of this machine whose name starts with
+    ``postgres`` (a local PostgreSQL server's backends and helpers), from Linux ``/proc``; 0
+    elsewhere. Meaningful when the server is local and nothing else uses it meanwhile."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.find("(") + 1 : text.rfind(")")]
+        if name.startswith("postgres"):
+            fields = text.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):

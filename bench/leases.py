@@ -30,7 +30,9 @@ names another administrative URL) — seeds it over HTTP, and measures, loopback
 
 Each closed-loop phase also reports the server process's CPU time per request (Linux
 ``/proc``), which is far less sensitive than requests/s to other load on a shared machine;
-the throughput ratio computed from it is printed next to the measured one.
+the throughput ratio computed from it is printed next to the measured one. On PostgreSQL it
+also reports the CPU time of the local PostgreSQL server's processes in the same windows
+(SQLite's work is inside Loom's process; PostgreSQL's is not), and the sum per request.
 
 Targets (PRODUCT.md §4): lease requests/s >= 0.6 x health requests/s; claim p99 < 50 ms;
 allocate p99 < 25 ms. The load generator is a minimal asyncio HTTP/1.1 keep-alive client
@@ -56,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _harness import ADMIN, Server, percentile, pg_database, start_server
+from _harness import ADMIN, Server, percentile, pg_database, postgres_cpu_seconds, start_server
 
 ORG, REPO = "bench", "leases"
 P = f"/api/v1/projects/{ORG}/{REPO}"
@@ -206,6 +208,7 @@ class Loop:
     steps: int
     seconds: float
     server_cpu: float  # server process CPU seconds used in the measured window
+    db_cpu: float = 0.0  # local PostgreSQL processes' CPU seconds in the same window
 
     @property
     def rate(self) -> float:
@@ -222,6 +225,7 @@ def merge(loops: list[Loop]) -> Loop:
         sum(x.steps for x in loops),
         sum(x.seconds for x in loops),
         sum(x.server_cpu for x in loops),
+        sum(x.db_cpu for x in loops),
     )
 
 
@@ -249,13 +253,14 @@ async def closed_loop(
     await asyncio.sleep(warmup)
     counting = True
     started = time.perf_counter()
-    cpu_started = server.cpu_seconds()
+    cpu_started, db_started = server.cpu_seconds(), postgres_cpu_seconds()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - started
     cpu = server.cpu_seconds() - cpu_started
+    db_cpu = postgres_cpu_seconds() - db_started
     for c in conns:
         await c.close()
-    return Loop(done, elapsed, cpu)
+    return Loop(done, elapsed, cpu, db_cpu)
 
 
 async def health_rate(server: Server, seconds: float) -> Loop:
@@ -490,9 +495,10 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
             realistic=args.overlap,
         )
         overlap_pairs = await count_overlaps(server, alloc_ids) if args.overlap else 0
-        cpu_before_alloc = server.cpu_seconds()
+        cpu_before_alloc, db_before_alloc = server.cpu_seconds(), postgres_cpu_seconds()
         alloc = await allocate_open_loop(server, args.alloc_seconds, args.avoid_overlap)
         alloc_cpu = server.cpu_seconds() - cpu_before_alloc
+        alloc_db_cpu = postgres_cpu_seconds() - db_before_alloc
         problems = await check_no_double_grant(server, alloc.grants)
     finally:
         server.stop()
@@ -549,6 +555,21 @@ async def bench_backend(kind: str, database_url: str, args: argparse.Namespace) 
         f"max {ms(max(alloc.latencies))} (target p99 < {TARGET_ALLOC_P99_MS:.0f} ms) "
         f"{verdict(alloc_p99 * 1000 < TARGET_ALLOC_P99_MS)}"
     )
+    if kind == "postgresql":
+        # PostgreSQL's own work happens in its processes (SQLite's, in Loom's): both.
+        def per(loop: Loop, requests: int) -> str:
+            return f"{loop.db_cpu / requests * 1e6:.0f} us/req"
+
+        print(
+            "local PostgreSQL server CPU (its processes, same windows): "
+            f"claim+release {per(claims.loop, 2 * claims.loop.steps)}, "
+            f"renewals {per(renew, renew.steps)}, health {per(health_all, health_all.steps)}, "
+            f"allocate+release {alloc_db_cpu / (2 * alloc.offered) * 1e6:.0f} us/req; "
+            "Loom + PostgreSQL per lease request: "
+            f"{(claims.loop.server_cpu + claims.loop.db_cpu) / (2 * claims.loop.steps) * 1e6:.0f}"
+            f" us (claim+release), {(renew.server_cpu + renew.db_cpu) / renew.steps * 1e6:.0f}"
+            " us (renewals)"
+        )
     if args.overlap:
         print(
             f"overlap seed: {overlap_pairs} strongly overlapping pairs among the "
