@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -62,4 +64,51 @@ def test_the_checkpointer_starts_a_big_wal_over_itself(
             assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 500
             assert conn.execute(text("PRAGMA user_version")).scalar_one() == 7
     finally:
+        db.dispose()
+
+
+def test_once_a_burst_ends_the_wal_is_started_over_without_waiting_for_the_next_try(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader kept the checkpointer's restart from starting the WAL over during a burst;
+    tries are then spaced out (``_RESTART_EVERY``), but once the WAL stops growing the next
+    round tries again at once. (Waiting for the spacing left the restart, and its long
+    truncation, to the first request after the burst: bench/large.py's first allocations.)"""
+    limit = 256 * 1024
+    monkeypatch.setattr(engine, "_WAL_SIZE_LIMIT", limit)
+    monkeypatch.setattr(engine, "_RESTART_EVERY", 3600.0)
+    tries: list[int] = []
+    real = engine._restart_wal
+
+    def counted(dbapi: Any) -> None:
+        tries.append(1)
+        real(dbapi)
+
+    monkeypatch.setattr(engine, "_restart_wal", counted)
+    path = tmp_path / "loom.db"
+    wal = tmp_path / "loom.db-wal"
+    db = Database(f"sqlite:///{path}")
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        with db.write() as conn:
+            conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"))
+        for _ in range(10):  # ~2 MB in the WAL, eight times its limit
+            with db.write() as conn:
+                conn.execute(text("INSERT INTO t (body) VALUES (:b)"), [{"b": "x" * 4000}] * 50)
+        # A reader on the WAL's frames: the checkpoint completes, the restart cannot happen.
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM t").fetchone() == (500,)
+        deadline = time.monotonic() + 20
+        while not tries and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tries, "the checkpointer never tried"
+        assert wal.stat().st_size > 4 * limit
+        reader.execute("COMMIT")
+        deadline = time.monotonic() + 20
+        while wal.stat().st_size > limit and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert wal.stat().st_size <= limit
+        assert len(tries) >= 2
+    finally:
+        reader.close()
         db.dispose()

@@ -608,6 +608,7 @@ class _Checkpointer:
 
     def _run(self) -> None:
         restarted_at: float | None = None
+        last_frames = -1
         while not self._stop.wait(_CHECKPOINT_EVERY):
             try:
                 with self._engine.connect() as conn:
@@ -618,7 +619,16 @@ class _Checkpointer:
                     ).fetchone()
                     complete = busy == 0 and copied == frames
                     big = frames * (_page_size(dbapi) + 24) > _WAL_SIZE_LIMIT
-                    due = restarted_at is None or time.monotonic() - restarted_at > _RESTART_EVERY
+                    # During a burst, a restart is tried at most every _RESTART_EVERY seconds
+                    # (readers on old frames keep it from happening); once the WAL has
+                    # stopped growing, at once: the next write would otherwise do it, on
+                    # the event loop (a burst's end is when requests come back).
+                    settled, last_frames = frames == last_frames, frames
+                    due = (
+                        restarted_at is None
+                        or settled
+                        or time.monotonic() - restarted_at > _RESTART_EVERY
+                    )
                     if complete and big and due:
                         restarted_at = time.monotonic()
                         _restart_wal(dbapi)
