@@ -112,7 +112,9 @@ def test_no_step_holds_the_interpreter_for_long() -> None:
     started = time.perf_counter()
     json.loads(body)
     single = time.perf_counter() - started
-    assert len(gaps) > 100, (len(gaps), single, whole)
+    # Enough gaps to have a 90th percentile: about 700 on a quiet machine, 99 once with the
+    # other test worker busy (each gap then includes preemption); one long call gives 1.
+    assert len(gaps) >= 20, (len(gaps), single, whole)
     assert gaps[len(gaps) * 9 // 10] < max(0.005, single / 10), (gaps[-5:], single, whole)
 
 

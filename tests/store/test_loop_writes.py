@@ -6,19 +6,23 @@ connection."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 
 from conftest import ADMIN, ORG, REPO, make_settings
 from loom.api.app import create_app
+from loom.store import _loopio, _raw, migrate
 from loom.store.engine import Database
+from loom.store.schema import projects
 
 H = {"Authorization": f"Bearer {ADMIN}"}
 P = f"/api/v1/projects/{ORG}/{REPO}"
@@ -237,3 +241,87 @@ def test_a_first_write_to_a_new_project_runs_its_sqlalchemy_statements_on_the_lo
     assert r.status_code == 200, r.text
     r = client.post(f"{other}/changes/001-01_a/claim", json={"holder": "a"}, headers=H)
     assert r.status_code == 200 and r.json()["fencing_token"] == 1
+
+
+_NEW_PROJECT = _raw.SQL(
+    "INSERT INTO projects (org, repo, event_seq, created_us) VALUES (?, ?, 0, 0)", fast=True
+)
+
+
+@pytest.fixture
+def pg_db(pg_url: str) -> Iterator[Database]:
+    db = Database(pg_url)
+    migrate.upgrade(db)
+    yield db
+    db.dispose()
+
+
+def _trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the round trips made on the loop (each call of _loopio.execute is one)."""
+    trips: list[int] = []
+    real = _loopio.execute
+
+    async def counted(pg: Any, statements: Any) -> Any:
+        trips.append(len(statements))
+        return await real(pg, statements)
+
+    monkeypatch.setattr(_loopio, "execute", counted)
+    return trips
+
+
+def test_held_back_writes_go_with_the_next_statement_or_the_commit(
+    pg_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write held back on the loop (execute_deferred) reaches PostgreSQL before anything
+    run after it (a SQLAlchemy statement sees it), and the last one goes with the COMMIT."""
+    trips = _trips(monkeypatch)
+    mine = select(func.count()).select_from(projects).where(projects.c.org == "held")
+
+    def work() -> int:
+        with pg_db.write() as conn:
+            _raw.execute_deferred(conn, _NEW_PROJECT, ("held", "one"))
+            _raw.execute_deferred(conn, _NEW_PROJECT, ("held", "two"))
+            seen = int(conn.execute(mine).scalar_one())
+            _raw.execute_deferred(conn, _NEW_PROJECT, ("held", "three"))
+            return seen
+
+    assert asyncio.run(pg_db.run_write(work, on_loop=True)) == 2
+    # BEGIN and the first two (each prepared first): one trip; the count through SQLAlchemy;
+    # the third and the COMMIT: one trip.
+    assert trips == [5, 2]
+    with pg_db.engine.connect() as conn:
+        assert conn.execute(mine).scalar_one() == 3
+
+
+def test_a_held_back_write_that_fails_fails_the_request_and_nothing_is_written(
+    pg_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips = _trips(monkeypatch)
+    mine = select(func.count()).select_from(projects).where(projects.c.org == "dup")
+
+    def work() -> None:
+        with pg_db.write() as conn:
+            _raw.execute_deferred(conn, _NEW_PROJECT, ("dup", "same"))
+            _raw.execute_deferred(conn, _NEW_PROJECT, ("dup", "same"))  # unique (org, repo)
+
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        asyncio.run(pg_db.run_write(work, on_loop=True))
+    assert len(trips) == 2  # the writes with the COMMIT (refused), then the ROLLBACK
+    with pg_db.engine.connect() as conn:
+        assert conn.execute(mine).scalar_one() == 0
+
+
+def test_a_lease_request_on_the_loop_is_two_round_trips(
+    pg_app: tuple[TestClient, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claim, heartbeat, release: the lock-and-read with BEGIN, then the write with COMMIT."""
+    client, _ = pg_app
+    _push(client, "001-01_a")
+    for _ in range(2):  # the project known, every statement prepared
+        assert client.post(f"{P}/changes/001-01_a/claim", json={"holder": "a"}, headers=H)
+        assert client.post(f"{P}/changes/001-01_a/release", json={"holder": "a"}, headers=H)
+    trips = _trips(monkeypatch)
+    for route in ("claim", "heartbeat", "release"):
+        r = client.post(f"{P}/changes/001-01_a/{route}", json={"holder": "a"}, headers=H)
+        assert r.status_code == 200, r.text
+    assert len(trips) == 6, trips

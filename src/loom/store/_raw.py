@@ -24,7 +24,16 @@ from sqlalchemy import exc as sa_exc
 
 from loom.store import _loopio
 
-__all__ = ["SQL", "end_on_loop", "execute", "executemany", "fetchall", "fetchone"]
+__all__ = [
+    "SQL",
+    "end_on_loop",
+    "execute",
+    "execute_deferred",
+    "executemany",
+    "fetchall",
+    "fetchone",
+    "flush_deferred",
+]
 
 
 class SQL:
@@ -113,35 +122,93 @@ def _prepared(dbapi: Any) -> dict[bytes, bytes]:
     return names
 
 
-def _pg_fast_on(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
+def _name_for(names: dict[bytes, bytes], stmt: SQL) -> tuple[bytes | None, bool]:
+    """(the statement's name on this session or None: run unnamed, whether to prepare it)."""
+    name = names.get(stmt.dollar)
+    if name is not None:
+        return name, False
+    if len(names) >= _PREPARED_MAX:
+        return None, False
+    return b"loom_%d" % next(_NAMES), True
+
+
+def _on_loop(
+    conn: Connection, pending: list[tuple[SQL, list[bytes | None]]], last: bytes | None
+) -> list[Any]:
+    """Send ``pending`` statements (each by name, prepared first where needed), then
+    ``last`` (a plain command such as COMMIT) if any, in one round trip awaited on the loop,
+    with BEGIN first when no transaction is open; returns the results after BEGIN's,
+    checked: the first failure is raised."""
     dbapi: Any = conn.connection.dbapi_connection
     pg = dbapi.pgconn
     encoding = dbapi.info.encoding
-    values = [_param(p) for p in params]
-    begin = pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit
     names = _prepared(dbapi)
-    name = names.get(stmt.dollar)
-    prepare = name is None and len(names) < _PREPARED_MAX
-    if prepare:
-        name = b"loom_%d" % next(_NAMES)
-    if _loopio.on_loop():  # on the event loop (Database.run_write(on_loop=True)): never block it
-        statements: list[_loopio.Statement] = [(b"BEGIN", [])] if begin else []
-        if prepare:
-            assert name is not None
-            statements.append(_loopio.Prepare(name, stmt.dollar))
+    begin = pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit
+    statements: list[_loopio.Statement] = [(b"BEGIN", [])] if begin else []
+    prepares: list[tuple[int, bytes, bytes]] = []  # (result index, text, name)
+    ran: list[int] = []  # the result index of each pending statement
+    for stmt, values in pending:
+        name, prepare = _name_for(names, stmt)
         if name is None:
             statements.append((stmt.dollar, values))
         else:
+            if prepare:
+                prepares.append((len(statements), stmt.dollar, name))
+                statements.append(_loopio.Prepare(name, stmt.dollar))
             statements.append(_loopio.RunPrepared(name, values))
-        results = _loopio.await_(_loopio.execute(pg, statements))
-        if prepare and results[-2].status == ExecStatus.COMMAND_OK:
-            assert name is not None
-            names[stmt.dollar] = name
-        for result in results[:-1]:
-            _check(result, encoding)
-        return _check(results[-1], encoding)
-    if begin:
+        ran.append(len(statements) - 1)
+    if last is not None:
+        statements.append((last, []))
+        ran.append(len(statements) - 1)
+    results = _loopio.await_(_loopio.execute(pg, statements))
+    for index, text, name in prepares:
+        if results[index].status == ExecStatus.COMMAND_OK:
+            names[text] = name
+    for result in results:
+        _check(result, encoding)
+    return [results[index] for index in ran]
+
+
+_DEFERRED = "loom_deferred_writes"
+"""Key in a connection's ``info``: the writes :func:`execute_deferred` holds back."""
+
+
+def execute_deferred(conn: Connection, stmt: SQL, params: Sequence[Any]) -> None:
+    """Run a write whose row count nobody reads, as late as correctness allows.
+
+    On the event loop (PostgreSQL, a ``fast`` statement) it is held back and sent in the
+    same round trip as the transaction's next statement, or as its COMMIT: the last write
+    of a lease request costs no round trip of its own. Statements reach PostgreSQL in the
+    order they were run, so nothing observes the difference, except that the write's error,
+    if any, is raised by that next statement or the commit (and the transaction rolls back
+    as it would have). Elsewhere it runs at once."""
+    if stmt.fast and _loopio.on_loop() and conn.dialect.name == "postgresql":
+        conn.info.setdefault(_DEFERRED, []).append((stmt, [_param(p) for p in params]))
+        return
+    execute(conn, stmt, params)
+
+
+def flush_deferred(conn: Connection) -> None:
+    """Send the writes :func:`execute_deferred` held back on ``conn`` (before a statement
+    that does not go through this module)."""
+    pending = conn.info.pop(_DEFERRED, None)
+    if pending:
+        with _operational(pending[0][0].qmark):
+            _on_loop(conn, pending, None)
+
+
+def _pg_fast_on(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
+    values = [_param(p) for p in params]
+    if _loopio.on_loop():  # on the event loop (Database.run_write(on_loop=True)): never block it
+        pending = conn.info.pop(_DEFERRED, None) or []
+        return _on_loop(conn, [*pending, (stmt, values)], None)[-1]
+    dbapi: Any = conn.connection.dbapi_connection
+    pg = dbapi.pgconn
+    encoding = dbapi.info.encoding
+    if pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit:
         _check(pg.exec_(b"BEGIN"), encoding)
+    names = _prepared(dbapi)
+    name, prepare = _name_for(names, stmt)
     if name is None:
         return _check(pg.exec_params(stmt.dollar, values), encoding)
     if prepare:
@@ -152,16 +219,18 @@ def _pg_fast_on(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
 
 def end_on_loop(conn: Connection, *, commit: bool) -> None:
     """COMMIT or ROLLBACK the open transaction of ``conn`` from code running on the event loop
-    (:mod:`loom.store._loopio`), without blocking it. psycopg then sees an idle connection,
-    so SQLAlchemy's own commit or rollback that follows sends nothing."""
+    (:mod:`loom.store._loopio`), without blocking it; a COMMIT goes in one round trip with
+    the writes held back (:func:`execute_deferred`), a ROLLBACK drops them. psycopg then sees
+    an idle connection, so SQLAlchemy's own commit or rollback that follows sends nothing."""
+    pending = conn.info.pop(_DEFERRED, None) or []
+    if not commit:
+        pending = []  # rolled back with the rest
     dbapi: Any = conn.connection.dbapi_connection
-    pg = dbapi.pgconn
-    if pg.transaction_status == TransactionStatus.IDLE:
-        return
+    if not pending and dbapi.pgconn.transaction_status == TransactionStatus.IDLE:
+        return  # nothing sent, nothing to send (held-back writes alone get their BEGIN)
     command = b"COMMIT" if commit else b"ROLLBACK"
     with _operational(command.decode()):
-        (result,) = _loopio.await_(_loopio.execute(pg, [(command, [])]))
-        _check(result, dbapi.info.encoding)
+        _on_loop(conn, pending or [], command)
 
 
 def _check(result: Any, encoding: str) -> Any:
@@ -214,6 +283,7 @@ def _cursor(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
     if conn.dialect.name == "postgresql":
         if stmt.fast:
             return _Fast(_pg_fast(conn, stmt, params))
+        flush_deferred(conn)
         _loopio.note_blocking()
         cur = dbapi.cursor()
         cur.execute(stmt.format, params)
@@ -251,6 +321,7 @@ def executemany(conn: Connection, stmt: SQL, rows: Sequence[Sequence[Any]]) -> N
         return
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
+    flush_deferred(conn)
     _loopio.note_blocking()
     cur = dbapi.cursor()
     cur.executemany(stmt.format if conn.dialect.name == "postgresql" else stmt.qmark, rows)

@@ -183,7 +183,7 @@ class Database:
             connect_args={"application_name": self.application_name, "prepare_threshold": None},
         )
         # A statement through SQLAlchemy on the event loop blocks it (counted for the tests).
-        event.listen(engine, "before_cursor_execute", _note_blocking)
+        event.listen(engine, "before_cursor_execute", _before_sqlalchemy_statement)
         return engine
 
     @contextlib.contextmanager
@@ -542,7 +542,10 @@ class Database:
         self.engine.dispose()
 
 
-def _note_blocking(*_: Any) -> None:
+def _before_sqlalchemy_statement(conn: Connection, *_: Any) -> None:
+    # Writes held back on the loop go first (loom.store._raw.execute_deferred), then the
+    # statement, which blocks the loop (counted).
+    _raw.flush_deferred(conn)
     _loopio.note_blocking()
 
 

@@ -120,6 +120,7 @@ def _copy_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         _raw.execute(conn, _APPEND_UNNUMBERED, rows[0])
         return
     dbapi: Any = conn.connection.dbapi_connection  # a psycopg.Connection
+    _raw.flush_deferred(conn)  # writes held back on the loop go first
     with dbapi.cursor() as cur, cur.copy(_COPY) as copy:
         for row in rows:
             copy.write_row(row)

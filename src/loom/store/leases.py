@@ -130,7 +130,9 @@ def save_lease(
     """Write the state, and append ``events`` (stamped ``now_us``) to the audit log.
 
     The caller holds the change's lock, so plain writes are safe. On PostgreSQL the lease
-    write and the events are one statement (a data-modifying ``WITH``): one round trip.
+    write and the events are one statement (a data-modifying ``WITH``), and on the event
+    loop it goes with the COMMIT (or the next statement): no round trip of its own
+    (:func:`loom.store._raw.execute_deferred`).
     """
     params = (
         state.holder,
@@ -147,9 +149,9 @@ def save_lease(
         note_appended(conn, project_id)
         rows = event_rows(project_id, events, now_us)
         sql = _pg_save_with_events(exists, len(rows))
-        _raw.execute(conn, sql, [*params, *(value for row in rows for value in row)])
+        _raw.execute_deferred(conn, sql, [*params, *(value for row in rows for value in row)])
         return
-    _raw.execute(conn, _UPDATE if exists else _INSERT, params)
+    _raw.execute_deferred(conn, _UPDATE if exists else _INSERT, params)
     if events:
         append_events(conn, project_id, events, now_us)
 
