@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from conftest import ADMIN, ORG, REPO, make_settings
 from loom.api.app import create_app
-from loom.store import _loopio, _raw, migrate
+from loom.store import _loopio, _raw
 from loom.store.engine import Database
 from loom.store.schema import projects
 
@@ -248,14 +248,6 @@ _NEW_PROJECT = _raw.SQL(
 )
 
 
-@pytest.fixture
-def pg_db(pg_url: str) -> Iterator[Database]:
-    db = Database(pg_url)
-    migrate.upgrade(db)
-    yield db
-    db.dispose()
-
-
 def _trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the round trips made on the loop (each call of _loopio.execute is one)."""
     trips: list[int] = []
@@ -269,8 +261,9 @@ def _trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return trips
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_held_back_writes_go_with_the_next_statement_or_the_commit(
-    pg_db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A write held back on the loop (execute_deferred) reaches PostgreSQL before anything
     run after it (a SQLAlchemy statement sees it), and the last one goes with the COMMIT."""
@@ -278,36 +271,37 @@ def test_held_back_writes_go_with_the_next_statement_or_the_commit(
     mine = select(func.count()).select_from(projects).where(projects.c.org == "held")
 
     def work() -> int:
-        with pg_db.write() as conn:
+        with db.write() as conn:
             _raw.execute_deferred(conn, _NEW_PROJECT, ("held", "one"))
             _raw.execute_deferred(conn, _NEW_PROJECT, ("held", "two"))
             seen = int(conn.execute(mine).scalar_one())
             _raw.execute_deferred(conn, _NEW_PROJECT, ("held", "three"))
             return seen
 
-    assert asyncio.run(pg_db.run_write(work, on_loop=True)) == 2
+    assert asyncio.run(db.run_write(work, on_loop=True)) == 2
     # BEGIN and the first two (each prepared first): one trip; the count through SQLAlchemy;
     # the third and the COMMIT: one trip.
     assert trips == [5, 2]
-    with pg_db.engine.connect() as conn:
+    with db.engine.connect() as conn:
         assert conn.execute(mine).scalar_one() == 3
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_held_back_write_that_fails_fails_the_request_and_nothing_is_written(
-    pg_db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trips = _trips(monkeypatch)
     mine = select(func.count()).select_from(projects).where(projects.c.org == "dup")
 
     def work() -> None:
-        with pg_db.write() as conn:
+        with db.write() as conn:
             _raw.execute_deferred(conn, _NEW_PROJECT, ("dup", "same"))
             _raw.execute_deferred(conn, _NEW_PROJECT, ("dup", "same"))  # unique (org, repo)
 
     with pytest.raises(psycopg.errors.UniqueViolation):
-        asyncio.run(pg_db.run_write(work, on_loop=True))
+        asyncio.run(db.run_write(work, on_loop=True))
     assert len(trips) == 2  # the writes with the COMMIT (refused), then the ROLLBACK
-    with pg_db.engine.connect() as conn:
+    with db.engine.connect() as conn:
         assert conn.execute(mine).scalar_one() == 0
 
 
