@@ -606,39 +606,41 @@ class _Checkpointer:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._stop = threading.Event()
+        self._restarted_at: float | None = None
+        self._last_frames = -1
         self._thread = threading.Thread(target=self._run, name="loom-checkpoint", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        restarted_at: float | None = None
-        last_frames = -1
         while not self._stop.wait(_CHECKPOINT_EVERY):
             try:
-                with self._engine.connect() as conn:
-                    dbapi = conn.connection.dbapi_connection
-                    assert dbapi is not None
-                    busy, frames, copied = dbapi.execute(
-                        "PRAGMA wal_checkpoint(PASSIVE)"
-                    ).fetchone()
-                    complete = busy == 0 and copied == frames
-                    big = frames * (_page_size(dbapi) + 24) > _WAL_SIZE_LIMIT
-                    # During a burst, a restart is tried at most every _RESTART_EVERY seconds
-                    # (readers on old frames keep it from happening); once the WAL has
-                    # stopped growing, at once: the next write would otherwise do it, on
-                    # the event loop (a burst's end is when requests come back).
-                    settled, last_frames = frames == last_frames, frames
-                    due = (
-                        restarted_at is None
-                        or settled
-                        or time.monotonic() - restarted_at > _RESTART_EVERY
-                    )
-                    if complete and big and due:
-                        restarted_at = time.monotonic()
-                        _restart_wal(dbapi)
+                self.round()
             except Exception:  # a closed engine at shutdown, a locked file: next round
                 if self._stop.is_set():
                     return
                 log.debug("WAL checkpoint failed", exc_info=True)
+
+    def round(self) -> None:
+        """One checkpoint, and the WAL restart when it is due (the thread's every round)."""
+        with self._engine.connect() as conn:
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None
+            busy, frames, copied = dbapi.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            complete = busy == 0 and copied == frames
+            big = frames * (_page_size(dbapi) + 24) > _WAL_SIZE_LIMIT
+            # During a burst, a restart is tried at most every _RESTART_EVERY seconds
+            # (readers on old frames keep it from happening); once the WAL has stopped
+            # growing, at once: the next write would otherwise do it, on the event loop (a
+            # burst's end is when requests come back).
+            settled, self._last_frames = frames == self._last_frames, frames
+            due = (
+                self._restarted_at is None
+                or settled
+                or time.monotonic() - self._restarted_at > _RESTART_EVERY
+            )
+            if complete and big and due:
+                self._restarted_at = time.monotonic()
+                _restart_wal(dbapi)
 
     def stop(self) -> None:
         self._stop.set()
