@@ -23,6 +23,7 @@ __all__ = [
     "get_lease",
     "lease_state",
     "list_active",
+    "module_kind",
     "next_candidate",
     "save_lease",
 ]
@@ -252,6 +253,11 @@ _MODULE_FILTERS = {
 }
 
 
+def module_kind(module: str | None) -> str | None:
+    """The key of :data:`MODULE_FILTERS` for a module filter: a sub-module id has a dot."""
+    return None if module is None else ("sub_module" if "." in module else "module")
+
+
 def _candidate_sql(template: str, filters: str, pg: bool) -> _raw.SQL:
     return _raw.SQL(
         template.format(filters=filters, order=_ORDER, lock=_PG_LOCK if pg else ""), fast=True
@@ -301,7 +307,7 @@ def next_candidate(
     if change_ids is not None and not change_ids:
         return None
     pg = conn.dialect.name == "postgresql"
-    kind = None if module is None else ("sub_module" if "." in module else "module")
+    kind = module_kind(module)
     for template in (_ABANDONED, _OPEN):
         params: list[object] = [project_id]
         if module is not None:
@@ -363,7 +369,7 @@ def held_by(
         mine = [c for c in mine if c in wanted]
     if not mine:
         return None
-    kind = None if module is None else ("sub_module" if "." in module else "module")
+    kind = module_kind(module)
     params: list[object] = [project_id, *mine]
     if module is not None:
         params.append(module)

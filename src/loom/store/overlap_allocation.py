@@ -20,7 +20,14 @@ from sqlalchemy import Connection
 
 from loom.domain.leases import LeaseState
 from loom.store import _raw
-from loom.store.leases import ABANDONED_SQL, MODULE_FILTERS, OPEN_SQL, PG_LOCK, lease_state
+from loom.store.leases import (
+    ABANDONED_SQL,
+    MODULE_FILTERS,
+    OPEN_SQL,
+    PG_LOCK,
+    lease_state,
+    module_kind,
+)
 
 __all__ = ["RequirementLocks", "busy_overlaps", "first_without_overlap", "lock_requirements"]
 
@@ -92,7 +99,7 @@ def _filters(
     module: str | None, change_ids: Sequence[str] | None, exclude: Sequence[str]
 ) -> tuple[str, list[object]]:
     """The candidate filters after ``c.project_id = ?`` and their parameters."""
-    kind = None if module is None else ("sub_module" if "." in module else "module")
+    kind = module_kind(module)
     text = MODULE_FILTERS[kind]
     params: list[object] = [] if module is None else [module]
     if change_ids is not None:
