@@ -192,6 +192,58 @@ def test_two_serve_processes_on_one_postgresql_deliver_to_both(tmp_path: Path, p
         b.stop()
 
 
+def test_the_relay_reconnects_after_its_connections_are_killed(tmp_path: Path, pg_url: str) -> None:
+    """Every LISTEN/NOTIFY session of both processes is terminated (a PostgreSQL restart, a
+    pooler dropping idle sessions): each process reconnects on its own and an event written
+    through one still reaches a subscriber of the other, well before the 600 s re-read."""
+    from sqlalchemy import create_engine, text
+
+    cfg = _config(tmp_path, stream_recheck=600.0)
+    a = start_server(tmp_path / "a", pg_url, "--config", cfg)
+    b = start_server(tmp_path / "b", pg_url, "--config", cfg)
+    engine = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    relay_sessions = text(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND (query LIKE 'LISTEN loom_events%' OR query LIKE 'SELECT pg_notify%')"
+    )
+    try:
+        on_b = open_stream(b.url, query="since=0")
+        _post(a.url, [event(1)], "before")
+        msg = on_b.next_message()
+        assert msg is not None and msg[0] == 1
+        with engine.connect() as conn:
+            deadline = time.monotonic() + 30
+            while len(pids := conn.execute(relay_sessions).scalars().all()) < 3:
+                assert time.monotonic() < deadline, pids  # both listeners, A's notifier
+                time.sleep(0.05)
+            for pid in pids:
+                conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        _post(a.url, [event(2)], "after")
+        msg = on_b.next_message()
+        assert msg is not None and msg[0] == 2 and msg[2]["entity_id"] == "2.1"
+        # And the notifications themselves work again: once both listeners are back (each
+        # re-read its channels on reconnecting), the next event can only come by NOTIFY.
+        listeners = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND query LIKE 'LISTEN loom_events%'"
+        )
+        with engine.connect() as conn:
+            deadline = time.monotonic() + 30
+            while conn.execute(listeners).scalar_one() < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        _post(a.url, [event(3)], "again")
+        msg = on_b.next_message()
+        assert msg is not None and msg[0] == 3
+        on_b.close()
+        for server in (a, b):
+            assert "event stream LISTEN connection failed" in "".join(server.log)
+    finally:
+        engine.dispose()
+        a.stop()
+        b.stop()
+
+
 def test_a_stalled_subscriber_is_cut_off_and_claims_go_on(
     tmp_path: Path, database_url: str
 ) -> None:

@@ -11,8 +11,9 @@ a hint: the ``seq`` read is the truth, and every channel also re-reads on a time
 wake-up delays an event, never loses it.
 
 Several processes on one PostgreSQL (``serve --workers N``, several hosts) tell each other
-with ``NOTIFY loom_events, '<project ids>'``, sent after commit by one notifier thread per
-process (coalesced, off the write path), and heard by one ``LISTEN`` thread per process.
+with ``NOTIFY loom_events, '<project ids>'``, sent after commit by one notifier task per
+process (coalesced, off the write path), and heard by one ``LISTEN`` task per process, both
+on the event loop.
 """
 
 from __future__ import annotations
@@ -149,9 +150,7 @@ class Hub:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         if self.ctx.db.kind == "postgresql":
-            self._pg = _PgRelay(
-                self.ctx.db.url, self._wake_threadsafe, app_name=self.ctx.db.application_name
-            )
+            self._pg = _PgRelay(self.ctx.db.url, self.wake, app_name=self.ctx.db.application_name)
             self._pg.start()
         self.ctx.db.on_events = self.on_commit
         self._beat_task = asyncio.create_task(self._beat())
@@ -170,7 +169,7 @@ class Hub:
         if self._beat_task is not None:
             self._beat_task.cancel()
         if self._pg is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._pg.stop)
+            await self._pg.stop()
         for channel in list(self._channels.values()):
             if channel.task is not None:
                 channel.task.cancel()
@@ -333,9 +332,17 @@ class Hub:
 
 
 class _PgRelay:
-    """PostgreSQL: ``NOTIFY`` other processes of this one's commits, ``LISTEN`` for theirs."""
+    """PostgreSQL: ``NOTIFY`` other processes of this one's commits, ``LISTEN`` for theirs.
 
-    def __init__(self, sqlalchemy_url: str, wake: Any, *, app_name: str) -> None:
+    Two tasks on the server's event loop, each with an asynchronous connection of its own.
+    They were threads: every NOTIFY then woke two of them (the notifier, and the listener
+    hearing its own process's notification), and each wake-up took the interpreter from the
+    loop thread, which under load cost more server CPU per lease request than the request's
+    own database work."""
+
+    def __init__(
+        self, sqlalchemy_url: str, wake: Callable[[Iterable[int] | None], None], *, app_name: str
+    ) -> None:
         from sqlalchemy.engine import make_url
 
         self._dsn = (
@@ -346,76 +353,81 @@ class _PgRelay:
         self._wake = wake
         # Every session of this process carries the process's name (loom.store.engine).
         self._app_name = app_name
-        self._stop = threading.Event()
         self._dirty: set[int] = set()
-        self._dirty_lock = threading.Lock()
-        self._pending = threading.Event()
+        self._dirty_lock = threading.Lock()  # mark() runs in whichever thread committed
+        self._pending = asyncio.Event()
         self._own_pid: int | None = None
-        self._threads = [
-            threading.Thread(target=self._notify_loop, name="loom-notify", daemon=True),
-            threading.Thread(target=self._listen_loop, name="loom-listen", daemon=True),
-        ]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
+        """Start both tasks (called on the event loop)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._tasks = [
+            asyncio.create_task(self._notify_loop(), name="loom-notify"),
+            asyncio.create_task(self._listen_loop(), name="loom-listen"),
+        ]
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._pending.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def mark(self, pids: set[int]) -> None:
+        """Tell the other processes about ``pids`` (from any thread)."""
         with self._dirty_lock:
             self._dirty |= pids
-        self._pending.set()
+        if threading.get_ident() == self._loop_thread:
+            self._pending.set()
+        elif self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._pending.set)
 
-    def _notify_loop(self) -> None:
+    async def _connect(self) -> Any:
         import psycopg
 
-        while not self._stop.is_set():
+        return await psycopg.AsyncConnection.connect(
+            self._dsn, autocommit=True, application_name=self._app_name
+        )
+
+    async def _notify_loop(self) -> None:
+        while True:
             try:
-                with psycopg.connect(
-                    self._dsn, autocommit=True, application_name=self._app_name
-                ) as conn:
+                async with await self._connect() as conn:
                     self._own_pid = conn.info.backend_pid
-                    while not self._stop.is_set():
-                        self._pending.wait(timeout=1.0)
+                    while True:
+                        await self._pending.wait()
+                        self._pending.clear()
                         with self._dirty_lock:
                             pids, self._dirty = self._dirty, set()
-                            self._pending.clear()
                         if pids:
                             payload = ",".join(str(p) for p in sorted(pids))
-                            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-                            # At most ~one NOTIFY per 10 ms: a burst of commits is one wake-up
-                            # (and the writers' threads keep the interpreter).
-                            self._stop.wait(0.01)
-                    # Stopping: wake this process's listener at once (it ignores the payload)
-                    # instead of letting it sit out its poll timeout.
-                    conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                            try:
+                                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                            except Exception:  # sent again on the next connection
+                                self.mark(pids)
+                                raise
+                            # At most ~one NOTIFY per 10 ms: a burst of commits is one wake-up.
+                            await asyncio.sleep(0.01)
             except Exception:  # reconnect; listeners re-read on their timer meanwhile
                 _log.warning("event stream NOTIFY connection failed", exc_info=True)
-                self._stop.wait(1.0)
+                await asyncio.sleep(1.0)
 
-    def _listen_loop(self) -> None:
-        import psycopg
-
-        while not self._stop.is_set():
+    async def _listen_loop(self) -> None:
+        while True:
             try:
-                with psycopg.connect(
-                    self._dsn, autocommit=True, application_name=self._app_name
-                ) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                async with await self._connect() as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
                     self._wake(None)  # (re)connected: anything may have been missed
-                    while not self._stop.is_set():
-                        for note in conn.notifies(timeout=0.5):
-                            if self._stop.is_set():
-                                break
-                            if note.pid == self._own_pid:
-                                continue
-                            pids = [int(p) for p in note.payload.split(",") if p.isdigit()]
-                            self._wake(pids or None)
+                    async for note in conn.notifies():
+                        if note.pid == self._own_pid:
+                            continue
+                        pids = [int(p) for p in note.payload.split(",") if p.isdigit()]
+                        self._wake(pids or None)
             except Exception:
                 _log.warning("event stream LISTEN connection failed", exc_info=True)
-                self._stop.wait(1.0)
+                await asyncio.sleep(1.0)
