@@ -89,11 +89,22 @@ postgres = _schema(examples(5), coverage=False)
 _AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 
+def _authorize(case: Any) -> None:
+    """Put the admin token in the case itself, replacing a generated one, rather than passing
+    it to the call: the checks then judge the request that is sent. (Passed to the call, a
+    case whose negation was a missing ``Authorization`` went out with the token, and
+    ``negative_data_rejection`` expected a refusal of a request that was valid but for
+    unknown query parameters, which the server ignores: docs/ito-compat.md.)"""
+    headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+    case.headers = {**headers, **_AUTH}
+
+
 @pytest.mark.slow
 @sqlite.parametrize()
 @_FUZZ
 def test_every_operation_conforms_on_sqlite(case: Any, sqlite_app: Any) -> None:
-    case.call_and_validate(app=sqlite_app, headers=_AUTH, checks=CHECKS)
+    _authorize(case)
+    case.call_and_validate(app=sqlite_app, checks=CHECKS)
 
 
 @pytest.mark.slow
@@ -101,7 +112,8 @@ def test_every_operation_conforms_on_sqlite(case: Any, sqlite_app: Any) -> None:
 @postgres.parametrize()
 @_FUZZ
 def test_every_operation_conforms_on_postgres(case: Any, pg_app: Any) -> None:
-    case.call_and_validate(app=pg_app, headers=_AUTH, checks=CHECKS)
+    _authorize(case)
+    case.call_and_validate(app=pg_app, checks=CHECKS)
 
 
 @pytest.mark.slow
@@ -110,8 +122,11 @@ def test_linked_sequences_conform_on_sqlite(sqlite_app: Any) -> None:
     heartbeat/release), so the checks also see the 200 answers of reads and lease calls."""
 
     class Walk(sqlite.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Any) -> None:
+            _authorize(case)
+
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            return {"app": sqlite_app, "headers": _AUTH}
+            return {"app": sqlite_app}
 
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
             case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
