@@ -10,13 +10,13 @@ STAMP  := $(VENV)/.installed-stamp
 # (in the git-ignored __pycache__ folders) saves about 8 s of CPU per pytest process.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: serve test test-fast lint typecheck walls pytest explore bench clean
+.PHONY: serve test test-fast lint typecheck walls pytest explore bench lock clean
 
-$(STAMP): pyproject.toml
-	@echo "loom: installing loom and its dependencies into $(VENV) (first run, or pyproject.toml changed; about 30 s)..."
+$(STAMP): pyproject.toml constraints.txt
+	@echo "loom: installing loom and its dependencies into $(VENV) (first run, or pyproject.toml or constraints.txt changed; about 30 s)..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 	@echo "loom: $(VENV) is ready ($(BIN)/loom; \`source $(BIN)/activate\` puts loom on PATH)"
 
@@ -65,6 +65,18 @@ bench: $(STAMP)
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/auth.py
 	$(BIN)/python bench/stream.py
+
+## Refresh constraints.txt (the exact versions `make test` installs) to the newest versions
+## pyproject.toml allows, resolved in a throwaway virtualenv.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	head -2 constraints.txt > constraints.new
+	.venv-lock/bin/python -m pip freeze --exclude-editable >> constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .venv-lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
