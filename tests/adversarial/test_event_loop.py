@@ -3,6 +3,7 @@ in < 50 ms at p99 (the parsing, merging and rendering run off the event loop).""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -95,24 +96,26 @@ def _ok(r: httpx.Response) -> Any:
 def test_health_stays_fast_during_hostile_tasks_and_a_huge_archive(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
-    def spaces(c: httpx.Client) -> None:
+    def spaces(c: httpx.Client, n: int) -> None:
         body = {"proposal": "# p\n", "tasks": SPACES_TASKS, "specs": [], "revision": ""}
-        _ok(c.post(f"{P}/changes/001-01_spaces/sync", json=body))
+        change = f"001-{n:02d}_spaces"
+        _ok(c.post(f"{P}/changes/{change}/sync", json=body))
         for _ in range(3):
-            _ok(c.get(f"{P}/changes/001-01_spaces/tasks"))
-            _ok(c.get(f"{P}/changes/001-01_spaces"))
-        _ok(c.post(f"{P}/changes/001-01_spaces/tasks/1.1/start"))
+            _ok(c.get(f"{P}/changes/{change}/tasks"))
+            _ok(c.get(f"{P}/changes/{change}"))
+        _ok(c.post(f"{P}/changes/{change}/tasks/1.1/start"))
 
-    def archive(c: httpx.Client) -> None:
+    def archive(c: httpx.Client, n: int) -> None:
         body = {
             "proposal": "# p\n",
             "tasks": None,
-            "specs": [["big", MANY_REQUIREMENTS]],
+            "specs": [[f"big-{n}", MANY_REQUIREMENTS]],
             "revision": "",
         }
-        _ok(c.post(f"{P}/changes/001-02_many/sync", json=body))
-        _ok(c.post(f"{P}/changes/001-02_many/archive"))
-        spec = _ok(c.get(f"{P}/specs/big"))
+        change = f"001-{10 + n:02d}_many"
+        _ok(c.post(f"{P}/changes/{change}/sync", json=body))
+        _ok(c.post(f"{P}/changes/{change}/archive"))
+        spec = _ok(c.get(f"{P}/specs/big-{n}"))
         assert spec["markdown"].count("### Requirement: ") == 20_000
 
     # Before the fix these requests stalled /health for 8.4 s and 7.5 s.
@@ -126,20 +129,35 @@ def _busy_machine(_c: httpx.Client) -> None:
 def _assert_health_fast(
     server: LiveServer,
     tmp_path: Path,
-    *hostiles: Callable[[httpx.Client], None],
+    *hostiles: Callable[[httpx.Client, int], None],
     busy_baseline: bool = False,
 ) -> None:
     """/health p99 < 50 ms during each hostile phase. On a machine shared with other loads,
     the idle server's own p99 (measured the same way, just before) is added, so only the
     server's stalls count. ``busy_baseline``: measured while another process keeps one core
     busy, as a hostile request that works for seconds on a worker thread does (on two
-    cores, the probe, the client and that thread then share what is left)."""
-    idle = _p99(_health_while(server, tmp_path, _busy_machine if busy_baseline else None))
+    cores, the probe, the client and that thread then share what is left).
+
+    A phase over the bound is measured once more, baseline included (``hostile(c, 2)``: the
+    same requests on fresh ids), and fails only when it is over again: a stall the server
+    causes comes back every time, while a burst of other load on a shared machine (the
+    other test worker) seldom hits both runs. The same confirm-before-failing rule as
+    ``_hostile.growth``."""
+    baseline = _busy_machine if busy_baseline else None
+    idle = _p99(_health_while(server, tmp_path, baseline))
     for hostile in hostiles:
-        latencies = _health_while(server, tmp_path, hostile)
-        assert len(latencies) >= 5
-        p99 = _p99(latencies)
-        assert p99 < 0.050 + idle, (hostile.__name__, p99, idle, max(latencies))
+        runs = []
+        for attempt in (1, 2):
+            if attempt == 2:
+                idle = _p99(_health_while(server, tmp_path, baseline))
+            latencies = _health_while(server, tmp_path, functools.partial(hostile, n=attempt))
+            assert len(latencies) >= 5
+            p99 = _p99(latencies)
+            runs.append((round(p99, 4), round(idle, 4), round(max(latencies), 4)))
+            if p99 < 0.050 + idle:
+                break
+        else:
+            raise AssertionError((hostile.__name__, "(p99, idle p99, max) per run", runs))
 
 
 def _event(i: int, pad: str) -> dict[str, Any]:
@@ -164,14 +182,15 @@ def test_health_stays_fast_during_max_size_bodies_and_renders(
     assert 8 * 2**20 < len(push) < 10 * 2**20
     json_h = {"Content-Type": "application/json"}
 
-    def large_bodies(c: httpx.Client) -> None:
-        r = c.post(f"{P}/events", content=batch, headers=json_h)
+    def large_bodies(c: httpx.Client, n: int) -> None:
+        own = batch.replace(b'"big"', f'"big-{n}"'.encode())
+        r = c.post(f"{P}/events", content=own, headers=json_h)
         assert _ok(r)["accepted"] == 27_000, r.text[:300]
-        keyed = {**json_h, "Idempotency-Key": "k-batch"}
+        keyed = {**json_h, "Idempotency-Key": f"k-batch-{n}"}
         _ok(c.post(f"{P}/events", content=batch.replace(b'"big"', b'"big2"'), headers=keyed))
-        _ok(c.post(f"{P}/changes/001-01_big/sync", content=push, headers=json_h))
+        _ok(c.post(f"{P}/changes/001-{n:02d}_big/sync", content=push, headers=json_h))
 
-    def large_renders(c: httpx.Client) -> None:
+    def large_renders(c: httpx.Client, n: int) -> None:
         assert len(_ok(c.get(f"{P}/events"))) > 54_000  # and the push's event
         assert len(_ok(c.get(f"{P}/events", params={"limit": 5000}))) == 5000
 
@@ -191,7 +210,7 @@ def test_health_stays_fast_while_the_dashboard_renders_a_large_artifact(
     with httpx.Client(base_url=live_server.url, headers=H, timeout=120) as c:
         _ok(c.post(f"{P}/changes/001-01_md/sync", json={"proposal": proposal, "specs": []}))
 
-    def view(c: httpx.Client) -> None:
+    def view(c: httpx.Client, n: int) -> None:
         with httpx.Client(base_url=live_server.url, timeout=120) as ui:
             r = ui_login(ui, ADMIN)
             assert r.status_code == 303, r.text[:200]
