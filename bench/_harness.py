@@ -92,6 +92,34 @@ def postgres_cpu_seconds() -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(steal, total) clock ticks of all CPUs so far, from Linux ``/proc/stat``; None
+    elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user)
+    return (fields[7], sum(fields)) if len(fields) == 8 else None
+
+
+_STEAL_MARK = [_cpu_times()]
+
+
+def cpu_steal() -> str:
+    """The share of this machine's CPU time the hypervisor gave to other guests (steal,
+    ``/proc/stat``) since the previous call, or since this module was imported: ``""`` when
+    unknown or too short to tell. On a shared virtual machine, a run with a high steal
+    measures the host's other tenants as much as Loom; each benchmark prints it with the
+    load average."""
+    now, before = _cpu_times(), _STEAL_MARK[0]
+    _STEAL_MARK[0] = now
+    if now is None or before is None or now[1] - before[1] < 100:
+        return ""
+    return f"CPU steal {100 * (now[0] - before[0]) / (now[1] - before[1]):.0f}%"
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _harness import ADMIN, percentile, pg_database, start_server
+from _harness import ADMIN, cpu_steal, percentile, pg_database, start_server
 
 P = "/api/v1/projects/bench/api"
 BIG = "/api/v1/projects/bench/big"
@@ -332,7 +332,8 @@ def main() -> int:
             print(r.row())
             failed = failed or r.errors > 0
         sys.stdout.flush()
-    print(f"\ntotal {time.perf_counter() - began:.0f} s")
+    steal = cpu_steal()
+    print(f"\ntotal {time.perf_counter() - began:.0f} s" + (f", {steal}" if steal else ""))
     return 1 if failed else 0
 
 

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _harness import ADMIN, start_server
+from _harness import ADMIN, cpu_steal, start_server
 
 from loom.client import ClaimResult, LeaseStore
 
@@ -86,6 +86,7 @@ def main() -> int:
     runs = args.runs
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"loom CLI benchmark: {os.cpu_count()} CPUs, load average {load}; {LOOM}")
+    cpu_steal()  # from here
     clean = {
         k: v
         for k, v in os.environ.items()
@@ -144,6 +145,9 @@ def main() -> int:
             _report("loom tasks start (SQLite)", times, TARGET_TASK_START_MS)
         finally:
             server.stop()
+    steal = cpu_steal()
+    if steal:
+        print(f"{steal} during the runs")
     return 0
 
 

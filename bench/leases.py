@@ -58,7 +58,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _harness import ADMIN, Server, percentile, pg_database, postgres_cpu_seconds, start_server
+from _harness import (
+    ADMIN,
+    Server,
+    cpu_steal,
+    percentile,
+    pg_database,
+    postgres_cpu_seconds,
+    start_server,
+)
 
 ORG, REPO = "bench", "leases"
 P = f"/api/v1/projects/{ORG}/{REPO}"
@@ -140,10 +148,13 @@ class Conn:
 
 
 def load_average() -> str:
+    """The load average, and the CPU steal since the previous call (``_harness.cpu_steal``)."""
     try:
-        return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
-        return "n/a"
+        load = "n/a"
+    steal = cpu_steal()
+    return f"{load}, {steal} since the previous figure" if steal else load
 
 
 # --------------------------------------------------------------------------- server

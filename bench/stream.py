@@ -368,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(board_phase(server, args))
         finally:
             server.stop()
+    print(f"(load average {load_average()})")
     return 0 if ok else 1
 
 
