@@ -138,26 +138,58 @@ def _assert_health_fast(
     busy, as a hostile request that works for seconds on a worker thread does (on two
     cores, the probe, the client and that thread then share what is left).
 
-    A phase over the bound is measured once more, baseline included (``hostile(c, 2)``: the
-    same requests on fresh ids), and fails only when it is over again: a stall the server
-    causes comes back every time, while a burst of other load on a shared machine (the
-    other test worker) seldom hits both runs. The same confirm-before-failing rule as
-    ``_hostile.growth``."""
+    A phase over the bound is measured again, baseline included (``hostile(c, n)``: the same
+    requests on fresh ids), and fails only when it is over twice: a stall the server causes
+    comes back every time, while a burst of other load on a shared machine (the other test
+    worker) seldom hits both runs, the same confirm-before-failing rule as
+    ``_hostile.growth``. A run over the bound during which the hypervisor gave more than
+    :data:`_MAX_STEAL` of this virtual machine's CPU time to other guests (steal,
+    ``/proc/stat``) does not count (every process here stalls then, the server's loop
+    included); at most :data:`_RUNS` runs in all, and no verdict in them is a failure."""
     baseline = _busy_machine if busy_baseline else None
     idle = _p99(_health_while(server, tmp_path, baseline))
     for hostile in hostiles:
-        runs = []
-        for attempt in (1, 2):
-            if attempt == 2:
+        runs: list[tuple[float, ...]] = []
+        over = 0
+        for attempt in range(1, _RUNS + 1):
+            if attempt > 1:
                 idle = _p99(_health_while(server, tmp_path, baseline))
+            before = _cpu_times()
             latencies = _health_while(server, tmp_path, functools.partial(hostile, n=attempt))
+            steal = _steal_share(before, _cpu_times())
             assert len(latencies) >= 5
             p99 = _p99(latencies)
-            runs.append((round(p99, 4), round(idle, 4), round(max(latencies), 4)))
+            runs.append((round(p99, 4), round(idle, 4), round(max(latencies), 4), steal))
             if p99 < 0.050 + idle:
                 break
+            if steal > _MAX_STEAL:
+                continue  # the host's doing, not the server's: measure again
+            over += 1
+            if over == 2:
+                raise AssertionError((hostile.__name__, _RUNS_SAID, runs))
         else:
-            raise AssertionError((hostile.__name__, "(p99, idle p99, max) per run", runs))
+            raise AssertionError((hostile.__name__, "no verdict in", _RUNS_SAID, runs))
+
+
+_RUNS = 4
+_MAX_STEAL = 0.2
+_RUNS_SAID = "(p99, idle p99, max, steal share) per run"
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(steal, total) clock ticks of all CPUs (Linux ``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7], sum(fields)) if len(fields) == 8 else None
+
+
+def _steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float:
+    if before is None or after is None or after[1] <= before[1]:
+        return 0.0
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
 
 
 def _event(i: int, pad: str) -> dict[str, Any]:
