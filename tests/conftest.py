@@ -80,6 +80,17 @@ PG_ADMIN_URL = os.environ.get(
 REQUIRE_PG = os.environ.get("LOOM_REQUIRE_POSTGRES") == "1"
 BACKENDS = ["sqlite", "postgresql"]
 
+# Every HTTP client the tests create talks plain HTTP to 127.0.0.1, yet httpx builds each
+# ``httpx.Client`` a certificate-verifying SSL context, loading the CA bundle that
+# ``SSL_CERT_FILE`` names (this image sets it) or certifi's: ~22 ms of CPU per client. The race
+# tests alone create over a thousand clients (one per racing agent), about a tenth of the
+# suite's CPU. With no CA file and a CA directory that does not exist (httpx's documented
+# ``SSL_CERT_DIR``; OpenSSL looks into it only when verifying), a client costs ~0.3 ms; a TLS
+# connection, which no test makes, would fail verification. Servers and ``loom`` commands the
+# tests start inherit it (they make no TLS connections either).
+os.environ.pop("SSL_CERT_FILE", None)
+os.environ["SSL_CERT_DIR"] = os.path.join(os.devnull, "no-ca-certificates")
+
 
 def project_token(org: str = ORG, repo: str = REPO, seed: str = SEED) -> str:
     return derive_project_token(seed, org, repo)
