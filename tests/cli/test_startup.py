@@ -107,6 +107,29 @@ def test_a_command_loads_only_its_own_module() -> None:
         assert f"'{other}'" not in loaded, other
 
 
+# The command runs with garbage collection on (a long-running command, `loom mcp` or
+# `loom serve`, must collect what it allocates), and what its loading created is frozen.
+_GC_WHEN_THE_COMMAND_RUNS = """
+import gc
+import sys
+import loom.cli
+loaded = loom.cli._load
+seen = {}
+def load(command):
+    app = loaded(command)
+    def run():
+        seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count())
+    return run
+loom.cli._load = load
+loom.cli.main()
+print(seen["enabled"], seen["frozen"] > 10_000)
+"""
+
+
+def test_a_command_runs_with_garbage_collection_on_and_its_imports_frozen() -> None:
+    assert _python(_GC_WHEN_THE_COMMAND_RUNS, "tasks", "start") == "True True\n"
+
+
 def test_serve_does_not_load_the_agent_commands() -> None:
     loaded = _python(_MODULES_AFTER_MAIN, "serve", "--help")
     assert "'loom.cli.server'" in loaded
