@@ -13,13 +13,17 @@ which get the same 400 the moment the parser gives up.
 The httptools flavour also hands each request a ``loom.chunks`` ASGI extension
 (:class:`ChunkSink`): a streaming response (the event stream) can write a chunk straight to
 the connection when the connection takes it without waiting, so the stream's fan-out does
-not wake one task per subscriber and event batch.
+not wake one task per subscriber and event batch. Through it a long-lived response also
+learns that the server is shutting down (uvicorn's graceful shutdown would otherwise wait
+its whole timeout for an open event stream, then cancel it with a traceback), and can drop
+a peer that stopped reading without leaving a half-sent response behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -94,12 +98,27 @@ class ChunkSink:
     """The ``loom.chunks`` extension of one request: :meth:`write_now` writes one chunk of a
     chunked response body at once, or answers False (and writes nothing) when that would mean
     waiting: the peer is not reading (the transport is paused), the connection is gone, or
-    the response is not a started chunked one. The caller then sends through ASGI as usual."""
+    the response is not a started chunked one. The caller then sends through ASGI as usual.
 
-    __slots__ = ("cycle",)
+    ``on_shutdown``: set by a long-lived response; called (once, on the loop) when the
+    server begins its graceful shutdown while this request's response is still open."""
+
+    __slots__ = ("cycle", "on_shutdown")
 
     def __init__(self, cycle: Any) -> None:
         self.cycle = cycle
+        self.on_shutdown: Callable[[], None] | None = None
+
+    def abort(self) -> None:
+        """Drop the connection now (a peer that stopped reading): nothing more is sent, and
+        the response counts as ended by the peer, not as one the application left unfinished
+        (the connection is marked lost on the loop's next turn)."""
+        self.cycle.transport.abort()
+
+    def shutting_down(self) -> None:
+        callback, self.on_shutdown = self.on_shutdown, None
+        if callback is not None and not self.cycle.response_complete:
+            callback()
 
     def write_now(self, body: bytes) -> bool:
         cycle = self.cycle
@@ -119,6 +138,8 @@ class ChunkSink:
 if HttpToolsProtocol is not None:
 
     class LoomHttpToolsProtocol(_Limits, HttpToolsProtocol):
+        _sink: ChunkSink | None = None  # the current request's
+
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             if not self._over_capacity():
@@ -133,7 +154,16 @@ if HttpToolsProtocol is not None:
             super().on_headers_complete()
             cycle = self.cycle
             if cycle is not None and cycle.scope is self.scope:  # (not an upgrade)
-                self.scope["extensions"] = {"loom.chunks": ChunkSink(cycle)}  # type: ignore[dict-item]
+                self._sink = ChunkSink(cycle)
+                self.scope["extensions"] = {"loom.chunks": self._sink}  # type: ignore[dict-item]
+
+        def shutdown(self) -> None:
+            """The server's graceful shutdown: an open long-lived response is told to end
+            (then the connection closes, as uvicorn closes any after its response)."""
+            super().shutdown()
+            sink = self._sink
+            if sink is not None and sink.cycle is self.cycle:
+                sink.shutting_down()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

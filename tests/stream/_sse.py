@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from dataclasses import dataclass, field
@@ -37,9 +38,14 @@ class RawStream:
     _buf: bytes = b""
     _text: str = ""
     ended: bool = False
+    finished: bool = False  # the body's last chunk arrived (ended by the server, not cut)
     messages: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
 
     def close(self) -> None:
+        # shutdown() first: a reader thread blocked in recv() on this socket would otherwise
+        # keep the connection open after close() (the server would still be streaming).
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
     def _chunk(self) -> bytes | None:
@@ -58,6 +64,7 @@ class RawStream:
             rest += data
         self._buf = rest[size + 2 :]
         if size == 0:
+            self.finished = True
             return None
         return rest[:size]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Protocol
 
@@ -114,7 +115,11 @@ Render = Callable[[dict[str, Any]], bytes]
 class _ChunkSink(Protocol):
     """The server's ``loom.chunks`` ASGI extension (``loom._http_protocol.ChunkSink``)."""
 
+    on_shutdown: Callable[[], None] | None
+
     def write_now(self, body: bytes) -> bool: ...
+
+    def abort(self) -> None: ...
 
 
 class EventStream(Response):
@@ -161,9 +166,16 @@ class EventStream(Response):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             writer = asyncio.create_task(self._write(send))
             self.sub.task = writer
-            tasks = [writer, asyncio.create_task(_wait_disconnect(receive))]
+            tasks: list[asyncio.Future[Any]] = [
+                writer,
+                asyncio.create_task(_wait_disconnect(receive)),
+            ]
             if self.still_allowed is not None:
                 tasks.append(asyncio.create_task(self._recheck(self.still_allowed)))
+            if self._chunks is not None:  # the server shutting down ends the stream
+                stopping = asyncio.get_running_loop().create_future()
+                self._chunks.on_shutdown = functools.partial(_settle, stopping)
+                tasks.append(stopping)
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -174,12 +186,16 @@ class EventStream(Response):
                         await task
         finally:
             self.hub.unsubscribe(self.project, self.sub)
-        # A cut-off subscriber may not be reading: never wait long for the last chunk (the
-        # server then closes the connection).
-        with contextlib.suppress(Exception):
+        # A cut-off subscriber may not be reading: never wait long for the last chunk; if it
+        # does not go, drop the connection (the client resumes with Last-Event-ID).
+        try:
             await asyncio.wait_for(
                 send({"type": "http.response.body", "body": b"", "more_body": False}), 0.1
             )
+        except Exception:
+            if self._chunks is not None:
+                self._chunks.abort()
+                await asyncio.sleep(0)  # the connection is marked lost before we return
 
     async def _send(self, send: Send, body: bytes) -> None:
         self.sub.sending = True  # the hub writes nothing directly meanwhile (order)
@@ -241,6 +257,11 @@ class EventStream(Response):
             await asyncio.sleep(self.recheck_seconds)
             if not await still_allowed():
                 return
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def _wait_disconnect(receive: Receive) -> None:
