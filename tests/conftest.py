@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,6 +325,16 @@ def api(app_factory: Callable[..., Any]) -> Any:
 
 
 # --------------------------------------------------------------------------- real servers
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    """Poll ``predicate`` until it is true (a condition, not a fixed sleep); fail after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for a condition"
+        time.sleep(0.01)
+
 
 _LISTEN = re.compile(r"loom: listening on (http://\S+)")
 

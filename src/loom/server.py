@@ -129,7 +129,7 @@ def run(settings: Settings) -> None:
     from loom.api.app import create_app
 
     config = uvicorn.Config(
-        create_app(settings, run_migrations=False, freeze_gc=True),
+        create_app(settings, run_migrations=False, freeze_gc=True, warm_connections=True),
         host=settings.bind,
         port=settings.port,
         log_config=_LOG_CONFIG,
@@ -218,7 +218,7 @@ class WorkerFactory:
             raise RuntimeError("loom worker started without settings")
         settings = Settings.model_validate_json(payload)
         protocol_class(settings.header_timeout, settings.max_connections)  # this process's
-        return create_app(settings, run_migrations=False, freeze_gc=True)
+        return create_app(settings, run_migrations=False, freeze_gc=True, warm_connections=True)
 
 
 logging.getLogger("loom").addHandler(logging.NullHandler())

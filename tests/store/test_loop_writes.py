@@ -17,10 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
-from conftest import ADMIN, ORG, REPO, make_settings
+from conftest import ADMIN, ORG, REPO, make_settings, start_server, wait_for
 from loom.api.app import create_app
 from loom.store import _loopio, _raw
+from loom.store import leases as store_leases
 from loom.store.engine import Database
 from loom.store.schema import projects
 
@@ -319,3 +321,85 @@ def test_a_lease_request_on_the_loop_is_two_round_trips(
         r = client.post(f"{P}/changes/001-01_a/{route}", json={"holder": "a"}, headers=H)
         assert r.status_code == 200, r.text
     assert len(trips) == 6, trips
+
+
+def test_a_started_server_opens_its_loop_connections_with_the_statements_prepared(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``warm_connections`` (what ``loom serve`` sets): right after the start, the
+    connections lease requests use are open, ``pool_size`` of them, each with the lease and
+    allocation statements prepared. The first claim, heartbeat, release and allocations
+    then open no connection and send no PREPARE; without it the first burst after a start
+    waited for connections to open (and, in ``bench/large.py``, missed its p99)."""
+    app = create_app(make_settings(pg_url, tmp_path), warm_connections=True)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        db: Database = app.state.ctx.db
+        wait_for(lambda: len(db._loop_free) == db._loop_max)
+        assert db._loop_open == db._loop_max == 8
+        hot = [
+            store_leases._PG_LOCK_CHANGE_LEASE,
+            store_leases._pg_save_with_events(False, 1),
+            store_leases._pg_save_with_events(True, 1),
+        ]
+        for conn in db._loop_free:
+            dbapi: Any = conn.connection.dbapi_connection
+            names = _raw._prepared(dbapi)
+            assert all(stmt.dollar in names for stmt in hot)
+            held = dbapi.pgconn.exec_(b"SELECT name FROM pg_prepared_statements")
+            assert {held.get_value(i, 0) for i in range(held.ntuples)} == set(names.values())
+        _push_touching(client, "001-01_login", "Login")
+        _push_touching(client, "002-01_plain", None)
+        sent: list[list[str]] = []
+        real = _loopio.execute
+
+        async def recorded(pg: Any, statements: Any) -> Any:
+            sent.append([type(s).__name__ for s in statements])
+            return await real(pg, statements)
+
+        monkeypatch.setattr(_loopio, "execute", recorded)
+        for route in ("claim", "heartbeat", "release"):
+            r = client.post(f"{P}/changes/002-01_plain/{route}", json={"holder": "a"}, headers=H)
+            assert r.status_code == 200, r.text
+        assert len(sent) == 6, sent  # two round trips per lease request
+        for holder in ("b", "c"):
+            r = client.post(f"{P}/allocate", json={"holder": holder}, headers=H)
+            assert r.status_code == 200 and r.json()["claim"] is not None, r.text
+        assert len(sent) > 6
+        assert not [trip for trip in sent if "Prepare" in trip], sent
+        assert db._loop_open == len(db._loop_free) == 8  # nothing opened on demand
+
+
+def test_without_warm_up_loop_connections_open_on_demand(
+    pg_app: tuple[TestClient, Database],
+) -> None:
+    """The default of ``create_app`` (tests, embedding): nothing is opened ahead of need."""
+    client, db = pg_app
+    assert client.get("/api/v1/health").status_code == 200
+    assert db._loop_open == len(db._loop_free) == 0
+
+
+@pytest.mark.slow
+def test_loom_serve_on_postgresql_opens_its_connections_at_start(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The real server does warm up: its sessions are in ``pg_stat_activity`` before any
+    request (the lease connections, and the event relay's)."""
+    server = start_server(tmp_path / "server", pg_url)
+    try:
+        database = make_url(pg_url).database
+        engine = create_engine(pg_url)
+        query = text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = :db AND application_name LIKE 'loom:%'"
+        )
+
+        def sessions() -> int:
+            with engine.connect() as conn:
+                return int(conn.execute(query, {"db": database}).scalar_one())
+
+        try:
+            wait_for(lambda: sessions() >= 8)
+        finally:
+            engine.dispose()
+    finally:
+        server.stop()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ADMIN, ORG, REPO, LiveServer
+from conftest import ADMIN, ORG, REPO, LiveServer, wait_for
 from loom.client import Client
 
 # Real servers and 1-second bounds: with the other real-process tests, on one xdist worker.
@@ -56,13 +56,6 @@ def _requests(server: LiveServer) -> list[tuple[str, str]]:
     return out
 
 
-def _wait_for(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_allocate_wait_wakes_within_a_second_and_costs_no_requests_while_waiting(
     live_server_on: LiveServer, tmp_path: Path
 ) -> None:
@@ -82,7 +75,7 @@ def test_allocate_wait_wakes_within_a_second_and_costs_no_requests_while_waiting
         try:
             stream = f"/api/v1/projects/{ORG}/{REPO}/events/stream"
             allocate = f"/api/v1/projects/{ORG}/{REPO}/allocate"
-            _wait_for(lambda: ("POST", allocate) in _requests(server))
+            wait_for(lambda: ("POST", allocate) in _requests(server))
             before = _requests(server)
             time.sleep(2.0)  # waiting: the server must see nothing from the agent
             assert _requests(server) == before
@@ -150,7 +143,7 @@ def test_client_allocate_wait_takes_a_released_lease(live_server_on: LiveServer)
         with Client(url, ADMIN, f"{ORG}/{REPO}", holder="second") as second:
             waiter = threading.Thread(target=lambda: result.append(second.allocate(wait=30)))
             waiter.start()
-            _wait_for(lambda: any("allocate" in p for _, p in _requests(live_server_on)[2:]))
+            wait_for(lambda: any("allocate" in p for _, p in _requests(live_server_on)[2:]))
             first.release("001-01_alpha")
             waiter.join(timeout=30)
     assert result and result[0].claim is not None
@@ -178,8 +171,8 @@ def test_keepalive_stops_when_its_lease_is_force_released(
             holder="agent-k",
         )
         try:
-            _wait_for(lambda: any(p.endswith("/events/stream") for _, p in _requests(server)))
-            _wait_for(lambda: admin.get_lease("001-01_alpha").holder == "agent-k")
+            wait_for(lambda: any(p.endswith("/events/stream") for _, p in _requests(server)))
+            wait_for(lambda: admin.get_lease("001-01_alpha").holder == "agent-k")
             admin.release("001-01_alpha", force=True)
             started = time.monotonic()
             code = proc.wait(timeout=30)

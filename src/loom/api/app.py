@@ -115,6 +115,15 @@ def _without_body(send: Send) -> Send:
     return head_send
 
 
+async def _warm(ctx: ServiceContext) -> None:
+    try:
+        await ctx.db.warm_loop_connections()
+    except Exception:  # the connections open on demand instead, as they always could
+        logging.getLogger("loom.store").warning(
+            "could not open the database connections ahead of need", exc_info=True
+        )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -122,6 +131,7 @@ def create_app(
     run_migrations: bool = True,
     freeze_gc: bool = False,
     hot_lane: bool = True,
+    warm_connections: bool = False,
 ) -> LoomApp:
     """Build the ASGI app. ``clock`` (µs since the epoch) is injectable for tests.
 
@@ -131,6 +141,10 @@ def create_app(
 
     ``hot_lane`` (on by default): answer the handlers marked ``hot`` (leases, event batches)
     ahead of the framework stack; off, the same handlers run through FastAPI's router.
+
+    ``warm_connections`` (the server process; PostgreSQL): once started, open the
+    connections lease requests use on the event loop, their statements prepared, in the
+    background (:meth:`loom.store.engine.Database.warm_loop_connections`).
     """
 
     @contextlib.asynccontextmanager
@@ -162,6 +176,8 @@ def create_app(
             # on the first MCP request).
             async with anyio.create_task_group() as tasks:
                 app.state.tasks = tasks
+                if warm_connections:
+                    tasks.start_soon(_warm, ctx)
                 try:
                     yield
                 finally:

@@ -33,6 +33,7 @@ __all__ = [
     "fetchall",
     "fetchone",
     "flush_deferred",
+    "prepare_known",
 ]
 
 
@@ -58,7 +59,14 @@ class SQL:
         self.dollar = (
             parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
         ).encode()
+        if fast and len(_KNOWN) < _KNOWN_MAX:
+            _KNOWN[self.dollar] = None
 
+
+_KNOWN: dict[bytes, None] = {}
+"""The ``fast`` statements built so far (module constants first, at import), in order: what
+:func:`prepare_known` prepares on a new connection."""
+_KNOWN_MAX = 128
 
 _OK = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)
 _INTEGERS = frozenset((20, 21, 23, 26))  # int8, int2, int4, oid
@@ -130,6 +138,27 @@ def _name_for(names: dict[bytes, bytes], stmt: SQL) -> tuple[bytes | None, bool]
     if len(names) >= _PREPARED_MAX:
         return None, False
     return b"loom_%d" % next(_NAMES), True
+
+
+def prepare_known(conn: Connection) -> int:
+    """Prepare every ``fast`` statement built so far on this (idle, PostgreSQL) connection
+    that it has not prepared yet, blocking, in one round trip per statement; returns how
+    many were prepared. For a connection opened ahead of need (warm-up, off the event
+    loop): its first lease request then neither prepares nor loads the tables' catalog
+    entries. A statement PostgreSQL refuses is skipped (it is prepared, or fails, on use)."""
+    dbapi: Any = conn.connection.dbapi_connection
+    pg = dbapi.pgconn
+    names = _prepared(dbapi)
+    prepared = 0
+    with _operational("PREPARE"):
+        for text in list(_KNOWN):
+            if text in names or len(names) >= _PREPARED_MAX:
+                continue
+            name = b"loom_%d" % next(_NAMES)
+            if pg.prepare(name, text).status == ExecStatus.COMMAND_OK:
+                names[text] = name
+                prepared += 1
+    return prepared
 
 
 def _on_loop(

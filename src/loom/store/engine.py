@@ -490,6 +490,48 @@ class Database:
                     self._wake_loop_waiter()  # it was woken for us: pass it on
                 raise
 
+    async def warm_loop_connections(self) -> int:
+        """PostgreSQL: open the connections that lease requests use on the event loop before
+        the first requests need them, each with the ``fast`` statements prepared; returns
+        how many were opened. Without it the first burst after a start (a fleet of agents
+        allocating at once) waited for up to ``pool_size`` connections to be opened, and for
+        each new backend to load the tables' catalog entries and plan its statements.
+        Failures are not errors: a connection that cannot be opened now is opened on
+        demand, as before. SQLite: nothing to do."""
+        if self.inline_writes:
+            return 0
+        loop = asyncio.get_running_loop()
+        wanted = self._loop_max - self._loop_open
+        if wanted <= 0:
+            return 0
+        self._loop_open += wanted
+        opened = await asyncio.gather(
+            *(loop.run_in_executor(self._read_pool, self._warm_connection) for _ in range(wanted)),
+            return_exceptions=True,
+        )
+        count = 0
+        for conn in opened:
+            if isinstance(conn, BaseException):
+                self._loop_open -= 1
+            else:
+                self._loop_free.append(conn)
+                count += 1
+            self._wake_loop_waiter()
+        return count
+
+    def _warm_connection(self) -> Connection:
+        conn = self.engine.connect()
+        try:
+            dbapi: Any = conn.connection.dbapi_connection
+            if dbapi.pgconn.transaction_status == TransactionStatus.IDLE:
+                _raw.prepare_known(conn)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+                conn.close()
+            raise
+        return conn
+
     def _give_back(self, conn: Connection, *, lost: bool) -> None:
         """Keep a loop connection for the next request, or drop it if it is not clean (or
         the request ended in a connection failure, or was cancelled mid-way)."""

@@ -170,6 +170,12 @@ def _pg_save_with_events(exists: bool, count: int) -> _raw.SQL:
     )
 
 
+# A lease write with its one or two events (a claim; an expiry and the claim after it), built
+# at import so that connections opened ahead of need prepare them (``prepare_known``).
+for _exists in (False, True):
+    for _count in (1, 2):
+        _pg_save_with_events(_exists, _count)
+
 _ACTIVE = select(
     leases.c.change_id,
     leases.c.holder,

@@ -256,3 +256,11 @@ def busy_overlaps(conn: Connection, project_id: int, change_id: str, now_us: int
     sql = _OVERLAPS if conn.dialect.name == "postgresql" else _SQLITE_OVERLAPS
     params = (project_id, project_id, now_us, project_id, project_id, change_id, change_id)
     return [str(r[0]) for r in _raw.fetchall(conn, sql, params)]
+
+
+# The pick statements of the commonest allocations (no filter, a module filter), built at
+# import: a server prepares the ``fast`` statements built so far on the connections it
+# opens ahead of need (``Database.warm_loop_connections``), so its first allocations plan
+# but do not parse them.
+for _module in (None, "m", "m.1"):
+    _pg_pick(_filters(_module, None, ())[0], 0)
