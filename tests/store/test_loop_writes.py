@@ -7,6 +7,7 @@ connection."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,6 +332,8 @@ def test_a_started_server_opens_its_loop_connections_with_the_statements_prepare
     allocation statements prepared. The first claim, heartbeat, release and allocations
     then open no connection and send no PREPARE; without it the first burst after a start
     waited for connections to open (and, in ``bench/large.py``, missed its p99)."""
+    # However busy the run's PostgreSQL is (the headroom rule has its own test).
+    monkeypatch.setattr(Database, "_spare_connections", lambda self: 100)
     app = create_app(make_settings(pg_url, tmp_path), warm_connections=True)
     with TestClient(app, raise_server_exceptions=False) as client:
         db: Database = app.state.ctx.db
@@ -369,6 +372,24 @@ def test_a_started_server_opens_its_loop_connections_with_the_statements_prepare
         assert db._loop_open == len(db._loop_free) == 8  # nothing opened on demand
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_warm_up_leaves_postgresql_its_reserve_of_connections(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up opens no more than PostgreSQL can spare: it never takes the connections
+    another process (or a second server on the database) needs."""
+    with db.engine.connect() as conn:
+        limit = int(conn.execute(text("SELECT current_setting('max_connections')")).scalar_one())
+    # At least this test's own connection is in use, and the reserve is kept.
+    assert 0 <= db._spare_connections() < limit - max(10, limit // 4)
+    monkeypatch.setattr(db, "_spare_connections", lambda: 3)
+    assert asyncio.run(db.warm_loop_connections()) == 3
+    assert db._loop_open == len(db._loop_free) == 3
+    monkeypatch.setattr(db, "_spare_connections", lambda: 0)
+    assert asyncio.run(db.warm_loop_connections()) == 0
+    assert db._loop_open == 3
+
+
 def test_without_warm_up_loop_connections_open_on_demand(
     pg_app: tuple[TestClient, Database],
 ) -> None:
@@ -382,24 +403,25 @@ def test_without_warm_up_loop_connections_open_on_demand(
 def test_loom_serve_on_postgresql_opens_its_connections_at_start(
     pg_url: str, tmp_path: Path
 ) -> None:
-    """The real server does warm up: its sessions are in ``pg_stat_activity`` before any
-    request (the lease connections, and the event relay's)."""
+    """The real server does warm up: it says how many lease connections it opened (8, or
+    what PostgreSQL could spare), and they are in ``pg_stat_activity`` before any request."""
     server = start_server(tmp_path / "server", pg_url)
     try:
+        said = re.compile(r"loom\.store: opened (\d+) lease connection\(s\) ahead of need")
+        wait_for(lambda: any(said.search(line) for line in server.log))
+        opened = int(next(m for m in map(said.search, server.log) if m).group(1))
+        assert 0 <= opened <= 8
         database = make_url(pg_url).database
         engine = create_engine(pg_url)
         query = text(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = :db AND application_name LIKE 'loom:%'"
         )
-
-        def sessions() -> int:
-            with engine.connect() as conn:
-                return int(conn.execute(query, {"db": database}).scalar_one())
-
         try:
-            wait_for(lambda: sessions() >= 8)
+            with engine.connect() as conn:
+                sessions = int(conn.execute(query, {"db": database}).scalar_one())
         finally:
             engine.dispose()
+        assert sessions >= opened
     finally:
         server.stop()

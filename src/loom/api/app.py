@@ -116,12 +116,14 @@ def _without_body(send: Send) -> Send:
 
 
 async def _warm(ctx: ServiceContext) -> None:
+    log = logging.getLogger("loom.store")
     try:
-        await ctx.db.warm_loop_connections()
+        opened = await ctx.db.warm_loop_connections()
     except Exception:  # the connections open on demand instead, as they always could
-        logging.getLogger("loom.store").warning(
-            "could not open the database connections ahead of need", exc_info=True
-        )
+        log.warning("could not open the database connections ahead of need", exc_info=True)
+    else:
+        if ctx.db.kind == "postgresql":
+            log.info("opened %d lease connection(s) ahead of need", opened)
 
 
 def create_app(

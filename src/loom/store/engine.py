@@ -497,11 +497,14 @@ class Database:
         allocating at once) waited for up to ``pool_size`` connections to be opened, and for
         each new backend to load the tables' catalog entries and plan its statements.
         Failures are not errors: a connection that cannot be opened now is opened on
-        demand, as before. SQLite: nothing to do."""
+        demand, as before. It never takes PostgreSQL's last connections: it opens at most
+        what :meth:`_spare_connections` leaves (best effort: processes starting together
+        each see the same count). SQLite: nothing to do."""
         if self.inline_writes:
             return 0
         loop = asyncio.get_running_loop()
-        wanted = self._loop_max - self._loop_open
+        spare = await loop.run_in_executor(self._read_pool, self._spare_connections)
+        wanted = min(self._loop_max - self._loop_open, spare)
         if wanted <= 0:
             return 0
         self._loop_open += wanted
@@ -518,6 +521,13 @@ class Database:
                 count += 1
             self._wake_loop_waiter()
         return count
+
+    def _spare_connections(self) -> int:
+        """How many more connections PostgreSQL accepts now, minus a reserve for everyone
+        else (a quarter of ``max_connections``, at least 10) and its superuser slots."""
+        with self.engine.connect() as conn:
+            limit, reserved, used = conn.execute(_HEADROOM).one()
+        return max(0, int(limit) - int(reserved) - int(used) - max(10, int(limit) // 4))
 
     def _warm_connection(self) -> Connection:
         conn = self.engine.connect()
@@ -582,6 +592,13 @@ class Database:
                 conn.close()
         self._loop_free.clear()
         self.engine.dispose()
+
+
+_HEADROOM = text(
+    "SELECT current_setting('max_connections')::int,"
+    " current_setting('superuser_reserved_connections')::int,"
+    " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+)
 
 
 def _before_sqlalchemy_statement(conn: Connection, *_: Any) -> None:
