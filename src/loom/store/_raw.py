@@ -60,10 +60,10 @@ class SQL:
             parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
         ).encode()
         if fast and len(_KNOWN) < _KNOWN_MAX:
-            _KNOWN[self.dollar] = None
+            _KNOWN.setdefault(self.dollar, self)
 
 
-_KNOWN: dict[bytes, None] = {}
+_KNOWN: dict[bytes, SQL] = {}
 """The ``fast`` statements built so far (module constants first, at import), in order: what
 :func:`prepare_known` prepares on a new connection."""
 _KNOWN_MAX = 128
@@ -151,12 +151,12 @@ def prepare_known(conn: Connection) -> int:
     names = _prepared(dbapi)
     prepared = 0
     with _operational("PREPARE"):
-        for text in list(_KNOWN):
-            if text in names or len(names) >= _PREPARED_MAX:
-                continue
-            name = b"loom_%d" % next(_NAMES)
-            if pg.prepare(name, text).status == ExecStatus.COMMAND_OK:
-                names[text] = name
+        for stmt in list(_KNOWN.values()):
+            name, prepare = _name_for(names, stmt)
+            if name is None or not prepare:
+                continue  # prepared already, or the session holds its maximum
+            if pg.prepare(name, stmt.dollar).status == ExecStatus.COMMAND_OK:
+                names[stmt.dollar] = name
                 prepared += 1
     return prepared
 
