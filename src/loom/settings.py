@@ -75,6 +75,10 @@ class Settings(BaseModel):
     body_timeout: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=1024, ge=1)
     workers: int = Field(default=1, ge=1, le=64)
+    # Database connections per server process (docs/scaling.md, "Connections"): writer
+    # threads, lease requests in flight on the event loop (PostgreSQL opens that many at
+    # start), and the pool they share are sized from it.
+    db_pool_size: int = Field(default=8, ge=1, le=64)
     idempotency_ttl: int = Field(default=86400, ge=60)
     access_log: bool = True
     # The event stream (GET /events/stream, /ui/): comment heartbeat interval, per-subscriber

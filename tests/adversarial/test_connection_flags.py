@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+import typer
 
 from conftest import ADMIN, LiveServer, start_server
 from loom.cli.server import resolve_settings
@@ -116,3 +117,14 @@ def test_flag_then_config_file_then_default(tmp_path: Path) -> None:
     settings, _ = resolve_settings(data_dir=tmp_path, config=config, header_timeout=1.5)
     assert (settings.header_timeout, settings.max_connections) == (1.5, 64)
     assert (settings.keep_alive_timeout, settings.body_timeout) == (5, 30.0)
+
+
+def test_db_pool_size_flag_then_config_file_then_default_and_its_bounds(tmp_path: Path) -> None:
+    config = tmp_path / "loom.toml"
+    config.write_text("db_pool_size = 5\n")
+    assert resolve_settings(data_dir=tmp_path)[0].db_pool_size == 8
+    assert resolve_settings(data_dir=tmp_path, config=config)[0].db_pool_size == 5
+    assert resolve_settings(data_dir=tmp_path, config=config, db_pool_size=3)[0].db_pool_size == 3
+    for wrong in (0, 65):
+        with pytest.raises(typer.BadParameter, match="db_pool_size"):
+            resolve_settings(data_dir=tmp_path, db_pool_size=wrong)

@@ -9,16 +9,20 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from conftest import ADMIN, ORG, REPO, make_settings, start_server, wait_for
 from loom.api.app import create_app
@@ -403,9 +407,11 @@ def test_without_warm_up_loop_connections_open_on_demand(
 def test_loom_serve_on_postgresql_opens_its_connections_at_start(
     pg_url: str, tmp_path: Path
 ) -> None:
-    """The real server does warm up: it says how many lease connections it opened (8, or
-    what PostgreSQL could spare), and they are in ``pg_stat_activity`` before any request."""
-    server = start_server(tmp_path / "server", pg_url)
+    """The real server does warm up: it says how many lease connections it opened (its pool
+    size, 8 by default, or what PostgreSQL could spare), and they are in
+    ``pg_stat_activity`` before any request. (The tests' servers run with a pool of 4
+    unless told otherwise: this one is given the default.)"""
+    server = start_server(tmp_path / "server", pg_url, extra_env={"LOOM_DB_POOL_SIZE": "8"})
     try:
         said = re.compile(r"loom\.store: opened (\d+) lease connection\(s\) ahead of need")
         wait_for(lambda: any(said.search(line) for line in server.log))
@@ -424,4 +430,62 @@ def test_loom_serve_on_postgresql_opens_its_connections_at_start(
             engine.dispose()
         assert sessions >= opened
     finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_db_pool_size_bounds_a_servers_postgresql_connections(pg_url: str, tmp_path: Path) -> None:
+    """``LOOM_DB_POOL_SIZE=3``: ``loom serve`` opens 3 lease connections at start (when
+    PostgreSQL can spare them), and a burst of 24 simultaneous claims and pushes, which
+    queue for those connections, never takes the process past 3 x 3 + 6 sessions."""
+    server = start_server(tmp_path / "server", pg_url, extra_env={"LOOM_DB_POOL_SIZE": "3"})
+    database = make_url(pg_url).database
+    engine = create_engine(pg_url, poolclass=NullPool)
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = :db"
+        " AND application_name LIKE 'loom:%'"
+    )
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            with engine.connect() as conn:
+                peak[0] = max(peak[0], int(conn.execute(query, {"db": database}).scalar_one()))
+            time.sleep(0.005)
+
+    try:
+        said = re.compile(r"loom\.store: opened (\d+) lease connection\(s\) ahead of need")
+        wait_for(lambda: any(said.search(line) for line in server.log))
+        opened = int(next(m for m in map(said.search, server.log) if m).group(1))
+        assert 0 <= opened <= 3
+        with httpx.Client(base_url=server.url, headers=H, timeout=30) as client:
+            for i in range(12):
+                r = client.post(
+                    f"{P}/changes/{i + 1:03d}-01_c/sync",
+                    json={"proposal": "# p\n", "tasks": "- [ ] 1.1 t\n", "specs": []},
+                )
+                assert r.status_code == 200, r.text
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            barrier = threading.Barrier(24)
+
+            def one(i: int) -> int:
+                barrier.wait()
+                if i < 12:
+                    path, body = f"{P}/changes/{i + 1:03d}-01_c/claim", {"holder": f"h{i}"}
+                else:
+                    path = f"{P}/changes/{i - 11:03d}-02_d/sync"
+                    body = {"proposal": "# q\n", "tasks": "- [ ] 1.1 t\n", "specs": []}
+                return client.post(path, json=body).status_code
+
+            with ThreadPoolExecutor(24) as pool:
+                codes = list(pool.map(one, range(24)))
+            stop.set()
+            sampler.join()
+        assert codes == [200] * 24
+        assert 0 < peak[0] <= 3 * 3 + 6, peak[0]
+    finally:
+        stop.set()
+        engine.dispose()
         server.stop()

@@ -170,6 +170,7 @@ def resolve_settings(
     header_timeout: float | None = None,
     body_timeout: float | None = None,
     max_connections: int | None = None,
+    db_pool_size: int | None = None,
     generate_auth: bool = False,
 ) -> tuple[Settings, list[str]]:
     """Resolve every setting; returns the settings and lines to print (never secrets)."""
@@ -262,6 +263,7 @@ def resolve_settings(
         ("header_timeout", header_timeout),
         ("body_timeout", body_timeout),
         ("max_connections", max_connections),
+        ("db_pool_size", db_pool_size),
     ):
         value = _first(flag, cfg.get(key))
         if value is not None:
@@ -379,6 +381,16 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    db_pool_size: Annotated[
+        int | None,
+        typer.Option(
+            envvar="LOOM_DB_POOL_SIZE",
+            help="Database pool size per server process (8): writer threads and lease "
+            "requests in flight at once; on PostgreSQL a process holds at most 3 x this + 6 "
+            "connections, and opens this many for lease requests when it starts.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the Loom server (SQLite in the data dir by default).
 
@@ -409,6 +421,7 @@ def serve(
         header_timeout=header_timeout,
         body_timeout=body_timeout,
         max_connections=max_connections,
+        db_pool_size=db_pool_size,
         generate_auth=True,
     )
     from loom.server import run

@@ -131,7 +131,7 @@ def open_context(
 ) -> ServiceContext:
     """The context of a server process: its database (upgraded to the current schema unless
     ``run_migrations`` is False), policy and clock. ``ctx.db.dispose()`` closes it."""
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, pool_size=settings.db_pool_size)
     if run_migrations:
         migrate.upgrade(db)
     return ServiceContext(
