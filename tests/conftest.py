@@ -383,6 +383,11 @@ def start_server(
         fresh_sqlite_file(default_db)  # migrated already: the start skips Alembic
     db_url = database_url or f"sqlite:///{default_db}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
+    if not db_url.startswith("sqlite"):
+        # Three pytest workers share one PostgreSQL (max_connections 100 by default): with the
+        # default pool of 8, a server holds 15-18 sessions once warmed up, and a run peaked at
+        # 96. Half the pool halves that; a test that needs more says so in ``extra_env``.
+        env["LOOM_DB_POOL_SIZE"] = "4"
     env.update(extra_env or {})
     args = [
         "serve",

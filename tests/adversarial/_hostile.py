@@ -76,8 +76,11 @@ def text_of(parts: tuple[str, str, str], size: int) -> str:
 
 def best_time(fn: Callable[[str], object], text: str, runs: int = 3) -> float:
     best = float("inf")
-    gc.collect()
-    gc.disable()  # a full collection landing in one run is not the parser's time
+    # The collector is off while the runs are timed: a collection landing in one run is not
+    # the parser's time. No gc.collect() first: in a worker that has run a thousand tests it
+    # costs ~100 ms a call (most of this file's CPU), and with the collector off nothing it
+    # would free can be charged to the parser anyway.
+    gc.disable()
     try:
         for _ in range(runs):
             start = time.perf_counter()
