@@ -300,15 +300,14 @@ def app_factory(
     database_url: str, tmp_path: Path, clock: FakeClock
 ) -> Iterator[Callable[..., Any]]:
     """Build a TestClient for an app on ``database_url`` with settings overrides."""
-    from fastapi.testclient import TestClient
-
+    from _testclient import OneHopTestClient
     from loom.api.app import create_app
 
     clients: list[Any] = []
 
     def build(**overrides: Any) -> Any:
         settings = make_settings(database_url, tmp_path, **overrides)
-        client = TestClient(create_app(settings, clock=clock), raise_server_exceptions=False)
+        client = OneHopTestClient(create_app(settings, clock=clock), raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
         return client
