@@ -8,6 +8,7 @@ drops it at the end. Unreachable PostgreSQL skips those tests, unless
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import re
@@ -169,6 +170,29 @@ def _pg_unavailable(reason: str) -> None:
     if REQUIRE_PG:
         pytest.fail(reason + " (LOOM_REQUIRE_POSTGRES=1)")
     pytest.skip(reason)
+
+
+def pytest_collection(session: pytest.Session) -> None:
+    gc.disable()  # collection builds what the tests need and keeps all of it: nothing to free
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Keep the cyclic garbage collector off what collection built, and run it less often.
+
+    A worker holds every test of the suite and the modules of schemathesis, hypothesis,
+    Playwright and Loom with their caches: ~370,000 tracked objects. A full collection walks
+    all of them (~350 ms), and the interpreter ran one each time the heap had grown by a
+    quarter: ~9 during collection, ~20 more during the tests, per worker. Frozen (moved to
+    the permanent generation), they are never walked again; they live until the worker ends
+    anyway. The young generation's threshold goes from 700 to 7,000 allocations: the tests
+    build and drop whole apps, and fewer of those objects survive into older generations
+    to be walked again. Measured with ``gc.callbacks`` over tests/api, leases, domain and
+    store on three workers: 11.3 s of collections with freezing alone, 7.6 s with both;
+    without either, the whole suite spent ~28 s of its CPU in collections."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(7000, 10, 10)
+    gc.enable()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
