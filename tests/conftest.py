@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -92,6 +93,9 @@ BACKENDS = ["sqlite", "postgresql"]
 # tests start inherit it (they make no TLS connections either).
 os.environ.pop("SSL_CERT_FILE", None)
 os.environ["SSL_CERT_DIR"] = os.path.join(os.devnull, "no-ca-certificates")
+# A client made with ``trust_env=False`` reads neither variable and loads certifi's bundle:
+# such clients pass ``verify=NO_CA`` (verifying, with no authority to trust, built once).
+NO_CA = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def project_token(org: str = ORG, repo: str = REPO, seed: str = SEED) -> str:
@@ -170,6 +174,38 @@ def _pg_unavailable(reason: str) -> None:
     if REQUIRE_PG:
         pytest.fail(reason + " (LOOM_REQUIRE_POSTGRES=1)")
     pytest.skip(reason)
+
+
+def _build_cli_once() -> None:
+    """``typer.testing.CliRunner.invoke`` turns the Typer app into its Click command on every
+    call (every option of every ``loom`` command read from its signature, its annotations
+    evaluated): ~18 ms of CPU a call, ~20 s a run over the suite's ~1,100 in-process
+    commands. The command is built once per app, its set of commands and the one setting
+    Typer reads while building it (the completion options' shell detection), and reused: a
+    ``loom`` process builds it once too, and a Click command holds no state of a run (each
+    run gets a new Context)."""
+    import typer.main
+    import typer.testing
+
+    build = typer.main.get_command
+    assert typer.testing._get_command is build, "typer.testing no longer builds this way"
+    built: dict[int, tuple[Any, tuple[object, ...], Any]] = {}
+
+    def get_command(app: Any) -> Any:
+        shape = (
+            len(app.registered_commands),
+            len(app.registered_groups),
+            os.environ.get("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"),
+        )
+        known = built.get(id(app))
+        if known is None or known[0] is not app or known[1] != shape:
+            known = built[id(app)] = (app, shape, build(app))
+        return known[2]
+
+    typer.testing._get_command = get_command
+
+
+_build_cli_once()
 
 
 def pytest_collection(session: pytest.Session) -> None:

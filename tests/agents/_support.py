@@ -21,7 +21,7 @@ import uvicorn
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import ADMIN, FakeClock, make_settings
+from conftest import ADMIN, NO_CA, FakeClock, make_settings
 from e2e.test_three_agents import CHANGES, make_tree
 from loom.api.app import create_app
 from loom.client import Client, import_tree
@@ -47,7 +47,7 @@ class ClockedServer:
     clock: FakeClock | None
 
     def get(self, project: str, path: str, token: str = ADMIN, **params: Any) -> httpx.Response:
-        with httpx.Client(base_url=self.url, timeout=30, trust_env=False) as http:
+        with httpx.Client(base_url=self.url, timeout=30, trust_env=False, verify=NO_CA) as http:
             return http.get(
                 f"/api/v1/projects/{project}{path}",
                 params=params,

@@ -14,7 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from conftest import ADMIN, LiveServer, project_token, start_server
+from conftest import ADMIN, NO_CA, LiveServer, project_token, start_server
 
 from ._support import CHANGES, ClockedServer, call, clocked_server, http_session, seed
 
@@ -47,7 +47,7 @@ def _post(url: str, path: str, token: str | None, **headers: str) -> httpx.Respo
     sent = {**ACCEPT, **headers}
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"
-    with httpx.Client(base_url=url, timeout=30, trust_env=False) as http:
+    with httpx.Client(base_url=url, timeout=30, trust_env=False, verify=NO_CA) as http:
         return http.post(path, json=INITIALIZE, headers=sent)
 
 
@@ -222,7 +222,7 @@ def test_a_large_mcp_message_is_checked_off_the_event_loop(server: ClockedServer
     own = {**ACCEPT, "Authorization": f"Bearer {project_token('acme', 'widgets')}"}
     many = {**INITIALIZE, "params": {**INITIALIZE["params"], "pad": list(range(200_000))}}
     long = {**INITIALIZE, "params": {**INITIALIZE["params"], "pad": "x" * 2_000_000}}
-    with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as http:
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False, verify=NO_CA) as http:
         refused = http.post(MCP, json=many, headers=own)
         assert refused.status_code == 400, refused.text
         assert refused.json()["kind"] == "mcp_message_too_complex"

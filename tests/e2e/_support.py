@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from conftest import NO_CA
+
 __all__ = ["LoomProcess", "api_get", "artifact_files", "clean_env"]
 
 
@@ -60,7 +62,7 @@ def api_get(url: str, token: str, project: str, path: str, **params: str) -> Any
     headers = {"Authorization": f"Bearer {token}"}
     items: list[Any] = []
     query = dict(params)
-    with httpx.Client(timeout=60, trust_env=False) as http:
+    with httpx.Client(timeout=60, trust_env=False, verify=NO_CA) as http:
         while True:
             response = http.get(base, params=query, headers=headers)
             assert response.status_code == 200, (path, response.status_code, response.text)
