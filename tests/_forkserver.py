@@ -59,6 +59,10 @@ _PRELOAD = (
     "uvicorn.supervisors.multiprocess",
     "loom._http_protocol",
     "loom.mcp",
+    # `loom mcp` (tests/agents: each stdio session is a process): the MCP SDK is ~0.5 s of
+    # imports, which the CLI loads only for that command.
+    "loom.cli.mcp",
+    "loom.mcp.stdio",
 )
 _MAX_FDS = 3
 
@@ -273,6 +277,47 @@ class _ForkServer:
 _SERVER = _ForkServer()
 
 
+def launcher(args: list[str], pid_file: Path) -> list[str] | None:
+    """The command line of a process that runs ``python -m loom *args`` on its own stdin,
+    stdout and stderr, with its own environment and working directory, as a child of the fork
+    server; it writes the child's pid to ``pid_file``, passes SIGTERM and SIGINT on, and exits
+    with the child's exit status. For a test whose client starts the process itself (the MCP
+    SDK's ``stdio_client``). None when the fork server is off."""
+    if not ENABLED:
+        return None
+    return [sys.executable, __file__, "--launch", _SERVER._ensure(), str(pid_file), *args]
+
+
+def _launch(path: str, pid_file: str, args: list[str]) -> int:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    conn.connect(path)
+    request = {"args": args, "env": dict(os.environ), "cwd": os.getcwd()}
+    socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
+    reply = conn.recv(256).decode()
+    if not reply.startswith("pid "):
+        print(f"the test fork server refused to start {args}: {reply}", file=sys.stderr)
+        return 1
+    pid = int(reply[4:])
+    Path(pid_file).write_text(str(pid))
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        try:
+            data = conn.recv(64)
+        except InterruptedError:
+            continue
+        if not data:
+            print(f"the test fork server lost process {pid}", file=sys.stderr)
+            return 1
+        code = int(data)
+        return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
+
+
 def spawn_loom(args: list[str], env: dict[str, str]) -> ForkedProcess | subprocess.Popen[str]:
     """``python -m loom *args`` with ``env``, stdin and stdout on /dev/null and stderr on a
     text pipe (``.stderr``)."""
@@ -289,4 +334,6 @@ def spawn_loom(args: list[str], env: dict[str, str]) -> ForkedProcess | subproce
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--launch":
+        sys.exit(_launch(sys.argv[2], sys.argv[3], sys.argv[4:]))
     _serve(sys.argv[1])

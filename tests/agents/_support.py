@@ -21,6 +21,7 @@ import uvicorn
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from _forkserver import launcher
 from conftest import ADMIN, NO_CA, FakeClock, make_settings
 from e2e.test_three_agents import CHANGES, make_tree
 from loom.api.app import create_app
@@ -156,9 +157,10 @@ async def stdio_session(
     """A ``loom mcp`` subprocess and an initialised SDK client session on its stdio."""
     env = mcp_env(url, project, holder, home, token)
     pid_file = home / "mcp.pid"
-    params = StdioServerParameters(
-        command=sys.executable, args=["-c", _LAUNCH, str(pid_file)], env=env, cwd=str(home)
-    )
+    # A child of the test fork server, which has the MCP SDK imported already (tests/
+    # _forkserver.py); with LOOM_TEST_FORKSERVER=0, a new interpreter.
+    command = launcher(["mcp"], pid_file) or [sys.executable, "-c", _LAUNCH, str(pid_file)]
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env, cwd=str(home))
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         yield session, StdioProcess(pid_file)
