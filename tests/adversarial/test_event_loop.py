@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ def _health_while(
     probe = subprocess.Popen(
         [sys.executable, "-c", _PROBE, server.url, str(stop)], stdout=subprocess.PIPE, text=True
     )
+    _favour(probe.pid)
     assert probe.stdout is not None
     assert probe.stdout.readline().strip() == "ready"
     try:
@@ -155,6 +157,7 @@ def _assert_health_fast(
     ``/proc/stat``) does not count (every process here stalls then, the server's loop
     included); at most :data:`_RUNS` runs in all, and no verdict in them is a failure."""
     baseline = _busy_machine if busy_baseline else None
+    _favour(server.process.pid)
     idle = _p99(_health_while(server, tmp_path, baseline))
     for hostile in hostiles:
         runs: list[tuple[float, ...]] = []
@@ -177,6 +180,21 @@ def _assert_health_fast(
                 raise AssertionError((hostile.__name__, _RUNS_SAID, runs))
         else:
             raise AssertionError((hostile.__name__, "no verdict in", _RUNS_SAID, runs))
+
+
+def _favour(pid: int) -> None:
+    """Let ``pid`` (each of its threads, and the threads they start later, which inherit
+    it) run ahead of the suite's other processes on these two cores, where it is allowed
+    (root, as in CI). The verdict is about the server's own stalls: two other test workers
+    busy beside it stretched each of its stalls, a garbage collection of a few tens of
+    milliseconds included, by the share of a core it got, and failed the bound though the
+    server's behaviour had not changed (seen in full runs: p99 66-110 ms, idle p99 7-11 ms;
+    alone, under 30 ms). Without the privilege it runs as before."""
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            os.setpriority(os.PRIO_PROCESS, int(tid), -10)
+    except (OSError, ValueError):
+        pass
 
 
 _RUNS = 4
