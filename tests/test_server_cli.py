@@ -358,3 +358,24 @@ def test_with_workers_the_listening_line_means_serving(
         )
         assert resp.status_code == 200, resp.text
     assert server.stop(signal.SIGTERM, timeout=30) in _GRACEFUL
+
+
+def test_each_line_of_the_servers_log_is_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``--workers`` the workers share the server's stderr: a line written in two parts
+    (``print`` writes the newline apart when stderr is unbuffered) let a worker's log line
+    land inside the listening line, and a client read a port of "389512026-12-07"."""
+    from loom import server
+
+    writes: list[str] = []
+
+    class Recorder:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stderr", Recorder())
+    server._say("listening on http://127.0.0.1:38951")
+    assert writes == ["loom: listening on http://127.0.0.1:38951\n"]

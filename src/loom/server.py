@@ -97,7 +97,17 @@ class _Server(uvicorn.Server):
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 shown = f"[{host}]" if ":" in str(host) else host
-                print(f"loom: listening on http://{shown}:{port}", file=sys.stderr, flush=True)
+                _say(f"listening on http://{shown}:{port}")
+
+
+def _say(line: str) -> None:
+    """One line of the server's own log on stderr, in one write: with ``--workers`` the
+    workers log to the same stderr, and ``print`` writes the text and its newline
+    separately when stderr is unbuffered (``PYTHONUNBUFFERED``), so a worker's line could
+    land in between ("…:38951" followed by a worker's timestamp on the listening line, seen
+    in a test run). A write of one short line to a pipe is not interleaved."""
+    sys.stderr.write(f"loom: {line}\n")
+    sys.stderr.flush()
 
 
 def _prepare(settings: Settings) -> None:
@@ -113,7 +123,7 @@ def run(settings: Settings) -> None:
     """Migrate, print the summary, then serve until SIGINT/SIGTERM (graceful)."""
     _prepare(settings)
     for line in _summary(settings):
-        print(f"loom: {line}", file=sys.stderr, flush=True)
+        _say(line)
     if settings.workers > 1:
         for name in _SECRET_ENV:
             os.environ.pop(name, None)
@@ -181,7 +191,7 @@ def _announce_when_serving(host: str, port: int, shown: str) -> None:
         try:
             conn.request("GET", "/api/v1/health")
             if conn.getresponse().status == 200:
-                print(f"loom: listening on http://{shown}:{port}", file=sys.stderr, flush=True)
+                _say(f"listening on http://{shown}:{port}")
                 return
         except OSError:
             pass
