@@ -251,27 +251,37 @@ class _ForkServer:
             read_end, write_end = os.pipe()
         else:
             write_end = os.dup(devnull)
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            conn.connect(path)
-            request = {"args": args, "env": env, "cwd": os.getcwd()}
-            socket.send_fds(conn, [json.dumps(request).encode()], [devnull, devnull, write_end])
-            reply = conn.recv(256).decode()
+            conn, pid = _ask(path, args, env, [devnull, devnull, write_end])
         except BaseException:
-            conn.close()
             if read_end is not None:
                 os.close(read_end)
             raise
         finally:
             os.close(devnull)
             os.close(write_end)
-        if not reply.startswith("pid "):
-            conn.close()
-            if read_end is not None:
-                os.close(read_end)
-            raise RuntimeError(f"the test fork server refused to start {args}: {reply}")
         stderr = open(read_end, encoding="utf-8") if read_end is not None else None  # noqa: SIM115
-        return ForkedProcess(["loom", *args], conn, int(reply[4:]), stderr)
+        return ForkedProcess(["loom", *args], conn, pid, stderr)
+
+
+def _ask(
+    path: str, args: list[str], env: dict[str, str], fds: list[int]
+) -> tuple[socket.socket, int]:
+    """Ask the fork server at ``path`` to run ``python -m loom *args`` with ``env``, this
+    process's working directory and ``fds`` as its stdin, stdout and stderr: (the connection
+    on which its exit status will come, its pid)."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        conn.connect(path)
+        request = {"args": args, "env": env, "cwd": os.getcwd()}
+        socket.send_fds(conn, [json.dumps(request).encode()], fds)
+        reply = conn.recv(256).decode()
+        if not reply.startswith("pid "):
+            raise RuntimeError(f"the test fork server refused to start {args}: {reply}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn, int(reply[4:])
 
 
 _SERVER = _ForkServer()
@@ -289,15 +299,11 @@ def launcher(args: list[str], pid_file: Path) -> list[str] | None:
 
 
 def _launch(path: str, pid_file: str, args: list[str]) -> int:
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    conn.connect(path)
-    request = {"args": args, "env": dict(os.environ), "cwd": os.getcwd()}
-    socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
-    reply = conn.recv(256).decode()
-    if not reply.startswith("pid "):
-        print(f"the test fork server refused to start {args}: {reply}", file=sys.stderr)
+    try:
+        conn, pid = _ask(path, args, dict(os.environ), [0, 1, 2])
+    except RuntimeError as refused:
+        print(refused, file=sys.stderr)
         return 1
-    pid = int(reply[4:])
     Path(pid_file).write_text(str(pid))
 
     def forward(signum: int, _frame: object) -> None:
