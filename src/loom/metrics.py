@@ -133,6 +133,16 @@ DB_LOOP_BLOCKING = Counter(
     "first write creates its row this way; otherwise it stays still).",
 )
 
+LEASE_GUESSES = Counter(
+    "loom_lease_compare_and_set",
+    "PostgreSQL: lease requests decided on the lease this process last saw, by outcome "
+    "(written: one round trip; moved_on: the row had changed, nothing was written and the "
+    "locked read decided).",
+    ["outcome"],
+)
+LEASE_GUESS_WRITTEN = LEASE_GUESSES.labels("written")
+LEASE_GUESS_MOVED_ON = LEASE_GUESSES.labels("moved_on")
+
 
 _GRANTS_CLAIM = LEASE_GRANTS.labels("claim")
 _GRANTS_ALLOCATE = LEASE_GRANTS.labels("allocate")

@@ -9,6 +9,7 @@ ownership changes.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from prometheus_client import REGISTRY
 
 from conftest import FakeClock, examples
 from loom.domain.timefmt import format_us
@@ -47,6 +49,7 @@ TTLS = [10, 30]
 holders = st.sampled_from(HOLDERS)
 change_ids = st.sampled_from(CHANGES)
 ttls = st.sampled_from(TTLS)
+vias = st.sampled_from([0, 1])
 # jumps that land on, just before and just after the possible expiry times
 steps_us = st.sampled_from([0, 1, S - 1, 5 * S, 10 * S - 1, 10 * S, 10 * S + 1, 20 * S, 30 * S])
 filters = st.sampled_from(
@@ -98,6 +101,11 @@ class LeaseMachine(RuleBasedStateMachine):
     @property
     def now(self) -> int:
         return self.clock()
+
+    def lease(self, via: int, fn: Any, *args: Any, **kwargs: Any) -> Outcome:
+        """Run a lease use case (claim, heartbeat, release, allocate) as the server does;
+        ``via``: which server process, where a subclass has several."""
+        return call(fn, self.ctx, *args, **kwargs)
 
     @initialize()
     def create_changes(self) -> None:
@@ -170,13 +178,13 @@ class LeaseMachine(RuleBasedStateMachine):
     def advance(self, step: int) -> None:
         self.clock.now += step
 
-    @rule(cid=change_ids, holder=holders, ttl=ttls)
-    def claim(self, cid: str, holder: str, ttl: int) -> None:
-        got = call(svc.claim, self.ctx, self.project, cid, holder, ttl)
+    @rule(cid=change_ids, holder=holders, ttl=ttls, via=vias)
+    def claim(self, cid: str, holder: str, ttl: int, via: int) -> None:
+        got = self.lease(via, svc.claim, self.project, cid, holder, ttl)
         self._check_claim(got, self._grant(cid, holder, ttl))
 
-    @rule(cid=change_ids, holder=holders, ttl=ttls)
-    def heartbeat(self, cid: str, holder: str, ttl: int) -> None:
+    @rule(cid=change_ids, holder=holders, ttl=ttls, via=vias)
+    def heartbeat(self, cid: str, holder: str, ttl: int, via: int) -> None:
         m, now = self.model[cid], self.now
         want: Outcome
         if m.archived:
@@ -188,10 +196,10 @@ class LeaseMachine(RuleBasedStateMachine):
             want = ("err", "lease_conflict")
         else:
             want = ("err", "not_lease_holder")
-        self._check_claim(call(svc.heartbeat, self.ctx, self.project, cid, holder, ttl), want)
+        self._check_claim(self.lease(via, svc.heartbeat, self.project, cid, holder, ttl), want)
 
-    @rule(cid=change_ids, holder=holders, force=st.booleans())
-    def release(self, cid: str, holder: str, force: bool) -> None:
+    @rule(cid=change_ids, holder=holders, force=st.booleans(), via=vias)
+    def release(self, cid: str, holder: str, force: bool, via: int) -> None:
         m, now = self.model[cid], self.now
         want: Outcome
         if m.holder is None:
@@ -204,14 +212,14 @@ class LeaseMachine(RuleBasedStateMachine):
             m.prev, m.holder = m.holder, None
             want = ("ok", True)
         actor = Actor(admin=force)
-        got = call(svc.release, self.ctx, self.project, cid, holder, force=force, actor=actor)
+        got = self.lease(via, svc.release, self.project, cid, holder, force=force, actor=actor)
         if got[0] == "ok":
             assert got[1]["change_id"] == cid
             got = ("ok", got[1]["released"])
         assert got == want
 
-    @rule(holder=holders, ttl=ttls, where=filters)
-    def allocate(self, holder: str, ttl: int, where: dict[str, Any]) -> None:
+    @rule(holder=holders, ttl=ttls, where=filters, via=vias)
+    def allocate(self, holder: str, ttl: int, where: dict[str, Any], via: int) -> None:
         now = self.now
         in_scope = [
             c
@@ -227,7 +235,7 @@ class LeaseMachine(RuleBasedStateMachine):
         free.sort(key=lambda c: (not self._abandoned(c, now), CHANGES.index(c)))
         options = mine or free
         pick = options[0] if options else None
-        got = call(svc.allocate, self.ctx, self.project, holder, ttl, **where)
+        got = self.lease(via, svc.allocate, self.project, holder, ttl, **where)
         assert got[0] == "ok", got
         if pick is None:
             assert got[1] == {"claim": None}
@@ -368,3 +376,46 @@ def test_lease_state_machine_on_sqlite(sqlite_ctx: Database) -> None:
         Machine,
         settings=settings(max_examples=examples(60), stateful_step_count=40),
     )
+
+
+@pytest.mark.hypothesis
+def test_lease_state_machine_on_postgresql_on_the_loop(pg_url: str) -> None:
+    """The same machine on PostgreSQL, the lease use cases run as ``loom serve`` runs them
+    there: on an event loop (``Database.run_write(on_loop=True)``), where a claim, heartbeat
+    or release first tries a compare-and-set on the lease its process last saw. Two service
+    contexts on one database stand for two server processes (``--workers 2``): each step
+    picks one, so each often decides on a lease the other has moved on since, which must
+    change nothing."""
+    db = Database(pg_url)
+    loop = asyncio.new_event_loop()
+    clock = FakeClock()
+    processes = [ServiceContext(db, Policy(), clock), ServiceContext(db, Policy(), clock)]
+
+    class Machine(LeaseMachine):
+        def lease(self, via: int, fn: Any, *args: Any, **kwargs: Any) -> Outcome:
+            ctx = processes[via]
+            return loop.run_until_complete(
+                db.run_write(lambda: call(fn, ctx, *args, **kwargs), on_loop=True)
+            )
+
+    Machine.ctx = processes[0]
+    Machine.clock = clock
+    before = [_guesses(outcome) for outcome in ("written", "moved_on")]
+    try:
+        run_state_machine_as_test(
+            Machine,
+            settings=settings(max_examples=examples(25), stateful_step_count=40),
+        )
+    finally:
+        for conn in db._loop_free:
+            conn.close()
+        loop.close()
+        db.dispose()
+    # Both ways were taken: the compare-and-set wrote, and it found leases moved on.
+    after = [_guesses(outcome) for outcome in ("written", "moved_on")]
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
+
+
+def _guesses(outcome: str) -> float:
+    labels = {"outcome": outcome}
+    return REGISTRY.get_sample_value("loom_lease_compare_and_set_total", labels) or 0.0

@@ -312,20 +312,107 @@ def test_a_held_back_write_that_fails_fails_the_request_and_nothing_is_written(
         assert conn.execute(mine).scalar_one() == 0
 
 
-def test_a_lease_request_on_the_loop_is_two_round_trips(
+def test_a_lease_request_on_the_loop_is_one_round_trip_once_its_lease_is_known(
     pg_app: tuple[TestClient, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Claim, heartbeat, release: the lock-and-read with BEGIN, then the write with COMMIT."""
+    """A lease this process has not seen: the lock-and-read with BEGIN, then the write with
+    COMMIT. One it has seen: BEGIN, the compare-and-set and COMMIT, one round trip."""
     client, _ = pg_app
-    _push(client, "001-01_a")
+    _push(client, "001-01_a", "001-02_b")
     for _ in range(2):  # the project known, every statement prepared
-        assert client.post(f"{P}/changes/001-01_a/claim", json={"holder": "a"}, headers=H)
-        assert client.post(f"{P}/changes/001-01_a/release", json={"holder": "a"}, headers=H)
+        for route in ("claim", "heartbeat", "release"):
+            r = client.post(f"{P}/changes/001-01_a/{route}", json={"holder": "a"}, headers=H)
+            assert r.status_code == 200, r.text
     trips = _trips(monkeypatch)
     for route in ("claim", "heartbeat", "release"):
         r = client.post(f"{P}/changes/001-01_a/{route}", json={"holder": "a"}, headers=H)
         assert r.status_code == 200, r.text
-    assert len(trips) == 6, trips
+    assert trips == [3, 3, 3], trips
+    del trips[:]
+    r = client.post(f"{P}/changes/001-02_b/claim", json={"holder": "a"}, headers=H)
+    assert r.status_code == 200, r.text
+    assert len(trips) == 2, trips  # never seen: lock and read, then write
+
+
+def _lease_row(url: str, change: str) -> tuple[Any, ...]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return tuple(
+                conn.execute(
+                    text(
+                        "SELECT holder, fencing_token, expires_us FROM leases WHERE change_id = :c"
+                    ),
+                    {"c": change},
+                ).one()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_a_lease_seen_before_another_process_moved_it_decides_nothing(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two server processes on one database (two apps here): each remembers the leases it
+    wrote. When the other one moved a lease on, this one's remembered state is stale; the
+    compare-and-set finds the row changed, writes nothing, and the locked read decides, so
+    a stale guess never grants, renews or releases what the row says it must not."""
+    first = create_app(make_settings(pg_url, tmp_path / "one"))
+    second = create_app(make_settings(pg_url, tmp_path / "two"))
+    with (
+        TestClient(first, raise_server_exceptions=False) as one,
+        TestClient(second, raise_server_exceptions=False) as two,
+    ):
+        _push(one, "001-01_a")
+        r = one.post(f"{P}/changes/001-01_a/claim", json={"holder": "a"}, headers=H)
+        assert r.status_code == 200 and r.json()["fencing_token"] == 1, r.text
+        # The other process: a releases there, b takes the change.
+        r = two.post(f"{P}/changes/001-01_a/release", json={"holder": "a"}, headers=H)
+        assert r.status_code == 200 and r.json()["released"] is True, r.text
+        r = two.post(f"{P}/changes/001-01_a/claim", json={"holder": "b"}, headers=H)
+        assert r.status_code == 200 and r.json()["fencing_token"] == 2, r.text
+        held = _lease_row(pg_url, "001-01_a")
+        trips = _trips(monkeypatch)
+        # Process one still remembers a holding token 1: each answer must follow the row.
+        r = one.post(f"{P}/changes/001-01_a/heartbeat", json={"holder": "a"}, headers=H)
+        assert (r.status_code, r.json()["kind"]) == (409, "not_lease_holder"), r.text
+        assert len(trips) == 3, trips  # the refused compare-and-set, then lock and read
+        r = one.post(f"{P}/changes/001-01_a/claim", json={"holder": "a"}, headers=H)
+        assert (r.status_code, r.json()["kind"]) == (409, "lease_conflict"), r.text
+        r = one.post(f"{P}/changes/001-01_a/release", json={"holder": "a"}, headers=H)
+        assert r.status_code != 200 or r.json()["released"] is False, r.text
+        assert _lease_row(pg_url, "001-01_a") == held
+        # Now one has read the row: b's requests through it are one round trip again.
+        del trips[:]
+        r = one.post(f"{P}/changes/001-01_a/heartbeat", json={"holder": "b"}, headers=H)
+        assert r.status_code == 200 and r.json()["fencing_token"] == 2, r.text
+        assert trips == [3], trips
+        # b releases through two; a claims through one, which remembers b's lease: the
+        # compare-and-set fails, the locked read grants a new token.
+        r = two.post(f"{P}/changes/001-01_a/release", json={"holder": "b"}, headers=H)
+        assert r.status_code == 200 and r.json()["released"] is True, r.text
+        r = one.post(f"{P}/changes/001-01_a/claim", json={"holder": "a"}, headers=H)
+        assert r.status_code == 200 and r.json()["fencing_token"] == 3, r.text
+        # Archived through two: one's remembered lease must not let a renew.
+        mine = {**H, "X-Loom-Holder": "a", "X-Loom-Fencing-Token": "3"}
+        r = two.post(f"{P}/changes/001-01_a/archive?force=true", headers=mine)
+        assert r.status_code == 200, r.text
+        r = one.post(f"{P}/changes/001-01_a/heartbeat", json={"holder": "a"}, headers=H)
+        assert (r.status_code, r.json()["kind"]) == (409, "archived"), r.text
+        with create_engine(pg_url, poolclass=NullPool).connect() as conn:
+            ops = (
+                conn.execute(
+                    text(
+                        "SELECT op FROM events WHERE entity = 'change' AND entity_id = :c"
+                        " AND op IN ('claim', 'release', 'renew', 'expire') ORDER BY id"
+                    ),
+                    {"c": "001-01_a"},
+                )
+                .scalars()
+                .all()
+            )
+        # The archive released a's lease (its last event).
+        assert ops == ["claim", "release", "claim", "release", "claim", "release"], ops
 
 
 def test_a_started_server_opens_its_loop_connections_with_the_statements_prepared(
@@ -367,11 +454,13 @@ def test_a_started_server_opens_its_loop_connections_with_the_statements_prepare
         for route in ("claim", "heartbeat", "release"):
             r = client.post(f"{P}/changes/002-01_plain/{route}", json={"holder": "a"}, headers=H)
             assert r.status_code == 200, r.text
-        assert len(sent) == 6, sent  # two round trips per lease request
+        # Two round trips for the first claim (a lease this process has not seen), one for
+        # the heartbeat and the release (a compare-and-set on the lease the claim stored).
+        assert len(sent) == 4, sent
         for holder in ("b", "c"):
             r = client.post(f"{P}/allocate", json={"holder": holder}, headers=H)
             assert r.status_code == 200 and r.json()["claim"] is not None, r.text
-        assert len(sent) > 6
+        assert len(sent) > 4
         assert not [trip for trip in sent if "Prepare" in trip], sent
         assert db._loop_open == len(db._loop_free) == 8  # nothing opened on demand
 

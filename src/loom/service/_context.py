@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection
 
+from loom.domain.leases import LeaseState
 from loom.domain.tokens import NamedToken
 from loom.service._tokencache import TokenCache
 from loom.settings import Settings
@@ -95,6 +96,10 @@ class ServiceContext:
     tokens: TokenCache[NamedToken] = field(default_factory=TokenCache)
     # Dashboard sessions: nonce -> signed out (see loom.service.sessions).
     sessions: TokenCache[bool] = field(default_factory=TokenCache)
+    # The lease state this process last stored or read, per (project id, change id): a
+    # guess, never trusted unchecked (loom.service.leases: PostgreSQL's one-round-trip
+    # compare-and-set).
+    leases_seen: dict[tuple[int, str], LeaseState] = field(default_factory=dict)
     _project_ids: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -3,6 +3,16 @@
 Every operation is one write transaction that holds the change's lock (``BEGIN IMMEDIATE`` on
 SQLite, ``SELECT … FOR UPDATE`` on the change row on PostgreSQL) while the pure rules in
 :mod:`loom.domain.leases` decide; the server clock is the only authority on expiry.
+
+On PostgreSQL a claim, heartbeat or release first tries the decision on the lease state this
+process last stored or read for the change (``ctx.leases_seen``): the rules decide on it, and
+the write is one compare-and-set statement, committed in the same round trip, that takes the
+change's lock and writes only if the lease row still holds exactly that state
+(:func:`loom.store.leases.compare_and_save`). The rules are a function of the lease row, the
+change being live, the request and the clock, so a decision on a state the row still holds
+under the lock is the decision the locked read would have led to. When the row moved on (or
+the guess would refuse or change nothing), nothing is written and the locked read decides as
+always: a stale guess costs a round trip, never a wrong outcome.
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ from loom.service._common import (
 from loom.service._context import Actor, Project, ServiceContext
 from loom.store.changes import get_change
 from loom.store.leases import (
+    can_compare_and_save,
+    compare_and_save,
     get_change_lease,
     get_lease,
     held_by,
@@ -108,6 +120,88 @@ def _lease_events(
     return out
 
 
+_SEEN_MAX = 50_000
+"""At most this many remembered lease states (the map is emptied when full)."""
+
+
+def _saw(ctx: ServiceContext, pid: int, change_id: str, state: rules.LeaseState) -> None:
+    """Remember ``state`` as the change's lease (a guess for the next request: it may be a
+    state whose transaction then rolled back, which the compare-and-set simply finds gone).
+    PostgreSQL only: SQLite's lease requests take the database lock anyway."""
+    if ctx.db.kind != "postgresql":
+        return
+    seen = ctx.leases_seen
+    if len(seen) >= _SEEN_MAX:
+        seen.clear()
+    seen[(pid, change_id)] = state
+
+
+def _seen(
+    ctx: ServiceContext, conn: Connection, pid: int, change_id: str
+) -> rules.LeaseState | None:
+    """The remembered lease state of the change, when a compare-and-set can run now."""
+    state = ctx.leases_seen.get((pid, change_id))
+    if state is None or not can_compare_and_save(conn):
+        return None
+    return state
+
+
+def _decide_on_seen(decide: Callable[[], rules.LeaseOutcome]) -> rules.LeaseOutcome | None:
+    """The rules' decision on a remembered state, or None when it refuses or changes nothing
+    (then only the locked row may decide)."""
+    try:
+        outcome = decide()
+    except (LeaseConflict, ValidationError):
+        return None
+    return outcome if outcome.changed else None
+
+
+def _renew_on_seen(
+    ctx: ServiceContext,
+    conn: Connection,
+    pid: int,
+    change_id: str,
+    holder: str,
+    requested: int | None,
+    now: int,
+    decide: Callable[..., rules.LeaseOutcome],
+    by: str | None,
+) -> dict[str, Any] | None:
+    """A claim or heartbeat (``decide``: ``rules.claim`` or ``rules.heartbeat``) decided on
+    the remembered lease and written as a compare-and-set; None when the locked path must
+    decide. ``by``: whom the audit events name (None: the request records none, as a
+    heartbeat on the locked path does not)."""
+    seen = _seen(ctx, conn, pid, change_id)
+    if seen is None:
+        return None
+    ttl = _renewal_ttl(ctx, requested, seen, holder)
+    outcome = _decide_on_seen(
+        lambda: decide(seen, change_id=change_id, holder=holder, now_us=now, ttl_seconds=ttl)
+    )
+    if outcome is None:
+        return None
+    events = [] if by is None else _outcome_events(now, change_id, outcome, by)
+    if not compare_and_save(conn, pid, change_id, seen, outcome.state, events=events, now_us=now):
+        return None
+    metrics.count_claim(outcome.events)
+    _saw(ctx, pid, change_id, outcome.state)
+    return claim_json(change_id, outcome.state)
+
+
+def _outcome_events(
+    now: int, change_id: str, outcome: rules.LeaseOutcome, by: str
+) -> list[dict[str, Any]]:
+    """The audit events of a claim, heartbeat or release outcome (not an allocation)."""
+    return _lease_events(
+        now,
+        change_id,
+        outcome.events,
+        by,
+        allocate=False,
+        fencing_token=outcome.state.fencing_token,
+    )
+
+
 class _Unread:
     """Marker: the lease row has not been read in this transaction yet."""
 
@@ -164,6 +258,7 @@ def _apply_claim(
     save_lease(
         conn, pid, change_id, outcome.state, exists=stored is not None, events=events, now_us=now
     )
+    _saw(ctx, pid, change_id, outcome.state)
     return claim_json(change_id, outcome.state)
 
 
@@ -183,6 +278,19 @@ def claim(
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
+        renewed = _renew_on_seen(
+            ctx,
+            conn,
+            pid,
+            change_id,
+            holder,
+            requested,
+            now,
+            rules.claim,
+            token_name or f"@{holder}",
+        )
+        if renewed is not None:
+            return renewed
         stored = _live_lease(conn, pid, change_id)
         ttl = _renewal_ttl(ctx, requested, stored, holder)
         by = token_name
@@ -198,6 +306,11 @@ def heartbeat(
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
+        renewed = _renew_on_seen(
+            ctx, conn, pid, change_id, holder, requested, now, rules.heartbeat, None
+        )
+        if renewed is not None:
+            return renewed
         stored = _live_lease(conn, pid, change_id)
         ttl = _renewal_ttl(ctx, requested, stored, holder)
         outcome = rules.heartbeat(
@@ -208,6 +321,7 @@ def heartbeat(
             ttl_seconds=ttl,
         )
         save_lease(conn, pid, change_id, outcome.state, exists=stored is not None)
+        _saw(ctx, pid, change_id, outcome.state)
         metrics.count_claim(outcome.events)
         return claim_json(change_id, outcome.state)
 
@@ -222,27 +336,59 @@ def release(
     actor: Actor,
 ) -> dict[str, Any]:
     pid = write_pid(ctx, project)
+    by = actor.by if force else (actor.token_name or f"@{holder}")
     with ctx.db.write() as conn:
         now = ctx.now_us()
+        seen = _seen(ctx, conn, pid, change_id)
+        if seen is not None:
+            guessed = _decide_on_seen(
+                lambda: rules.release(
+                    seen, change_id=change_id, holder=holder, now_us=now, force=force
+                )
+            )
+            if guessed is not None and _save_release(
+                ctx, conn, pid, change_id, guessed, by, now, seen
+            ):
+                return _released(change_id, guessed)
         exists, _, stored = get_change_lease(conn, pid, change_id)
         if not exists:
             raise change_not_found(change_id)
         if stored is None:
             return {"change_id": change_id, "released": False}
+        _saw(ctx, pid, change_id, stored)
         outcome = rules.release(stored, change_id=change_id, holder=holder, now_us=now, force=force)
-        metrics.count_release(outcome.events)
         if outcome.changed:
-            events = _lease_events(
-                now,
-                change_id,
-                outcome.events,
-                actor.by if force else (actor.token_name or f"@{holder}"),
-                allocate=False,
-                fencing_token=outcome.state.fencing_token,
-            )
-            save_lease(conn, pid, change_id, outcome.state, exists=True, events=events, now_us=now)
-        released = any(name in ("release", "force_release") for name, _ in outcome.events)
-        return {"change_id": change_id, "released": released}
+            _save_release(ctx, conn, pid, change_id, outcome, by, now, None)
+        else:
+            metrics.count_release(outcome.events)
+        return _released(change_id, outcome)
+
+
+def _save_release(
+    ctx: ServiceContext,
+    conn: Connection,
+    pid: int,
+    change_id: str,
+    outcome: rules.LeaseOutcome,
+    by: str,
+    now: int,
+    seen: rules.LeaseState | None,
+) -> bool:
+    """Store a release's outcome: on the locked row (``seen`` None), or as a compare-and-set
+    on ``seen`` (False: nothing written)."""
+    events = _outcome_events(now, change_id, outcome, by)
+    if seen is None:
+        save_lease(conn, pid, change_id, outcome.state, exists=True, events=events, now_us=now)
+    elif not compare_and_save(conn, pid, change_id, seen, outcome.state, events=events, now_us=now):
+        return False
+    metrics.count_release(outcome.events)
+    _saw(ctx, pid, change_id, outcome.state)
+    return True
+
+
+def _released(change_id: str, outcome: rules.LeaseOutcome) -> dict[str, Any]:
+    released = any(name in ("release", "force_release") for name, _ in outcome.events)
+    return {"change_id": change_id, "released": released}
 
 
 def get_active_lease(ctx: ServiceContext, project: Project, change_id: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from loom.store import _loopio
 
 __all__ = [
     "SQL",
+    "commit_alone",
     "end_on_loop",
     "execute",
     "execute_deferred",
@@ -33,6 +34,7 @@ __all__ = [
     "fetchall",
     "fetchone",
     "flush_deferred",
+    "fresh_on_loop",
     "prepare_known",
 ]
 
@@ -244,6 +246,26 @@ def _pg_fast_on(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
         _check(pg.prepare(name, stmt.dollar), encoding)
         names[stmt.dollar] = name
     return _check(pg.exec_prepared(name, values), encoding)
+
+
+def fresh_on_loop(conn: Connection) -> bool:
+    """Whether ``conn`` is PostgreSQL's, on the event loop, with no transaction begun and
+    nothing held back: where :func:`commit_alone` may run."""
+    if conn.dialect.name != "postgresql" or not _loopio.on_loop() or conn.info.get(_DEFERRED):
+        return False
+    dbapi: Any = conn.connection.dbapi_connection
+    return bool(dbapi.pgconn.transaction_status == TransactionStatus.IDLE)
+
+
+def commit_alone(conn: Connection, stmt: SQL, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Run the ``fast`` statement ``stmt`` as a transaction of its own, BEGIN and COMMIT in
+    the same round trip (:func:`fresh_on_loop` must hold), and return its rows. The
+    connection is idle afterwards: the caller's transaction goes on with a new one (the
+    next statement's BEGIN). A failure rolls back and is raised, as for any statement."""
+    assert stmt.fast and fresh_on_loop(conn)
+    with _operational(stmt.qmark):
+        results = _on_loop(conn, [(stmt, [_param(p) for p in params])], b"COMMIT")
+    return _pg_rows(results[0])
 
 
 def end_on_loop(conn: Connection, *, commit: bool) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from loom import metrics
 from loom.domain.leases import LeaseState
 from loom.store import _raw
 from loom.store.events import EVENT_COLUMNS, append_events, event_rows, note_appended
@@ -20,6 +21,8 @@ __all__ = [
     "OPEN_SQL",
     "PG_LOCK",
     "ActiveLease",
+    "can_compare_and_save",
+    "compare_and_save",
     "get_lease",
     "lease_state",
     "list_active",
@@ -118,6 +121,21 @@ def get_change_lease(
     return True, row[0], _state(row[2:])
 
 
+def _lease_params(state: LeaseState, project_id: int, change_id: str) -> tuple[Any, ...]:
+    """``_UPDATE``'s and ``_INSERT``'s parameters."""
+    return (
+        state.holder,
+        state.acquired_us,
+        state.expires_us,
+        state.ttl_seconds,
+        state.fencing_token,
+        state.previous_holder,
+        bool(state.expiry_recorded),
+        project_id,
+        change_id,
+    )
+
+
 def save_lease(
     conn: Connection,
     project_id: int,
@@ -135,17 +153,7 @@ def save_lease(
     loop it goes with the COMMIT (or the next statement): no round trip of its own
     (:func:`loom.store._raw.execute_deferred`).
     """
-    params = (
-        state.holder,
-        state.acquired_us,
-        state.expires_us,
-        state.ttl_seconds,
-        state.fencing_token,
-        state.previous_holder,
-        bool(state.expiry_recorded),
-        project_id,
-        change_id,
-    )
+    params = _lease_params(state, project_id, change_id)
     if events and conn.dialect.name == "postgresql":
         note_appended(conn, project_id)
         rows = event_rows(project_id, events, now_us)
@@ -175,6 +183,87 @@ def _pg_save_with_events(exists: bool, count: int) -> _raw.SQL:
 for _exists in (False, True):
     for _count in (1, 2):
         _pg_save_with_events(_exists, _count)
+
+
+def can_compare_and_save(conn: Connection) -> bool:
+    """Whether :func:`compare_and_save` may run on ``conn`` now: PostgreSQL, on the event
+    loop, before anything else of the transaction."""
+    return _raw.fresh_on_loop(conn)
+
+
+_LEASE_COLUMNS = (
+    "holder",
+    "acquired_us",
+    "expires_us",
+    "ttl_seconds",
+    "fencing_token",
+    "previous_holder",
+    "expiry_recorded",
+)
+_EVENT_CASTS = "?::integer, ?::varchar, ?::varchar, ?::varchar, ?::text, ?::bigint, ?::varchar"
+"""One appended event's parameters (:func:`loom.store.events.event_rows` order), typed: in an
+``INSERT … SELECT`` PostgreSQL does not infer them from the columns."""
+
+
+@functools.cache
+def _compare_and_save_sql(count: int) -> _raw.SQL:
+    """Lock the live change row, update its lease row only if every column still holds the
+    seen state, and append ``count`` events only if it did; returns the rows updated (0/1)."""
+    seen = " AND ".join(f"{column} IS NOT DISTINCT FROM ?" for column in _LEASE_COLUMNS)
+    appended = ""
+    if count:
+        rows = " UNION ALL ".join(
+            f"SELECT {_EVENT_CASTS} WHERE EXISTS (SELECT 1 FROM saved)" for _ in range(count)
+        )
+        appended = f", appended AS (INSERT INTO events ({EVENT_COLUMNS}) {rows})"
+    return _raw.SQL(
+        "WITH live AS (SELECT 1 FROM changes WHERE project_id = ? AND change_id = ?"
+        " AND archived_us IS NULL FOR UPDATE),"
+        f" saved AS ({_UPDATE.qmark} AND {seen} AND EXISTS (SELECT 1 FROM live) RETURNING 1)"
+        f"{appended} SELECT count(*) FROM saved",
+        fast=True,
+    )
+
+
+def compare_and_save(
+    conn: Connection,
+    project_id: int,
+    change_id: str,
+    seen: LeaseState,
+    state: LeaseState,
+    *,
+    events: Sequence[dict[str, Any]] = (),
+    now_us: int = 0,
+) -> bool:
+    """PostgreSQL, as the transaction's first statement (:func:`can_compare_and_save`): the
+    lease write of a decision taken on ``seen``, a state read before this transaction (an
+    earlier request's), made only if it still holds. One statement, committed in the same
+    round trip: it takes the change row's lock as every lease write does, so it waits for a
+    competitor's transaction and then compares the lease row as that one left it (a row
+    updated meanwhile is re-checked by PostgreSQL against the newest version). True: ``state``
+    is stored and ``events`` appended. False: nothing was written (the change is archived or
+    gone, or its lease moved on); the caller decides again on the locked row."""
+    rows = event_rows(project_id, events, now_us)
+    params: list[Any] = [
+        project_id,
+        change_id,
+        *_lease_params(state, project_id, change_id),
+        *(getattr(seen, column) for column in _LEASE_COLUMNS),
+    ]
+    for row in rows:
+        params.extend(row)
+    (written,) = _raw.commit_alone(conn, _compare_and_save_sql(len(rows)), params)
+    if not written[0]:
+        metrics.LEASE_GUESS_MOVED_ON.inc()
+        return False
+    metrics.LEASE_GUESS_WRITTEN.inc()
+    if rows:
+        note_appended(conn, project_id)
+    return True
+
+
+for _count in (0, 1, 2):
+    _compare_and_save_sql(_count)
 
 _ACTIVE = select(
     leases.c.change_id,
