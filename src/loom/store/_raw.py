@@ -164,17 +164,25 @@ def prepare_known(conn: Connection) -> int:
 
 
 def _on_loop(
-    conn: Connection, pending: list[tuple[SQL, list[bytes | None]]], last: bytes | None
+    conn: Connection,
+    pending: list[tuple[SQL, list[bytes | None]]],
+    last: bytes | None,
+    *,
+    implicit: bool = False,
 ) -> list[Any]:
     """Send ``pending`` statements (each by name, prepared first where needed), then
     ``last`` (a plain command such as COMMIT) if any, in one round trip awaited on the loop,
-    with BEGIN first when no transaction is open; returns the results after BEGIN's,
-    checked: the first failure is raised."""
+    with BEGIN first when no transaction is open (``implicit``: never; on an idle
+    connection the statements are then one transaction of their own, committed by
+    PostgreSQL before it answers); returns the results after BEGIN's, checked: the first
+    failure is raised."""
     dbapi: Any = conn.connection.dbapi_connection
     pg = dbapi.pgconn
     encoding = dbapi.info.encoding
     names = _prepared(dbapi)
-    begin = pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit
+    begin = (
+        not implicit and pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit
+    )
     statements: list[_loopio.Statement] = [(b"BEGIN", [])] if begin else []
     prepares: list[tuple[int, bytes, bytes]] = []  # (result index, text, name)
     ran: list[int] = []  # the result index of each pending statement
@@ -258,13 +266,14 @@ def fresh_on_loop(conn: Connection) -> bool:
 
 
 def commit_alone(conn: Connection, stmt: SQL, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Run the ``fast`` statement ``stmt`` as a transaction of its own, BEGIN and COMMIT in
-    the same round trip (:func:`fresh_on_loop` must hold), and return its rows. The
-    connection is idle afterwards: the caller's transaction goes on with a new one (the
-    next statement's BEGIN). A failure rolls back and is raised, as for any statement."""
+    """Run the ``fast`` statement ``stmt`` as a transaction of its own (:func:`fresh_on_loop`
+    must hold): sent without BEGIN, it is PostgreSQL's implicit transaction, committed
+    before the answer comes back, in one round trip. Returns its rows. The connection is
+    idle afterwards: the caller's transaction goes on with a new one (the next statement's
+    BEGIN). A failure rolls back and is raised, as for any statement."""
     assert stmt.fast and fresh_on_loop(conn)
     with _operational(stmt.qmark):
-        results = _on_loop(conn, [(stmt, [_param(p) for p in params])], b"COMMIT")
+        results = _on_loop(conn, [(stmt, [_param(p) for p in params])], None, implicit=True)
     return _pg_rows(results[0])
 
 
