@@ -65,10 +65,22 @@ def _run_threads(n: int, target: Any) -> list[BaseException]:
 # --------------------------------------------------------------------------- one change, 50 claims
 
 
-def test_fifty_simultaneous_claims_have_exactly_one_winner(server: LiveServer) -> None:
+@pytest.mark.parametrize("seen", [False, True], ids=["new", "seen"])
+def test_fifty_simultaneous_claims_have_exactly_one_winner(server: LiveServer, seen: bool) -> None:
+    """``seen``: the change was claimed and released before, so the server remembers its
+    lease, and on PostgreSQL each of the fifty claims first decides on that remembered
+    state and tries a compare-and-set (every one of them would grant): exactly one may
+    land, the others must find the row moved on and lose on the locked read."""
     change = "001-01_contested"
+    first: list[str] = []
     with _client(server) as admin:
         import_changes(admin, [change])
+        if seen:
+            r = admin.post(f"{P}/changes/{change}/claim", json={"holder": "agent-first"})
+            assert r.status_code == 200, r.text
+            r = admin.post(f"{P}/changes/{change}/release", json={"holder": "agent-first"})
+            assert r.status_code == 200 and r.json()["released"] is True, r.text
+            first = ["agent-first"]
     n = 50
     barrier = threading.Barrier(n)
     results: dict[int, tuple[int, dict[str, Any]]] = {}
@@ -84,7 +96,7 @@ def test_fifty_simultaneous_claims_have_exactly_one_winner(server: LiveServer) -
     statuses = Counter(s for s, _ in results.values())
     assert statuses == {200: 1, 409: n - 1}, statuses
     winner = next(body for s, body in results.values() if s == 200)
-    assert winner["fencing_token"] == 1
+    assert winner["fencing_token"] == len(first) + 1
     for status, body in results.values():
         if status == 409:
             assert body["kind"] == "lease_conflict"
@@ -93,7 +105,7 @@ def test_fifty_simultaneous_claims_have_exactly_one_winner(server: LiveServer) -
     with _client(server) as admin:
         assert admin.get(f"{P}/changes/{change}/lease").json() == winner
         claims = admin.get(f"{P}/events", params={"op": "claim"}).json()
-        assert [e["meta"]["holder"] for e in claims] == [winner["holder"]]
+        assert [e["meta"]["holder"] for e in claims] == [*first, winner["holder"]]
 
 
 # --------------------------------------------------------------------------- allocation
