@@ -25,7 +25,7 @@ from sqlalchemy import Connection
 from loom import metrics
 from loom.domain import leases as rules
 from loom.domain.timefmt import format_us
-from loom.errors import ArchivedConflict, LeaseConflict, NotFound, ValidationError
+from loom.errors import ArchivedConflict, LeaseConflict, LoomError, NotFound, ValidationError
 from loom.service._common import (
     change_not_found,
     require_live_change,
@@ -147,11 +147,11 @@ def _seen(
 
 
 def _decide_on_seen(decide: Callable[[], rules.LeaseOutcome]) -> rules.LeaseOutcome | None:
-    """The rules' decision on a remembered state, or None when it refuses or changes nothing
-    (then only the locked row may decide)."""
+    """The rules' decision on a remembered state, or None when they refuse (any refusal) or
+    change nothing: then only the locked row may decide, so no answer is ever a guess's."""
     try:
         outcome = decide()
-    except (LeaseConflict, ValidationError):
+    except LoomError:
         return None
     return outcome if outcome.changed else None
 
