@@ -42,21 +42,33 @@ class ActiveLease:
     fencing_token: int
 
 
+_LEASE_COLUMNS = (
+    "holder",
+    "acquired_us",
+    "expires_us",
+    "ttl_seconds",
+    "fencing_token",
+    "previous_holder",
+    "expiry_recorded",
+)
+"""A lease row's state columns, in ``_GET``/``_UPDATE``/``_INSERT`` order (the
+:class:`LeaseState` fields of the same names)."""
+
+
+_COLS = ", ".join(_LEASE_COLUMNS)
 _GET = _raw.SQL(
-    "SELECT holder, acquired_us, expires_us, ttl_seconds, fencing_token, previous_holder,"
-    " expiry_recorded FROM leases WHERE project_id = ? AND change_id = ?",
+    f"SELECT {_COLS} FROM leases WHERE project_id = ? AND change_id = ?",
     fast=True,
 )
 _UPDATE = _raw.SQL(
-    "UPDATE leases SET holder = ?, acquired_us = ?, expires_us = ?, ttl_seconds = ?,"
-    " fencing_token = ?, previous_holder = ?, expiry_recorded = ?"
-    " WHERE project_id = ? AND change_id = ?",
+    "UPDATE leases SET "
+    + ", ".join(f"{column} = ?" for column in _LEASE_COLUMNS)
+    + " WHERE project_id = ? AND change_id = ?",
     fast=True,
 )
 _INSERT = _raw.SQL(
-    "INSERT INTO leases (holder, acquired_us, expires_us, ttl_seconds, fencing_token,"
-    " previous_holder, expiry_recorded, project_id, change_id)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    f"INSERT INTO leases ({_COLS}, project_id, change_id)"
+    f" VALUES ({', '.join('?' for _ in range(len(_LEASE_COLUMNS) + 2))})",
     fast=True,
 )
 
@@ -121,19 +133,13 @@ def get_change_lease(
     return True, row[0], _state(row[2:])
 
 
+def _lease_values(state: LeaseState) -> tuple[Any, ...]:
+    return tuple(getattr(state, column) for column in _LEASE_COLUMNS)
+
+
 def _lease_params(state: LeaseState, project_id: int, change_id: str) -> tuple[Any, ...]:
     """``_UPDATE``'s and ``_INSERT``'s parameters."""
-    return (
-        state.holder,
-        state.acquired_us,
-        state.expires_us,
-        state.ttl_seconds,
-        state.fencing_token,
-        state.previous_holder,
-        bool(state.expiry_recorded),
-        project_id,
-        change_id,
-    )
+    return (*_lease_values(state), project_id, change_id)
 
 
 def save_lease(
@@ -191,15 +197,6 @@ def can_compare_and_save(conn: Connection) -> bool:
     return _raw.fresh_on_loop(conn)
 
 
-_LEASE_COLUMNS = (
-    "holder",
-    "acquired_us",
-    "expires_us",
-    "ttl_seconds",
-    "fencing_token",
-    "previous_holder",
-    "expiry_recorded",
-)
 _EVENT_CASTS = "?::integer, ?::varchar, ?::varchar, ?::varchar, ?::text, ?::bigint, ?::varchar"
 """One appended event's parameters (:func:`loom.store.events.event_rows` order), typed: in an
 ``INSERT … SELECT`` PostgreSQL does not infer them from the columns."""
@@ -248,7 +245,7 @@ def compare_and_save(
         project_id,
         change_id,
         *_lease_params(state, project_id, change_id),
-        *(getattr(seen, column) for column in _LEASE_COLUMNS),
+        *_lease_values(seen),
     ]
     for row in rows:
         params.extend(row)
