@@ -71,6 +71,14 @@ def _cost(
     return claim["change_id"], seen
 
 
+def _sent_along(ctx: ServiceContext) -> int:
+    """How many more statements than ``off`` ``prefer`` may run: the overlap check (SQLite).
+    PostgreSQL also reads the busy changes again after the requirement locks; each of the
+    two goes in one round trip with another statement (the holder's leases; the locks), so
+    both paths are four round trips there (tests/store/test_loop_writes.py counts them)."""
+    return 2 if ctx.db.engine.dialect.name == "postgresql" else 1
+
+
 def _compare(ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, bool]:
     """(statements with prefer, statements with off, whether prefer ran the overlap pass)
     for the same allocation."""
@@ -106,9 +114,10 @@ def test_busy_changes_without_requirements_one_extra_statement(
     # PostgreSQL: concurrent allocators do not see each other's uncommitted claims, so with
     # any requirement row in the project the overlap pass runs (tests/leases/
     # test_overlap_races.py races it); for a candidate without requirements it runs no more
-    # statements than the plain path (one pick, one lease read after the row lock).
+    # round trips than the plain path (the pick, the lease read after the row lock with the
+    # requirement locks and the busy changes read again).
     assert passed == (ctx.db.engine.dialect.name == "postgresql")
-    assert prefer <= off + 1
+    assert prefer <= off + _sent_along(ctx)
 
 
 def test_a_busy_requirement_turns_the_overlap_pass_on(
@@ -117,11 +126,12 @@ def test_a_busy_requirement_turns_the_overlap_pass_on(
     # With a busy change holding a requirement, prefer runs the overlap pass: one pick
     # statement (whose cost does not grow with the changes it passes over:
     # tests/store/test_overlap_allocation.py); PostgreSQL also reads the busy requirements
-    # again after try-locking the candidate's. Still at most one statement more than off.
+    # again after try-locking the candidate's. Still at most one statement more than off
+    # (PostgreSQL: two, each sent with another one).
     _push(ctx, "001-01_plain")
     _push(ctx, "001-02_idle", ("auth", _delta("Login")))
     _push(ctx, "001-09_busy", ("auth", _delta("Login")))
     leases.claim(ctx, PROJECT, "001-09_busy", "busy-agent", None)
     prefer, off, passed = _compare(ctx, monkeypatch)
     assert passed
-    assert prefer <= off + 1
+    assert prefer <= off + _sent_along(ctx)

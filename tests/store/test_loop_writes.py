@@ -335,6 +335,49 @@ def test_a_lease_request_on_the_loop_is_one_round_trip_once_its_lease_is_known(
     assert len(trips) == 2, trips  # never seen: lock and read, then write
 
 
+_DELTA = "## MODIFIED Requirements\n\n### Requirement: {}\nThe system SHALL do it.\n"
+
+
+@pytest.mark.parametrize("avoid_overlap", ["prefer", "off"])
+def test_an_allocation_on_the_loop_is_four_round_trips(
+    pg_app: tuple[TestClient, Database], monkeypatch: pytest.MonkeyPatch, avoid_overlap: str
+) -> None:
+    """With overlaps considered (the project has requirement rows, a busy change overlaps):
+    the holder's leases with the overlap check, the pick, the requirement locks with the
+    busy changes read again, the write with COMMIT. Without: the holder's leases, the
+    candidate (abandoned work, else the first open change: one statement), the lease read
+    after the row lock, the write with COMMIT. Each pair sent together is one round trip."""
+    client, _ = pg_app
+    for i, requirement in enumerate(["Shared", "Shared", "Own", "Other"], start=1):
+        r = client.post(
+            f"{P}/changes/001-0{i}_c{i}/sync",
+            json={
+                "proposal": "# p\n",
+                "tasks": "- [ ] 1.1 t\n",
+                "specs": [["cap", _DELTA.format(requirement)]],
+            },
+            headers=H,
+        )
+        assert r.status_code == 200, r.text
+    busy = client.post(f"{P}/allocate", json={"holder": "busy", "ttl_seconds": 600}, headers=H)
+    assert busy.json()["claim"]["change_id"] == "001-01_c1"
+    body = {"holder": "agent", "ttl_seconds": 60, "avoid_overlap": avoid_overlap}
+    expected = "001-03_c3" if avoid_overlap == "prefer" else "001-02_c2"
+    for _ in range(2):  # the second time every statement is prepared
+        trips = _trips(monkeypatch)
+        r = client.post(f"{P}/allocate", json=body, headers=H)
+        claim = r.json()["claim"]
+        assert claim["change_id"] == expected, r.text
+        assert len(trips) == 4, trips
+        monkeypatch.undo()
+        r = client.post(
+            f"{P}/changes/{expected}/release",
+            json={"holder": "agent"},
+            headers={**H, "X-Loom-Fencing-Token": str(claim["fencing_token"])},
+        )
+        assert r.status_code == 200, r.text
+
+
 def _lease_row(url: str, change: str) -> tuple[Any, ...]:
     engine = create_engine(url, poolclass=NullPool)
     try:

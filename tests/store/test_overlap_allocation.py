@@ -162,9 +162,10 @@ def test_a_requirement_another_allocator_is_locking_passes_over_its_changes_at_o
             claim = leases.allocate(ctx, PROJECT, "agent", None, avoid_overlap=mode)["claim"]
         assert claim is not None and claim["change_id"] == "002-01_logout"
         # held_by, the overlap check, the pick (001-001), its lock attempt (auth/Login is
-        # taken), the pick with auth/Login counted busy (002-01), its locks, the busy
-        # requirements read again, the lease write.
-        assert len(seen) == 8, seen
+        # taken) with the busy requirements read again (sent with it, unused), the pick with
+        # auth/Login counted busy (002-01), its locks and the busy requirements read again,
+        # the lease write.
+        assert len(seen) == 9, seen
         second = leases.allocate(ctx, PROJECT, "agent-2", None, avoid_overlap=mode)["claim"]
         assert second is not None and second["change_id"] == "003-01_notes"
         third = leases.allocate(ctx, PROJECT, "agent-3", None, avoid_overlap=mode)["claim"]

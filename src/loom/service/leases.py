@@ -39,13 +39,16 @@ from loom.store.leases import (
     compare_and_save,
     get_change_lease,
     get_lease,
-    held_by,
     list_active,
     next_candidate,
     save_lease,
 )
-from loom.store.overlap_allocation import busy_overlaps, first_without_overlap, lock_requirements
-from loom.store.requirements import any_busy_requirement, any_requirement
+from loom.store.overlap_allocation import (
+    busy_overlaps,
+    first_without_overlap,
+    held_and_overlap_possible,
+    lock_requirements,
+)
 
 __all__ = [
     "AVOID_OVERLAP",
@@ -467,7 +470,17 @@ def allocate(
     pid = write_pid(ctx, project)
     with ctx.db.write() as conn:
         now = ctx.now_us()
-        mine = held_by(conn, pid, holder, now, module=module, change_ids=changes)
+        # One cheap check with the first; when it says no overlap is possible, allocation is
+        # exactly the plain path.
+        mine, overlap = held_and_overlap_possible(
+            conn,
+            pid,
+            holder,
+            now,
+            module=module,
+            change_ids=changes,
+            overlaps=avoid_overlap != "off",
+        )
         if mine is not None:
             require_live_change(conn, pid, mine)
             stored = get_lease(conn, pid, mine)
@@ -476,12 +489,10 @@ def allocate(
             renewed = _apply_claim(
                 ctx, conn, pid, mine, holder, renewal, now, allocate=True, stored=stored, by=by
             )
-            if avoid_overlap != "off" and _overlap_possible(conn, pid, now):
+            if overlap:
                 renewed = _with_overlaps(conn, pid, renewed, now)
             return {"claim": renewed}
-        # One cheap check first; when it says no overlap is possible, allocation is exactly
-        # the plain path.
-        if avoid_overlap != "off" and _overlap_possible(conn, pid, now):
+        if overlap:
             picked = _pick_without_overlap(ctx, conn, pid, holder, ttl, now, module, changes, by)
             if picked is not None:
                 metrics.ALLOCATIONS.labels("granted").inc()
@@ -503,22 +514,6 @@ ON_LOOP: frozenset[Callable[..., Any]] = frozenset({claim, heartbeat, release, a
 project id is known): on PostgreSQL they may run on the event loop without blocking it
 (:meth:`loom.store.engine.Database.run_write` ``on_loop``). tests/store/test_loop_writes.py
 checks that they run no blocking statement there."""
-
-
-def _overlap_possible(conn: Connection, pid: int, now: int) -> bool:
-    """Whether this allocation could hand out a change overlapping a busy one (one statement).
-
-    SQLite serialises writers, so only committed busy changes matter: is there a busy change
-    (leased or in progress) with an indexed requirement? PostgreSQL allocators run at once
-    and do not see each other's uncommitted claims: two could each take one change of an
-    overlapping pair although neither was busy when they started, so any requirement row in
-    the project turns the overlap pass (and its requirement try-locks) on there. A project
-    without requirement rows (changes without requirement deltas) takes the plain path on
-    both.
-    """
-    if conn.dialect.name == "postgresql":
-        return any_requirement(conn, pid)
-    return any_busy_requirement(conn, pid, now)
 
 
 def _next_free(
@@ -588,9 +583,7 @@ def _pick_without_overlap(
                 # Another allocator is claiming a change with this requirement: every
                 # change touching it is passed over too, not tried one by one.
                 taken.append(locks.taken)
-            if not locks.free or (
-                locks.has_requirements and busy_overlaps(conn, pid, change_id, now)
-            ):
+            if not locks.free or (locks.has_requirements and locks.overlaps):
                 tried.append(change_id)
                 continue
         # Free: SQLite serialises writers; PostgreSQL read the lease after the row lock.

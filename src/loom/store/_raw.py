@@ -31,6 +31,7 @@ __all__ = [
     "execute",
     "execute_deferred",
     "executemany",
+    "fetch_together",
     "fetchall",
     "fetchone",
     "flush_deferred",
@@ -373,6 +374,30 @@ def fetchall(conn: Connection, stmt: SQL, params: Sequence[Any]) -> list[tuple[A
     rows = [tuple(r) for r in cur.fetchall()]
     cur.close()
     return rows
+
+
+def fetch_together(
+    conn: Connection, batch: Sequence[tuple[SQL, Sequence[Any]]]
+) -> list[list[tuple[Any, ...]]]:
+    """Run the statements of ``batch`` in order and return each one's rows.
+
+    On the event loop (PostgreSQL, every statement ``fast``) they go in one round trip, with
+    the writes held back before them: a pipeline, which PostgreSQL runs one statement after
+    the other, each with a snapshot of its own taken when it starts (READ COMMITTED), so a
+    statement sees what was committed before it started, the same as when each is sent
+    alone. The first failure is raised; the statements after it did not run. Elsewhere
+    they run one by one."""
+    if (
+        conn.dialect.name == "postgresql"
+        and _loopio.on_loop()
+        and all(stmt.fast for stmt, _ in batch)
+    ):
+        pending = conn.info.pop(_DEFERRED, None) or []
+        statements = [*pending, *((stmt, [_param(p) for p in params]) for stmt, params in batch)]
+        with _operational(batch[0][0].qmark):
+            results = _on_loop(conn, statements, None)
+        return [_pg_rows(result) for result in results[len(pending) :]]
+    return [fetchall(conn, stmt, params) for stmt, params in batch]
 
 
 def executemany(conn: Connection, stmt: SQL, rows: Sequence[Sequence[Any]]) -> None:

@@ -22,14 +22,25 @@ from loom.domain.leases import LeaseState
 from loom.store import _raw
 from loom.store.leases import (
     ABANDONED_SQL,
-    MODULE_FILTERS,
+    HELD_SQL,
     OPEN_SQL,
     PG_LOCK,
+    candidate_filters,
+    first_held,
+    held_by,
+    held_params,
     lease_state,
-    module_kind,
 )
+from loom.store.requirements import ANY_REQUIREMENT_SQL, any_busy_requirement
 
-__all__ = ["RequirementLocks", "busy_overlaps", "first_without_overlap", "lock_requirements"]
+__all__ = [
+    "RequirementLocks",
+    "busy_overlaps",
+    "first_without_overlap",
+    "held_and_overlap_possible",
+    "lock_requirements",
+    "overlap_possible",
+]
 
 # The requirements of busy changes: (change_id, capability, requirement). Four parameters:
 # project, project, now, project. Archived changes have no index rows, so a lease left on
@@ -98,16 +109,9 @@ def _with_busy(pg: bool, taken: int = 0) -> str:
 def _filters(
     module: str | None, change_ids: Sequence[str] | None, exclude: Sequence[str]
 ) -> tuple[str, list[object]]:
-    """The candidate filters after ``c.project_id = ?`` and their parameters."""
-    kind = module_kind(module)
-    text = MODULE_FILTERS[kind]
-    params: list[object] = [] if module is None else [module]
-    if change_ids is not None:
-        text += f" AND c.change_id IN ({', '.join('?' for _ in change_ids)})"
-        params.extend(change_ids)
-    if exclude:
-        text += f" AND c.change_id NOT IN ({', '.join('?' for _ in exclude)})"
-        params.extend(exclude)
+    """The candidate filters after ``c.project_id = ?`` and their parameters, with
+    ``{free}`` where the overlap filter goes."""
+    text, params = candidate_filters(module, change_ids, exclude)
     return text + "{free}", params
 
 
@@ -218,21 +222,40 @@ class RequirementLocks(NamedTuple):
     """Its lease row as committed now."""
     taken: tuple[str, str] | None
     """A requirement (capability, name) whose lock another transaction holds."""
+    overlaps: list[str]
+    """The busy changes sharing a requirement with it, read after the locks
+    (:func:`busy_overlaps`)."""
 
 
 def lock_requirements(
     conn: Connection, project_id: int, change_id: str, now_us: int
 ) -> RequirementLocks:
-    """PostgreSQL (one statement): lock the candidate's requirements (see above)."""
-    row = _raw.fetchone(conn, _PG_LOCK_REQUIREMENTS, (now_us, now_us, project_id, change_id))
-    assert row is not None
+    """PostgreSQL: lock the candidate's requirements (see above), then read the busy changes
+    it overlaps again (:func:`busy_overlaps`): two statements in one round trip, the second
+    run after the first with a snapshot of its own, so it sees every claim committed before
+    our locks were taken (a competitor that commits later must take them first)."""
+    locking = (now_us, now_us, project_id, change_id)
+    found, overlapping = _raw.fetch_together(
+        conn,
+        [
+            (_PG_LOCK_REQUIREMENTS, locking),
+            (_OVERLAPS, _overlaps_params(project_id, change_id, now_us)),
+        ],
+    )
+    row = found[0]
     stored = None if row[0] is None else lease_state(row[1:8])
     taken = None
     if row[10] is not None:
         # Capability names are path segments (no line break): the first one splits the two.
         capability, _, requirement = str(row[10]).partition("\n")
         taken = (capability, requirement)
-    return RequirementLocks(not row[9] and taken is None, bool(row[8]), stored, taken)
+    return RequirementLocks(
+        not row[9] and taken is None,
+        bool(row[8]),
+        stored,
+        taken,
+        [str(r[0]) for r in overlapping],
+    )
 
 
 # Both sides materialised first (the change's own requirements by primary-key prefix, the busy
@@ -254,8 +277,54 @@ def busy_overlaps(conn: Connection, project_id: int, change_id: str, now_us: int
     """The busy changes (other than ``change_id``) sharing a requirement with it (one
     statement)."""
     sql = _OVERLAPS if conn.dialect.name == "postgresql" else _SQLITE_OVERLAPS
-    params = (project_id, project_id, now_us, project_id, project_id, change_id, change_id)
+    params = _overlaps_params(project_id, change_id, now_us)
     return [str(r[0]) for r in _raw.fetchall(conn, sql, params)]
+
+
+def _overlaps_params(project_id: int, change_id: str, now_us: int) -> tuple[object, ...]:
+    return (project_id, project_id, now_us, project_id, project_id, change_id, change_id)
+
+
+def overlap_possible(conn: Connection, project_id: int, now_us: int) -> bool:
+    """Whether an allocation could hand out a change overlapping a busy one (one statement).
+
+    SQLite serialises writers, so only committed busy changes matter: is there a busy change
+    (leased or in progress) with an indexed requirement? PostgreSQL allocators run at once
+    and do not see each other's uncommitted claims: two could each take one change of an
+    overlapping pair although neither was busy when they started, so any requirement row in
+    the project turns the overlap pass (and its requirement try-locks) on there. A project
+    without requirement rows (changes without requirement deltas) takes the plain path on
+    both.
+    """
+    if conn.dialect.name == "postgresql":
+        return bool(_raw.fetchall(conn, ANY_REQUIREMENT_SQL, (project_id,)))
+    return any_busy_requirement(conn, project_id, now_us)
+
+
+def held_and_overlap_possible(
+    conn: Connection,
+    project_id: int,
+    holder: str,
+    now_us: int,
+    *,
+    module: str | None,
+    change_ids: Sequence[str] | None,
+    overlaps: bool,
+) -> tuple[str | None, bool]:
+    """An allocation's first questions: :func:`loom.store.leases.held_by` (the change the
+    holder already holds, if any) and, when ``overlaps``, :func:`overlap_possible` (False
+    when not asked). On PostgreSQL the first statement of each goes in one round trip; the
+    answers are the same as asking one after the other (the second does not depend on the
+    first, and on PostgreSQL it reads no lease)."""
+    if not overlaps or conn.dialect.name != "postgresql":
+        mine = held_by(conn, project_id, holder, now_us, module=module, change_ids=change_ids)
+        return mine, overlaps and overlap_possible(conn, project_id, now_us)
+    held, any_requirement = _raw.fetch_together(
+        conn,
+        [(HELD_SQL, held_params(project_id, holder, now_us)), (ANY_REQUIREMENT_SQL, (project_id,))],
+    )
+    mine = first_held(conn, project_id, held, module=module, change_ids=change_ids)
+    return mine, bool(any_requirement)
 
 
 # The pick statements of the commonest allocations (no filter, a module filter), built at

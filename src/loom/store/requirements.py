@@ -12,6 +12,7 @@ from loom.domain.specs import RequirementRef
 from loom.store import _raw
 
 __all__ = [
+    "ANY_REQUIREMENT_SQL",
     "ActiveIndex",
     "active_index",
     "any_busy_requirement",
@@ -148,14 +149,16 @@ def any_busy_requirement(conn: Connection, project_id: int, now_us: int) -> bool
     return row is not None
 
 
-_ANY_REQUIREMENT = _raw.SQL(
+ANY_REQUIREMENT_SQL = _raw.SQL(
     "SELECT 1 FROM change_requirements WHERE project_id = ? LIMIT 1", fast=True
 )
+"""Some change of the project has an indexed requirement (a row or none). One parameter:
+the project."""
 
 
 def any_requirement(conn: Connection, project_id: int) -> bool:
     """True when some change of the project has an indexed requirement (one index probe)."""
-    return _raw.fetchone(conn, _ANY_REQUIREMENT, (project_id,)) is not None
+    return _raw.fetchone(conn, ANY_REQUIREMENT_SQL, (project_id,)) is not None
 
 
 _SHARED_WITH = _raw.SQL(
