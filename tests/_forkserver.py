@@ -15,6 +15,10 @@ test what it used from :class:`subprocess.Popen` (``pid``, ``poll``, ``wait``,
 ``send_signal``, ``kill``, ``terminate``, ``returncode``, ``stderr``): the fork server reaps
 the child and sends its exit status on the connection that asked for it.
 
+CLI commands a test runs to completion go the same way (:func:`run_loom`, in place of
+``subprocess.run``): a ``loom token create`` then costs its own work, not the second of CPU
+its imports take.
+
 ``LOOM_TEST_FORKSERVER=0`` starts every process with a plain ``subprocess.Popen`` instead.
 Tests that must see a process start from ``exec`` (the wheel install, ``serve``'s command-line
 checks) use ``subprocess`` themselves.
@@ -263,17 +267,40 @@ class _ForkServer:
         stderr = open(read_end, encoding="utf-8") if read_end is not None else None  # noqa: SIM115
         return ForkedProcess(["loom", *args], conn, pid, stderr)
 
+    def run(
+        self, args: list[str], env: dict[str, str], cwd: str | None, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        path = self._ensure()
+        with (
+            open(os.devnull, "rb") as stdin,
+            tempfile.TemporaryFile() as out,
+            tempfile.TemporaryFile() as err,
+        ):
+            conn, pid = _ask(path, args, env, [stdin.fileno(), out.fileno(), err.fileno()], cwd)
+            proc = ForkedProcess(["loom", *args], conn, pid, None)
+            try:
+                code = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(
+                proc.args, code, out.read().decode(), err.read().decode()
+            )
+
 
 def _ask(
-    path: str, args: list[str], env: dict[str, str], fds: list[int]
+    path: str, args: list[str], env: dict[str, str], fds: list[int], cwd: str | None = None
 ) -> tuple[socket.socket, int]:
-    """Ask the fork server at ``path`` to run ``python -m loom *args`` with ``env``, this
-    process's working directory and ``fds`` as its stdin, stdout and stderr: (the connection
-    on which its exit status will come, its pid)."""
+    """Ask the fork server at ``path`` to run ``python -m loom *args`` with ``env``, ``cwd``
+    (default: this process's working directory) and ``fds`` as its stdin, stdout and
+    stderr: (the connection on which its exit status will come, its pid)."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         conn.connect(path)
-        request = {"args": args, "env": env, "cwd": os.getcwd()}
+        request = {"args": args, "env": env, "cwd": cwd or os.getcwd()}
         socket.send_fds(conn, [json.dumps(request).encode()], fds)
         reply = conn.recv(256).decode()
         if not reply.startswith("pid "):
@@ -337,6 +364,27 @@ def spawn_loom(args: list[str], env: dict[str, str]) -> ForkedProcess | subproce
             env=env,
         )
     return _SERVER.spawn(args, env, stderr_pipe=True)
+
+
+def run_loom(
+    args: list[str], env: dict[str, str], *, cwd: str | Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python -m loom *args`` run to completion, as ``subprocess.run(..., capture_output=True,
+    text=True, check=False)`` would (stdin on /dev/null; :class:`subprocess.TimeoutExpired`
+    after ``timeout`` seconds, the process killed): a fork of the pre-imported interpreter,
+    so a CLI command costs its own work, not a second of imports."""
+    if not ENABLED:
+        return subprocess.run(
+            [sys.executable, "-m", "loom", *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    return _SERVER.run(args, env, None if cwd is None else str(cwd), timeout)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from _forkserver import run_loom
 from conftest import ADMIN, ORG, REPO, auth, start_server
 
 pytestmark = pytest.mark.slow
@@ -23,14 +23,7 @@ CLIENTS = 8
 
 def loom(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "loom", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    return run_loom(list(args), env, timeout=120)
 
 
 class Load:

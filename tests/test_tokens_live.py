@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -23,6 +22,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from _forkserver import run_loom
 from api.routes_table import EVENT
 from conftest import (
     ADMIN,
@@ -66,23 +66,8 @@ def workers2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 def loom_cli(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "ITO_"))}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loom",
-            *args,
-            "--data-dir",
-            str(server.data_dir),
-            "--database-url",
-            server.database_url,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    extra = ["--data-dir", str(server.data_dir), "--database-url", server.database_url]
+    return run_loom([*args, *extra], env)
 
 
 def scrape(server: LiveServer) -> dict[str, list[Any]]:

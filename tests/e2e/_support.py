@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from _forkserver import run_loom
 from conftest import NO_CA
 
 __all__ = ["LoomProcess", "api_get", "artifact_files", "clean_env"]
@@ -35,17 +35,8 @@ class LoomProcess:
     def __call__(
         self, *args: str, code: int = 0, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "loom", *args]
         self.calls.append(list(args))
-        done = subprocess.run(
-            argv,
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        done = run_loom(list(args), self.env, cwd=self.cwd, timeout=timeout)
         assert done.returncode == code, (
             f"loom {' '.join(args)} -> {done.returncode} (wanted {code})\n"
             f"stdout: {done.stdout}\nstderr: {done.stderr}"
