@@ -20,7 +20,6 @@ __all__ = [
     "HELD_SQL",
     "MODULE_FILTERS",
     "OPEN_SQL",
-    "PG_LOCK",
     "ActiveLease",
     "can_compare_and_save",
     "candidate_filters",
@@ -33,6 +32,7 @@ __all__ = [
     "list_active",
     "module_kind",
     "next_candidate",
+    "pg_first_candidate",
     "save_lease",
 ]
 
@@ -380,7 +380,6 @@ def _candidate_sql(template: str, filters: str) -> _raw.SQL:
 # ``{lock}``), for the overlap-aware pass (:mod:`loom.store.overlap_allocation`).
 ABANDONED_SQL = _ABANDONED.format(filters="{filters}", order=_ORDER, lock="{lock}")
 OPEN_SQL = _OPEN.format(filters="{filters}", order=_ORDER, lock="{lock}")
-PG_LOCK = _PG_LOCK
 MODULE_FILTERS = _MODULE_FILTERS
 lease_state = _state
 
@@ -435,19 +434,24 @@ def next_candidate(
     return None
 
 
-@functools.lru_cache(maxsize=64)
-def _pg_candidate(filters: str) -> _raw.SQL:
-    """PostgreSQL, one statement (one round trip): the first abandoned candidate (``a``), and
-    only when there is none (a one-time filter: the second scan does not even start) the
-    first open one; each locks the one row it returns (``FOR UPDATE OF c SKIP LOCKED``), so
-    the statement locks exactly one row, as the two statements it replaces did."""
+def pg_first_candidate(filters: str) -> str:
+    """PostgreSQL, the candidate query after its ``WITH``: the first abandoned candidate
+    (``a``), and only when there is none (a one-time filter: the second scan does not even
+    start) the first open one; each locks the one row it returns (``FOR UPDATE OF c SKIP
+    LOCKED``), so the query locks exactly one row. Its parameters: the candidate parameters
+    twice (project, the filters', now)."""
     abandoned = _ABANDONED.format(filters=filters, order=_ORDER, lock=_PG_LOCK)
     open_ = _OPEN.format(filters=filters, order=_ORDER, lock=_PG_LOCK)
-    return _raw.SQL(
-        f"WITH a AS ({abandoned}) SELECT change_id FROM a UNION ALL SELECT change_id"
-        f" FROM ({open_}) o WHERE NOT EXISTS (SELECT 1 FROM a)",
-        fast=True,
+    return (
+        f"a AS ({abandoned}) SELECT change_id FROM a UNION ALL SELECT change_id"
+        f" FROM ({open_}) o WHERE NOT EXISTS (SELECT 1 FROM a)"
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_candidate(filters: str) -> _raw.SQL:
+    """PostgreSQL, one statement (one round trip) where SQLite runs two."""
+    return _raw.SQL(f"WITH {pg_first_candidate(filters)}", fast=True)
 
 
 _PG_CANDIDATE = {kind: _pg_candidate(f) for kind, f in _MODULE_FILTERS.items()}

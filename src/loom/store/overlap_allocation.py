@@ -24,12 +24,12 @@ from loom.store.leases import (
     ABANDONED_SQL,
     HELD_SQL,
     OPEN_SQL,
-    PG_LOCK,
     candidate_filters,
     first_held,
     held_by,
     held_params,
     lease_state,
+    pg_first_candidate,
 )
 from loom.store.requirements import ANY_REQUIREMENT_SQL, any_busy_requirement
 
@@ -138,13 +138,7 @@ def _pg_pick(filters: str, taken: int) -> _raw.SQL:
     locks the one row it returns. ``taken``: how many requirements locked by other
     allocators count as busy."""
     filters = filters.replace("{free}", _FREE_OF_BUSY["postgresql"])
-    abandoned = ABANDONED_SQL.format(filters=filters, lock=PG_LOCK)
-    open_ = OPEN_SQL.format(filters=filters, lock=PG_LOCK)
-    return _raw.SQL(
-        _with_busy(True, taken)[:-1] + f", a AS ({abandoned}) SELECT change_id FROM a"
-        f" UNION ALL SELECT change_id FROM ({open_}) o WHERE NOT EXISTS (SELECT 1 FROM a)",
-        fast=True,
-    )
+    return _raw.SQL(_with_busy(True, taken)[:-1] + f", {pg_first_candidate(filters)}", fast=True)
 
 
 def first_without_overlap(
