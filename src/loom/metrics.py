@@ -127,6 +127,17 @@ DB_LOOP_WRITES = Counter(
     "PostgreSQL: write transactions run on the event loop (lease requests), not on a writer "
     "thread.",
 )
+DB_COMMIT_GROUPS = Histogram(
+    "loom_db_commit_group_size",
+    "PostgreSQL: lease writes committed together, per commit (the lease requests that reach "
+    "their write in one turn of the event loop share one round trip and one commit).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+DB_COMMIT_GROUPS_SPLIT = Counter(
+    "loom_db_commit_groups_split",
+    "PostgreSQL: commit groups in which a statement failed: rolled back whole, then each "
+    "statement sent again alone.",
+)
 DB_LOOP_BLOCKING = Counter(
     "loom_db_loop_blocking_statements",
     "PostgreSQL: statements that held the event loop for their round trip (a project's "

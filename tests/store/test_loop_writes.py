@@ -622,3 +622,163 @@ def test_db_pool_size_bounds_a_servers_postgresql_connections(pg_url: str, tmp_p
         stop.set()
         engine.dispose()
         server.stop()
+
+
+def _commit_alone_project(db: Database, org: str, repo: str) -> Any:
+    """A request whose transaction is one commit_alone statement (a new project row)."""
+
+    def work() -> list[tuple[Any, ...]]:
+        with db.write() as conn:
+            return _raw.commit_alone(conn, _NEW_PROJECT, (org, repo), order=(org, repo))
+
+    return db.run_write(work, on_loop=True)
+
+
+def _projects_of(db: Database, org: str) -> list[str]:
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(projects.c.repo).where(projects.c.org == org))
+        return sorted(str(r[0]) for r in rows)
+
+
+def _group_sizes() -> tuple[float, float, float]:
+    """(commit groups, statements in them, groups split after a failure) in this process."""
+    count = REGISTRY.get_sample_value("loom_db_commit_group_size_count") or 0.0
+    total = REGISTRY.get_sample_value("loom_db_commit_group_size_sum") or 0.0
+    split = REGISTRY.get_sample_value("loom_db_commit_groups_split_total") or 0.0
+    return count, total, split
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_statements_committed_alone_in_one_turn_share_one_round_trip_and_one_commit(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five requests reaching commit_alone in the same turn of the loop: one round trip
+    carries the five statements (one implicit transaction), each request gets its own row
+    back, all five are committed."""
+    assert asyncio.run(db.warm_loop_connections()) >= 3  # no request waits to connect
+    trips = _trips(monkeypatch)
+    before = _group_sizes()
+
+    async def five() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                *(_commit_alone_project(db, "group", f"r{i}") for i in (3, 1, 4, 0, 2))
+            )
+        )
+
+    assert asyncio.run(five()) == [[], [], [], [], []]
+    assert len(trips) == 1, trips  # the five (prepared first where needed), one sync point
+    after = _group_sizes()
+    assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (1, 5, 0)
+    assert _projects_of(db, "group") == [f"r{i}" for i in range(5)]
+    assert len(db._loop_free) == db._loop_open
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_failing_statement_splits_its_group_and_each_other_one_is_committed_alone(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One of three statements of a group fails (a duplicate project): the group's
+    transaction rolls back whole, then each statement is sent again alone: the two others
+    are committed, the failing one raises its own error, exactly as if sent apart."""
+    assert asyncio.run(db.warm_loop_connections()) >= 3  # no request waits to connect
+    asyncio.run(_commit_alone_project(db, "split", "taken"))
+    trips = _trips(monkeypatch)
+    before = _group_sizes()
+
+    async def three() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                _commit_alone_project(db, "split", "a"),
+                _commit_alone_project(db, "split", "taken"),
+                _commit_alone_project(db, "split", "b"),
+                return_exceptions=True,
+            )
+        )
+
+    first, duplicate, last = asyncio.run(three())
+    assert first == [] and last == []
+    assert isinstance(duplicate, psycopg.errors.UniqueViolation)
+    assert len(trips) == 4, trips  # the group, then the three one by one
+    assert _group_sizes()[2] - before[2] == 1
+    assert _projects_of(db, "split") == ["a", "b", "taken"]
+    assert len(db._loop_free) == db._loop_open
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_group_whose_first_request_is_cancelled_still_answers_the_others(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group runs on its first member's connection. That request cancelled while the
+    group is in flight: the other members still get their answers, and the connection goes
+    back to the pool (or is dropped) only once the group is done, never under it."""
+    assert asyncio.run(db.warm_loop_connections()) >= 3  # no request waits to connect
+    real = _loopio.execute
+    sent = asyncio.Event()
+    release = asyncio.Event()
+
+    async def held(pg: Any, statements: Any) -> Any:
+        sent.set()
+        await release.wait()
+        return await real(pg, statements)
+
+    monkeypatch.setattr(_loopio, "execute", held)
+
+    async def scenario() -> tuple[list[Any], bool]:
+        owner = asyncio.ensure_future(_commit_alone_project(db, "cancel", "owner"))
+        others = [
+            asyncio.ensure_future(_commit_alone_project(db, "cancel", f"other-{i}"))
+            for i in range(2)
+        ]
+        await sent.wait()
+        owner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await owner
+        in_use_during_group = len(db._loop_free) < db._loop_open
+        release.set()
+        return list(await asyncio.gather(*others)), in_use_during_group
+
+    answers, in_use_during_group = asyncio.run(scenario())
+    assert answers == [[], []]
+    assert in_use_during_group  # the owner's connection was not given back under the group
+    assert _projects_of(db, "cancel") == ["other-0", "other-1", "owner"]
+    assert len(db._loop_free) == db._loop_open
+
+
+def test_simultaneous_claims_of_remembered_leases_are_each_decided_once(
+    pg_app: tuple[TestClient, Database],
+) -> None:
+    """Leases this process has seen are claimed as compare-and-sets, which requests arriving
+    together commit as a group: 8 changes, each claimed at once by 3 agents (24 requests
+    interleaved on one loop): per change exactly one 200 and two 409s, each winner's fencing
+    token one more than the last, and the stored lease is the winner's."""
+    client, db = pg_app
+    changes = [f"001-{i:02d}_g{i}" for i in range(1, 9)]
+    _push(client, *changes)
+    for change in changes:  # seen, released: the next claims are compare-and-sets
+        for route in ("claim", "release"):
+            r = client.post(f"{P}/changes/{change}/{route}", json={"holder": "warm"}, headers=H)
+            assert r.status_code == 200, r.text
+    start = threading.Barrier(24)
+    answers: dict[tuple[str, str], Any] = {}
+
+    def claim(change: str, holder: str) -> None:
+        start.wait()
+        answers[change, holder] = client.post(
+            f"{P}/changes/{change}/claim", json={"holder": holder}, headers=H
+        )
+
+    with ThreadPoolExecutor(24) as pool:
+        for change in changes:
+            for holder in ("x", "y", "z"):
+                pool.submit(claim, change, holder)
+    assert len(answers) == 24
+    for change in changes:
+        mine = {h: answers[change, h] for h in ("x", "y", "z")}
+        codes = sorted(a.status_code for a in mine.values())
+        assert codes == [200, 409, 409], {h: a.text for h, a in mine.items()}
+        (winner,) = [h for h, a in mine.items() if a.status_code == 200]
+        assert mine[winner].json()["fencing_token"] == 2
+        lease = client.get(f"{P}/changes/{change}/lease", headers=H).json()
+        assert (lease["holder"], lease["fencing_token"]) == (winner, 2)
+    assert len(db._loop_free) == db._loop_open

@@ -10,11 +10,12 @@ holds — same connection, same transaction, same commit/rollback. Statements ar
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -22,6 +23,7 @@ from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
+from loom import metrics
 from loom.store import _loopio
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "fetchone",
     "flush_deferred",
     "fresh_on_loop",
+    "group_running",
     "prepare_known",
 ]
 
@@ -184,9 +187,29 @@ def _on_loop(
     begin = (
         not implicit and pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit
     )
+    statements, prepares, ran = _statements(names, pending, begin=begin)
+    if last is not None:
+        statements.append((last, []))
+        ran.append(len(statements) - 1)
+    results = _loopio.await_(_loopio.execute(pg, statements))
+    _note_prepared(names, results, prepares)
+    for result in results:
+        _check(result, encoding)
+    return [results[index] for index in ran]
+
+
+def _statements(
+    names: dict[bytes, bytes],
+    pending: Sequence[tuple[SQL, list[bytes | None]]],
+    *,
+    begin: bool = False,
+) -> tuple[list[_loopio.Statement], list[tuple[int, bytes, bytes]], list[int]]:
+    """The libpq steps for ``pending`` on a session with the prepared ``names``: (the steps,
+    BEGIN first if ``begin``, each statement by name and prepared first where needed; the
+    preparations as (result index, text, name); the result index of each statement)."""
     statements: list[_loopio.Statement] = [(b"BEGIN", [])] if begin else []
-    prepares: list[tuple[int, bytes, bytes]] = []  # (result index, text, name)
-    ran: list[int] = []  # the result index of each pending statement
+    prepares: list[tuple[int, bytes, bytes]] = []
+    ran: list[int] = []
     for stmt, values in pending:
         name, prepare = _name_for(names, stmt)
         if name is None:
@@ -197,16 +220,15 @@ def _on_loop(
                 statements.append(_loopio.Prepare(name, stmt.dollar))
             statements.append(_loopio.RunPrepared(name, values))
         ran.append(len(statements) - 1)
-    if last is not None:
-        statements.append((last, []))
-        ran.append(len(statements) - 1)
-    results = _loopio.await_(_loopio.execute(pg, statements))
+    return statements, prepares, ran
+
+
+def _note_prepared(
+    names: dict[bytes, bytes], results: Sequence[Any], prepares: list[tuple[int, bytes, bytes]]
+) -> None:
     for index, text, name in prepares:
         if results[index].status == ExecStatus.COMMAND_OK:
             names[text] = name
-    for result in results:
-        _check(result, encoding)
-    return [results[index] for index in ran]
 
 
 _DEFERRED = "loom_deferred_writes"
@@ -266,16 +288,122 @@ def fresh_on_loop(conn: Connection) -> bool:
     return bool(dbapi.pgconn.transaction_status == TransactionStatus.IDLE)
 
 
-def commit_alone(conn: Connection, stmt: SQL, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+def commit_alone(
+    conn: Connection, stmt: SQL, params: Sequence[Any], *, order: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
     """Run the ``fast`` statement ``stmt`` as a transaction of its own (:func:`fresh_on_loop`
     must hold): sent without BEGIN, it is PostgreSQL's implicit transaction, committed
     before the answer comes back, in one round trip. Returns its rows. The connection is
     idle afterwards: the caller's transaction goes on with a new one (the next statement's
-    BEGIN). A failure rolls back and is raised, as for any statement."""
+    BEGIN). A failure rolls back and is raised, as for any statement.
+
+    Such statements of the requests that reach this point in one turn of the event loop are
+    sent together (a *commit group*, :func:`_run_group`): one round trip and one commit for
+    all of them. ``order`` is the statement's place in a group (the rows it locks, in the
+    order every group locks them)."""
     assert stmt.fast and fresh_on_loop(conn)
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    gathering = _GATHERING.get(loop)
+    if gathering is None:
+        gathering = _GATHERING[loop] = []
+        loop.call_soon(_start_group, loop)
+    gathering.append(_Member(conn, stmt, [_param(p) for p in params], order, future))
     with _operational(stmt.qmark):
-        results = _on_loop(conn, [(stmt, [_param(p) for p in params])], None, implicit=True)
-    return _pg_rows(results[0])
+        result = _loopio.await_(future)
+        dbapi: Any = conn.connection.dbapi_connection
+        return _pg_rows(_check(result, dbapi.info.encoding))
+
+
+class _Member(NamedTuple):
+    """One request's statement waiting in a commit group."""
+
+    conn: Connection
+    stmt: SQL
+    values: list[bytes | None]
+    order: tuple[Any, ...]
+    future: asyncio.Future[Any]
+
+
+_GATHERING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Member]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per event loop: the :func:`commit_alone` statements of this turn, not sent yet."""
+
+_GROUP_TASK = "loom_commit_group"
+"""Key in a connection's ``info``: the commit group running on it (:func:`group_running`)."""
+
+
+def group_running(conn: Connection) -> asyncio.Task[None] | None:
+    """The commit group still running on ``conn``, if any: the connection must not be given
+    back (or closed) before it ends, even if its own request was cancelled meanwhile."""
+    task: asyncio.Task[None] | None = conn.info.get(_GROUP_TASK)
+    return None if task is None or task.done() else task
+
+
+def _start_group(loop: asyncio.AbstractEventLoop) -> None:
+    members = [m for m in _GATHERING.pop(loop, None) or () if not m.future.done()]
+    if members:
+        owner = members[0].conn  # every member's connection is idle; this one does the work
+        owner.info[_GROUP_TASK] = loop.create_task(_run_group(owner, members))
+
+
+async def _run_group(owner: Connection, members: list[_Member]) -> None:
+    """Send the members' statements on ``owner``'s connection and hand each its result.
+
+    Several: in one pipeline with one sync point and no BEGIN, so they are one implicit
+    transaction, committed by PostgreSQL at the sync point before it answers (one round
+    trip, one WAL flush), each statement with its own snapshot (READ COMMITTED) as if sent
+    apart. They run in ``order`` (each takes its change row's lock; groups take them in the
+    same order, so two groups never deadlock). If any fails, the whole group was rolled
+    back, nothing of it is committed, and each statement is sent again alone: every caller
+    gets exactly the outcome it would have had alone. A lost connection fails every member
+    whose statement had not come back."""
+    done: list[Any] = []  # the results so far, in ``members`` order
+    try:
+        dbapi: Any = owner.connection.dbapi_connection
+        pg = dbapi.pgconn
+        names = _prepared(dbapi)
+        if len(members) > 1:
+            members.sort(key=lambda m: m.order)
+            results = await _send_group(pg, names, members)
+            if all(result.status in _OK for result in results):
+                done = results
+                metrics.DB_COMMIT_GROUPS.observe(len(members))
+                return
+            metrics.DB_COMMIT_GROUPS_SPLIT.inc()
+        for member in members:  # alone, or one by one after the group failed
+            done.extend(await _send_group(pg, names, [member]))
+            metrics.DB_COMMIT_GROUPS.observe(1)
+    except BaseException as exc:
+        failure = (
+            exc
+            if isinstance(exc, Exception)
+            else psycopg.OperationalError("the connection's commit group was interrupted")
+        )
+        for member in members[len(done) :]:
+            if not member.future.done():
+                member.future.set_exception(failure)
+        if not isinstance(exc, Exception):
+            raise
+    finally:
+        # Answered only now: an answered request goes on at once (its COMMIT, its next
+        # statement), and the first member's connection is the one this group used.
+        owner.info.pop(_GROUP_TASK, None)
+        for member, result in zip(members, done, strict=False):
+            _deliver(member, result)
+
+
+async def _send_group(pg: Any, names: dict[bytes, bytes], members: list[_Member]) -> list[Any]:
+    statements, prepares, ran = _statements(names, [(m.stmt, m.values) for m in members])
+    results = await _loopio.execute(pg, statements)
+    _note_prepared(names, results, prepares)
+    return [results[index] for index in ran]
+
+
+def _deliver(member: _Member, result: Any) -> None:
+    if not member.future.done():  # not cancelled meanwhile
+        member.future.set_result(result)
 
 
 def end_on_loop(conn: Connection, *, commit: bool) -> None:

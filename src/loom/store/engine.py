@@ -544,7 +544,13 @@ class Database:
 
     def _give_back(self, conn: Connection, *, lost: bool) -> None:
         """Keep a loop connection for the next request, or drop it if it is not clean (or
-        the request ended in a connection failure, or was cancelled mid-way)."""
+        the request ended in a connection failure, or was cancelled mid-way). A connection
+        still sending a commit group (:func:`loom.store._raw.commit_alone`; its own request
+        was cancelled) is given back when the group is done."""
+        group = _raw.group_running(conn)
+        if group is not None:
+            group.add_done_callback(lambda _: self._give_back(conn, lost=lost))
+            return
         dbapi: Any = None if conn.closed or conn.invalidated else conn.connection.dbapi_connection
         pg = None if dbapi is None else dbapi.pgconn
         clean = (

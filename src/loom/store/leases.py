@@ -254,7 +254,9 @@ def compare_and_save(
     ]
     for row in rows:
         params.extend(row)
-    (written,) = _raw.commit_alone(conn, _compare_and_save_sql(len(rows)), params)
+    (written,) = _raw.commit_alone(
+        conn, _compare_and_save_sql(len(rows)), params, order=(project_id, change_id)
+    )
     if not written[0]:
         metrics.LEASE_GUESS_MOVED_ON.inc()
         return False
