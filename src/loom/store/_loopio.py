@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NamedTuple, TypeVar, cast
 
 import greenlet
@@ -150,18 +150,28 @@ def _send(pg: Any, statement: Statement) -> None:
         pg.send_query_params(*statement)
 
 
-async def execute(pg: Any, statements: Sequence[Statement]) -> list[Any]:
-    """Run ``statements`` on the non-blocking libpq connection ``pg`` and return their
-    results: one round trip for all of them (a libpq pipeline when there are several). After
+def execute(pg: Any, statements: Sequence[Statement]) -> Coroutine[Any, Any, list[Any]]:
+    """Send ``statements`` on the non-blocking libpq connection ``pg`` now (one round trip
+    for all of them: a libpq pipeline when there are several) and return the coroutine that
+    reads their results; await it at once (the connection is busy until it is done). After
     a failing statement, the later ones' results are ``PIPELINE_ABORTED``."""
     if len(statements) == 1:
         _send(pg, statements[0])
-        return await _communicate(pg, pipeline=False)
+        return _communicate(pg, pipeline=False)
     pg.enter_pipeline_mode()
     try:
         for statement in statements:
             _send(pg, statement)
         pg.pipeline_sync()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the caller drops pg
+            pg.exit_pipeline_mode()
+        raise
+    return _pipeline_results(pg)
+
+
+async def _pipeline_results(pg: Any) -> list[Any]:
+    try:
         results = await _communicate(pg, pipeline=True)
     except BaseException:
         with contextlib.suppress(Exception):  # results may be pending: the caller drops pg

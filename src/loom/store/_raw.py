@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import psycopg
@@ -342,14 +342,29 @@ def group_running(conn: Connection) -> asyncio.Task[None] | None:
 
 
 def _start_group(loop: asyncio.AbstractEventLoop) -> None:
+    """Send the statements gathered in the turn that just ended (here, not one more turn
+    later in a task: under load a turn of the loop is many requests' work), then read their
+    answers in a task."""
     members = [m for m in _GATHERING.pop(loop, None) or () if not m.future.done()]
-    if members:
-        owner = members[0].conn  # every member's connection is idle; this one does the work
-        owner.info[_GROUP_TASK] = loop.create_task(_run_group(owner, members))
+    if not members:
+        return
+    owner = members[0].conn  # every member's connection is idle; this one does the work
+    members.sort(key=lambda m: m.order)
+    try:
+        first = _send_group(owner, members)
+    except Exception as exc:  # nothing was sent, or the connection is lost
+        for member in members:
+            if not member.future.done():
+                member.future.set_exception(exc)
+        return
+    owner.info[_GROUP_TASK] = loop.create_task(_run_group(owner, members, first))
 
 
-async def _run_group(owner: Connection, members: list[_Member]) -> None:
-    """Send the members' statements on ``owner``'s connection and hand each its result.
+async def _run_group(
+    owner: Connection, members: list[_Member], first: Awaitable[list[Any]]
+) -> None:
+    """Hand each member the result of its statement, sent on ``owner``'s connection
+    (``first``: the answers of the first sending, all members together).
 
     Several: in one pipeline with one sync point and no BEGIN, so they are one implicit
     transaction, committed by PostgreSQL at the sync point before it answers (one round
@@ -361,19 +376,18 @@ async def _run_group(owner: Connection, members: list[_Member]) -> None:
     whose statement had not come back."""
     done: list[Any] = []  # the results so far, in ``members`` order
     try:
-        dbapi: Any = owner.connection.dbapi_connection
-        pg = dbapi.pgconn
-        names = _prepared(dbapi)
-        if len(members) > 1:
-            members.sort(key=lambda m: m.order)
-            results = await _send_group(pg, names, members)
-            if all(result.status in _OK for result in results):
-                done = results
-                metrics.DB_COMMIT_GROUPS.observe(len(members))
-                return
-            metrics.DB_COMMIT_GROUPS_SPLIT.inc()
-        for member in members:  # alone, or one by one after the group failed
-            done.extend(await _send_group(pg, names, [member]))
+        results = await first
+        if all(result.status in _OK for result in results):
+            done = results
+            metrics.DB_COMMIT_GROUPS.observe(len(members))
+            return
+        if len(members) == 1:
+            done = results  # its own failure, as if sent alone: it was
+            metrics.DB_COMMIT_GROUPS.observe(1)
+            return
+        metrics.DB_COMMIT_GROUPS_SPLIT.inc()
+        for member in members:  # one by one: the group was rolled back
+            done.extend(await _send_group(owner, [member]))
             metrics.DB_COMMIT_GROUPS.observe(1)
     except BaseException as exc:
         failure = (
@@ -394,11 +408,20 @@ async def _run_group(owner: Connection, members: list[_Member]) -> None:
             _deliver(member, result)
 
 
-async def _send_group(pg: Any, names: dict[bytes, bytes], members: list[_Member]) -> list[Any]:
+def _send_group(owner: Connection, members: list[_Member]) -> Awaitable[list[Any]]:
+    """Send the members' statements on ``owner``'s connection now; the awaitable reads
+    their results (one per member)."""
+    dbapi: Any = owner.connection.dbapi_connection
+    names = _prepared(dbapi)
     statements, prepares, ran = _statements(names, [(m.stmt, m.values) for m in members])
-    results = await _loopio.execute(pg, statements)
-    _note_prepared(names, results, prepares)
-    return [results[index] for index in ran]
+    sent = _loopio.execute(dbapi.pgconn, statements)
+
+    async def results() -> list[Any]:
+        answers = await sent
+        _note_prepared(names, answers, prepares)
+        return [answers[index] for index in ran]
+
+    return results()
 
 
 def _deliver(member: _Member, result: Any) -> None:
