@@ -634,6 +634,14 @@ def _commit_alone_project(db: Database, org: str, repo: str) -> Any:
     return db.run_write(work, on_loop=True)
 
 
+def _open_loop_connections(db: Database, count: int) -> None:
+    """Open loop connections (statements prepared) until the pool holds ``count``: then
+    requests started together reach their statements in the same turn of the loop."""
+    while db._loop_open < count:
+        db._loop_free.append(db._warm_connection())
+        db._loop_open += 1
+
+
 def _projects_of(db: Database, org: str) -> list[str]:
     with db.engine.connect() as conn:
         rows = conn.execute(select(projects.c.repo).where(projects.c.org == org))
@@ -649,28 +657,30 @@ def _group_sizes() -> tuple[float, float, float]:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_statements_committed_alone_in_one_turn_share_one_round_trip_and_one_commit(
+def test_statements_committed_alone_in_one_turn_share_round_trips_and_commits(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Five requests reaching commit_alone in the same turn of the loop: one round trip
-    carries the five statements (one implicit transaction), each request gets its own row
-    back, all five are committed."""
-    assert asyncio.run(db.warm_loop_connections()) >= 3  # no request waits to connect
+    """Seven requests reaching commit_alone in the same turn of the loop: the first four go
+    as soon as they are gathered (GROUP_MAX), the other three when the turn ends: two round
+    trips, each one implicit transaction; each request gets its own answer, all seven are
+    committed."""
+    assert _raw.GROUP_MAX == 4
+    _open_loop_connections(db, 7)  # no request waits to connect
     trips = _trips(monkeypatch)
     before = _group_sizes()
 
-    async def five() -> list[Any]:
+    async def seven() -> list[Any]:
         return list(
             await asyncio.gather(
-                *(_commit_alone_project(db, "group", f"r{i}") for i in (3, 1, 4, 0, 2))
+                *(_commit_alone_project(db, "group", f"r{i}") for i in (3, 1, 6, 4, 0, 5, 2))
             )
         )
 
-    assert asyncio.run(five()) == [[], [], [], [], []]
-    assert len(trips) == 1, trips  # the five (prepared first where needed), one sync point
+    assert asyncio.run(seven()) == [[]] * 7
+    assert trips == [4, 3], trips  # every statement prepared on the warm connections
     after = _group_sizes()
-    assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (1, 5, 0)
-    assert _projects_of(db, "group") == [f"r{i}" for i in range(5)]
+    assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (2, 7, 0)
+    assert _projects_of(db, "group") == [f"r{i}" for i in range(7)]
     assert len(db._loop_free) == db._loop_open
 
 
@@ -681,7 +691,7 @@ def test_a_failing_statement_splits_its_group_and_each_other_one_is_committed_al
     """One of three statements of a group fails (a duplicate project): the group's
     transaction rolls back whole, then each statement is sent again alone: the two others
     are committed, the failing one raises its own error, exactly as if sent apart."""
-    assert asyncio.run(db.warm_loop_connections()) >= 3  # no request waits to connect
+    _open_loop_connections(db, 3)  # no request waits to connect
     asyncio.run(_commit_alone_project(db, "split", "taken"))
     trips = _trips(monkeypatch)
     before = _group_sizes()
@@ -712,7 +722,7 @@ def test_a_group_whose_first_request_is_cancelled_still_answers_the_others(
     """The group runs on its first member's connection. That request cancelled while the
     group is in flight: the other members still get their answers, and the connection goes
     back to the pool (or is dropped) only once the group is done, never under it."""
-    assert asyncio.run(db.warm_loop_connections()) >= 3  # no request waits to connect
+    _open_loop_connections(db, 3)  # no request waits to connect
     real = _loopio.execute
     sent = asyncio.Event()
     release = asyncio.Event()

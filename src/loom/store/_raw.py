@@ -27,6 +27,7 @@ from loom import metrics
 from loom.store import _loopio
 
 __all__ = [
+    "GROUP_MAX",
     "SQL",
     "commit_alone",
     "end_on_loop",
@@ -298,9 +299,9 @@ def commit_alone(
     BEGIN). A failure rolls back and is raised, as for any statement.
 
     Such statements of the requests that reach this point in one turn of the event loop are
-    sent together (a *commit group*, :func:`_run_group`): one round trip and one commit for
-    all of them. ``order`` is the statement's place in a group (the rows it locks, in the
-    order every group locks them)."""
+    sent together, up to :data:`GROUP_MAX` at a time (a *commit group*, :func:`_run_group`):
+    one round trip and one commit for all of them. ``order`` is the statement's place in a
+    group (the rows it locks, in the order every group locks them)."""
     assert stmt.fast and fresh_on_loop(conn)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
@@ -309,6 +310,8 @@ def commit_alone(
         gathering = _GATHERING[loop] = []
         loop.call_soon(_start_group, loop)
     gathering.append(_Member(conn, stmt, [_param(p) for p in params], order, future))
+    if len(gathering) >= GROUP_MAX:
+        _start_group(loop)  # sent now: PostgreSQL starts on it while the turn goes on
     with _operational(stmt.qmark):
         result = _loopio.await_(future)
         dbapi: Any = conn.connection.dbapi_connection
@@ -324,6 +327,15 @@ class _Member(NamedTuple):
     order: tuple[Any, ...]
     future: asyncio.Future[Any]
 
+
+GROUP_MAX = 4
+"""A commit group is sent as soon as it holds this many statements, without waiting for the
+end of the turn. Under load one turn of the event loop starts many requests; sending the
+first ones' writes while the turn goes on lets PostgreSQL work on them in parallel with
+Loom, and a group of 4 still saves 3 of 4 round trips and commits. Measured with
+``bench/leases.py --backends postgresql`` (16 clients), claim ratio by group cap, two runs
+each: 2: 0.46, 0.46; 3: 0.54, 0.51; 4: 0.47, 0.55, 0.49, 0.57; 6: 0.52, 0.48; 8: 0.46,
+0.43; no cap (a whole turn, ~8 per group there): 0.43, 0.42."""
 
 _GATHERING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Member]] = (
     weakref.WeakKeyDictionary()
