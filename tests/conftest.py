@@ -212,6 +212,37 @@ def pytest_collection(session: pytest.Session) -> None:
     gc.disable()  # collection builds what the tests need and keeps all of it: nothing to free
 
 
+_UNGROUPED: set[str] = set()
+
+
+def _check_xdist_groups(session: pytest.Session) -> None:
+    """Under ``--dist loadgroup``, note the tests whose ``xdist_group`` mark was not applied:
+    they fail at set-up (:func:`pytest_runtest_setup`) instead of running ungrouped.
+
+    pytest-xdist groups a worker's items by renaming them (``name@group``); with pytest 9.2
+    that renaming silently stopped taking effect (pytest-dev/pytest-xdist#1386), and the
+    tests marked ``xdist_group("races")`` ran on every worker at once, beside the rest of the
+    suite, with nothing reported. This runs in each worker, after xdist's renaming. (An
+    error raised here would crash the workers without showing its message.)"""
+    if not session.config.getoption("loadgroup", default=False):
+        return
+    _UNGROUPED.update(
+        item.nodeid
+        for item in session.items
+        if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.nodeid in _UNGROUPED:
+        pytest.fail(
+            "--dist loadgroup ignored this test's xdist_group mark: this pytest and"
+            " pytest-xdist do not group tests (pytest-dev/pytest-xdist#1386); install the"
+            " versions of constraints.txt (`make test` does)",
+            pytrace=False,
+        )
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Keep the cyclic garbage collector off what collection built, and run it less often.
 
@@ -225,6 +256,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     to be walked again. Measured with ``gc.callbacks`` over tests/api, leases, domain and
     store on three workers: 11.3 s of collections with freezing alone, 7.6 s with both;
     without either, the whole suite spent ~28 s of its CPU in collections."""
+    _check_xdist_groups(session)
     gc.collect()
     gc.freeze()
     gc.set_threshold(7000, 10, 10)
