@@ -16,7 +16,8 @@ import pytest
 
 from conftest import ADMIN, SEED
 
-pytestmark = pytest.mark.slow
+# One worker runs both tests, so the module's wheel and sdist (`dist`) are built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("release")]
 
 ROOT = Path(__file__).resolve().parents[1]
 _LISTEN = re.compile(r"loom: listening on (http://\S+)")
