@@ -13,10 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from loom.settings import Settings
 
 ADMIN = "bench-admin-token"
 SEED = "bench-seed"
@@ -181,6 +185,20 @@ def pg_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def settings(data_dir: Path, database_url: str) -> Settings:
+    """The settings of an in-process app (no ``loom serve``) with the benchmarks' tokens."""
+    from pydantic import SecretStr
+
+    from loom.settings import Settings
+
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        admin_tokens=(SecretStr(ADMIN),),
+        token_seed=SecretStr(SEED),
+    )
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -23,17 +23,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from pydantic import SecretStr
+from _harness import ADMIN, SEED
+from _harness import settings as bench_settings
 from starlette.requests import Request
 
 from loom.api.auth import derive_project_token
 from loom.service._context import ServiceContext
-from loom.settings import Settings
 from loom.store import migrate
 from loom.store.engine import Database
 
-ADMIN = "bench-admin-token"
-SEED = "bench-seed"
 ORG, REPO, CHANGE = "bench", "auth", "001-01_bench"
 
 
@@ -70,12 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="loom-bench-auth-"))
     url = f"sqlite:///{tmp / 'loom.db'}"
-    settings = Settings(
-        data_dir=tmp,
-        database_url=url,
-        admin_tokens=(SecretStr(ADMIN),),
-        token_seed=SecretStr(SEED),
-    )
+    settings = bench_settings(tmp, url)
     db = Database(url)
     migrate.upgrade(db)
     ctx = ServiceContext(db)
