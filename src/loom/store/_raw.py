@@ -172,22 +172,16 @@ def _on_loop(
     conn: Connection,
     pending: list[tuple[SQL, list[bytes | None]]],
     last: bytes | None,
-    *,
-    implicit: bool = False,
 ) -> list[Any]:
     """Send ``pending`` statements (each by name, prepared first where needed), then
     ``last`` (a plain command such as COMMIT) if any, in one round trip awaited on the loop,
-    with BEGIN first when no transaction is open (``implicit``: never; on an idle
-    connection the statements are then one transaction of their own, committed by
-    PostgreSQL before it answers); returns the results after BEGIN's, checked: the first
-    failure is raised."""
+    with BEGIN first when no transaction is open; returns the results after BEGIN's,
+    checked: the first failure is raised."""
     dbapi: Any = conn.connection.dbapi_connection
     pg = dbapi.pgconn
     encoding = dbapi.info.encoding
     names = _prepared(dbapi)
-    begin = (
-        not implicit and pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit
-    )
+    begin = pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit
     statements, prepares, ran = _statements(names, pending, begin=begin)
     if last is not None:
         statements.append((last, []))
