@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import weakref
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import psycopg
@@ -293,7 +293,7 @@ def commit_alone(
     BEGIN). A failure rolls back and is raised, as for any statement.
 
     Such statements of the requests that reach this point in one turn of the event loop are
-    sent together, up to :data:`GROUP_MAX` at a time (a *commit group*, :func:`_run_group`):
+    sent together, up to :data:`GROUP_MAX` at a time (a *commit group*, :func:`_group_answered`):
     one round trip and one commit for all of them. ``order`` is the statement's place in a
     group (the rows it locks, in the order every group locks them)."""
     assert stmt.fast and fresh_on_loop(conn)
@@ -337,97 +337,135 @@ _GATHERING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Member]] 
 """Per event loop: the :func:`commit_alone` statements of this turn, not sent yet."""
 
 _GROUP_TASK = "loom_commit_group"
-"""Key in a connection's ``info``: the commit group running on it (:func:`group_running`)."""
+"""Key in a connection's ``info``: the end of the commit group running on it (a future,
+:func:`group_running`)."""
 
 
-def group_running(conn: Connection) -> asyncio.Task[None] | None:
-    """The commit group still running on ``conn``, if any: the connection must not be given
-    back (or closed) before it ends, even if its own request was cancelled meanwhile."""
-    task: asyncio.Task[None] | None = conn.info.get(_GROUP_TASK)
-    return None if task is None or task.done() else task
+def group_running(conn: Connection) -> asyncio.Future[None] | None:
+    """The end of the commit group still running on ``conn``, if any: the connection must
+    not be given back (or closed) before it, even if its own request was cancelled
+    meanwhile."""
+    end: asyncio.Future[None] | None = conn.info.get(_GROUP_TASK)
+    return None if end is None or end.done() else end
 
 
 def _start_group(loop: asyncio.AbstractEventLoop) -> None:
     """Send the statements gathered in the turn that just ended (here, not one more turn
-    later in a task: under load a turn of the loop is many requests' work), then read their
-    answers in a task."""
+    later in a task: under load a turn of the loop is many requests' work); their answers
+    are handed out by :func:`_group_answered` as soon as they arrive."""
     members = [m for m in _GATHERING.pop(loop, None) or () if not m.future.done()]
     if not members:
         return
     owner = members[0].conn  # every member's connection is idle; this one does the work
     members.sort(key=lambda m: m.order)
     try:
-        first = _send_group(owner, members)
+        sent = _send_group(owner, members)
     except Exception as exc:  # nothing was sent, or the connection is lost
         for member in members:
             if not member.future.done():
                 member.future.set_exception(exc)
         return
-    owner.info[_GROUP_TASK] = loop.create_task(_run_group(owner, members, first))
+    end: asyncio.Future[None] = loop.create_future()
+    owner.info[_GROUP_TASK] = end
+    sent.answers.add_done_callback(lambda _: _group_answered(owner, members, sent, end))
 
 
-async def _run_group(
-    owner: Connection, members: list[_Member], first: Awaitable[list[Any]]
+class _Sent(NamedTuple):
+    """A commit group's statements, sent: the future of the round trip's answers, and how
+    to read them."""
+
+    answers: asyncio.Future[list[Any]]
+    names: dict[bytes, bytes]
+    prepares: list[tuple[int, bytes, bytes]]
+    ran: list[int]
+
+    def results(self) -> list[Any]:
+        """Each member's result (the answers must be in)."""
+        answers = self.answers.result()
+        _note_prepared(self.names, answers, self.prepares)
+        return [answers[index] for index in self.ran]
+
+
+def _send_group(owner: Connection, members: list[_Member]) -> _Sent:
+    """Send the members' statements on ``owner``'s connection now."""
+    dbapi: Any = owner.connection.dbapi_connection
+    names = _prepared(dbapi)
+    statements, prepares, ran = _statements(names, [(m.stmt, m.values) for m in members])
+    answers = asyncio.ensure_future(_loopio.execute(dbapi.pgconn, statements))
+    return _Sent(answers, names, prepares, ran)
+
+
+def _group_answered(
+    owner: Connection, members: list[_Member], sent: _Sent, end: asyncio.Future[None]
 ) -> None:
-    """Hand each member the result of its statement, sent on ``owner``'s connection
-    (``first``: the answers of the first sending, all members together).
+    """Hand each member the result of its statement, sent on ``owner``'s connection.
 
     Several: in one pipeline with one sync point and no BEGIN, so they are one implicit
     transaction, committed by PostgreSQL at the sync point before it answers (one round
     trip, one WAL flush), each statement with its own snapshot (READ COMMITTED) as if sent
     apart. They run in ``order`` (each takes its change row's lock; groups take them in the
     same order, so two groups never deadlock). If any fails, the whole group was rolled
-    back, nothing of it is committed, and each statement is sent again alone: every caller
-    gets exactly the outcome it would have had alone. A lost connection fails every member
-    whose statement had not come back."""
-    done: list[Any] = []  # the results so far, in ``members`` order
+    back, nothing of it is committed, and each statement is sent again alone
+    (:func:`_split_group`): every caller gets exactly the outcome it would have had alone.
+    A lost connection fails every member."""
     try:
-        results = await first
-        if all(result.status in _OK for result in results):
-            done = results
-            metrics.DB_COMMIT_GROUPS.observe(len(members))
-            return
-        if len(members) == 1:
-            done = results  # its own failure, as if sent alone: it was
-            metrics.DB_COMMIT_GROUPS.observe(1)
-            return
+        results = sent.results()
+    except BaseException as exc:
+        _end_group(owner, members, [], end, exc)
+        return
+    if len(members) > 1 and not all(result.status in _OK for result in results):
         metrics.DB_COMMIT_GROUPS_SPLIT.inc()
-        for member in members:  # one by one: the group was rolled back
-            done.extend(await _send_group(owner, [member]))
+        task = asyncio.get_running_loop().create_task(_split_group(owner, members, end))
+        end.add_done_callback(lambda _: task.done())  # holds the task until it ends
+        return
+    metrics.DB_COMMIT_GROUPS.observe(len(members))  # one member's failure is its own
+    _end_group(owner, members, results, end, None)
+
+
+async def _split_group(
+    owner: Connection, members: list[_Member], end: asyncio.Future[None]
+) -> None:
+    """The group was rolled back: send each member's statement again, alone, in order."""
+    done: list[Any] = []
+    try:
+        for member in members:
+            sent = _send_group(owner, [member])
+            await sent.answers
+            done.extend(sent.results())
             metrics.DB_COMMIT_GROUPS.observe(1)
     except BaseException as exc:
-        failure = (
-            exc
-            if isinstance(exc, Exception)
+        _end_group(owner, members, done, end, exc)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    _end_group(owner, members, done, end, None)
+
+
+def _end_group(
+    owner: Connection,
+    members: list[_Member],
+    done: list[Any],
+    end: asyncio.Future[None],
+    failure: BaseException | None,
+) -> None:
+    """Answer the members: those in ``done`` with their result, the others with
+    ``failure``. The group's end is marked first: an answered request goes on at once (its
+    COMMIT, its next statement), and the first member's connection is the one the group
+    used."""
+    owner.info.pop(_GROUP_TASK, None)
+    if not end.done():
+        end.set_result(None)
+    if failure is not None:
+        error = (
+            failure
+            if isinstance(failure, Exception)
             else psycopg.OperationalError("the connection's commit group was interrupted")
         )
         for member in members[len(done) :]:
             if not member.future.done():
-                member.future.set_exception(failure)
-        if not isinstance(exc, Exception):
-            raise
-    finally:
-        # Answered only now: an answered request goes on at once (its COMMIT, its next
-        # statement), and the first member's connection is the one this group used.
-        owner.info.pop(_GROUP_TASK, None)
-        for member, result in zip(members, done, strict=False):
-            _deliver(member, result)
-
-
-def _send_group(owner: Connection, members: list[_Member]) -> Awaitable[list[Any]]:
-    """Send the members' statements on ``owner``'s connection now; the awaitable reads
-    their results (one per member)."""
-    dbapi: Any = owner.connection.dbapi_connection
-    names = _prepared(dbapi)
-    statements, prepares, ran = _statements(names, [(m.stmt, m.values) for m in members])
-    sent = _loopio.execute(dbapi.pgconn, statements)
-
-    async def results() -> list[Any]:
-        answers = await sent
-        _note_prepared(names, answers, prepares)
-        return [answers[index] for index in ran]
-
-    return results()
+                member.future.set_exception(error)
+    for member, result in zip(members, done, strict=False):
+        _deliver(member, result)
 
 
 def _deliver(member: _Member, result: Any) -> None:
