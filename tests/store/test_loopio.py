@@ -43,6 +43,7 @@ def test_greenlets_are_reused_and_each_call_keeps_its_own_outcome_and_context() 
         again = await asyncio.gather(*(call(str(i), False) for i in range(6, 9)))
         return [*first, *again], pooled
 
+    _loopio._POOL.idle.clear()  # (this thread's earlier tests may have left some)
     answers, pooled = asyncio.run(scenario())
     assert answers == [
         "failed 0 (seen 0)",
