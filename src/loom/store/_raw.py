@@ -179,7 +179,6 @@ def _on_loop(
     checked: the first failure is raised."""
     dbapi: Any = conn.connection.dbapi_connection
     pg = dbapi.pgconn
-    encoding = dbapi.info.encoding
     names = _prepared(dbapi)
     begin = pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit
     statements, prepares, ran = _statements(names, pending, begin=begin)
@@ -189,7 +188,7 @@ def _on_loop(
     results = _loopio.await_(_loopio.execute(pg, statements))
     _note_prepared(names, results, prepares)
     for result in results:
-        _check(result, encoding)
+        _check(result, dbapi)
     return [results[index] for index in ran]
 
 
@@ -261,17 +260,16 @@ def _pg_fast_on(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
         return _on_loop(conn, [*pending, (stmt, values)], None)[-1]
     dbapi: Any = conn.connection.dbapi_connection
     pg = dbapi.pgconn
-    encoding = dbapi.info.encoding
     if pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit:
-        _check(pg.exec_(b"BEGIN"), encoding)
+        _check(pg.exec_(b"BEGIN"), dbapi)
     names = _prepared(dbapi)
     name, prepare = _name_for(names, stmt)
     if name is None:
-        return _check(pg.exec_params(stmt.dollar, values), encoding)
+        return _check(pg.exec_params(stmt.dollar, values), dbapi)
     if prepare:
-        _check(pg.prepare(name, stmt.dollar), encoding)
+        _check(pg.prepare(name, stmt.dollar), dbapi)
         names[stmt.dollar] = name
-    return _check(pg.exec_prepared(name, values), encoding)
+    return _check(pg.exec_prepared(name, values), dbapi)
 
 
 def fresh_on_loop(conn: Connection) -> bool:
@@ -296,7 +294,7 @@ def commit_alone(
     sent together, up to :data:`GROUP_MAX` at a time (a *commit group*, :func:`_group_answered`):
     one round trip and one commit for all of them. ``order`` is the statement's place in a
     group (the rows it locks, in the order every group locks them)."""
-    assert stmt.fast and fresh_on_loop(conn)
+    assert stmt.fast  # (fresh_on_loop is the caller's check: it costs a few lookups)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
     gathering = _GATHERING.get(loop)
@@ -309,7 +307,7 @@ def commit_alone(
     with _operational(stmt.qmark):
         result = _loopio.await_(future)
         dbapi: Any = conn.connection.dbapi_connection
-        return _pg_rows(_check(result, dbapi.info.encoding))
+        return _pg_rows(_check(result, dbapi))
 
 
 class _Member(NamedTuple):
@@ -489,9 +487,11 @@ def end_on_loop(conn: Connection, *, commit: bool) -> None:
         _on_loop(conn, pending or [], command)
 
 
-def _check(result: Any, encoding: str) -> Any:
+def _check(result: Any, dbapi: Any) -> Any:
+    """``result``, or its error raised (decoded in the encoding of ``dbapi``, the psycopg
+    connection: looked up only then, it costs a lookup per call)."""
     if result.status not in _OK:
-        raise pg_errors.error_from_result(result, encoding=encoding)
+        raise pg_errors.error_from_result(result, encoding=dbapi.info.encoding)
     return result
 
 
