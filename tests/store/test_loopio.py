@@ -129,3 +129,26 @@ def test_a_cancelled_round_trip_stops_watching_the_socket(pg: Any) -> None:
         return pending.cancelled(), watched
 
     assert asyncio.run(scenario()) == (True, False)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_round_trip_on_a_connection_postgresql_terminated_fails_instead_of_hanging(
+    pg: Any, pg_url: str, loop_kind: str
+) -> None:
+    """PostgreSQL terminated the session while it was idle (a restart, a pooler, an
+    administrator): its farewell is read first, the end of the stream later. uvloop's libuv
+    stops watching a socket that reported an error after one callback, so a reader that is
+    not armed again waits for ever; the round trip must fail (the caller answers 503 and
+    drops the connection)."""
+    import uvloop
+
+    url = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pg.backend_pid,))
+
+    async def scenario() -> None:
+        await asyncio.sleep(0.1)  # the farewell and the end of the stream have arrived
+        with pytest.raises(psycopg.OperationalError, match="terminat"):
+            await asyncio.wait_for(_loopio.execute(pg, [(b"SELECT 1", [])]), 10)
+
+    (uvloop.run if loop_kind == "uvloop" else asyncio.run)(scenario())

@@ -13,7 +13,7 @@ wake-up delays an event, never loses it.
 Several processes on one PostgreSQL (``serve --workers N``, several hosts) tell each other
 with ``NOTIFY loom_events, '<project ids>'``, sent after commit by one notifier task per
 process (coalesced, off the write path), and heard by one ``LISTEN`` task per process, both
-on the event loop.
+on the event loop (``service.events.event_relay``, :mod:`loom.store.relay`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ __all__ = ["Filters", "Hub", "Item", "Page", "Subscriber", "encode_frame"]
 
 _log = logging.getLogger("loom.stream")
 _PAGE = 500
-CHANNEL = "loom_events"
 
 
 class Filters(NamedTuple):
@@ -142,15 +141,15 @@ class Hub:
         self._channels: dict[Project, _Channel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._pg: _PgRelay | None = None
+        self._pg: events_service.EventRelay | None = None
 
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        if self.ctx.db.kind == "postgresql":
-            self._pg = _PgRelay(self.ctx.db.url, self.wake, app_name=self.ctx.db.application_name)
+        self._pg = events_service.event_relay(self.ctx, self.wake)
+        if self._pg is not None:
             self._pg.start()
         self.ctx.db.on_events = self.on_commit
         self._beat_task = asyncio.create_task(self._beat())
@@ -329,105 +328,3 @@ class Hub:
             self.dropped += 1
         if sub.task is not None:
             sub.task.cancel()
-
-
-class _PgRelay:
-    """PostgreSQL: ``NOTIFY`` other processes of this one's commits, ``LISTEN`` for theirs.
-
-    Two tasks on the server's event loop, each with an asynchronous connection of its own.
-    They were threads: every NOTIFY then woke two of them (the notifier, and the listener
-    hearing its own process's notification), and each wake-up took the interpreter from the
-    loop thread, which under load cost more server CPU per lease request than the request's
-    own database work."""
-
-    def __init__(
-        self, sqlalchemy_url: str, wake: Callable[[Iterable[int] | None], None], *, app_name: str
-    ) -> None:
-        from sqlalchemy.engine import make_url
-
-        self._dsn = (
-            make_url(sqlalchemy_url)
-            .set(drivername="postgresql")
-            .render_as_string(hide_password=False)
-        )
-        self._wake = wake
-        # Every session of this process carries the process's name (loom.store.engine).
-        self._app_name = app_name
-        self._dirty: set[int] = set()
-        self._dirty_lock = threading.Lock()  # mark() runs in whichever thread committed
-        self._pending = asyncio.Event()
-        self._own_pid: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def start(self) -> None:
-        """Start both tasks (called on the event loop)."""
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._tasks = [
-            asyncio.create_task(self._notify_loop(), name="loom-notify"),
-            asyncio.create_task(self._listen_loop(), name="loom-listen"),
-        ]
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def mark(self, pids: set[int]) -> None:
-        """Tell the other processes about ``pids`` (from any thread)."""
-        with self._dirty_lock:
-            self._dirty |= pids
-        if threading.get_ident() == self._loop_thread:
-            self._pending.set()
-        elif self._loop is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                self._loop.call_soon_threadsafe(self._pending.set)
-
-    async def _connect(self) -> Any:
-        import psycopg
-
-        return await psycopg.AsyncConnection.connect(
-            self._dsn, autocommit=True, application_name=self._app_name
-        )
-
-    async def _notify_loop(self) -> None:
-        while True:
-            try:
-                async with await self._connect() as conn:
-                    self._own_pid = conn.info.backend_pid
-                    while True:
-                        await self._pending.wait()
-                        self._pending.clear()
-                        with self._dirty_lock:
-                            pids, self._dirty = self._dirty, set()
-                        if pids:
-                            payload = ",".join(str(p) for p in sorted(pids))
-                            try:
-                                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-                            except Exception:  # sent again on the next connection
-                                self.mark(pids)
-                                raise
-                            # At most ~one NOTIFY per 10 ms: a burst of commits is one wake-up.
-                            await asyncio.sleep(0.01)
-            except Exception:  # reconnect; listeners re-read on their timer meanwhile
-                _log.warning("event stream NOTIFY connection failed", exc_info=True)
-                await asyncio.sleep(1.0)
-
-    async def _listen_loop(self) -> None:
-        while True:
-            try:
-                async with await self._connect() as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    self._wake(None)  # (re)connected: anything may have been missed
-                    async for note in conn.notifies():
-                        if note.pid == self._own_pid:
-                            continue
-                        pids = [int(p) for p in note.payload.split(",") if p.isdigit()]
-                        self._wake(pids or None)
-            except Exception:
-                _log.warning("event stream LISTEN connection failed", exc_info=True)
-                await asyncio.sleep(1.0)

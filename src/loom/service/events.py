@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from loom import metrics
@@ -25,8 +25,16 @@ from loom.store.events import (
     publish_events,
     vacuum_events,
 )
+from loom.store.relay import PgRelay as EventRelay
 
-__all__ = ["events_about", "ingest_events", "latest_event", "read_events"]
+__all__ = [
+    "EventRelay",
+    "event_relay",
+    "events_about",
+    "ingest_events",
+    "latest_event",
+    "read_events",
+]
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _log = logging.getLogger("loom.events")
@@ -185,3 +193,15 @@ def _published(ctx: ServiceContext, project: Project) -> int | None:
     if pid is not None and ctx.db.kind == "postgresql":
         _publish(ctx, pid)
     return pid
+
+
+def event_relay(
+    ctx: ServiceContext, wake: Callable[[Iterable[int] | None], None]
+) -> EventRelay | None:
+    """PostgreSQL: this server process's relay of event wake-ups to and from the other
+    processes on the database (``NOTIFY``/``LISTEN``; :meth:`EventRelay.start` it on the
+    event loop); ``wake`` gets the project ids another process appended events to (None:
+    any). SQLite: None (one server process per database file)."""
+    if ctx.db.kind != "postgresql":
+        return None
+    return EventRelay(ctx.db.url, wake, app_name=ctx.db.application_name)

@@ -177,7 +177,12 @@ class _Exchange:
                     break
                 self._results.append(result)
             else:
-                return  # more to come
+                # More to come. Watch the socket again: libuv stops watching a socket that
+                # reported an error (a connection PostgreSQL terminated: its last message
+                # read here, the end of the stream still to come), and calls no one again.
+                self._loop.remove_reader(self._fd)
+                self._loop.add_reader(self._fd, self._readable)
+                return
             self._stop()
             if self._pipeline:
                 pg.exit_pipeline_mode()
