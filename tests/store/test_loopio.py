@@ -152,3 +152,15 @@ def test_a_round_trip_on_a_connection_postgresql_terminated_fails_instead_of_han
             await asyncio.wait_for(_loopio.execute(pg, [(b"SELECT 1", [])]), 10)
 
     (uvloop.run if loop_kind == "uvloop" else asyncio.run)(scenario())
+
+
+def test_a_statement_larger_than_the_socket_buffer_is_sent_while_the_loop_runs(pg: Any) -> None:
+    """libpq cannot hand the kernel 16 MB at once: the rest is sent as the socket drains (the
+    writer callback), and the result read after that."""
+    big = b"x" * (16 * 1024 * 1024)
+
+    async def scenario() -> bytes:
+        (result,) = await _loopio.execute(pg, [(b"SELECT length($1::text)", [big])])
+        return bytes(result.get_value(0, 0))
+
+    assert asyncio.run(scenario()) == str(len(big)).encode()

@@ -155,8 +155,10 @@ class _Exchange:
 
     def _writable(self) -> None:
         try:
-            if self._pg.flush():
-                return  # more to send
+            if self._pg.flush():  # more to send: watch again (see _readable)
+                self._loop.remove_writer(self._fd)
+                self._loop.add_writer(self._fd, self._writable)
+                return
         except BaseException as exc:
             self._fail(exc)
             return
