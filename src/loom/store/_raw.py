@@ -414,10 +414,15 @@ def _group_answered(
     if len(members) > 1 and not all(result.status in _OK for result in results):
         metrics.DB_COMMIT_GROUPS_SPLIT.inc()
         task = asyncio.get_running_loop().create_task(_split_group(owner, members, end))
-        end.add_done_callback(lambda _: task.done())  # holds the task until it ends
+        _SPLITTING.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(_SPLITTING.discard)
         return
     metrics.DB_COMMIT_GROUPS.observe(len(members))  # one member's failure is its own
     _end_group(owner, members, results, end, None)
+
+
+_SPLITTING: set[asyncio.Task[None]] = set()
+"""The :func:`_split_group` tasks running (held here until they end)."""
 
 
 async def _split_group(
