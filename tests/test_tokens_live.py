@@ -217,6 +217,10 @@ def test_metrics_add_up_across_two_workers(workers2: LiveServer) -> None:
         headers=writer,
     )
     assert batch.status_code == 200, batch.text
+    # Which worker accepts a connection is the kernel's choice: under load one worker can
+    # take all of the above. Both must have answered before the scrape, for the per-process
+    # gauge below to be checked (a route counted by no assertion here).
+    until_both_workers(server, "200", lambda c: c.get(f"{P}/changes", headers=writer))
     after = scrape(server)
 
     route = "/api/v1/projects/{org}/{repo}/changes/{change_id}/claim"
