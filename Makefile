@@ -57,8 +57,8 @@ XDIST ?= -n 3 --dist loadgroup
 # The test run's scratch files (~400 MB a run: SQLite databases, servers' data folders, the
 # release wheel; pytest keeps the last three runs) go to RAM, in /dev/shm, when it is a
 # tmpfs with 4 GB free and TMPDIR is not set. On this machine's disk (ext4 mounted with
-# `discard`) pytest spent ~5 s at the end of every run deleting the run before last (~23,000
-# files, ~90 us an unlink), and every SQLite commit of every test was an fsync to the disk.
+# `discard`) pytest spent 5.5 s (cProfile) at the end of a run deleting the run before last
+# (23,269 files, ~90 us an unlink); SQLite's checkpoints were fsyncs to the disk.
 ifeq ($(origin TMPDIR),undefined)
 ifeq ($(shell df -Pk -t tmpfs /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 > 4000000 {print "ok"}'),ok)
 test pytest test-fast explore: export TMPDIR := /dev/shm/loom-tests-$(shell id -u)
