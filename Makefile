@@ -28,7 +28,7 @@ serve: $(STAMP)
 ## The checks run alongside pytest (their ~8 s of CPU fits in the suite's waits); their output
 ## is printed after the tests', and a failure of either fails the target.
 test: $(STAMP)
-	@if [ -n "$$TMPDIR" ]; then mkdir -p "$$TMPDIR"; fi
+	@if [ -n "$$TMPDIR" ]; then mkdir -p -m 700 "$$TMPDIR"; fi
 	@checks_log=$$(mktemp); \
 	$(MAKE) --no-print-directory -j 3 --output-sync=target lint typecheck walls >"$$checks_log" 2>&1 & checks=$$!; \
 	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS); tests_rc=$$?; \
@@ -66,19 +66,19 @@ endif
 endif
 
 pytest: $(STAMP)
-	@if [ -n "$$TMPDIR" ]; then mkdir -p "$$TMPDIR"; fi
+	@if [ -n "$$TMPDIR" ]; then mkdir -p -m 700 "$$TMPDIR"; fi
 	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 ## The inner loop: lint, types, walls and every test not marked slow (no real-server races,
 ## no fuzzing), on three workers.
 test-fast: $(STAMP) lint typecheck walls
-	@if [ -n "$$TMPDIR" ]; then mkdir -p "$$TMPDIR"; fi
+	@if [ -n "$$TMPDIR" ]; then mkdir -p -m 700 "$$TMPDIR"; fi
 	$(BIN)/pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 ## Hunt for new failures: every property and state-machine test, random seeds, 10x budgets
 ## (hypothesis profile `explore`; `make test` uses `dev`, or the derandomized `ci` when CI is set).
 explore: $(STAMP)
-	@if [ -n "$$TMPDIR" ]; then mkdir -p "$$TMPDIR"; fi
+	@if [ -n "$$TMPDIR" ]; then mkdir -p -m 700 "$$TMPDIR"; fi
 	HYPOTHESIS_PROFILE=explore $(BIN)/pytest -m hypothesis $(PYTEST_ARGS)
 
 ## Run every benchmark (prints its figures; see BENCHMARKS.md). Starts its own servers.
