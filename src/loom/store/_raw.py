@@ -29,6 +29,7 @@ from loom.store import _loopio
 __all__ = [
     "GROUP_MAX",
     "SQL",
+    "checked",
     "commit_alone",
     "end_on_loop",
     "execute",
@@ -188,7 +189,7 @@ def _on_loop(
     results = _loopio.await_(_loopio.execute(pg, statements))
     _note_prepared(names, results, prepares)
     for result in results:
-        _check(result, dbapi)
+        checked(result, dbapi)
     return [results[index] for index in ran]
 
 
@@ -261,15 +262,15 @@ def _pg_fast_on(conn: Connection, stmt: SQL, params: Sequence[Any]) -> Any:
     dbapi: Any = conn.connection.dbapi_connection
     pg = dbapi.pgconn
     if pg.transaction_status == TransactionStatus.IDLE and not dbapi.autocommit:
-        _check(pg.exec_(b"BEGIN"), dbapi)
+        checked(pg.exec_(b"BEGIN"), dbapi)
     names = _prepared(dbapi)
     name, prepare = _name_for(names, stmt)
     if name is None:
-        return _check(pg.exec_params(stmt.dollar, values), dbapi)
+        return checked(pg.exec_params(stmt.dollar, values), dbapi)
     if prepare:
-        _check(pg.prepare(name, stmt.dollar), dbapi)
+        checked(pg.prepare(name, stmt.dollar), dbapi)
         names[stmt.dollar] = name
-    return _check(pg.exec_prepared(name, values), dbapi)
+    return checked(pg.exec_prepared(name, values), dbapi)
 
 
 def fresh_on_loop(conn: Connection) -> bool:
@@ -307,7 +308,7 @@ def commit_alone(
     with _operational(stmt.qmark):
         result = _loopio.await_(future)
         dbapi: Any = conn.connection.dbapi_connection
-        return _pg_rows(_check(result, dbapi))
+        return _pg_rows(checked(result, dbapi))
 
 
 class _Member(NamedTuple):
@@ -492,7 +493,7 @@ def end_on_loop(conn: Connection, *, commit: bool) -> None:
         _on_loop(conn, pending or [], command)
 
 
-def _check(result: Any, dbapi: Any) -> Any:
+def checked(result: Any, dbapi: Any) -> Any:
     """``result``, or its error raised (decoded in the encoding of ``dbapi``, the psycopg
     connection: looked up only then, it costs a lookup per call)."""
     if result.status not in _OK:

@@ -24,10 +24,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from psycopg import errors as pg_errors
-from psycopg.pq import ExecStatus
-
-from loom.store import _loopio
+from loom.store import _loopio, _raw
 
 __all__ = ["CHANNEL", "NOTIFY_EVERY", "PgRelay"]
 
@@ -114,7 +111,7 @@ class PgRelay:
                         if pids:
                             payload = ",".join(str(p) for p in sorted(pids)).encode()
                             try:
-                                await _run(pg, (_NOTIFY, [CHANNEL.encode(), payload]))
+                                await _run(conn, (_NOTIFY, [CHANNEL.encode(), payload]))
                             except Exception:  # sent again on the next connection
                                 self.mark(pids)
                                 raise
@@ -128,7 +125,7 @@ class PgRelay:
             try:
                 async with await self._connect() as conn:
                     pg = conn.pgconn
-                    await _run(pg, (_LISTEN, []))
+                    await _run(conn, (_LISTEN, []))
                     self._wake(None)  # (re)connected: anything may have been missed
                     await self._hear(pg)
             except Exception:
@@ -173,8 +170,8 @@ class PgRelay:
             loop.remove_reader(fd)
 
 
-async def _run(pg: Any, statement: tuple[bytes, list[bytes | None]]) -> None:
-    """Run one statement on ``pg`` without blocking the loop; raise its error."""
-    (result,) = await _loopio.execute(pg, [statement])
-    if result.status not in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
-        raise pg_errors.error_from_result(result)
+async def _run(conn: Any, statement: tuple[bytes, list[bytes | None]]) -> None:
+    """Run one statement on the psycopg connection ``conn`` without blocking the loop;
+    raise its error."""
+    (result,) = await _loopio.execute(conn.pgconn, [statement])
+    _raw.checked(result, conn)
